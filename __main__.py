@@ -1,0 +1,20 @@
+"""k3s-ha: one HA K3s cluster per stack. Reads stack config, builds the cluster, exports outputs."""
+
+import sys
+from pathlib import Path
+
+import pulumi
+
+sys.path.insert(0, str(Path(__file__).parent / "components"))
+
+from k3s_ha import K3sCluster  # noqa: E402
+from k3s_ha.config import cluster_args_from_config  # noqa: E402
+
+cluster = K3sCluster(pulumi.get_stack(), cluster_args_from_config(pulumi.Config()))
+
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("apiEndpoint", cluster.api_endpoint)
+pulumi.export("serverPublicIps", cluster.server_public_ips)
+pulumi.export("serverPrivateIps", cluster.server_private_ips)
+pulumi.export("agentPublicIps", cluster.agent_public_ips)
+pulumi.export("agentPrivateIps", cluster.agent_private_ips)

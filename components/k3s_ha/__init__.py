@@ -1,0 +1,17 @@
+"""k3s-ha: highly available K3s clusters (embedded etcd) with Pulumi."""
+
+from .bootstrap import HostArgs, K3sBootstrap, K3sBootstrapArgs, SshArgs
+from .cluster import K3sCluster, K3sClusterArgs
+from .errors import ConfigError
+from .versions import DEFAULT_K3S_VERSION
+
+__all__ = [
+    "ConfigError",
+    "DEFAULT_K3S_VERSION",
+    "HostArgs",
+    "K3sBootstrap",
+    "K3sBootstrapArgs",
+    "K3sCluster",
+    "K3sClusterArgs",
+    "SshArgs",
+]

@@ -1,0 +1,44 @@
+"""Step 3: agents join once every server has, all at the same time.
+
+Agents do not touch etcd membership, so they need no ordering among themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_command as command
+
+from . import node_config
+from .plan import BootstrapPlan
+from .remote import Node, run_script
+
+
+def start_agents(
+    plan: BootstrapPlan,
+    nodes: Sequence[Node],
+    installs: Sequence[command.remote.Command],
+    last_server: command.remote.Command,
+    parent: pulumi.Resource,
+) -> list[command.remote.Command]:
+    config = pulumi.Output.secret(
+        pulumi.Output.all(plan.agent_token, plan.registration_address).apply(
+            lambda values: node_config.agent_config(
+                agent_token=values[0], join_address=values[1], extra=plan.agent_extra
+            )
+        )
+    )
+    return [
+        run_script(
+            f"{plan.name}-{node.name}-start",
+            node,
+            "start-agent",
+            plan.start_params(),
+            parent=parent,
+            depends_on=[installed, last_server],
+            stdin=config,
+            timeout=plan.command_timeout,
+        )
+        for node, installed in zip(nodes, installs)
+    ]

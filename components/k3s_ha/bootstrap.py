@@ -1,0 +1,211 @@
+"""K3sBootstrap: turn a list of reachable hosts into an HA K3s cluster.
+
+It owns the cluster token and the ordered remote steps, and knows nothing about clouds, so
+the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud.
+Order, one file per step: install.py (all nodes, parallel) -> init_server.py ->
+join_servers.py (one at a time) -> agents.py (parallel) -> kubeconfig.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, TypedDict
+
+import pulumi
+import pulumi_command as command
+import pulumi_random as random
+from typing_extensions import NotRequired
+
+from . import validation
+from .agents import start_agents
+from .init_server import start_init_server
+from .install import install
+from .join_servers import join_servers_in_turn
+from .kubeconfig import fetch_kubeconfig
+from .plan import BootstrapPlan
+from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node
+from .versions import DEFAULT_K3S_VERSION
+
+DEFAULT_READY_TIMEOUT_SECONDS = 600
+DEFAULT_INSTALL_URL = "https://get.k3s.io"
+TOKEN_LENGTH = 48
+
+
+class HostArgs(TypedDict):
+    """One machine the bootstrap installs K3s on."""
+
+    name: str
+    """Logical name, unique in the cluster (a lower-case DNS label such as `server-0`); it names
+    this host's commands, so keep it stable."""
+    address: pulumi.Input[str]
+    """Where Pulumi reaches the host over SSH (a public address, or a private one behind `proxy`)."""
+    private_address: NotRequired[pulumi.Input[str]]
+    """Where the other nodes reach it; defaults to `address`."""
+    replace_on: NotRequired[pulumi.Input[str]]
+    """A value that changes when the machine is a new one (an instance id): the host's steps are
+    replaced, so a new machine gets a fresh install and join."""
+
+
+class SshArgs(TypedDict):
+    """How Pulumi logs in to every host."""
+
+    user: pulumi.Input[str]
+    """The login user; it needs passwordless sudo (`ubuntu` on Ubuntu images)."""
+    private_key: pulumi.Input[str]
+    """The private key, as a secret."""
+    proxy: NotRequired[pulumi.Input[command.remote.ProxyConnectionArgs]]
+    """A bastion to hop through, for hosts in private subnets."""
+    dial_error_limit: NotRequired[int]
+    """Failed SSH dials tolerated per step; the default (100) outlasts a booting VM."""
+
+
+class K3sBootstrapArgs(TypedDict):
+    """Inputs of a K3sBootstrap."""
+
+    servers: list[HostArgs]
+    """The servers, an odd number; the first one initialises the cluster."""
+    ssh: SshArgs
+    """SSH login shared by all hosts."""
+    agents: NotRequired[list[HostArgs]]
+    """The agents (workers); they join after every server has."""
+    k3s_version: NotRequired[str]
+    """K3s release tag, pinned, e.g. v1.36.4+k3s1."""
+    allow_dqlite: NotRequired[bool]
+    """Accept a release before v1.19.1 (deprecated Dqlite datastore, no upgrade path to etcd)."""
+    token: NotRequired[pulumi.Input[str]]
+    """Cluster (server) token, a secret; generated (48 alphanumeric characters) when unset."""
+    agent_token: NotRequired[pulumi.Input[str]]
+    """Token agents join with, which cannot join a server; generated when unset."""
+    registration_address: NotRequired[pulumi.Input[str]]
+    """Fixed address servers and agents join through (a load balancer); defaults to the first
+    server's private address. It is put in every server's certificate (tls-san)."""
+    api_address: NotRequired[pulumi.Input[str]]
+    """Address the kubeconfig points at; defaults to the registration address when one is given,
+    else the first server's `address`."""
+    tls_sans: NotRequired[list[pulumi.Input[str]]]
+    """Further names or addresses for the API certificate."""
+    server_config: NotRequired[dict[str, Any]]
+    """Further config.yaml settings for every server (identical on all of them), e.g.
+    `etcd-snapshot-retention`."""
+    agent_config: NotRequired[dict[str, Any]]
+    """Further config.yaml settings for every agent."""
+    ready_timeout_seconds: NotRequired[int]
+    """How long a node may take to become ready before its step fails (default 600)."""
+    install_url: NotRequired[str]
+    """Where the K3s installer is downloaded from (default https://get.k3s.io)."""
+
+
+def _connection(ssh: SshArgs, address: pulumi.Input[str]) -> command.remote.ConnectionArgs:
+    return command.remote.ConnectionArgs(
+        host=address,
+        user=ssh["user"],
+        private_key=pulumi.Output.secret(ssh["private_key"]),
+        proxy=ssh.get("proxy"),
+        dial_error_limit=ssh.get("dial_error_limit", DEFAULT_DIAL_ERROR_LIMIT),
+        per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
+    )
+
+
+def _checked_token(value: pulumi.Input[str], arg: str) -> pulumi.Output[str]:
+    """A token given as an Output is checked when its value is known, before any stdin uses it."""
+
+    def check(token: str) -> str:
+        validation.token(token, arg)
+        return token
+
+    return pulumi.Output.secret(pulumi.Output.from_input(value).apply(check))
+
+
+def validate_bootstrap_args(args: K3sBootstrapArgs) -> list[str]:
+    """Check every argument; return warnings to log. Raises ConfigError on bad input."""
+    servers = args.get("servers") or []
+    agents = args.get("agents") or []
+    validation.server_count(len(servers))
+    validation.unique_names([h.get("name") for h in [*servers, *agents]], "servers")
+    version = validation.k3s_version(args.get("k3s_version", DEFAULT_K3S_VERSION), bool(args.get("allow_dqlite")))
+    validation.token(args.get("token"), "token")
+    validation.token(args.get("agent_token"), "agent_token")
+    validation.positive_int(
+        args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS), "ready_timeout_seconds", "use e.g. 600"
+    )
+    ssh = args.get("ssh") or {}
+    validation.non_empty(ssh.get("user"), "ssh_user", "set the login user, e.g. ubuntu")
+    validation.non_empty(ssh.get("private_key"), "ssh_private_key", "pass the SSH private key as a secret")
+    warning = validation.version_warning(version)
+    return [warning] if warning else []
+
+
+class K3sBootstrap(pulumi.ComponentResource):
+    """Installs K3s on the given hosts in HA order and returns the admin kubeconfig."""
+
+    kubeconfig: pulumi.Output[str]
+    """Admin kubeconfig (secret), pointing at `api_address`."""
+    api_endpoint: pulumi.Output[str]
+    """https://<api address>:6443."""
+    token: pulumi.Output[str]
+    """The cluster token (secret): keep it, etcd snapshots cannot be restored without it."""
+
+    def __init__(self, name: str, args: K3sBootstrapArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        warnings = validate_bootstrap_args(args)
+        super().__init__("k3s-ha:index:K3sBootstrap", name, {}, opts)
+        for warning in warnings:
+            pulumi.log.warn(warning, resource=self)
+
+        ssh = args["ssh"]
+
+        def node(host: HostArgs) -> Node:
+            address = host["address"]
+            return Node(
+                name=host["name"],
+                connection=_connection(ssh, address),
+                address=address,
+                private_address=host.get("private_address", address),
+                replace_on=host.get("replace_on"),
+            )
+
+        servers = [node(h) for h in args["servers"]]
+        agents = [node(h) for h in args.get("agents") or []]
+        init = servers[0]
+
+        token = self._token(name, "token", args.get("token"))
+        agent_token = self._token(name, "agent-token", args.get("agent_token"))
+        registration = args.get("registration_address")
+        api_address = args.get("api_address") or registration or init.address
+        registration = registration or init.private_address
+        plan = BootstrapPlan(
+            name=name,
+            k3s_version=validation.k3s_version(args.get("k3s_version", DEFAULT_K3S_VERSION), True).tag,
+            token=token,
+            agent_token=agent_token,
+            registration_address=registration,
+            api_address=api_address,
+            tls_sans=[registration, api_address, *(args.get("tls_sans") or [])],
+            ready_timeout_seconds=args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS),
+            install_url=args.get("install_url", DEFAULT_INSTALL_URL),
+            server_extra=dict(args.get("server_config") or {}),
+            agent_extra=dict(args.get("agent_config") or {}),
+        )
+
+        server_installs = [install(plan, n, "server", self) for n in servers]
+        agent_installs = [install(plan, n, "agent", self) for n in agents]
+        init_start = start_init_server(plan, init, server_installs[0], self)
+        joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self)
+        last_server = joins[-1] if joins else init_start
+        self.server_starts = [init_start, *joins]
+        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self)
+
+        self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)
+        self.api_endpoint = pulumi.Output.concat("https://", api_address, ":6443")
+        self.token = token
+        self.register_outputs({"kubeconfig": self.kubeconfig, "api_endpoint": self.api_endpoint, "token": self.token})
+
+    def _token(self, name: str, suffix: str, given: Optional[pulumi.Input[str]]) -> pulumi.Output[str]:
+        if given is not None:
+            return _checked_token(given, suffix.replace("-", "_"))
+        password = random.RandomPassword(
+            f"{name}-{suffix}",
+            length=TOKEN_LENGTH,
+            special=False,  # no shell metacharacters
+            upper=False,  # so it can never start with K10, the secure-token prefix
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return pulumi.Output.secret(password.result)

@@ -1,0 +1,98 @@
+"""Security groups with the K3s port matrix (docs/installation/requirements.md).
+
+- 2379-2380/tcp (etcd): servers <-> servers only.
+- 8472/udp (flannel VXLAN) and 10250/tcp (kubelet): cluster nodes only.
+- 6443/tcp (API, supervisor): cluster nodes, the load balancer, and the allowed CIDRs.
+- 22/tcp: the allowed SSH CIDRs only.
+Nothing is open to the world unless a CIDR list says 0.0.0.0/0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+API_PORT = 6443
+
+
+@dataclass(frozen=True)
+class Firewall:
+    node_group: aws.ec2.SecurityGroup
+    server_group: aws.ec2.SecurityGroup
+    load_balancer_group: aws.ec2.SecurityGroup | None
+
+
+def _group(name: str, description: str, vpc_id: pulumi.Input[str], tags: Mapping[str, str], parent: pulumi.Resource):
+    group = aws.ec2.SecurityGroup(
+        name,
+        description=description,
+        vpc_id=vpc_id,
+        tags={**tags, "Name": name},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-egress",
+        security_group_id=group.id,
+        ip_protocol="-1",
+        cidr_ipv4="0.0.0.0/0",
+        description="outbound: K3s download, images, AWS APIs",
+        opts=pulumi.ResourceOptions(parent=group),
+    )
+    return group
+
+
+def allow(
+    name: str,
+    group: aws.ec2.SecurityGroup,
+    protocol: str,
+    ports: tuple[int, int],
+    description: str,
+    *,
+    source_group: aws.ec2.SecurityGroup | None = None,
+    cidr: pulumi.Input[str] | None = None,
+) -> aws.vpc.SecurityGroupIngressRule:
+    return aws.vpc.SecurityGroupIngressRule(
+        name,
+        security_group_id=group.id,
+        ip_protocol=protocol,
+        from_port=ports[0],
+        to_port=ports[1],
+        referenced_security_group_id=source_group.id if source_group is not None else None,
+        cidr_ipv4=cidr,
+        description=description,
+        opts=pulumi.ResourceOptions(parent=group),
+    )
+
+
+def build_firewall(
+    name: str,
+    vpc_id: pulumi.Input[str],
+    *,
+    ssh_cidrs: Sequence[str],
+    api_cidrs: Sequence[str],
+    load_balancer: bool,
+    tags: Mapping[str, str],
+    parent: pulumi.Resource,
+) -> Firewall:
+    nodes = _group(f"{name}-nodes", "K3s cluster nodes (servers and agents)", vpc_id, tags, parent)
+    servers = _group(f"{name}-servers", "K3s servers (API and embedded etcd)", vpc_id, tags, parent)
+    lb = _group(f"{name}-api-lb", "K3s API load balancer", vpc_id, tags, parent) if load_balancer else None
+
+    allow(f"{name}-vxlan", nodes, "udp", (8472, 8472), "flannel VXLAN between nodes", source_group=nodes)
+    allow(f"{name}-kubelet", nodes, "tcp", (10250, 10250), "kubelet between nodes", source_group=nodes)
+    allow(f"{name}-etcd", servers, "tcp", (2379, 2380), "embedded etcd between servers", source_group=servers)
+    allow(f"{name}-api-nodes", servers, "tcp", (API_PORT, API_PORT), "API/supervisor from nodes", source_group=nodes)
+    for index, cidr in enumerate(ssh_cidrs):
+        allow(f"{name}-ssh-{index}", nodes, "tcp", (22, 22), f"SSH from {cidr}", cidr=cidr)
+    # With a load balancer, admins come through it (its group holds their CIDRs);
+    # without one they reach the servers directly.
+    api_front = lb if lb is not None else servers
+    for index, cidr in enumerate(api_cidrs):
+        allow(f"{name}-api-{index}", api_front, "tcp", (API_PORT, API_PORT), f"API from {cidr}", cidr=cidr)
+    if lb is not None:
+        allow(f"{name}-api-from-lb", servers, "tcp", (API_PORT, API_PORT), "API via the load balancer", source_group=lb)
+        allow(f"{name}-lb-from-nodes", lb, "tcp", (API_PORT, API_PORT), "joins via the load balancer", source_group=nodes)
+    return Firewall(node_group=nodes, server_group=servers, load_balancer_group=lb)

@@ -1,0 +1,39 @@
+"""Read the admin kubeconfig from the first server and point it at the API address."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_command as command
+
+from .node_config import server_url
+from .plan import BootstrapPlan
+from .remote import Node, run_script
+
+LOCAL_SERVER = "https://127.0.0.1:6443"
+
+
+def rewrite_server(kubeconfig: str, api_address: str) -> str:
+    if LOCAL_SERVER not in kubeconfig:
+        raise ValueError("the kubeconfig read from the first server has no https://127.0.0.1:6443 server entry")
+    return kubeconfig.replace(LOCAL_SERVER, server_url(api_address))
+
+
+def fetch_kubeconfig(
+    plan: BootstrapPlan, node: Node, after: Sequence[pulumi.Resource], parent: pulumi.Resource
+) -> pulumi.Output[str]:
+    """The one step whose stdout holds a secret: stored encrypted and never logged."""
+    reader = run_script(
+        f"{plan.name}-kubeconfig",
+        node,
+        "print-kubeconfig",
+        {},
+        parent=parent,
+        depends_on=after,
+        timeout="5m",
+        secret_output=True,
+    )
+    return pulumi.Output.secret(
+        pulumi.Output.all(reader.stdout, plan.api_address).apply(lambda v: rewrite_server(v[0], v[1]))
+    )

@@ -1,0 +1,70 @@
+"""EC2 instances for servers and agents."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+CANONICAL_OWNER = "099720109477"
+UBUNTU_2404 = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*"
+_GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")  # t4g, m7g, c7gn, r8gd ...
+
+
+def architecture(instance_type: str) -> str:
+    return "arm64" if _GRAVITON.match(instance_type) else "amd64"
+
+
+def ubuntu_image(instance_type: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The newest Ubuntu 24.04 LTS image at the time a node is created.
+
+    Instances ignore later changes of `ami`, so a newly published image never replaces a
+    running node (pulumi-eks #88); pin `amiId` per stack for identical nodes.
+    """
+    return aws.ec2.get_ami_output(
+        owners=[CANONICAL_OWNER],
+        most_recent=True,
+        filters=[
+            aws.ec2.GetAmiFilterArgs(name="name", values=[UBUNTU_2404.format(arch=architecture(instance_type))]),
+            aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+        ],
+        opts=pulumi.InvokeOptions(parent=parent),
+    ).id
+
+
+def build_instance(
+    name: str,
+    *,
+    role: str,
+    cluster: str,
+    ami: pulumi.Input[str],
+    instance_type: str,
+    subnet_id: pulumi.Input[str],
+    security_group_ids: Sequence[pulumi.Input[str]],
+    key_name: pulumi.Input[str],
+    root_volume_gb: int,
+    tags: Mapping[str, str],
+    image_is_lookup: bool,
+    parent: pulumi.Resource,
+) -> aws.ec2.Instance:
+    node_tags = {**tags, "Name": name, "k3s-role": role, "k3s-cluster": cluster}
+    return aws.ec2.Instance(
+        name,
+        ami=ami,
+        instance_type=instance_type,
+        subnet_id=subnet_id,
+        vpc_security_group_ids=list(security_group_ids),
+        key_name=key_name,
+        # IMDSv2 only; hop limit 1 keeps pods from reaching the node's credentials.
+        metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+            http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+        ),
+        root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+            encrypted=True, volume_type="gp3", volume_size=root_volume_gb, delete_on_termination=True
+        ),
+        tags=node_tags,
+        volume_tags=node_tags,
+        opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["ami"] if image_is_lookup else None),
+    )

@@ -1,0 +1,33 @@
+"""What every role step needs to know about the cluster, fixed once before the steps run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+
+@dataclass(frozen=True)
+class BootstrapPlan:
+    name: str
+    """The bootstrap's resource name: prefixes every step's name."""
+    k3s_version: str
+    token: pulumi.Output[str]
+    agent_token: pulumi.Output[str]
+    registration_address: pulumi.Input[str]
+    api_address: pulumi.Input[str]
+    tls_sans: Sequence[pulumi.Input[str]]
+    ready_timeout_seconds: int
+    install_url: str
+    server_extra: Mapping[str, Any] = field(default_factory=dict)
+    agent_extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def command_timeout(self) -> str:
+        """Pulumi's limit sits above the script's own, so the script's clear error wins."""
+        return f"{self.ready_timeout_seconds + 600}s"
+
+    def start_params(self) -> dict[str, str]:
+        return {"K3S_READY_TIMEOUT": str(self.ready_timeout_seconds)}

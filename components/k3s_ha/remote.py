@@ -1,0 +1,63 @@
+"""One remote command on one node: the connection, triggers and options every step shares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from .scripts import remote_command
+
+# A booting VM refuses SSH for a minute or two; the provider's default of 10 dial errors
+# gives up after about 11 s (pulumi-command #1238). 100 errors at the 5 s backoff cap
+# is roughly 8 minutes of waiting.
+DEFAULT_DIAL_ERROR_LIMIT = 100
+PER_DIAL_TIMEOUT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Node:
+    """A host as the bootstrap sees it, with its SSH connection already built."""
+
+    name: str
+    connection: command.remote.ConnectionArgs
+    address: pulumi.Input[str]
+    private_address: pulumi.Input[str]
+    replace_on: pulumi.Input[str] | None
+
+
+def run_script(
+    resource_name: str,
+    node: Node,
+    script: str,
+    params: Mapping[str, str],
+    *,
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource] = (),
+    stdin: pulumi.Input[str] | None = None,
+    timeout: str = "30m",
+    secret_output: bool = False,
+) -> command.remote.Command:
+    """Run components/k3s_ha/scripts/<script>.sh on `node` as root.
+
+    `triggers` holds only the machine's identity, so a new machine gets a fresh run while a
+    changed script or config runs the (idempotent) script again as an update.
+    """
+    options = pulumi.ResourceOptions(
+        parent=parent,
+        depends_on=list(depends_on),
+        custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+        additional_secret_outputs=["stdout", "stderr"] if secret_output else None,
+    )
+    return command.remote.Command(
+        resource_name,
+        connection=node.connection,
+        create=remote_command(script, params),
+        stdin=stdin,
+        triggers=[node.replace_on] if node.replace_on is not None else None,
+        # Output that carries a secret must not reach the logs either (pulumi-command #260).
+        logging=command.remote.Logging.NONE if secret_output else None,
+        opts=options,
+    )

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Download phase: puts the pinned K3s binary and the role's systemd unit on the node,
+# without enabling or starting anything. Runs on every node in parallel right after boot;
+# starting is left to start-server.sh / start-agent.sh, which Python runs in the order
+# etcd needs (servers one at a time).
+#
+# Parameters (environment): K3S_VERSION (required, e.g. v1.36.4+k3s1), K3S_ROLE (required,
+# server|agent), K3S_INSTALL_URL (default https://get.k3s.io), K3S_HA_CLOUD_INIT_TIMEOUT
+# (seconds, default 600), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR.
+# stdin is not read. No secret is needed here: tokens go into config.yaml later.
+set -euo pipefail
+if ! declare -F k3s_ha_log >/dev/null; then
+  # shellcheck source-path=SCRIPTDIR source=lib.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+fi
+
+k3s_ha_require_param K3S_VERSION
+k3s_ha_require_param K3S_ROLE
+# The version ends up in the installer's download URL: accept only real release names.
+if [[ ! $K3S_VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-rc[0-9]+)?\+k3s[0-9]+$ ]]; then
+  k3s_ha_die "K3S_VERSION must look like v1.36.4+k3s1, got '$K3S_VERSION'"
+fi
+case $K3S_ROLE in
+  server) unit=k3s.service ;;
+  agent) unit=k3s-agent.service ;;
+  *) k3s_ha_die "K3S_ROLE must be server or agent, got '$K3S_ROLE'" ;;
+esac
+K3S_HA_CLOUD_INIT_TIMEOUT=${K3S_HA_CLOUD_INIT_TIMEOUT:-600}
+k3s_ha_require_seconds K3S_HA_CLOUD_INIT_TIMEOUT
+
+version=$K3S_VERSION
+role=$K3S_ROLE
+install_url=${K3S_INSTALL_URL:-https://get.k3s.io}
+k3s_bin=$(k3s_ha_k3s_bin)
+unit_path=${K3S_HA_SYSTEMD_DIR:-/etc/systemd/system}/$unit
+
+installed_version() {
+  local line _ v=""
+  if [[ -x $k3s_bin ]] && line=$("$k3s_bin" --version 2>/dev/null); then
+    # First line: "k3s version v1.36.4+k3s1 (abcdef01)"
+    read -r _ _ v _ <<<"$line" || true
+  fi
+  printf '%s\n' "$v"
+}
+
+# On first boot cloud-init may still be running apt or writing files the installer
+# touches. Its exit status only reports how cloud-init fared, which is not our business.
+if command -v cloud-init >/dev/null 2>&1; then
+  k3s_ha_log "waiting for cloud-init to finish"
+  timeout "$((K3S_HA_CLOUD_INIT_TIMEOUT > 0 ? K3S_HA_CLOUD_INIT_TIMEOUT : 1))" \
+    cloud-init status --wait >/dev/null 2>&1 || true
+fi
+
+current=$(installed_version)
+if [[ $current == "$version" && -f $unit_path ]]; then
+  k3s_ha_log "k3s $version and $unit_path are already installed; nothing to download"
+  exit 0
+fi
+if [[ -n $current ]]; then
+  k3s_ha_log "replacing k3s $current with $version ($role)"
+else
+  k3s_ha_log "installing k3s $version ($role)"
+fi
+
+installer=$(mktemp "${TMPDIR:-/tmp}/k3s-ha-install.XXXXXX")
+trap 'rm -f -- "$installer"' EXIT
+curl -sSfL --retry 10 --retry-delay 5 --retry-connrefused -o "$installer" "$install_url" \
+  || k3s_ha_die "could not download the K3s installer from $install_url"
+
+installer_env=(
+  INSTALL_K3S_VERSION="$version"
+  INSTALL_K3S_SKIP_START=true
+  INSTALL_K3S_SKIP_ENABLE=true
+  INSTALL_K3S_EXEC="$role"
+)
+if [[ -n ${K3S_HA_BIN_DIR:-} ]]; then
+  installer_env+=(INSTALL_K3S_BIN_DIR="$K3S_HA_BIN_DIR")
+fi
+if [[ -n ${K3S_HA_SYSTEMD_DIR:-} ]]; then
+  installer_env+=(INSTALL_K3S_SYSTEMD_DIR="$K3S_HA_SYSTEMD_DIR")
+fi
+
+# The installer copies every K3S_* variable into the unit's env file, where it would beat
+# or duplicate config.yaml (K3S_TOKEN, K3S_URL would even turn a server into an agent),
+# and reads any INSTALL_K3S_* it finds. Only the settings above may reach it; this also
+# drops our own K3S_VERSION / K3S_HA_* parameters, which have no business in the unit.
+while IFS= read -r name; do
+  case $name in
+    K3S_* | INSTALL_K3S_*) unset "$name" ;;
+  esac
+done < <(compgen -e)
+
+status=0
+env "${installer_env[@]}" sh "$installer" </dev/null || status=$?
+if ((status != 0)); then
+  k3s_ha_die "the K3s installer failed (exit $status)"
+fi
+
+# With INSTALL_K3S_SKIP_ENABLE the installer skips its daemon-reload, so systemd would
+# keep using the previous unit file (or not know the new one) when start-*.sh runs.
+systemctl daemon-reload || k3s_ha_die "systemctl daemon-reload failed after installing k3s"
+
+current=$(installed_version)
+if [[ $current != "$version" ]]; then
+  k3s_ha_die "after installing, $k3s_bin reports version '${current:-none}' instead of $version"
+fi
+if [[ ! -f $unit_path ]]; then
+  k3s_ha_die "the installer did not create $unit_path"
+fi
+k3s_ha_log "installed k3s $version ($role)"

@@ -1,0 +1,43 @@
+"""Start K3s on a server (init or joining) and wait until it is a ready etcd voter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_command as command
+
+from . import node_config
+from .plan import BootstrapPlan
+from .remote import Node, run_script
+
+
+def start_server(
+    plan: BootstrapPlan,
+    node: Node,
+    *,
+    join_address: pulumi.Input[str] | None,
+    after: Sequence[pulumi.Resource],
+    parent: pulumi.Resource,
+) -> command.remote.Command:
+    config = pulumi.Output.all(
+        plan.token, plan.agent_token, pulumi.Output.all(*plan.tls_sans), join_address
+    ).apply(
+        lambda values: node_config.server_config(
+            token=values[0],
+            agent_token=values[1],
+            tls_sans=values[2],
+            join_address=values[3],
+            extra=plan.server_extra,
+        )
+    )
+    return run_script(
+        f"{plan.name}-{node.name}-start",
+        node,
+        "start-server",
+        plan.start_params(),
+        parent=parent,
+        depends_on=after,
+        stdin=pulumi.Output.secret(config),
+        timeout=plan.command_timeout,
+    )

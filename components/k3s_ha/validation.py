@@ -1,0 +1,187 @@
+"""Checks every argument before anything is registered.
+
+Errors name the field as both the stack config key and the component argument
+(e.g. `k3sVersion / k3s_version`), because people meet it through either.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+
+import pulumi
+
+from .errors import ConfigError
+from .versions import DEFAULT_K3S_VERSION, Era, K3sVersion, parse_version
+
+# K3s' own default pod and service networks: a VPC overlapping them breaks routing.
+K3S_DEFAULT_NETWORKS = (ipaddress.ip_network("10.42.0.0/16"), ipaddress.ip_network("10.43.0.0/16"))
+_SHELL_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._~:-]+$")
+_BOOTSTRAP_TOKEN_SHAPE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+MIN_TOKEN_LENGTH = 16
+
+
+def field(arg: str) -> str:
+    """`k3s_version` -> `k3sVersion / k3s_version`; single words stay as they are."""
+    head, *rest = arg.split("_")
+    camel = head + "".join(part.capitalize() for part in rest)
+    return arg if camel == arg else f"{camel} / {arg}"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def server_count(value: object) -> int:
+    if not _is_int(value) or value < 1 or value % 2 == 0:  # type: ignore[operator]
+        raise ConfigError(
+            field("servers"),
+            f"{value!r} servers: embedded etcd needs an odd number (quorum is n/2+1, "
+            "so an even count adds no fault tolerance)",
+            "use 3 (survives one server loss) or 5 (survives two); 1 only for a throwaway test",
+        )
+    return value  # type: ignore[return-value]
+
+
+def agent_count(value: object) -> int:
+    if not _is_int(value) or value < 0:  # type: ignore[operator]
+        raise ConfigError(field("agents"), f"{value!r} is not a whole number of agents", "use 0 or more")
+    return value  # type: ignore[return-value]
+
+
+def positive_int(value: object, arg: str, fix: str) -> int:
+    if not _is_int(value) or value <= 0:  # type: ignore[operator]
+        raise ConfigError(field(arg), f"{value!r} is not a positive whole number", fix)
+    return value  # type: ignore[return-value]
+
+
+def k3s_version(tag: object, allow_dqlite: bool) -> K3sVersion:
+    """Parse the tag and apply the era rules; warnings are left to `version_warning`."""
+    version = parse_version(tag, field("k3s_version"))
+    if version.era is Era.DQLITE and not allow_dqlite:
+        raise ConfigError(
+            field("k3s_version"),
+            f"{version.tag} uses the deprecated embedded Dqlite datastore (K3s before v1.19.1); "
+            "it cannot be upgraded to etcd later without losing data",
+            f"use {DEFAULT_K3S_VERSION} (embedded etcd), or set allowDqlite / allow_dqlite "
+            "to true if you really need this release",
+        )
+    return version
+
+
+def version_warning(version: K3sVersion) -> str | None:
+    if version.era is Era.EXPERIMENTAL_ETCD:
+        return (
+            f"k3sVersion {version.tag}: embedded etcd is experimental in v1.19.1-v1.19.4; "
+            "it is stable from v1.19.5+k3s1"
+        )
+    if version.era is Era.DQLITE:
+        return (
+            f"k3sVersion {version.tag}: embedded Dqlite is deprecated and has no upgrade path to "
+            "etcd (upgrading loses data); k3s-ha writes /etc/rancher/k3s/config.yaml, which K3s "
+            "reads only from v1.19.1, so this release ignores the generated settings"
+        )
+    return None
+
+
+def token(value: object, arg: str) -> None:
+    """Check a user-supplied token. Outputs are checked once known (see bootstrap)."""
+    if value is None or isinstance(value, pulumi.Output):
+        return
+    if not isinstance(value, str) or len(value) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            field(arg),
+            f"the token must be a string of at least {MIN_TOKEN_LENGTH} characters",
+            "leave it unset to have a 48-character random token generated, or set a longer one "
+            f"with `pulumi config set --secret {field(arg).split(' / ')[0]} <value>`",
+        )
+    if value.startswith("K10"):
+        raise ConfigError(
+            field(arg),
+            "the token starts with K10, which K3s reads as the secure token format "
+            "(K10<ca hash>::server:<password>) that only exists after the first server starts",
+            "pass a plain password (the first server accepts only the short form)",
+        )
+    if _BOOTSTRAP_TOKEN_SHAPE.match(value):
+        raise ConfigError(
+            field(arg),
+            "the token has the shape of a Kubernetes bootstrap token (abcdef.0123456789abcdef), "
+            "which K3s treats differently (k3s-io/k3s#7389)",
+            "use a plain alphanumeric password of 32 or more characters",
+        )
+    if not _SHELL_SAFE_TOKEN.match(value):
+        raise ConfigError(
+            field(arg),
+            "the token holds characters outside A-Z a-z 0-9 . _ ~ : - (shell metacharacters or "
+            "spaces break the K3s join)",
+            "use an alphanumeric password of 32 or more characters",
+        )
+
+
+def cidrs(values: object, arg: str) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise ConfigError(field(arg), f"{values!r} is not a list of CIDR blocks", 'use a list, e.g. ["203.0.113.7/32"]')
+    result = []
+    for value in values:
+        try:
+            network = ipaddress.ip_network(str(value), strict=True)
+        except ValueError:
+            raise ConfigError(
+                field(arg),
+                f"{value!r} is not a valid CIDR block",
+                "write an address with its prefix length and no host bits set, e.g. 203.0.113.7/32",
+            ) from None
+        result.append(str(network))
+    return result
+
+
+def world_open(values: Iterable[str]) -> bool:
+    return any(ipaddress.ip_network(value).prefixlen == 0 for value in values)
+
+
+def vpc_cidr(value: object, subnet_count: int) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.ip_network(str(value), strict=True)
+    except ValueError:
+        raise ConfigError(field("vpc_cidr"), f"{value!r} is not a valid CIDR block", "use e.g. 10.0.0.0/16") from None
+    if network.version != 4 or not 16 <= network.prefixlen <= 24:
+        raise ConfigError(field("vpc_cidr"), f"{value} must be an IPv4 block from /16 to /24 (AWS VPC limits)", "use e.g. 10.0.0.0/16")
+    for k3s_net in K3S_DEFAULT_NETWORKS:
+        if network.overlaps(k3s_net):
+            raise ConfigError(
+                field("vpc_cidr"),
+                f"{value} overlaps K3s' default pod/service network {k3s_net}",
+                "choose a VPC block outside 10.42.0.0/16 and 10.43.0.0/16, e.g. 10.0.0.0/16",
+            )
+    if subnet_count > 2 ** (28 - network.prefixlen):
+        raise ConfigError(field("vpc_cidr"), f"{value} is too small for {subnet_count} subnets", "use a larger block, e.g. a /16")
+    return network  # type: ignore[return-value]
+
+
+def instance_type(value: object, arg: str) -> str:
+    if not isinstance(value, str) or not _INSTANCE_TYPE.match(value.strip()):
+        raise ConfigError(
+            field(arg),
+            f"{value!r} is not an EC2 instance type",
+            "use a type such as t3.medium (K3s servers need at least 2 GB of memory)",
+        )
+    return value.strip()
+
+
+def non_empty(value: object, arg: str, fix: str) -> None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ConfigError(field(arg), "is required and was not set", fix)
+
+
+def unique_names(names: list[str], arg: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not re.match(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", name):
+            raise ConfigError(field(arg), f"host name {name!r} is not a lower-case DNS label", "use names like server-0, agent-1")
+        if name in seen:
+            raise ConfigError(field(arg), f"host name {name!r} appears twice", "give every host its own name")
+        seen.add(name)

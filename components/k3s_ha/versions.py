@@ -1,0 +1,69 @@
+"""K3s release tags and what each era of them means for an HA cluster.
+
+Eras (../shared/k3s-notes.md, k3s-io/k3s release notes):
+- v1.19.5+k3s1 and later: embedded etcd, supported.
+- v1.19.1 to v1.19.4: embedded etcd, experimental.
+- v1.0.0 up to (not including) v1.19.1: embedded Dqlite, deprecated, no upgrade path to etcd.
+- before v1.0.0: no HA datastore at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+DEFAULT_K3S_VERSION = "v1.36.4+k3s1"  # stable channel on 2026-08-27 (k3s PR #14553)
+
+_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(?:-rc(\d+))?(?:\+k3s\.?(\d+))?$")
+
+
+class Era(enum.Enum):
+    ETCD = "etcd"
+    EXPERIMENTAL_ETCD = "experimental-etcd"
+    DQLITE = "dqlite"
+
+
+@dataclass(frozen=True, order=True)
+class K3sVersion:
+    major: int
+    minor: int
+    patch: int
+    k3s: int
+    tag: str
+
+    @property
+    def era(self) -> Era:
+        key = (self.major, self.minor, self.patch)
+        if key >= (1, 19, 5):
+            return Era.ETCD
+        if key >= (1, 19, 1):
+            return Era.EXPERIMENTAL_ETCD
+        return Era.DQLITE
+
+
+def parse_version(tag: object, field: str = "k3sVersion") -> K3sVersion:
+    """Parse a K3s release tag such as v1.36.4+k3s1, or raise ConfigError naming `field`."""
+    if not isinstance(tag, str) or not (match := _TAG.match(tag.strip())):
+        raise ConfigError(
+            field,
+            f"{tag!r} is not a K3s release tag",
+            f"use a tag from the K3s releases page, e.g. {DEFAULT_K3S_VERSION}",
+        )
+    major, minor, patch, _rc, k3s = match.groups()
+    version = K3sVersion(int(major), int(minor), int(patch), int(k3s or 0), tag.strip())
+    if (version.major, version.minor) >= (1, 17) and k3s is None:
+        raise ConfigError(
+            field,
+            f"{tag!r} has no +k3sN suffix; K3s release tags since v1.17 carry one",
+            f"write it as the release is tagged, e.g. {tag.strip()}+k3s1",
+        )
+    if version.major < 1:
+        raise ConfigError(
+            field,
+            f"{tag} predates v1.0.0 and has no HA datastore",
+            f"use {DEFAULT_K3S_VERSION} or another release from v1.19.5+k3s1 on",
+        )
+    return version
