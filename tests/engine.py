@@ -72,6 +72,11 @@ class Registration:
         return any(p == key or p.startswith(key + ".") or p.startswith(key + "[") for p in self.secret_paths)
 
 
+def instance_id(name: str) -> str:
+    """The id the mock gives the instance called `name`."""
+    return "i-" + hashlib.sha256(name.encode()).hexdigest()[:17]
+
+
 def _ip(name: str, prefix: str) -> str:
     digest = hashlib.sha256(name.encode()).digest()
     return f"{prefix}.{digest[0]}.{digest[1] % 250 + 1}"
@@ -90,7 +95,7 @@ class CloudMocks(pulumi.runtime.Mocks):
         typ = args.typ
         rid = f"{name}-id"
         if typ == "aws:ec2/instance:Instance":
-            rid = "i-" + hashlib.sha256(name.encode()).hexdigest()[:17]
+            rid = instance_id(name)
             state.update(publicIp=_ip(name, "198.51"), privateIp=_ip(name, "10.0"), arn=f"arn:aws:ec2:::instance/{rid}")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
             state.update(dnsName=f"{name}-0123456789.elb.eu-west-1.amazonaws.com", arn=f"arn:aws:elasticloadbalancing:::loadbalancer/net/{name}")

@@ -169,6 +169,25 @@ def test_start_server_first_run_writes_config_restarts_and_waits(node: Node) -> 
     assert_secret_hidden(node, result)
 
 
+def test_start_server_gives_up_after_the_timeout(node: Node) -> None:
+    node.set("readyz", "ok")
+    node.set("node.k3s-server-1.Ready", "True")
+    node.set("node.k3s-server-1.EtcdIsVoter", "False")
+    started = time.monotonic()
+
+    result = node.run(
+        "start-server",
+        server_params(node, K3S_READY_TIMEOUT="1", K3S_HA_POLL_SECONDS="0.1"),
+        stdin=SERVER_CONFIG,
+    )
+
+    assert time.monotonic() - started < 3
+    assert result.returncode == 1
+    assert "timed out after 1s waiting for k3s server k3s-server-1" in result.stderr
+    assert "EtcdIsVoter (last seen: False)" in result.stderr
+    assert "journalctl -u k3s" in result.stderr
+
+
 def test_start_server_waits_until_readyz_ready_and_etcd_voter(node: Node) -> None:
     # A joining server: API down at first, then Ready while still an etcd learner.
     node.set("readyz", "!connection refused", "ok")
@@ -213,22 +232,65 @@ def test_start_server_timeout_names_unmet_condition(
         node.set(name, value)
     started = time.monotonic()
 
+    # A 0 s budget still checks once, which is all the message needs.
     result = node.run(
         "start-server",
-        server_params(node, K3S_READY_TIMEOUT="1", K3S_HA_POLL_SECONDS="0.2"),
+        server_params(node, K3S_READY_TIMEOUT="0", K3S_HA_POLL_SECONDS="0.2"),
         stdin=SERVER_CONFIG,
     )
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 3
     assert result.returncode == 1
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("k3s-ha: error: timed out after 1s waiting for k3s server k3s-server-1")
+    assert last_line.startswith("k3s-ha: error: timed out after 0s waiting for k3s server k3s-server-1")
     assert "journalctl -u k3s" in last_line
     for text in unmet:
         assert text in last_line
     for text in met:
         assert text not in last_line
     assert_secret_hidden(node, result)
+
+
+def test_wait_counts_from_script_start_so_one_timeout_covers_restart_and_wait(node: Node) -> None:
+    # Pulumi's own timeout sits just above K3S_READY_TIMEOUT, so time spent restarting
+    # must come out of the readiness wait rather than add to it.
+    script = f"""
+        . "{SCRIPT_DIR / 'lib.sh'}"
+        K3S_HA_STARTED_AT=$(($(date +%s) - 100))
+        never() {{ K3S_HA_WAIT_STATUS="still no"; return 1; }}
+        k3s_ha_wait_until "the thing" 60 never "see the logs"
+    """
+    started = time.monotonic()
+
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env={"PATH": os.environ["PATH"]}
+    )
+
+    assert time.monotonic() - started < 5
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "k3s-ha: error: timed out after 60s waiting for the thing: still no; see the logs"
+    )
+
+
+def test_start_server_with_pinned_version_checks_the_binary(node: Node) -> None:
+    node.server_is_healthy()
+
+    result = node.run("start-server", server_params(node, K3S_VERSION=VERSION), stdin=SERVER_CONFIG)
+
+    assert result.returncode == 0, result.stderr
+    assert "--version" in node.calls("k3s")
+
+
+def test_start_server_refuses_a_binary_of_another_version(node: Node) -> None:
+    node.set("version", "v1.35.2+k3s1")
+
+    result = node.run("start-server", server_params(node, K3S_VERSION=VERSION), stdin=SERVER_CONFIG)
+
+    assert result.returncode == 1
+    assert "reports version 'v1.35.2+k3s1', expected v1.36.4+k3s1; run install-k3s.sh first" in result.stderr
+    assert not node.config_dir.exists()
+    assert node.calls("systemctl") == []
 
 
 def test_start_server_rerun_with_same_config_does_not_restart(node: Node) -> None:
@@ -382,15 +444,11 @@ def test_start_agent_rerun_with_same_config_does_not_restart(node: Node) -> None
 def test_start_agent_times_out_when_never_active(node: Node) -> None:
     node.set("stays_inactive.k3s-agent", "")
 
-    result = node.run(
-        "start-agent",
-        {"K3S_READY_TIMEOUT": "1", "K3S_HA_POLL_SECONDS": "0.2"},
-        stdin=AGENT_CONFIG,
-    )
+    result = node.run("start-agent", {"K3S_READY_TIMEOUT": "0"}, stdin=AGENT_CONFIG)
 
     assert result.returncode == 1
     last_line = result.stderr.strip().splitlines()[-1]
-    assert "timed out after 1s waiting for k3s-agent to be active" in last_line
+    assert "timed out after 0s waiting for k3s-agent to be active" in last_line
     assert "k3s-agent is activating" in last_line
     assert "journalctl -u k3s-agent" in last_line
     assert_secret_hidden(node, result)
@@ -506,11 +564,20 @@ def test_install_fails_clearly_when_installer_fails(node: Node) -> None:
     assert list(node.tmp_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("tag", ["v1.30.0-rc1+k3s1", "v1.17.0+k3s.1", "v1.0.1"])
+def test_install_accepts_every_release_tag_shape(node: Node, tag: str) -> None:
+    result = node.run("install-k3s", install_params(node, "server", K3S_VERSION=tag))
+
+    assert result.returncode == 0, result.stderr
+    assert installer_env(node)["INSTALL_K3S_VERSION"] == tag
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"K3S_ROLE": "master"}, "K3S_ROLE must be server or agent"),
         ({"K3S_VERSION": "latest"}, "K3S_VERSION must look like v1.36.4+k3s1"),
+        ({"K3S_VERSION": "v1.36.4+k3s1 --evil"}, "K3S_VERSION must look like v1.36.4+k3s1"),
         ({"K3S_VERSION": ""}, "parameter K3S_VERSION is required"),
     ],
 )

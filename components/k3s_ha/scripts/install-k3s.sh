@@ -16,8 +16,9 @@ fi
 
 k3s_ha_require_param K3S_VERSION
 k3s_ha_require_param K3S_ROLE
-# The version ends up in the installer's download URL: accept only real release names.
-if [[ ! $K3S_VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-rc[0-9]+)?\+k3s[0-9]+$ ]]; then
+# The version ends up in the installer's download URL: accept only release tag shapes
+# (the same ones versions.py accepts; tags before v1.17 had no +k3sN, some had +k3s.N).
+if [[ ! $K3S_VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-rc[0-9]+)?(\+k3s\.?[0-9]+)?$ ]]; then
   k3s_ha_die "K3S_VERSION must look like v1.36.4+k3s1, got '$K3S_VERSION'"
 fi
 case $K3S_ROLE in
@@ -34,15 +35,6 @@ install_url=${K3S_INSTALL_URL:-https://get.k3s.io}
 k3s_bin=$(k3s_ha_k3s_bin)
 unit_path=${K3S_HA_SYSTEMD_DIR:-/etc/systemd/system}/$unit
 
-installed_version() {
-  local line _ v=""
-  if [[ -x $k3s_bin ]] && line=$("$k3s_bin" --version 2>/dev/null); then
-    # First line: "k3s version v1.36.4+k3s1 (abcdef01)"
-    read -r _ _ v _ <<<"$line" || true
-  fi
-  printf '%s\n' "$v"
-}
-
 # On first boot cloud-init may still be running apt or writing files the installer
 # touches. Its exit status only reports how cloud-init fared, which is not our business.
 if command -v cloud-init >/dev/null 2>&1; then
@@ -51,7 +43,7 @@ if command -v cloud-init >/dev/null 2>&1; then
     cloud-init status --wait >/dev/null 2>&1 || true
 fi
 
-current=$(installed_version)
+current=$(k3s_ha_installed_version)
 if [[ $current == "$version" && -f $unit_path ]]; then
   k3s_ha_log "k3s $version and $unit_path are already installed; nothing to download"
   exit 0
@@ -83,15 +75,19 @@ fi
 # The installer copies every K3S_* variable into the unit's env file, where it would beat
 # or duplicate config.yaml (K3S_TOKEN, K3S_URL would even turn a server into an agent),
 # and reads any INSTALL_K3S_* it finds. Only the settings above may reach it; this also
-# drops our own K3S_VERSION / K3S_HA_* parameters, which have no business in the unit.
-while IFS= read -r name; do
-  case $name in
-    K3S_* | INSTALL_K3S_*) unset "$name" ;;
-  esac
-done < <(compgen -e)
+# keeps our own K3S_VERSION / K3S_HA_* parameters out of the unit. A subshell, so that the
+# checks below still see those parameters.
+run_installer() (
+  while IFS= read -r name; do
+    case $name in
+      K3S_* | INSTALL_K3S_*) unset "$name" ;;
+    esac
+  done < <(compgen -e)
+  exec env "${installer_env[@]}" sh "$installer" </dev/null
+)
 
 status=0
-env "${installer_env[@]}" sh "$installer" </dev/null || status=$?
+run_installer || status=$?
 if ((status != 0)); then
   k3s_ha_die "the K3s installer failed (exit $status)"
 fi
@@ -100,7 +96,7 @@ fi
 # keep using the previous unit file (or not know the new one) when start-*.sh runs.
 systemctl daemon-reload || k3s_ha_die "systemctl daemon-reload failed after installing k3s"
 
-current=$(installed_version)
+current=$(k3s_ha_installed_version)
 if [[ $current != "$version" ]]; then
   k3s_ha_die "after installing, $k3s_bin reports version '${current:-none}' instead of $version"
 fi

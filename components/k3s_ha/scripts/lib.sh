@@ -35,13 +35,6 @@ k3s_ha_require_seconds() {
   fi
 }
 
-# Usage: k3s_ha_seconds_left DEADLINE_EPOCH_SECONDS
-# Lets a role script spend one time budget across restart and readiness wait.
-k3s_ha_seconds_left() {
-  local left=$(($1 - $(date +%s)))
-  printf '%s\n' "$((left > 0 ? left : 0))"
-}
-
 # Overridable so that tests never touch /etc.
 k3s_ha_config_dir() {
   printf '%s\n' "${K3S_HA_CONFIG_DIR:-/etc/rancher/k3s}"
@@ -61,7 +54,12 @@ k3s_ha_node_name() {
     return
   fi
   local name
-  name=$(hostname) || k3s_ha_die "could not read the host name"
+  # Minimal images may lack the hostname binary; uname -n reads the same kernel name.
+  if command -v hostname >/dev/null 2>&1; then
+    name=$(hostname) || k3s_ha_die "could not read the host name"
+  else
+    name=$(uname -n) || k3s_ha_die "could not read the host name"
+  fi
   printf '%s\n' "${name,,}"
 }
 
@@ -92,7 +90,8 @@ k3s_ha_write_config() {
     rm -f -- "$tmp"
     k3s_ha_die "could not set mode 0600 on a temporary file in $dir"
   fi
-  if [[ -f $path ]] && cmp -s -- "$tmp" "$path"; then
+  # sha256sum rather than cmp: coreutils is on every node, diffutils is not.
+  if [[ -f $path && $(sha256sum <"$tmp") == "$(sha256sum <"$path")" ]]; then
     K3S_HA_CONFIG_CHANGED=0
   else
     K3S_HA_CONFIG_CHANGED=1
@@ -111,7 +110,9 @@ k3s_ha_write_config() {
 
 # Usage: k3s_ha_wait_until DESCRIPTION TIMEOUT_SECONDS CHECK_FUNCTION [HINT]
 # Calls CHECK_FUNCTION (at least once) every K3S_HA_POLL_SECONDS until it succeeds or
-# TIMEOUT_SECONDS have passed. CHECK_FUNCTION runs in an `if`, where `set -e` is off, so it
+# TIMEOUT_SECONDS have passed, counted from K3S_HA_STARTED_AT (epoch seconds) if the role
+# script set it, else from now: that way one K3S_READY_TIMEOUT bounds restart and wait
+# together, and Pulumi's own timeout (set above it) never fires first. CHECK_FUNCTION runs in an `if`, where `set -e` is off, so it
 # must return its result explicitly. It may put what it saw in K3S_HA_WAIT_STATUS: that is
 # logged whenever it changes and quoted in the timeout error, so a failed run says what
 # was missing rather than just "timed out".
@@ -124,7 +125,7 @@ k3s_ha_wait_until() {
   if [[ ! $poll =~ ^[0-9]+([.][0-9]+)?$ ]]; then
     k3s_ha_die "K3S_HA_POLL_SECONDS must be a number of seconds, got '$poll'"
   fi
-  deadline=$(($(date +%s) + timeout))
+  deadline=$((${K3S_HA_STARTED_AT:-$(date +%s)} + timeout))
   K3S_HA_WAIT_STATUS=""
   while true; do
     if "$check"; then
@@ -147,6 +148,28 @@ k3s_ha_wait_until() {
     fi
     sleep "$poll"
   done
+}
+
+# Prints the version the installed k3s binary reports, or nothing if there is none.
+k3s_ha_installed_version() {
+  local bin line _ version=""
+  bin=$(k3s_ha_k3s_bin)
+  if [[ -x $bin ]] && line=$("$bin" --version 2>/dev/null); then
+    # First line: "k3s version v1.36.4+k3s1 (abcdef01)"
+    read -r _ _ version _ <<<"$line" || true
+  fi
+  printf '%s\n' "$version"
+}
+
+# Usage: k3s_ha_require_installed_version VERSION
+# Lets a start script refuse to (re)start k3s on a binary other than the pinned one, e.g.
+# when install-k3s.sh did not run or failed on this node.
+k3s_ha_require_installed_version() {
+  local wanted=$1 installed
+  installed=$(k3s_ha_installed_version)
+  if [[ $installed != "$wanted" ]]; then
+    k3s_ha_die "$(k3s_ha_k3s_bin) reports version '${installed:-none}', expected $wanted; run install-k3s.sh first"
+  fi
 }
 
 # Succeeds when the unit's running process was started from a binary that has since been

@@ -3,23 +3,29 @@
 # may run this on all agents in parallel once the servers are up.
 #
 # stdin: the complete config.yaml (`server:` and `token:`; never echoed).
-# Parameters (environment): K3S_READY_TIMEOUT (seconds for restart plus wait, default 600),
-# K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_CONFIG_DIR.
+# Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until the
+# agent must be active, restart included; default 600), K3S_VERSION (optional: refuse to
+# start unless the installed binary reports exactly this), K3S_HA_POLL_SECONDS (default 5),
+# and for tests K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
+K3S_HA_STARTED_AT=$(date +%s)
 K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
 k3s_ha_require_seconds K3S_READY_TIMEOUT
-deadline=$(($(date +%s) + K3S_READY_TIMEOUT))
+if [[ -n ${K3S_VERSION:-} ]]; then
+  k3s_ha_require_installed_version "$K3S_VERSION"
+fi
 
 k3s_ha_write_config "$(k3s_ha_config_dir)/config.yaml"
 k3s_ha_start_service k3s-agent "$K3S_READY_TIMEOUT"
 
 # `systemctl restart` already waits for the agent's ready notification; this catches an
-# agent that crashed right after it, or one that was "already running" but is not now.
+# agent that crashed right after it, or one left alone as "already running" that has
+# since stopped.
 agent_active() {
   local state
   if systemctl is-active --quiet k3s-agent; then
@@ -30,5 +36,5 @@ agent_active() {
   return 1
 }
 
-k3s_ha_wait_until "k3s-agent to be active" "$(k3s_ha_seconds_left "$deadline")" agent_active \
+k3s_ha_wait_until "k3s-agent to be active" "$K3S_READY_TIMEOUT" agent_active \
   "see journalctl -u k3s-agent"

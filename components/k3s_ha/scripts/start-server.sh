@@ -4,18 +4,23 @@
 # alone says which (`cluster-init: true` or `server: https://...:6443`).
 #
 # stdin: the complete config.yaml (holds the token; never echoed).
-# Parameters (environment): K3S_READY_TIMEOUT (seconds for restart plus readiness,
-# default 600), K3S_HA_NODE_NAME (only when config.yaml sets node-name), K3S_HA_POLL_SECONDS
-# (default 5), and for tests K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR.
+# Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until
+# the server must be ready, restart included; default 600), K3S_VERSION (optional: refuse
+# to start unless the installed binary reports exactly this), K3S_HA_NODE_NAME (needed
+# only when config.yaml sets node-name), K3S_HA_POLL_SECONDS (default 5), and for tests
+# K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
+K3S_HA_STARTED_AT=$(date +%s)
 K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
 k3s_ha_require_seconds K3S_READY_TIMEOUT
-deadline=$(($(date +%s) + K3S_READY_TIMEOUT))
+if [[ -n ${K3S_VERSION:-} ]]; then
+  k3s_ha_require_installed_version "$K3S_VERSION"
+fi
 
 k3s_ha_write_config "$(k3s_ha_config_dir)/config.yaml"
 k3s_ha_start_service k3s "$K3S_READY_TIMEOUT"
@@ -59,11 +64,13 @@ server_ready() {
   if ((${#unmet[@]} == 0)); then
     return 0
   fi
-  local IFS=';'
-  K3S_HA_WAIT_STATUS="not yet satisfied: ${unmet[*]}"
-  K3S_HA_WAIT_STATUS=${K3S_HA_WAIT_STATUS//;/; }
+  local item joined=""
+  for item in "${unmet[@]}"; do
+    joined+="${joined:+; }$item"
+  done
+  K3S_HA_WAIT_STATUS="not yet satisfied: $joined"
   return 1
 }
 
 k3s_ha_wait_until "k3s server $node to be ready (readyz ok, Ready=True, EtcdIsVoter=True)" \
-  "$(k3s_ha_seconds_left "$deadline")" server_ready "see journalctl -u k3s"
+  "$K3S_READY_TIMEOUT" server_ready "see journalctl -u k3s"

@@ -1,0 +1,40 @@
+"""Shared config and lookups for the mock-engine tests."""
+
+from __future__ import annotations
+
+import yaml
+
+from engine import Run
+
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-key-material\n-----END OPENSSH PRIVATE KEY-----"
+USER_TOKEN = "usertoken0123456789abcdefghijklmnopqrstuvwxyz01"
+
+BASE_CONFIG = {
+    "aws:region": "eu-west-1",
+    "sshPrivateKey": PRIVATE_KEY,
+    "sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIstandin test@k3s-ha",
+    "sshAllowedCidrs": ["203.0.113.7/32"],
+    "apiAllowedCidrs": ["203.0.113.0/24"],
+}
+SECRET_KEYS = ("sshPrivateKey", "token", "agentToken")
+
+
+def config(**overrides):
+    return {**BASE_CONFIG, **overrides}
+
+
+def commands(run: Run):
+    return {r.name: r for r in run.by_type("command:remote:Command")}
+
+
+def stdin_yaml(run: Run, name: str) -> dict:
+    return yaml.safe_load(run.named(name).inputs["stdin"])
+
+
+def ingress_rules(run: Run):
+    return run.by_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+
+
+def group_urn_of_id(run: Run, group_id: str) -> str:
+    """Security group resource name for a mock id (`<name>-id`)."""
+    return group_id[: -len("-id")]

@@ -1,0 +1,109 @@
+"""What the engine receives for the bootstrap steps: order, parallelism, parents, options."""
+
+import pytest
+
+import engine
+from helpers import SECRET_KEYS, commands, config
+
+
+@pytest.fixture(scope="module")
+def run():
+    return engine.run(engine.main_program, config(servers=5, agents=3), SECRET_KEYS)
+
+
+def test_every_node_downloads_k3s_in_parallel_right_after_boot(run):
+    installs = {n: c for n, c in commands(run).items() if n.endswith("-install")}
+    assert sorted(installs) == sorted(
+        [f"dev-server-{i}-install" for i in range(5)] + [f"dev-agent-{i}-install" for i in range(3)]
+    )
+    command_urns = {c.urn for c in commands(run).values()}
+    for name, install in installs.items():
+        # Depends on its machine only: no other remote step holds it back.
+        assert not (install.dependencies & command_urns), name
+        machine = name[: -len("-install")]
+        assert run.urn(machine) in install.dependencies
+
+
+def test_first_server_starts_the_cluster_after_its_download(run):
+    assert run.depends_on("dev-server-0-start", "dev-server-0-install")
+    assert "k3s-ha-start-server" in run.named("dev-server-0-start").inputs["create"]
+
+
+def test_servers_join_one_at_a_time_in_order(run):
+    for i in range(1, 5):
+        name = f"dev-server-{i}-start"
+        assert run.depends_on(name, f"dev-server-{i - 1}-start"), name
+        assert run.depends_on(name, f"dev-server-{i}-install"), name
+    # Nothing lets a later server start before an earlier one.
+    for i in range(5):
+        for j in range(i + 1, 5):
+            assert not run.transitively_depends_on(f"dev-server-{i}-start", f"dev-server-{j}-start")
+
+
+def test_every_join_waits_for_the_init_server(run):
+    for name in [f"dev-server-{i}-start" for i in range(1, 5)] + [f"dev-agent-{i}-start" for i in range(3)]:
+        assert run.transitively_depends_on(name, "dev-server-0-start"), name
+
+
+def test_agents_join_after_all_servers_and_in_parallel(run):
+    for i in range(3):
+        name = f"dev-agent-{i}-start"
+        assert run.depends_on(name, "dev-server-4-start")
+        assert run.depends_on(name, f"dev-agent-{i}-install")
+        for j in range(3):
+            if i != j:
+                assert not run.transitively_depends_on(name, f"dev-agent-{j}-start")
+
+
+def test_longest_chain_of_starts_is_servers_then_one_agent(run):
+    starts = [n for n in commands(run) if n.endswith("-start")]
+
+    def depth(name):
+        deps = [d for d in starts if run.depends_on(name, d)]
+        return 1 + max((depth(d) for d in deps), default=0)
+
+    assert max(depth(n) for n in starts) == 5 + 1
+
+
+def test_every_resource_is_parented_inside_the_component(run):
+    components = {r.urn for r in run.registrations if r.type.startswith("k3s-ha:index:")}
+    cluster = next(r for r in run.registrations if r.type == "k3s-ha:index:K3sCluster")
+    assert "pulumi:pulumi:Stack" in cluster.parent
+    all_urns = {r.urn for r in run.registrations}
+    for r in run.registrations:
+        if r is cluster:
+            continue
+        assert r.parent in all_urns, (r.name, r.parent)
+        # Walk up: every resource ends at the cluster component.
+        parent = r.parent
+        while parent != cluster.urn:
+            parent = run.by_urn(parent).parent
+    bootstrap = next(r for r in run.registrations if r.type == "k3s-ha:index:K3sBootstrap")
+    for c in commands(run).values():
+        assert c.parent == bootstrap.urn
+    assert bootstrap.parent == cluster.urn
+    assert components == {cluster.urn, bootstrap.urn}
+
+
+def test_a_new_machine_gets_a_fresh_install_and_join(run):
+    for name, cmd in commands(run).items():
+        if name == "dev-kubeconfig":
+            machine = "dev-server-0"
+        else:
+            machine = name.rsplit("-", 1)[0]
+        assert cmd.inputs["triggers"] == [engine.instance_id(machine)], name
+        assert run.urn(machine) in cmd.property_dependencies["triggers"], name
+
+
+def test_ssh_retries_outlast_a_booting_vm(run):
+    for name, cmd in commands(run).items():
+        conn = cmd.inputs["connection"]
+        assert conn["dialErrorLimit"] >= 60, name
+        assert conn["perDialTimeout"] >= 15, name
+        assert conn["user"] == "ubuntu"
+
+
+def test_steps_have_timeouts_above_the_scripts_own(run):
+    start = run.named("dev-server-1-start")
+    assert start.options["customTimeouts"]["create"] == "1200s"
+    assert "K3S_READY_TIMEOUT=600" in start.inputs["create"]
