@@ -256,7 +256,11 @@ def run(
                 secret_outputs.add(key)
 
     try:
-        loop.run_until_complete(run_pulumi_func(body))
+        try:
+            loop.run_until_complete(run_pulumi_func(body))
+        except Exception as error:
+            error.registrations = monitor.registrations  # type: ignore[attr-defined]
+            raise
     finally:
         pulumi_settings.reset_options()
         loop.close()

@@ -30,4 +30,7 @@ class BootstrapPlan:
         return f"{self.ready_timeout_seconds + 600}s"
 
     def start_params(self) -> dict[str, str]:
-        return {"K3S_READY_TIMEOUT": str(self.ready_timeout_seconds)}
+        # The version is here too so a version change re-runs the start steps: the scripts
+        # refuse a binary of another version and restart onto a replaced one, in the same
+        # one-server-at-a-time order as the first start.
+        return {"K3S_READY_TIMEOUT": str(self.ready_timeout_seconds), "K3S_VERSION": self.k3s_version}
