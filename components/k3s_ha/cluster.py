@@ -28,6 +28,7 @@ DEFAULTS = {
     "servers": 3,
     "agents": 0,
     "k3s_version": DEFAULT_K3S_VERSION,
+    "allow_dqlite": False,
     "server_instance_type": "t3.medium",
     "agent_instance_type": "t3.medium",
     "root_volume_gb": 30,
@@ -38,6 +39,7 @@ DEFAULTS = {
     "load_balancer_internal": False,
     "etcd_snapshot_schedule": "0 */12 * * *",
     "etcd_snapshot_retention": 5,
+    "ready_timeout_seconds": DEFAULT_READY_TIMEOUT_SECONDS,
 }
 
 
@@ -143,10 +145,10 @@ def validate_cluster_args(args: K3sClusterArgs) -> list[str]:
             agents=[HostArgs(name=f"agent-{i}", address="") for i in range(_setting(args, "agents"))],
             ssh=SshArgs(user=_setting(args, "ssh_user"), private_key=args.get("ssh_private_key")),  # type: ignore[typeddict-item]
             k3s_version=_setting(args, "k3s_version"),
-            allow_dqlite=bool(args.get("allow_dqlite")),
+            allow_dqlite=bool(_setting(args, "allow_dqlite")),
             token=args.get("token"),  # type: ignore[typeddict-item]
             agent_token=args.get("agent_token"),  # type: ignore[typeddict-item]
-            ready_timeout_seconds=args.get("ready_timeout_seconds") or DEFAULT_READY_TIMEOUT_SECONDS,
+            ready_timeout_seconds=_setting(args, "ready_timeout_seconds"),
         )
     )
     return warnings
@@ -252,12 +254,12 @@ class K3sCluster(pulumi.ComponentResource):
             agents=[host(m, "agent", i) for i, m in enumerate(agents)],
             ssh=SshArgs(user=_setting(args, "ssh_user"), private_key=pulumi.Output.secret(args["ssh_private_key"])),
             k3s_version=_setting(args, "k3s_version"),
-            allow_dqlite=bool(args.get("allow_dqlite")),
+            allow_dqlite=bool(_setting(args, "allow_dqlite")),
             server_config={
                 "etcd-snapshot-schedule-cron": _setting(args, "etcd_snapshot_schedule"),
                 "etcd-snapshot-retention": _setting(args, "etcd_snapshot_retention"),
             },
-            ready_timeout_seconds=args.get("ready_timeout_seconds") or DEFAULT_READY_TIMEOUT_SECONDS,
+            ready_timeout_seconds=_setting(args, "ready_timeout_seconds"),
         )
         for key in ("token", "agent_token"):
             if args.get(key) is not None:
