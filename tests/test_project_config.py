@@ -83,3 +83,18 @@ def test_prod_stack_spreads_servers_over_zones_behind_a_balancer_with_snapshots(
     cfg = yaml.safe_load(run.named("prod-server-0-start").inputs["stdin"])
     assert cfg["etcd-snapshot-schedule-cron"] == "0 */6 * * *"
     assert cfg["etcd-snapshot-retention"] == 28
+
+
+def test_readme_documents_every_config_key_with_its_default():
+    readme = (ROOT / "README.md").read_text()
+    assert "pulumi up -s dev" in readme and "bash tests/run.sh" in readme
+    for key, spec in PROJECT["config"].items():
+        line = next((l for l in readme.splitlines() if l.startswith(f"| `{key}` |")), None)
+        assert line is not None, f"README has no row for {key}"
+        if "default" in spec:
+            default = str(spec["default"]).lower() if isinstance(spec["default"], bool) else str(spec["default"])
+            assert f"`{default}`" in line, key
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "bash tests/run.sh" in (ROOT / ".ci" / "run").read_text()
