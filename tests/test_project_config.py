@@ -89,7 +89,7 @@ def test_readme_documents_every_config_key_with_its_default():
     readme = (ROOT / "README.md").read_text()
     assert "pulumi up -s dev" in readme and "bash tests/run.sh" in readme
     for key, spec in PROJECT["config"].items():
-        line = next((l for l in readme.splitlines() if l.startswith(f"| `{key}` |")), None)
+        line = next((l for l in readme.splitlines() if l.startswith(f"| `{key}` | {spec['type']}")), None)
         assert line is not None, f"README has no row for {key}"
         if "default" in spec:
             default = str(spec["default"]).lower() if isinstance(spec["default"], bool) else str(spec["default"])
