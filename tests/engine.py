@@ -77,6 +77,11 @@ def instance_id(name: str) -> str:
     return "i-" + hashlib.sha256(name.encode()).hexdigest()[:17]
 
 
+def node_name(start_step: str) -> str:
+    """The Node name the mock's start step `<cluster>-<host>-start` reports (a host name)."""
+    return "ip-" + hashlib.sha256(start_step.encode()).hexdigest()[:8]
+
+
 def _ip(name: str, prefix: str) -> str:
     digest = hashlib.sha256(name.encode()).digest()
     return f"{prefix}.{digest[0]}.{digest[1] % 250 + 1}"
@@ -85,8 +90,9 @@ def _ip(name: str, prefix: str) -> str:
 class CloudMocks(pulumi.runtime.Mocks):
     """Invents what AWS, pulumi-random and pulumi-command would return."""
 
-    def __init__(self, zones=("eu-west-1a", "eu-west-1b", "eu-west-1c")):
+    def __init__(self, zones=("eu-west-1a", "eu-west-1b", "eu-west-1c"), ami="ami-0a1b2c3d4e5f60718"):
         self.zones = list(zones)
+        self.ami = ami
         self.calls: list[tuple[str, dict]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -101,6 +107,10 @@ class CloudMocks(pulumi.runtime.Mocks):
             state.update(dnsName=f"{name}-0123456789.elb.eu-west-1.amazonaws.com", arn=f"arn:aws:elasticloadbalancing:::loadbalancer/net/{name}")
         elif typ in ("aws:lb/targetGroup:TargetGroup", "aws:lb/listener:Listener"):
             state["arn"] = f"arn:aws:elasticloadbalancing:::{name}"
+        elif typ == "aws:s3/bucket:Bucket":
+            state.update(bucket=f"{name}-20261126", region="eu-west-1", arn=f"arn:aws:s3:::{name}-20261126")
+        elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
+            state.update(name=f"{name}-generated", arn=f"arn:aws:iam::123456789012:role/{name}")
         elif typ == "aws:ec2/keyPair:KeyPair":
             state["keyName"] = state.get("keyName") or f"{name}-key"
         elif typ == "random:index/randomPassword:RandomPassword":
@@ -109,14 +119,21 @@ class CloudMocks(pulumi.runtime.Mocks):
             state["result"] = "".join(alphabet[b % len(alphabet)] for b in seed[: int(state.get("length", 16))])
         elif typ == "command:remote:Command":
             create = state.get("create", "")
-            state["stdout"] = SAMPLE_KUBECONFIG if "k3s-ha-print-kubeconfig" in create else ""
+            if "k3s-ha-print-kubeconfig" in create:
+                state["stdout"] = SAMPLE_KUBECONFIG
+            elif "k3s-ha-start-" in create:
+                state["stdout"] = node_name(name) + "\n"  # the start scripts print the Node name
+            else:
+                state["stdout"] = ""
             state["stderr"] = ""
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append((args.token, dict(args.args)))
         if args.token == "aws:ec2/getAmi:getAmi":
-            return {"id": "ami-0a1b2c3d4e5f60718", "name": "ubuntu-noble-24.04"}
+            return {"id": self.ami, "name": "ubuntu-noble-24.04"}
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"region": "eu-west-1", "name": "eu-west-1", "id": "eu-west-1"}
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": list(self.zones), "zoneIds": [f"euw1-az{i}" for i in range(len(self.zones))], "id": "eu-west-1"}
         return {}
@@ -149,6 +166,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "ignoreChanges": list(request.ignoreChanges),
                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
                     "deleteBeforeReplace": request.deleteBeforeReplace,
+                    "retainOnDelete": request.retainOnDelete,
                     "replaceOnChanges": list(request.replaceOnChanges),
                     "customTimeouts": {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete},
                     "provider": request.provider,

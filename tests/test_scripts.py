@@ -46,6 +46,10 @@ class Node:
     systemd_dir: Path
     tmp_dir: Path
 
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "var-lib-rancher-k3s"
+
     def run(
         self,
         name: str,
@@ -55,6 +59,8 @@ class Node:
     ) -> subprocess.CompletedProcess[str]:
         all_params = {
             "K3S_HA_CONFIG_DIR": str(self.config_dir),
+            # Never the host's /var/lib/rancher/k3s, whose etcd data would change behaviour.
+            "K3S_HA_DATA_DIR": str(self.data_dir),
             "K3S_HA_POLL_SECONDS": "0",
             **(params or {}),
         }
@@ -621,10 +627,16 @@ ROLE_SCRIPTS = sorted(p for p in SCRIPT_DIR.glob("*.sh") if p.name != "lib.sh")
 
 def test_role_scripts_exist() -> None:
     assert [p.name for p in ROLE_SCRIPTS] == [
+        "check-upgrade.sh",
+        "confirm-node.sh",
         "install-k3s.sh",
         "print-kubeconfig.sh",
+        "rejoin-server.sh",
+        "remove-node.sh",
+        "restore-snapshot.sh",
         "start-agent.sh",
         "start-server.sh",
+        "uninstall-k3s.sh",
     ]
 
 

@@ -2,8 +2,9 @@
 
 It owns the cluster token and the ordered remote steps, and knows nothing about clouds, so
 the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud.
-Order, one file per step: install.py (all nodes, parallel) -> init_server.py ->
-join_servers.py (one at a time) -> agents.py (parallel) -> kubeconfig.py.
+Order, one file per step: upgrade_guard.py (first server) -> install.py (all nodes, parallel)
+-> init_server.py -> join_servers.py (one at a time) -> agents.py (parallel) ->
+membership.py (held by a server; removes the node when it leaves) and kubeconfig.py.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from .init_server import start_init_server
 from .install import install
 from .join_servers import join_servers_in_turn
 from .kubeconfig import fetch_kubeconfig
+from .membership import hold_memberships
 from .plan import BootstrapPlan
 from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node
+from .upgrade_guard import guard_upgrade
 from .versions import DEFAULT_K3S_VERSION
 
 DEFAULT_READY_TIMEOUT_SECONDS = 600
@@ -185,13 +188,15 @@ class K3sBootstrap(pulumi.ComponentResource):
             agent_extra=dict(args.get("agent_config") or {}),
         )
 
-        server_installs = [install(plan, n, "server", self) for n in servers]
-        agent_installs = [install(plan, n, "agent", self) for n in agents]
-        init_start = start_init_server(plan, init, server_installs[0], self)
+        guard = guard_upgrade(plan, init, self)
+        server_installs = [install(plan, n, "server", guard, self) for n in servers]
+        agent_installs = [install(plan, n, "agent", guard, self) for n in agents]
+        init_start = start_init_server(plan, init, server_installs[0], servers[1:], self)
         joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self)
         last_server = joins[-1] if joins else init_start
         self.server_starts = [init_start, *joins]
         self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self)
+        self.memberships = hold_memberships(plan, servers, self.server_starts, agents, self.agent_starts, self)
 
         self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)
         self.api_endpoint = pulumi.Output.concat("https://", api_address, ":6443")

@@ -22,6 +22,7 @@ from .firewall import allow, build_firewall, API_PORT
 from .load_balancer import attach_server, build_load_balancer
 from .machines import build_instance, ubuntu_image
 from .network import build_network
+from .snapshots import build_snapshot_store
 from .versions import DEFAULT_K3S_VERSION
 
 DEFAULTS = {
@@ -40,6 +41,7 @@ DEFAULTS = {
     "etcd_snapshot_schedule": "0 */12 * * *",
     "etcd_snapshot_retention": 5,
     "ready_timeout_seconds": DEFAULT_READY_TIMEOUT_SECONDS,
+    "etcd_s3": False,
 }
 
 
@@ -93,6 +95,10 @@ class K3sClusterArgs(TypedDict):
     """Cron schedule of etcd snapshots (default every 12 hours)."""
     etcd_snapshot_retention: NotRequired[int]
     """Snapshots kept per server (default 5)."""
+    etcd_s3: NotRequired[bool]
+    """Also send snapshots to a new encrypted, versioned S3 bucket (kept on destroy)."""
+    etcd_s3_bucket: NotRequired[str]
+    """Send snapshots to this existing bucket instead (servers get access to one folder)."""
     ready_timeout_seconds: NotRequired[int]
     """How long one node may take to become ready (default 600)."""
     tags: NotRequired[dict[str, str]]
@@ -197,7 +203,11 @@ class K3sCluster(pulumi.ComponentResource):
             f"{name}-ssh", public_key=args["ssh_public_key"], tags=tags, opts=pulumi.ResourceOptions(parent=self)
         ).key_name
 
-        def machines(role: str, count: int, instance_type: str, groups) -> list[aws.ec2.Instance]:
+        snapshots = None
+        if _setting(args, "etcd_s3") or args.get("etcd_s3_bucket"):
+            snapshots = build_snapshot_store(name, existing_bucket=args.get("etcd_s3_bucket"), tags=tags, parent=self)
+
+        def machines(role: str, count: int, instance_type: str, groups, profile=None) -> list[aws.ec2.Instance]:
             image = args.get("ami_id") or ubuntu_image(instance_type, self)
             return [
                 build_instance(
@@ -214,12 +224,14 @@ class K3sCluster(pulumi.ComponentResource):
                     tags=tags,
                     image_is_lookup=not args.get("ami_id"),
                     parent=self,
+                    instance_profile=profile,
                 )
                 for index in range(count)
             ]
 
         servers = machines("server", _setting(args, "servers"), _setting(args, "server_instance_type"),
-                           [firewall.node_group, firewall.server_group])
+                           [firewall.node_group, firewall.server_group],
+                           snapshots.instance_profile if snapshots else None)
         agents = machines("agent", _setting(args, "agents"), _setting(args, "agent_instance_type"),
                           [firewall.node_group])
 
@@ -258,6 +270,7 @@ class K3sCluster(pulumi.ComponentResource):
             server_config={
                 "etcd-snapshot-schedule-cron": _setting(args, "etcd_snapshot_schedule"),
                 "etcd-snapshot-retention": _setting(args, "etcd_snapshot_retention"),
+                **(snapshots.server_config() if snapshots else {}),
             },
             ready_timeout_seconds=_setting(args, "ready_timeout_seconds"),
         )

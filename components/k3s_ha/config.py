@@ -35,6 +35,8 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
     "agentToken": ("agent_token", "str"),
     "etcdSnapshotSchedule": ("etcd_snapshot_schedule", "str"),
     "etcdSnapshotRetention": ("etcd_snapshot_retention", "int"),
+    "etcdS3": ("etcd_s3", "bool"),
+    "etcdS3Bucket": ("etcd_s3_bucket", "str"),
     "readyTimeoutSeconds": ("ready_timeout_seconds", "int"),
     "tags": ("tags", "object"),
 }

@@ -1,6 +1,9 @@
-"""Step 1: the first server starts the cluster with `cluster-init` (embedded etcd)."""
+"""Step 1: the first server starts the cluster with `cluster-init` (embedded etcd), unless
+a cluster already answers at one of its peers: then it is a rebuilt first server and joins."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_command as command
@@ -10,7 +13,19 @@ from .remote import Node
 from .server_start import start_server
 
 
+# Peers probed before cluster-init: the registration address and the next two servers. Not
+# all servers, so scaling 3 -> 5 leaves this step's inputs untouched.
+PEERS_PROBED = 2
+
+
 def start_init_server(
-    plan: BootstrapPlan, node: Node, installed: command.remote.Command, parent: pulumi.Resource
+    plan: BootstrapPlan,
+    node: Node,
+    installed: command.remote.Command,
+    others: Sequence[Node],
+    parent: pulumi.Resource,
 ) -> command.remote.Command:
-    return start_server(plan, node, join_address=None, after=[installed], parent=parent)
+    peers = [plan.registration_address, *(n.private_address for n in others[:PEERS_PROBED])]
+    # Without a load balancer the registration address is this server itself: drop it.
+    peers = [pulumi.Output.all(p, node.private_address).apply(lambda v: "" if v[0] == v[1] else v[0]) for p in peers]
+    return start_server(plan, node, join_address=None, after=[installed], parent=parent, peers=peers)

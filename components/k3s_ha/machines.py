@@ -48,6 +48,7 @@ def build_instance(
     tags: Mapping[str, str],
     image_is_lookup: bool,
     parent: pulumi.Resource,
+    instance_profile: pulumi.Input[str] | None = None,
 ) -> aws.ec2.Instance:
     node_tags = {**tags, "Name": name, "k3s-role": role, "k3s-cluster": cluster}
     return aws.ec2.Instance(
@@ -57,6 +58,7 @@ def build_instance(
         subnet_id=subnet_id,
         vpc_security_group_ids=list(security_group_ids),
         key_name=key_name,
+        iam_instance_profile=instance_profile,
         # IMDSv2 only; hop limit 1 keeps pods from reaching the node's credentials.
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1

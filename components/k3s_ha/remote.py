@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from .scripts import remote_command
+from .scripts import remote_command_input
 
 # A booting VM refuses SSH for a minute or two; the provider's default of 10 dial errors
 # gives up after about 11 s (pulumi-command #1238). 100 errors at the 5 s backoff cap
@@ -32,31 +32,37 @@ def run_script(
     resource_name: str,
     node: Node,
     script: str,
-    params: Mapping[str, str],
+    params: Mapping[str, pulumi.Input[str]],
     *,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource] = (),
     stdin: pulumi.Input[str] | None = None,
     timeout: str = "30m",
     secret_output: bool = False,
+    on_delete: tuple[str, Mapping[str, pulumi.Input[str]]] | None = None,
+    identity: pulumi.Input[str] | None = None,
 ) -> command.remote.Command:
     """Run components/k3s_ha/scripts/<script>.sh on `node` as root.
 
-    `triggers` holds only the machine's identity, so a new machine gets a fresh run while a
-    changed script or config runs the (idempotent) script again as an update.
+    `triggers` holds only a machine's identity (`identity`, by default `node`'s), so a new
+    machine gets a fresh run while a changed script or config runs the (idempotent) script
+    again as an update. `on_delete` is the script (and its parameters) that runs when the step
+    is deleted: when its node leaves the cluster, or is replaced by a new machine.
     """
+    identity = node.replace_on if identity is None else identity
     options = pulumi.ResourceOptions(
         parent=parent,
         depends_on=list(depends_on),
-        custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+        custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout, delete=timeout),
         additional_secret_outputs=["stdout", "stderr"] if secret_output else None,
     )
     return command.remote.Command(
         resource_name,
         connection=node.connection,
-        create=remote_command(script, params),
+        create=remote_command_input(script, params),
+        delete=remote_command_input(*on_delete) if on_delete else None,
         stdin=stdin,
-        triggers=[node.replace_on] if node.replace_on is not None else None,
+        triggers=[identity] if identity is not None else None,
         # Output that carries a secret must not reach the logs either (pulumi-command #260).
         logging=command.remote.Logging.NONE if secret_output else None,
         opts=options,

@@ -13,6 +13,8 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
+import pulumi
+
 SCRIPT_DIR = Path(__file__).parent / "scripts"
 _PARAM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -23,6 +25,16 @@ def script_body(name: str) -> str:
     lib = (SCRIPT_DIR / "lib.sh").read_text()
     role = (SCRIPT_DIR / f"{name}.sh").read_text()
     return lib + "\n" + role
+
+
+def remote_command_input(name: str, params: Mapping[str, "pulumi.Input[str]"]) -> "pulumi.Input[str]":
+    """remote_command for parameters that may be Outputs (node names, addresses)."""
+    if not any(isinstance(v, pulumi.Output) for v in params.values()):
+        return remote_command(name, params)  # type: ignore[arg-type]
+    keys = sorted(params)
+    return pulumi.Output.all(*[params[k] for k in keys]).apply(
+        lambda values: remote_command(name, dict(zip(keys, values)))
+    )
 
 
 def remote_command(name: str, params: Mapping[str, str]) -> str:

@@ -19,23 +19,31 @@ def start_server(
     join_address: pulumi.Input[str] | None,
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
+    peers: Sequence[pulumi.Input[str]] = (),
 ) -> command.remote.Command:
+    """`peers` (first server only): addresses to probe before `cluster-init`. If one answers, a
+    cluster already exists (this is a rebuilt first server) and the script joins it instead of
+    splitting it in two (k3s-ansible#269)."""
     config = pulumi.Output.all(
-        plan.token, plan.agent_token, pulumi.Output.all(*plan.tls_sans), join_address
+        plan.token, plan.agent_token, pulumi.Output.all(*plan.tls_sans), join_address,
+        pulumi.Output.from_input(plan.server_extra),
     ).apply(
         lambda values: node_config.server_config(
             token=values[0],
             agent_token=values[1],
             tls_sans=values[2],
             join_address=values[3],
-            extra=plan.server_extra,
+            extra=values[4],
         )
     )
+    params = plan.start_params()
+    if peers:
+        params["K3S_HA_PEERS"] = pulumi.Output.all(*peers).apply(lambda p: " ".join(a for a in dict.fromkeys(p) if a))
     return run_script(
         f"{plan.name}-{node.name}-start",
         node,
         "start-server",
-        plan.start_params(),
+        params,
         parent=parent,
         depends_on=after,
         stdin=pulumi.Output.secret(config),

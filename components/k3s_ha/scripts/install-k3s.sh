@@ -7,7 +7,9 @@
 # Parameters (environment): K3S_VERSION (required, e.g. v1.36.4+k3s1), K3S_ROLE (required,
 # server|agent), K3S_INSTALL_URL (default https://get.k3s.io), K3S_HA_CLOUD_INIT_TIMEOUT
 # (seconds, default 600), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR.
-# stdin is not read. No secret is needed here: tokens go into config.yaml later.
+# Refuses (exit 1, before downloading) a version the installed k3s cannot move to: see
+# k3s_ha_check_upgrade in lib.sh. stdin is not read. No secret is needed here: tokens go
+# into config.yaml later.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -18,7 +20,7 @@ k3s_ha_require_param K3S_VERSION
 k3s_ha_require_param K3S_ROLE
 # The version ends up in the installer's download URL: accept only release tag shapes
 # (the same ones versions.py accepts; tags before v1.17 had no +k3sN, some had +k3s.N).
-if [[ ! $K3S_VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-rc[0-9]+)?(\+k3s\.?[0-9]+)?$ ]]; then
+if ! k3s_ha_version_key "$K3S_VERSION" >/dev/null; then
   k3s_ha_die "K3S_VERSION must look like v1.36.4+k3s1, got '$K3S_VERSION'"
 fi
 case $K3S_ROLE in
@@ -35,6 +37,11 @@ install_url=${K3S_INSTALL_URL:-https://get.k3s.io}
 k3s_bin=$(k3s_ha_k3s_bin)
 unit_path=${K3S_HA_SYSTEMD_DIR:-/etc/systemd/system}/$unit
 
+# A version the installed one cannot move to (downgrade, skipped minor, Dqlite to etcd) is
+# refused before anything is downloaded, so the node keeps running what it has.
+current=$(k3s_ha_installed_version)
+k3s_ha_check_upgrade "$current" "$version"
+
 # On first boot cloud-init may still be running apt or writing files the installer
 # touches. Its exit status only reports how cloud-init fared, which is not our business.
 if command -v cloud-init >/dev/null 2>&1; then
@@ -43,7 +50,6 @@ if command -v cloud-init >/dev/null 2>&1; then
     cloud-init status --wait >/dev/null 2>&1 || true
 fi
 
-current=$(k3s_ha_installed_version)
 if [[ $current == "$version" && -f $unit_path ]]; then
   k3s_ha_log "k3s $version and $unit_path are already installed; nothing to download"
   exit 0

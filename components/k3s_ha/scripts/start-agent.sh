@@ -3,15 +3,20 @@
 # may run this on all agents in parallel once the servers are up.
 #
 # stdin: the complete config.yaml (`server:` and `token:`; never echoed).
+# stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
 # Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until the
 # agent must be active, restart included; default 600), K3S_VERSION (optional: refuse to
-# start unless the installed binary reports exactly this), K3S_HA_POLL_SECONDS (default 5),
-# and for tests K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR.
+# start unless the installed binary reports exactly this), K3S_HA_NODE_NAME (needed only
+# when config.yaml sets node-name), K3S_HA_POLL_SECONDS (default 5), and for tests
+# K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
+
+# Only the node name may reach stdout: Python reads it from there.
+exec 3>&1 1>&2
 
 K3S_HA_STARTED_AT=$(date +%s)
 K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
@@ -38,3 +43,4 @@ agent_active() {
 
 k3s_ha_wait_until "k3s-agent to be active" "$K3S_READY_TIMEOUT" agent_active \
   "see journalctl -u k3s-agent"
+k3s_ha_node_name >&3

@@ -1,0 +1,116 @@
+"""Off-node etcd snapshots: an S3 bucket and an instance profile that can only reach it.
+
+The bucket is encrypted, versioned, private, and kept when the stack is destroyed
+(`retain_on_delete`): snapshots are what you restore from after losing the cluster, so they
+must outlive it. Servers get read/write on the cluster's folder and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+NONCURRENT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class SnapshotStore:
+    bucket: pulumi.Output[str]
+    region: pulumi.Output[str]
+    folder: str
+    instance_profile: pulumi.Output[str]
+
+    def server_config(self) -> dict[str, Any]:
+        """config.yaml keys that send every scheduled snapshot to S3 too."""
+        return {
+            "etcd-s3": True,
+            "etcd-s3-bucket": self.bucket,
+            "etcd-s3-region": self.region,
+            "etcd-s3-folder": self.folder,
+        }
+
+
+def _bucket(name: str, tags: Mapping[str, str], parent: pulumi.Resource) -> aws.s3.Bucket:
+    keep = pulumi.ResourceOptions(parent=parent, retain_on_delete=True)
+    bucket = aws.s3.Bucket(f"{name}-etcd-snapshots", force_destroy=False, tags=dict(tags), opts=keep)
+    inside = pulumi.ResourceOptions(parent=bucket, retain_on_delete=True)
+    aws.s3.BucketPublicAccessBlock(
+        f"{name}-etcd-snapshots", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+        ignore_public_acls=True, restrict_public_buckets=True, opts=inside,
+    )
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{name}-etcd-snapshots", bucket=bucket.id,
+        rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+            apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="aws:kms"),
+            bucket_key_enabled=True,
+        )],
+        opts=inside,
+    )
+    aws.s3.BucketVersioning(
+        f"{name}-etcd-snapshots", bucket=bucket.id,
+        versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+        opts=inside,
+    )
+    # Versioning keeps every overwritten or pruned snapshot; expire those after a month.
+    aws.s3.BucketLifecycleConfiguration(
+        f"{name}-etcd-snapshots", bucket=bucket.id,
+        rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-old-versions", status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                noncurrent_days=NONCURRENT_DAYS),
+        )],
+        opts=inside,
+    )
+    return bucket
+
+
+def snapshot_policy(bucket: str, folder: str) -> str:
+    """Least privilege for `k3s etcd-snapshot` to S3: list the bucket, read/write one folder."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+             "Resource": f"arn:aws:s3:::{bucket}"},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+             "Resource": f"arn:aws:s3:::{bucket}/{folder}/*"},
+        ],
+    }, sort_keys=True)
+
+
+def build_snapshot_store(
+    name: str,
+    *,
+    existing_bucket: str | None,
+    tags: Mapping[str, str],
+    parent: pulumi.Resource,
+) -> SnapshotStore:
+    if existing_bucket:
+        bucket_name: pulumi.Output[str] = pulumi.Output.from_input(existing_bucket)
+        region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=parent)).region
+    else:
+        bucket = _bucket(name, tags, parent)
+        bucket_name, region = bucket.bucket, bucket.region
+    role = aws.iam.Role(
+        f"{name}-server",
+        assume_role_policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+        }, sort_keys=True),
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    aws.iam.RolePolicy(
+        f"{name}-etcd-snapshots",
+        role=role.id,
+        policy=bucket_name.apply(lambda b: snapshot_policy(b, name)),
+        opts=pulumi.ResourceOptions(parent=role),
+    )
+    profile = aws.iam.InstanceProfile(f"{name}-server", role=role.name, tags=dict(tags), opts=pulumi.ResourceOptions(parent=role))
+    return SnapshotStore(bucket=bucket_name, region=region, folder=name, instance_profile=profile.name)
