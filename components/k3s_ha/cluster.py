@@ -7,6 +7,7 @@ from typing import Optional, TypedDict
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_command as command
 from typing_extensions import NotRequired
 
 from . import validation
@@ -19,9 +20,10 @@ from .bootstrap import (
     validate_bootstrap_args,
 )
 from .firewall import allow, build_firewall, API_PORT
+from .remote import DEFAULT_DIAL_ERROR_LIMIT
 from .load_balancer import attach_server, build_load_balancer
 from .machines import build_instance, ubuntu_image
-from .network import build_network
+from .network import Network, build_network
 from .snapshots import build_snapshot_store
 from .versions import DEFAULT_K3S_VERSION
 
@@ -77,6 +79,16 @@ class K3sClusterArgs(TypedDict):
     """Pinned image; default: the newest Ubuntu 24.04 LTS when each node is created."""
     ssh_user: NotRequired[str]
     """Login user of the image (default ubuntu)."""
+    vpc_id: NotRequired[pulumi.Input[str]]
+    """An existing VPC to use instead of creating one (give `subnet_ids` with it)."""
+    subnet_ids: NotRequired[list[pulumi.Input[str]]]
+    """Existing subnets of `vpc_id`, in different zones; nodes are spread over them in order."""
+    extra_security_group_ids: NotRequired[list[pulumi.Input[str]]]
+    """Further security groups for every node (e.g. your monitoring's)."""
+    bastion_host: NotRequired[pulumi.Input[str]]
+    """A bastion Pulumi's SSH hops through; nodes are then reached on their private addresses."""
+    bastion_user: NotRequired[str]
+    """Login user on the bastion (default: `ssh_user`); it uses the same private key."""
     vpc_cidr: NotRequired[str]
     """CIDR of the VPC created for the cluster (default 10.0.0.0/16)."""
     availability_zones: NotRequired[list[str]]
@@ -123,7 +135,23 @@ def validate_cluster_args(args: K3sClusterArgs) -> list[str]:
     zones = args.get("availability_zones")
     if zones is not None and (not isinstance(zones, list) or not zones or not all(isinstance(z, str) and z for z in zones)):
         raise validation.ConfigError(validation.field("availability_zones"), f"{zones!r} is not a list of zone names", 'use e.g. ["eu-west-1a", "eu-west-1b", "eu-west-1c"]')
-    validation.vpc_cidr(_setting(args, "vpc_cidr"), len(zones) if zones else _setting(args, "zone_count"))
+    if args.get("vpc_id") or args.get("subnet_ids") is not None:
+        subnets = args.get("subnet_ids")
+        if not args.get("vpc_id") or not isinstance(subnets, list) or not subnets:
+            raise validation.ConfigError(
+                "vpcId / vpc_id and subnetIds / subnet_ids",
+                "an existing network needs both the VPC id and at least one of its subnet ids",
+                "give both (subnets in three zones for a zone-tolerant cluster), or neither to have a VPC created",
+            )
+        if len(subnets) < 3 and _setting(args, "servers") >= 3:
+            warnings.append(f"subnetIds has {len(subnets)} subnet(s): servers share a zone, so losing one zone can lose etcd quorum")
+    else:
+        validation.vpc_cidr(_setting(args, "vpc_cidr"), len(zones) if zones else _setting(args, "zone_count"))
+    if args.get("bastion_host") and _setting(args, "load_balancer") and not _setting(args, "load_balancer_internal"):
+        warnings.append(
+            "bastionHost with an internet-facing load balancer: nodes in private subnets reach it through "
+            "your NAT gateway's address, which apiAllowedCidrs must then include (or set loadBalancerInternal)"
+        )
     ssh_cidrs = validation.cidrs(args.get("ssh_allowed_cidrs"), "ssh_allowed_cidrs")
     api_cidrs = validation.cidrs(args.get("api_allowed_cidrs"), "api_allowed_cidrs")
     if not ssh_cidrs:
@@ -185,9 +213,13 @@ class K3sCluster(pulumi.ComponentResource):
             pulumi.log.warn(warning, resource=self)
 
         tags = {**(args.get("tags") or {}), "k3s-cluster": name}
-        vpc_cidr = validation.vpc_cidr(_setting(args, "vpc_cidr"), 1)
-        zones = self._zones(args)
-        network = build_network(name, vpc_cidr, zones, tags, self)
+        if args.get("vpc_id"):
+            network = Network(vpc_id=pulumi.Output.from_input(args["vpc_id"]), subnet_ids=list(args["subnet_ids"]))
+        else:
+            vpc_cidr = validation.vpc_cidr(_setting(args, "vpc_cidr"), 1)
+            network = build_network(name, vpc_cidr, self._zones(args), tags, self)
+        extra_groups = list(args.get("extra_security_group_ids") or [])
+        bastion = args.get("bastion_host")
         use_lb = bool(_setting(args, "load_balancer"))
         lb_internal = bool(_setting(args, "load_balancer_internal"))
         firewall = build_firewall(
@@ -218,7 +250,7 @@ class K3sCluster(pulumi.ComponentResource):
                     instance_type=instance_type,
                     # Round-robin over zones: 3 servers in 3 zones survive the loss of one zone.
                     subnet_id=network.subnet_ids[index % len(network.subnet_ids)],
-                    security_group_ids=[g.id for g in groups],
+                    security_group_ids=[*(g.id for g in groups), *extra_groups],
                     key_name=key_name,
                     root_volume_gb=_setting(args, "root_volume_gb"),
                     tags=tags,
@@ -243,7 +275,7 @@ class K3sCluster(pulumi.ComponentResource):
             )
             for index, instance in enumerate(servers):
                 attach_server(f"{name}-server-{index}", lb, instance)
-            if not lb_internal:
+            if not lb_internal and not bastion:
                 # Nodes reach an internet-facing balancer from their public address, not
                 # from inside the security group.
                 for role, group in (("server", servers), ("agent", agents)):
@@ -256,7 +288,7 @@ class K3sCluster(pulumi.ComponentResource):
         def host(instance: aws.ec2.Instance, role: str, index: int) -> HostArgs:
             return HostArgs(
                 name=f"{role}-{index}",
-                address=instance.public_ip,
+                address=instance.private_ip if bastion else instance.public_ip,
                 private_address=instance.private_ip,
                 replace_on=instance.id,
             )
@@ -264,7 +296,7 @@ class K3sCluster(pulumi.ComponentResource):
         bootstrap_args = K3sBootstrapArgs(
             servers=[host(m, "server", i) for i, m in enumerate(servers)],
             agents=[host(m, "agent", i) for i, m in enumerate(agents)],
-            ssh=SshArgs(user=_setting(args, "ssh_user"), private_key=pulumi.Output.secret(args["ssh_private_key"])),
+            ssh=self._ssh(args),
             k3s_version=_setting(args, "k3s_version"),
             allow_dqlite=bool(_setting(args, "allow_dqlite")),
             server_config={
@@ -297,6 +329,19 @@ class K3sCluster(pulumi.ComponentResource):
             "agent_public_ips": self.agent_public_ips,
             "agent_private_ips": self.agent_private_ips,
         })
+
+    @staticmethod
+    def _ssh(args: K3sClusterArgs) -> SshArgs:
+        key = pulumi.Output.secret(args["ssh_private_key"])
+        ssh = SshArgs(user=_setting(args, "ssh_user"), private_key=key)
+        if args.get("bastion_host"):
+            ssh["proxy"] = command.remote.ProxyConnectionArgs(
+                host=args["bastion_host"],
+                user=args.get("bastion_user") or _setting(args, "ssh_user"),
+                private_key=key,
+                dial_error_limit=DEFAULT_DIAL_ERROR_LIMIT,
+            )
+        return ssh
 
     def _zones(self, args: K3sClusterArgs) -> list[pulumi.Input[str]]:
         if args.get("availability_zones"):

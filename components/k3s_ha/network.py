@@ -16,8 +16,7 @@ import pulumi_aws as aws
 @dataclass(frozen=True)
 class Network:
     vpc_id: pulumi.Output[str]
-    vpc_cidr: str
-    subnet_ids: list[pulumi.Output[str]]
+    subnet_ids: list[pulumi.Input[str]]
 
 
 def subnet_cidrs(vpc_cidr: ipaddress.IPv4Network, count: int) -> list[str]:
@@ -68,4 +67,4 @@ def build_network(
             opts=pulumi.ResourceOptions(parent=subnet),
         )
         subnet_ids.append(subnet.id)
-    return Network(vpc_id=vpc.id, vpc_cidr=str(vpc_cidr), subnet_ids=subnet_ids)
+    return Network(vpc_id=vpc.id, subnet_ids=subnet_ids)

@@ -1,0 +1,78 @@
+"""What a larger program already has: its VPC and subnets, security groups, a bastion, a key
+pair, tags, and an AWS provider for another region or account."""
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+import engine
+from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
+from k3s_ha import ConfigError, K3sCluster
+
+INSTANCE = "aws:ec2/instance:Instance"
+
+
+def test_an_existing_vpc_and_subnets_are_used_and_no_network_is_created():
+    run = engine.run(
+        engine.main_program,
+        config(vpcId="vpc-0abc", subnetIds=["subnet-a", "subnet-b", "subnet-c"], extraSecurityGroupIds=["sg-monitoring"]),
+        SECRET_KEYS,
+    )
+    for typ in ("aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway"):
+        assert run.by_type(typ) == []
+    assert not any(c[0] == "aws:index/getAvailabilityZones:getAvailabilityZones" for c in run.calls)
+    assert {g.inputs["vpcId"] for g in run.by_type("aws:ec2/securityGroup:SecurityGroup")} == {"vpc-0abc"}
+    servers = sorted((r for r in run.by_type(INSTANCE) if "-server-" in r.name), key=lambda r: r.name)
+    assert [s.inputs["subnetId"] for s in servers] == ["subnet-a", "subnet-b", "subnet-c"]
+    for machine in run.by_type(INSTANCE):
+        assert "sg-monitoring" in machine.inputs["vpcSecurityGroupIds"]
+
+
+def test_an_existing_vpc_needs_its_subnets():
+    with pytest.raises(ConfigError, match="both the VPC id and at least one of its subnet ids") as caught:
+        engine.run(engine.main_program, config(vpcId="vpc-0abc"), SECRET_KEYS)
+    assert caught.value.registrations == []
+
+
+def test_fewer_than_three_subnets_warn_about_zone_loss():
+    run = engine.run(engine.main_program, config(vpcId="vpc-0abc", subnetIds=["subnet-a"]), SECRET_KEYS)
+    assert any("losing one zone can lose etcd quorum" in w for w in run.warnings)
+
+
+def test_a_bastion_reaches_nodes_on_their_private_addresses():
+    run = engine.run(engine.main_program, config(bastionHost="203.0.113.50", bastionUser="jump"), SECRET_KEYS)
+    private = run.outputs["serverPrivateIps"]
+    for name, cmd in commands(run).items():
+        conn = cmd.inputs["connection"]
+        assert conn["proxy"]["host"] == "203.0.113.50" and conn["proxy"]["user"] == "jump", name
+        assert conn["proxy"]["privateKey"] == PRIVATE_KEY
+        assert cmd.is_secret("connection")
+    assert run.named("dev-server-0-install").inputs["connection"]["host"] == private[0]
+
+
+def test_an_existing_key_pair_is_used_by_name():
+    cfg = config(keyName="team-key")
+    del cfg["sshPublicKey"]
+    run = engine.run(engine.main_program, cfg, SECRET_KEYS)
+    assert run.by_type("aws:ec2/keyPair:KeyPair") == []
+    assert {m.inputs["keyName"] for m in run.by_type(INSTANCE)} == {"team-key"}
+
+
+def test_a_provider_for_another_region_reaches_every_aws_resource():
+    def program():
+        other = aws.Provider("us-east", region="us-east-1")
+        cluster = K3sCluster(
+            "k3s",
+            {"ssh_private_key": pulumi.Output.secret(PRIVATE_KEY), "ssh_public_key": "ssh-ed25519 AAAA test",
+             "ssh_allowed_cidrs": ["203.0.113.7/32"], "tags": {"owner": "platform"}},
+            pulumi.ResourceOptions(providers={"aws": other}),
+        )
+        return {"endpoint": cluster.api_endpoint}
+
+    run = engine.run(program)
+    aws_resources = [r for r in run.registrations if r.type.startswith("aws:") and r.custom]
+    assert aws_resources
+    for r in aws_resources:
+        assert "pulumi:providers:aws::us-east" in r.options["provider"], r.name
+        assert r.inputs.get("tags", {}).get("owner", "platform") == "platform"
+    assert run.named("k3s-vpc").inputs["tags"] == {"owner": "platform", "k3s-cluster": "k3s", "Name": "k3s-vpc"}
