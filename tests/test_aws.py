@@ -163,3 +163,8 @@ def test_every_server_gets_identical_settings_but_the_join_line(prod):
     assert common[0] == common[1] == common[2]
     assert common[0]["etcd-snapshot-schedule-cron"] == "0 */12 * * *"
     assert common[0]["write-kubeconfig-mode"] == "0600"
+
+
+def test_nodes_join_only_once_they_may_reach_the_public_load_balancer(prod):
+    for host in ("server-1", "agent-0"):
+        assert prod.transitively_depends_on(f"prod-{host}-start", f"prod-{host}-to-lb")

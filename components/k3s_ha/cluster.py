@@ -268,6 +268,7 @@ class K3sCluster(pulumi.ComponentResource):
                           [firewall.node_group])
 
         registration = None
+        lb_rules: dict[str, aws.vpc.SecurityGroupIngressRule] = {}
         if use_lb:
             lb = build_load_balancer(
                 name, vpc_id=network.vpc_id, subnet_ids=network.subnet_ids,
@@ -280,15 +281,21 @@ class K3sCluster(pulumi.ComponentResource):
                 # from inside the security group.
                 for role, group in (("server", servers), ("agent", agents)):
                     for index, instance in enumerate(group):
-                        allow(f"{name}-{role}-{index}-to-lb", firewall.load_balancer_group, "tcp",
-                              (API_PORT, API_PORT), "joins via the public load balancer",
-                              cidr=instance.public_ip.apply(lambda ip: f"{ip}/32"))
+                        lb_rules[f"{role}-{index}"] = allow(
+                            f"{name}-{role}-{index}-to-lb", firewall.load_balancer_group, "tcp",
+                            (API_PORT, API_PORT), "joins via the public load balancer",
+                            cidr=instance.public_ip.apply(lambda ip: f"{ip}/32"))
             registration = lb.dns_name
 
         def host(instance: aws.ec2.Instance, role: str, index: int) -> HostArgs:
+            address = instance.private_ip if bastion else instance.public_ip
+            if f"{role}-{index}" in lb_rules:
+                # Carry the rule as a dependency: the node's steps wait until it may reach
+                # the load balancer it joins through.
+                address = pulumi.Output.all(address, lb_rules[f"{role}-{index}"].id).apply(lambda v: v[0])
             return HostArgs(
                 name=f"{role}-{index}",
-                address=instance.private_ip if bastion else instance.public_ip,
+                address=address,
                 private_address=instance.private_ip,
                 replace_on=instance.id,
             )
