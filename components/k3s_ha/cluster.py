@@ -1,7 +1,6 @@
 """K3sCluster: EC2 machines, their network and firewall, plus the K3sBootstrap that turns them
 into an HA K3s cluster with embedded etcd."""
 
-from __future__ import annotations
 
 from typing import Optional, TypedDict
 
@@ -45,6 +44,16 @@ DEFAULTS = {
     "ready_timeout_seconds": DEFAULT_READY_TIMEOUT_SECONDS,
     "etcd_s3": False,
 }
+
+
+# Whole-number inputs; other languages send every number as a float (and pulumi 3.272's
+# component host hands them on unconverted), so 3.0 is taken as 3.
+_INT_FIELDS = ("servers", "agents", "root_volume_gb", "zone_count", "etcd_snapshot_retention", "ready_timeout_seconds")
+
+
+def _whole_numbers(args: "K3sClusterArgs") -> "K3sClusterArgs":
+    fixed = {k: int(v) for k, v in args.items() if k in _INT_FIELDS and isinstance(v, float) and v.is_integer()}
+    return {**args, **fixed}  # type: ignore[return-value]
 
 
 class K3sClusterArgs(TypedDict):
@@ -207,6 +216,7 @@ class K3sCluster(pulumi.ComponentResource):
     """Cluster token (secret): needed to restore etcd snapshots."""
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        args = _whole_numbers(args)
         warnings = validate_cluster_args(args)
         super().__init__("k3s-ha:index:K3sCluster", name, {}, opts)
         for warning in warnings:
