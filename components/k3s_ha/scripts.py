@@ -19,12 +19,47 @@ SCRIPT_DIR = Path(__file__).parent / "scripts"
 _PARAM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
+_FUNCTION = re.compile(r"^([a-z_][a-z0-9_]*)\(\) \{$")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _code_lines(text: str) -> list[str]:
+    """Lines that do something: comments and blank lines stay in the files, not in the
+    command text every node step stores in the Pulumi state."""
+    return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+@functools.cache
+def _lib() -> tuple[list[str], dict[str, list[str]]]:
+    """lib.sh split into its top-level lines and its functions, by name."""
+    top: list[str] = []
+    functions: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in _code_lines((SCRIPT_DIR / "lib.sh").read_text()):
+        match = _FUNCTION.match(line)
+        if match:
+            current = functions.setdefault(match.group(1), [])
+        (top if current is None else current).append(line)
+        if current is not None and line == "}":
+            current = None
+    return top, functions
+
+
 @functools.cache
 def script_body(name: str) -> str:
-    """lib.sh followed by the role script, read from disk once per process."""
-    lib = (SCRIPT_DIR / "lib.sh").read_text()
-    role = (SCRIPT_DIR / f"{name}.sh").read_text()
-    return lib + "\n" + role
+    """lib.sh's top level and the functions the role script needs (transitively), then the
+    role script; read from disk once per process. Only what is used is sent, so each
+    command stays a few KB in the state however large lib.sh grows."""
+    top, functions = _lib()
+    role = _code_lines((SCRIPT_DIR / f"{name}.sh").read_text())
+    needed: list[str] = []
+    pending = set(_WORD.findall("\n".join(role))) & functions.keys()
+    while pending:
+        function = pending.pop()
+        needed.append(function)
+        pending |= (set(_WORD.findall("\n".join(functions[function]))) & functions.keys()) - set(needed)
+    lib = [line for function in sorted(needed) for line in functions[function]]
+    return "\n".join([*top, *lib, *role]) + "\n"
 
 
 def remote_command_input(name: str, params: Mapping[str, "pulumi.Input[str]"]) -> "pulumi.Input[str]":
