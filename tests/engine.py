@@ -286,21 +286,30 @@ def run(
     return Run(monitor.registrations, outputs, secret_outputs, mocks.calls, catcher.messages)
 
 
+def program_file(path) -> Callable[[], dict[str, Any]]:
+    """A Pulumi program file (a `__main__.py`) as a program for `run`, its exports captured."""
+    import runpy
+
+    def program() -> dict[str, Any]:
+        exported: dict[str, Any] = {}
+        original = pulumi.export
+
+        def capture(name, value):
+            exported[name] = value
+            original(name, value)
+
+        pulumi.export = capture  # type: ignore[assignment]
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        finally:
+            pulumi.export = original  # type: ignore[assignment]
+        return exported
+
+    return program
+
+
 def main_program() -> dict[str, Any]:
     """The project's own __main__.py, with its exports captured."""
-    import runpy
     from pathlib import Path
 
-    exported: dict[str, Any] = {}
-    original = pulumi.export
-
-    def capture(name, value):
-        exported[name] = value
-        original(name, value)
-
-    pulumi.export = capture  # type: ignore[assignment]
-    try:
-        runpy.run_path(str(Path(__file__).resolve().parent.parent / "__main__.py"), run_name="__main__")
-    finally:
-        pulumi.export = original  # type: ignore[assignment]
-    return exported
+    return program_file(Path(__file__).resolve().parent.parent / "__main__.py")()

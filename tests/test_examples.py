@@ -5,9 +5,7 @@ component provider (checked against the schema the provider infers)."""
 from __future__ import annotations
 
 import re
-import runpy
 from pathlib import Path
-from typing import Any
 
 import pulumi
 import pytest
@@ -48,26 +46,11 @@ USER_SET = {
 SECRETS = {f"{PY_NAME}:sshPrivateKey": PRIVATE_KEY}
 
 
-def _example_program() -> dict[str, Any]:
-    """examples/python-in-vpc/__main__.py as `pulumi up` runs it, with its exports captured."""
-    exported: dict[str, Any] = {}
-    original = pulumi.export
-
-    def capture(name, value):
-        exported[name] = value
-        original(name, value)
-
-    pulumi.export = capture  # type: ignore[assignment]
-    try:
-        runpy.run_path(str(PY_EXAMPLE / "__main__.py"), run_name="__main__")
-    finally:
-        pulumi.export = original  # type: ignore[assignment]
-    return exported
 
 
 @pytest.fixture(scope="module")
 def example() -> engine.Run:
-    return engine.run(_example_program, {**STACK_CONFIG, **USER_SET, **SECRETS}, tuple(SECRETS),
+    return engine.run(engine.program_file(PY_EXAMPLE / "__main__.py"), {**STACK_CONFIG, **USER_SET, **SECRETS}, tuple(SECRETS),
                       project=PY_NAME, stack="dev")
 
 

@@ -252,6 +252,20 @@ k3s_ha_systemctl_bounded() {
   fi
 }
 
+# Usage: k3s_ha_begin_start
+# How start-server.sh and start-agent.sh begin: stdout is kept for the node name alone
+# (moved to fd 3; everything else goes to stderr), the K3S_READY_TIMEOUT budget starts
+# now, and the installed binary must be the wanted K3S_VERSION when one is given.
+k3s_ha_begin_start() {
+  exec 3>&1 1>&2
+  K3S_HA_STARTED_AT=$(date +%s)
+  K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
+  k3s_ha_require_seconds K3S_READY_TIMEOUT
+  if [[ -n ${K3S_VERSION:-} ]]; then
+    k3s_ha_require_installed_version "$K3S_VERSION"
+  fi
+}
+
 # Usage: k3s_ha_start_service UNIT [TIMEOUT_SECONDS]
 # Enables UNIT and restarts it only when that changes something: a new config, a stopped
 # or failed unit, or a replaced binary. A restart of a healthy server costs an etcd

@@ -20,15 +20,8 @@ if ! declare -F k3s_ha_log >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
-# Only the node name may reach stdout: Python reads it from there.
-exec 3>&1 1>&2
-
-K3S_HA_STARTED_AT=$(date +%s)
-K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
-k3s_ha_require_seconds K3S_READY_TIMEOUT
-if [[ -n ${K3S_VERSION:-} ]]; then
-  k3s_ha_require_installed_version "$K3S_VERSION"
-fi
+# Only the node name may reach stdout (fd 3): Python reads it from there.
+k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
