@@ -101,7 +101,7 @@ def _connection(ssh: SshArgs, address: pulumi.Input[str]) -> command.remote.Conn
     return command.remote.ConnectionArgs(
         host=address,
         user=ssh["user"],
-        private_key=pulumi.Output.secret(ssh["private_key"]),
+        private_key=ssh["private_key"],  # made secret once, in K3sBootstrap
         proxy=ssh.get("proxy"),
         dial_error_limit=ssh.get("dial_error_limit", DEFAULT_DIAL_ERROR_LIMIT),
         per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
@@ -153,7 +153,8 @@ class K3sBootstrap(pulumi.ComponentResource):
         for warning in warnings:
             pulumi.log.warn(warning, resource=self)
 
-        ssh = args["ssh"]
+        # One secret Output for the key, shared by every node's connection.
+        ssh = SshArgs(**{**args["ssh"], "private_key": pulumi.Output.secret(args["ssh"]["private_key"])})
 
         def node(host: HostArgs) -> Node:
             address = host["address"]

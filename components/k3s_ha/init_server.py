@@ -10,7 +10,7 @@ import pulumi_command as command
 
 from .plan import BootstrapPlan
 from .remote import Node
-from .server_start import start_server
+from .server_start import server_config, start_server
 
 
 # Peers probed before cluster-init: the registration address and the next two servers. Not
@@ -25,7 +25,11 @@ def start_init_server(
     others: Sequence[Node],
     parent: pulumi.Resource,
 ) -> command.remote.Command:
-    peers = [plan.registration_address, *(n.private_address for n in others[:PEERS_PROBED])]
+    candidates = [plan.registration_address, *(n.private_address for n in others[:PEERS_PROBED])]
     # Without a load balancer the registration address is this server itself: drop it.
-    peers = [pulumi.Output.all(p, node.private_address).apply(lambda v: "" if v[0] == v[1] else v[0]) for p in peers]
-    return start_server(plan, node, join_address=None, after=[installed], parent=parent, peers=peers)
+    peers = pulumi.Output.all(node.private_address, *candidates).apply(
+        lambda v: " ".join(a for a in dict.fromkeys(v[1:]) if a and a != v[0])
+    )
+    return start_server(
+        plan, node, config=server_config(plan, None), after=[installed], parent=parent, peers=peers
+    )

@@ -14,7 +14,7 @@ import pulumi_command as command
 
 from .plan import BootstrapPlan
 from .remote import Node
-from .server_start import start_server
+from .server_start import server_config, start_server
 
 
 def join_servers_in_turn(
@@ -26,9 +26,8 @@ def join_servers_in_turn(
 ) -> list[command.remote.Command]:
     joined: list[command.remote.Command] = []
     previous = init_server
+    config = server_config(plan, plan.registration_address)  # the same for every joining server
     for node, installed in zip(nodes, installs):
-        previous = start_server(
-            plan, node, join_address=plan.registration_address, after=[installed, previous], parent=parent
-        )
+        previous = start_server(plan, node, config=config, after=[installed, previous], parent=parent)
         joined.append(previous)
     return joined

@@ -64,11 +64,14 @@ def script_body(name: str) -> str:
 
 def remote_command_input(name: str, params: Mapping[str, "pulumi.Input[str]"]) -> "pulumi.Input[str]":
     """remote_command for parameters that may be Outputs (node names, addresses)."""
-    if not any(isinstance(v, pulumi.Output) for v in params.values()):
+    late = [k for k, v in params.items() if isinstance(v, pulumi.Output)]
+    if not late:
         return remote_command(name, params)  # type: ignore[arg-type]
-    keys = sorted(params)
-    return pulumi.Output.all(*[params[k] for k in keys]).apply(
-        lambda values: remote_command(name, dict(zip(keys, values)))
+    if len(late) == 1:  # the common case (a node's name): one apply, no gather
+        key = late[0]
+        return params[key].apply(lambda value: remote_command(name, {**params, key: value}))  # type: ignore[union-attr]
+    return pulumi.Output.all(*[params[k] for k in late]).apply(
+        lambda values: remote_command(name, {**params, **dict(zip(late, values))})
     )
 
 
@@ -78,4 +81,9 @@ def remote_command(name: str, params: Mapping[str, str]) -> str:
         if not _PARAM_NAME.match(key):
             raise ValueError(f"script parameter {key!r} must be an upper-case shell name")
     env = " ".join(f"{key}={shlex.quote(str(params[key]))}" for key in sorted(params))
-    return f"sudo -n env {env} bash -c {shlex.quote(script_body(name))} k3s-ha-{name}"
+    return f"sudo -n env {env} bash -c {_quoted_body(name)} k3s-ha-{name}"
+
+
+@functools.cache
+def _quoted_body(name: str) -> str:
+    return shlex.quote(script_body(name))

@@ -12,18 +12,9 @@ from .plan import BootstrapPlan
 from .remote import Node, run_script
 
 
-def start_server(
-    plan: BootstrapPlan,
-    node: Node,
-    *,
-    join_address: pulumi.Input[str] | None,
-    after: Sequence[pulumi.Resource],
-    parent: pulumi.Resource,
-    peers: Sequence[pulumi.Input[str]] = (),
-) -> command.remote.Command:
-    """`peers` (first server only): addresses to probe before `cluster-init`. If one answers, a
-    cluster already exists (this is a rebuilt first server) and the script joins it instead of
-    splitting it in two (k3s-ansible#269)."""
+def server_config(plan: BootstrapPlan, join_address: pulumi.Input[str] | None) -> pulumi.Output[str]:
+    """A server's config.yaml (secret): the same text for every server that joins, so build it
+    once and pass it to each (`config=`)."""
     config = pulumi.Output.all(
         plan.token, plan.agent_token, pulumi.Output.all(*plan.tls_sans), join_address,
         pulumi.Output.from_input(plan.server_extra),
@@ -36,9 +27,25 @@ def start_server(
             extra=values[4],
         )
     )
+    return pulumi.Output.secret(config)
+
+
+def start_server(
+    plan: BootstrapPlan,
+    node: Node,
+    *,
+    config: pulumi.Output[str],
+    after: Sequence[pulumi.Resource],
+    parent: pulumi.Resource,
+    peers: pulumi.Input[str] | None = None,
+) -> command.remote.Command:
+    """`config`: the node's `server_config`. `peers` (first server only): space-separated
+    addresses to probe before `cluster-init`. If one answers, a cluster already exists (this is
+    a rebuilt first server) and the script joins it instead of splitting it in two
+    (k3s-ansible#269)."""
     params = plan.start_params()
-    if peers:
-        params["K3S_HA_PEERS"] = pulumi.Output.all(*peers).apply(lambda p: " ".join(a for a in dict.fromkeys(p) if a))
+    if peers is not None:
+        params["K3S_HA_PEERS"] = peers
     return run_script(
         f"{plan.name}-{node.name}-start",
         node,
@@ -46,6 +53,6 @@ def start_server(
         params,
         parent=parent,
         depends_on=after,
-        stdin=pulumi.Output.secret(config),
+        stdin=config,
         timeout=plan.command_timeout,
     )
