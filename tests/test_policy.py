@@ -32,6 +32,7 @@ from pulumi_policy import (  # noqa: E402
 )
 from pulumi_policy.deserialize import deserialize_properties  # noqa: E402
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy  # noqa: E402
+from processes import stop
 
 ALL_POLICIES = {
     "k3s-imdsv2-required",
@@ -444,12 +445,7 @@ def analyzer():
         yield analyzer_pb2_grpc.AnalyzerStub(channel)
         channel.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _struct(props: dict):

@@ -37,6 +37,7 @@ from component_schema import TOKEN, inferred_schema, string_annotations
 from helpers import PRIVATE_KEY
 from k3s_ha import K3sCluster, K3sClusterArgs
 from k3s_ha import cluster as cluster_module
+from processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = ROOT / "provider"
@@ -264,14 +265,7 @@ def test_the_language_host_command_serves_the_inferred_schema(schema):
         assert served == schema
         assert info.version == served["version"]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+        stop(process)
 
 
 # --- construction from a plain dict ----------------------------------------------------------
