@@ -8,7 +8,7 @@ import pulumi
 sys.path.insert(0, str(Path(__file__).parent / "components"))
 
 from k3s_ha import K3sCluster  # noqa: E402
-from k3s_ha.config import cluster_args_from_config  # noqa: E402
+from k3s_ha.stack_config import cluster_args_from_config  # noqa: E402
 
 cluster = K3sCluster(pulumi.get_stack(), cluster_args_from_config(pulumi.Config()))
 

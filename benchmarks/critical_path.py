@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 # Seconds per step. Assumptions, stated with the result in BENCHMARKS.md.
 DURATIONS = {
-    "boot": 90,      # EC2 instance: create, boot, cloud-init done, sshd answering
+    "boot": 90,  # EC2 instance: create, boot, cloud-init done, sshd answering
     "download": 30,  # install-k3s.sh: fetch installer + K3s binary, verify, start nothing
-    "init": 60,      # start-server.sh with cluster-init: Ready, etcd voter, /readyz ok
-    "join": 45,      # start-server.sh joining: learner -> voter, Ready, /readyz ok (one server)
-    "agent": 30,     # start-agent.sh: agent registered and Ready
-    "remote": 5,     # any other remote step (kubeconfig read, version guard, membership check)
-    "aws": 5,        # any other AWS API resource (VPC, subnet, security group, rule, key pair...)
-    "none": 0,       # components, random passwords
+    "init": 60,  # start-server.sh with cluster-init: Ready, etcd voter, /readyz ok
+    "join": 45,  # start-server.sh joining: learner -> voter, Ready, /readyz ok (one server)
+    "agent": 30,  # start-agent.sh: agent registered and Ready
+    "remote": 5,  # any other remote step (kubeconfig read, version guard, membership check)
+    "aws": 5,  # any other AWS API resource (VPC, subnet, security group, rule, key pair...)
+    "none": 0,  # components, random passwords
 }
 ASSUMPTIONS = (
     "boot 90 s (EC2 create + boot + cloud-init + sshd), download 30 s (installer + binary), "
@@ -55,13 +55,13 @@ class CriticalPath:
     servers: int
     agents: int
     modeled_seconds: int
-    path: list[str]             # resource names, first to last
+    path: list[str]  # resource names, first to last
     path_kinds: list[str]
-    remote_steps_on_path: int   # commands on the modeled critical path
-    longest_remote_chain: int   # most commands on any dependency chain
-    longest_start_chain: int    # most `-start` steps (node installs) on any chain
-    expected_seconds: int       # boot + download + init + (S-1) joins + one agent wave + small steps
-    small_steps: dict           # kind -> count of the short steps also on the path (aws, remote)
+    remote_steps_on_path: int  # commands on the modeled critical path
+    longest_remote_chain: int  # most commands on any dependency chain
+    longest_start_chain: int  # most `-start` steps (node installs) on any chain
+    expected_seconds: int  # boot + download + init + (S-1) joins + one agent wave + small steps
+    small_steps: dict  # kind -> count of the short steps also on the path (aws, remote)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -99,8 +99,14 @@ def analyse(registrations, servers: int, agents: int) -> CriticalPath:
     d = DURATIONS
     kinds = [kind(by_urn[u]) for u in path]
     small = {k: kinds.count(k) for k in ("aws", "remote") if k in kinds}
-    expected = (d["boot"] + d["download"] + d["init"] + (servers - 1) * d["join"] + (d["agent"] if agents else 0)
-                + sum(d[k] * n for k, n in small.items()))
+    expected = (
+        d["boot"]
+        + d["download"]
+        + d["init"]
+        + (servers - 1) * d["join"]
+        + (d["agent"] if agents else 0)
+        + sum(d[k] * n for k, n in small.items())
+    )
     core = [k for k in kinds if k not in small and k != "none"]
     if core != ["boot", "download", "init", *["join"] * (servers - 1), *(["agent"] if agents else [])]:
         expected = -1  # not the expected shape at all
@@ -144,9 +150,12 @@ def main() -> None:
     import json
     import sys
 
-    from measure import measure  # noqa: F401  (sets up paths and SDK imports)
     import engine
-    from measure import BASE_CONFIG, SECRET_KEYS
+    from measure import (
+        BASE_CONFIG,
+        SECRET_KEYS,
+        measure,  # noqa: F401  (sets up paths and SDK imports)
+    )
 
     for size in sys.argv[1:]:
         servers, agents = map(int, size.split(":"))

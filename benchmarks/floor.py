@@ -49,19 +49,21 @@ def shape_of(registrations) -> dict:
             continue
         deps = {k: sorted(_short(u) for u in v) for k, v in r.property_dependencies.items()}
         implied = set().union(*map(set, deps.values())) if deps else set()
-        steps.append({
-            "name": r.name,
-            "host": deps["connection"][0],
-            "triggers": deps.get("triggers", [None])[0] if r.inputs.get("triggers") else None,
-            "create": [text(r.inputs.get("create")), deps.get("create", [])],
-            "delete": [text(r.inputs.get("delete")), deps.get("delete", [])],
-            "stdin": [text(r.inputs.get("stdin")), deps.get("stdin", [])],
-            "stdin_secret": r.is_secret("stdin"),
-            "after": sorted({_short(u) for u in r.dependencies} - implied),
-            "timeouts": r.options["customTimeouts"],
-            "secret_output": "stdout" in r.options["additionalSecretOutputs"],
-            "logging": r.inputs.get("logging"),
-        })
+        steps.append(
+            {
+                "name": r.name,
+                "host": deps["connection"][0],
+                "triggers": deps.get("triggers", [None])[0] if r.inputs.get("triggers") else None,
+                "create": [text(r.inputs.get("create")), deps.get("create", [])],
+                "delete": [text(r.inputs.get("delete")), deps.get("delete", [])],
+                "stdin": [text(r.inputs.get("stdin")), deps.get("stdin", [])],
+                "stdin_secret": r.is_secret("stdin"),
+                "after": sorted({_short(u) for u in r.dependencies} - implied),
+                "timeouts": r.options["customTimeouts"],
+                "secret_output": "stdout" in r.options["additionalSecretOutputs"],
+                "logging": r.inputs.get("logging"),
+            }
+        )
     # In dependency order, so the floor registers them in one plain loop.
     done = {r.name for r in registrations if r.type != COMMAND}
     ordered = []
@@ -88,32 +90,60 @@ def program(shape: dict) -> dict:
     named: dict[str, pulumi.Resource] = {}  # what a replayed step may depend on, by name
     cluster = pulumi.ComponentResource("k3s-ha:index:K3sCluster", "dev", {})
     in_cluster = pulumi.ResourceOptions(parent=cluster)
-    vpc = named["dev-vpc"] = aws.ec2.Vpc("dev-vpc", cidr_block="10.0.0.0/16", enable_dns_hostnames=True, enable_dns_support=True,
-                      tags={**tags, "Name": "dev-vpc"}, opts=in_cluster)
+    vpc = named["dev-vpc"] = aws.ec2.Vpc(
+        "dev-vpc",
+        cidr_block="10.0.0.0/16",
+        enable_dns_hostnames=True,
+        enable_dns_support=True,
+        tags={**tags, "Name": "dev-vpc"},
+        opts=in_cluster,
+    )
     in_vpc = pulumi.ResourceOptions(parent=vpc)
-    key = named["dev-ssh"] = aws.ec2.KeyPair("dev-ssh", public_key=config.require("sshPublicKey"), tags=tags, opts=in_cluster)
+    key = named["dev-ssh"] = aws.ec2.KeyPair(
+        "dev-ssh", public_key=config.require("sshPublicKey"), tags=tags, opts=in_cluster
+    )
     zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOptions(parent=cluster)).names
     igw = aws.ec2.InternetGateway("dev-igw", vpc_id=vpc.id, tags={**tags, "Name": "dev-igw"}, opts=in_vpc)
-    routes = aws.ec2.RouteTable("dev-public", vpc_id=vpc.id, tags={**tags, "Name": "dev-public"}, opts=in_vpc,
-                                routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)])
+    routes = aws.ec2.RouteTable(
+        "dev-public",
+        vpc_id=vpc.id,
+        tags={**tags, "Name": "dev-public"},
+        opts=in_vpc,
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
+    )
     subnets = []
     for i in range(3):
-        subnet = aws.ec2.Subnet(f"dev-public-{i}", vpc_id=vpc.id, cidr_block=f"10.0.{16 * i}.0/20",
-                                availability_zone=zones.apply(lambda names, i=i: names[i]),
-                                map_public_ip_on_launch=True, tags={**tags, "Name": f"dev-public-{i}"}, opts=in_vpc)
-        aws.ec2.RouteTableAssociation(f"dev-public-{i}", subnet_id=subnet.id, route_table_id=routes.id,
-                                      opts=pulumi.ResourceOptions(parent=subnet))
+        subnet = aws.ec2.Subnet(
+            f"dev-public-{i}",
+            vpc_id=vpc.id,
+            cidr_block=f"10.0.{16 * i}.0/20",
+            availability_zone=zones.apply(lambda names, i=i: names[i]),
+            map_public_ip_on_launch=True,
+            tags={**tags, "Name": f"dev-public-{i}"},
+            opts=in_vpc,
+        )
+        aws.ec2.RouteTableAssociation(
+            f"dev-public-{i}", subnet_id=subnet.id, route_table_id=routes.id, opts=pulumi.ResourceOptions(parent=subnet)
+        )
         subnets.append(subnet)
         named[f"dev-public-{i}"] = subnet
 
     groups = {}
-    for g, description in (("nodes", "K3s cluster nodes (servers and agents)"),
-                           ("servers", "K3s servers (API and embedded etcd)")):
-        group = aws.ec2.SecurityGroup(f"dev-{g}", description=description, vpc_id=vpc.id,
-                                      tags={**tags, "Name": f"dev-{g}"}, opts=in_cluster)
-        aws.vpc.SecurityGroupEgressRule(f"dev-{g}-egress", security_group_id=group.id, ip_protocol="-1",
-                                        cidr_ipv4="0.0.0.0/0", description="outbound: K3s download, images, AWS APIs",
-                                        opts=pulumi.ResourceOptions(parent=group))
+    for g, description in (
+        ("nodes", "K3s cluster nodes (servers and agents)"),
+        ("servers", "K3s servers (API and embedded etcd)"),
+    ):
+        group = aws.ec2.SecurityGroup(
+            f"dev-{g}", description=description, vpc_id=vpc.id, tags={**tags, "Name": f"dev-{g}"}, opts=in_cluster
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"dev-{g}-egress",
+            security_group_id=group.id,
+            ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0",
+            description="outbound: K3s download, images, AWS APIs",
+            opts=pulumi.ResourceOptions(parent=group),
+        )
         groups[g] = named[f"dev-{g}"] = group
     nodes, srv = groups["nodes"], groups["servers"]
     for name, group, proto, lo, hi, desc, source, cidr in (
@@ -124,26 +154,50 @@ def program(shape: dict) -> dict:
         ("dev-ssh-0", nodes, "tcp", 22, 22, "SSH from 203.0.113.7/32", None, "203.0.113.7/32"),
         ("dev-api-0", srv, "tcp", 6443, 6443, "API from 203.0.113.0/24", None, "203.0.113.0/24"),
     ):
-        named[name] = aws.vpc.SecurityGroupIngressRule(name, security_group_id=group.id, ip_protocol=proto, from_port=lo, to_port=hi,
-                                         referenced_security_group_id=source.id if source else None, cidr_ipv4=cidr,
-                                         description=desc, opts=pulumi.ResourceOptions(parent=group))
+        named[name] = aws.vpc.SecurityGroupIngressRule(
+            name,
+            security_group_id=group.id,
+            ip_protocol=proto,
+            from_port=lo,
+            to_port=hi,
+            referenced_security_group_id=source.id if source else None,
+            cidr_ipv4=cidr,
+            description=desc,
+            opts=pulumi.ResourceOptions(parent=group),
+        )
 
     def machines(role: str, count: int, group_ids: list) -> list[aws.ec2.Instance]:
         ami = aws.ec2.get_ami_output(
-            owners=["099720109477"], most_recent=True, opts=pulumi.InvokeOptions(parent=cluster),
-            filters=[aws.ec2.GetAmiFilterArgs(name="name", values=["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]),
-                     aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"])]).id
+            owners=["099720109477"],
+            most_recent=True,
+            opts=pulumi.InvokeOptions(parent=cluster),
+            filters=[
+                aws.ec2.GetAmiFilterArgs(
+                    name="name", values=["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"]
+                ),
+                aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+            ],
+        ).id
         out = []
         for i in range(count):
             node_tags = {**tags, "Name": f"dev-{role}-{i}", "k3s-role": role}
             vm = aws.ec2.Instance(
-                f"dev-{role}-{i}", ami=ami, instance_type="t3.medium", subnet_id=subnets[i % 3].id,
-                vpc_security_group_ids=group_ids, key_name=key.key_name,
-                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(http_endpoint="enabled", http_tokens="required",
-                                                                     http_put_response_hop_limit=1),
-                root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(encrypted=True, volume_type="gp3", volume_size=30,
-                                                                      delete_on_termination=True),
-                tags=node_tags, volume_tags=node_tags, opts=pulumi.ResourceOptions(parent=cluster, ignore_changes=["ami"]))
+                f"dev-{role}-{i}",
+                ami=ami,
+                instance_type="t3.medium",
+                subnet_id=subnets[i % 3].id,
+                vpc_security_group_ids=group_ids,
+                key_name=key.key_name,
+                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                    http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+                ),
+                root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                    encrypted=True, volume_type="gp3", volume_size=30, delete_on_termination=True
+                ),
+                tags=node_tags,
+                volume_tags=node_tags,
+                opts=pulumi.ResourceOptions(parent=cluster, ignore_changes=["ami"]),
+            )
             named[f"dev-{role}-{i}"] = vm
             out.append(vm)
         return out
@@ -160,7 +214,9 @@ def program(shape: dict) -> dict:
     # earlier step's output) is one Output per distinct value and dependency set, shared.
     missing = {d for s in shape["steps"] for d in _needs(s)} - named.keys() - {s["name"] for s in shape["steps"]}
     if missing:
-        raise ValueError(f"the project's steps depend on {sorted(missing)}, which benchmarks/floor.py does not register")
+        raise ValueError(
+            f"the project's steps depend on {sorted(missing)}, which benchmarks/floor.py does not register"
+        )
     texts = shape["texts"]
     values: dict[tuple, pulumi.Output] = {}
 
@@ -182,8 +238,9 @@ def program(shape: dict) -> dict:
         t = s["timeouts"]
         named[s["name"]] = command.remote.Command(
             s["name"],
-            connection=command.remote.ConnectionArgs(host=vm.public_ip, user="ubuntu", private_key=ssh_key,
-                                                     dial_error_limit=100, per_dial_timeout=30),
+            connection=command.remote.ConnectionArgs(
+                host=vm.public_ip, user="ubuntu", private_key=ssh_key, dial_error_limit=100, per_dial_timeout=30
+            ),
             create=value(s["create"]),
             delete=value(s["delete"]),
             stdin=value(s["stdin"], s["stdin_secret"]),
@@ -192,8 +249,9 @@ def program(shape: dict) -> dict:
             opts=pulumi.ResourceOptions(
                 parent=bootstrap,
                 depends_on=[named[d] for d in s["after"]],
-                custom_timeouts=pulumi.CustomTimeouts(create=t["create"] or None, update=t["update"] or None,
-                                                      delete=t["delete"] or None),
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=t["create"] or None, update=t["update"] or None, delete=t["delete"] or None
+                ),
                 additional_secret_outputs=["stdout", "stderr"] if s["secret_output"] else None,
             ),
         )
@@ -201,8 +259,11 @@ def program(shape: dict) -> dict:
     init = server_vms[0]
     reader = next(named[s["name"]] for s in shape["steps"] if s["secret_output"])
     exports = {
-        "kubeconfig": pulumi.Output.secret(pulumi.Output.all(reader.stdout, init.public_ip).apply(
-            lambda v: v[0].replace("https://127.0.0.1:6443", f"https://{v[1]}:6443"))),
+        "kubeconfig": pulumi.Output.secret(
+            pulumi.Output.all(reader.stdout, init.public_ip).apply(
+                lambda v: v[0].replace("https://127.0.0.1:6443", f"https://{v[1]}:6443")
+            )
+        ),
         "apiEndpoint": pulumi.Output.concat("https://", init.public_ip, ":6443"),
         "serverPublicIps": pulumi.Output.all(*[m.public_ip for m in server_vms]),
         "serverPrivateIps": pulumi.Output.all(*[m.private_ip for m in server_vms]),

@@ -42,12 +42,15 @@ def output_ops_by_line(servers: int, agents: int, program=None, code: str = COMP
                 path = Path(frame.f_code.co_filename).relative_to(Path(code).parent)
                 counts[(name, f"{path}:{frame.f_lineno} {frame.f_code.co_name}")] += 1
             return fn(*args, **kwargs)
+
         return wrapper
 
     saved = {name: pulumi.Output.__dict__[name] for name in ("apply", "all", "secret", "from_input")}
     for name, raw in saved.items():
         fn = raw.__func__ if isinstance(raw, staticmethod) else raw
-        setattr(pulumi.Output, name, staticmethod(counted(name, fn)) if isinstance(raw, staticmethod) else counted(name, fn))
+        setattr(
+            pulumi.Output, name, staticmethod(counted(name, fn)) if isinstance(raw, staticmethod) else counted(name, fn)
+        )
     try:
         engine.run(program or engine.main_program, {**BASE_CONFIG, "servers": servers, "agents": agents}, SECRET_KEYS)
     finally:
@@ -107,7 +110,9 @@ def main() -> None:
         for k, v in sorted(ours.items(), key=key, reverse=True)[:top]:
             print(f"{v[1]:>8} {v[2]:>8.3f} {v[3]:>8.3f}  {Path(k[0]).relative_to(COMPONENTS)}:{k[1]} {k[2]}")
 
-    print(f"{servers}+{agents}: {total:.2f} s profiled, {sum(v[2] for v in ours.values()):.3f} s own time in components/")
+    print(
+        f"{servers}+{agents}: {total:.2f} s profiled, {sum(v[2] for v in ours.values()):.3f} s own time in components/"
+    )
     show("by cumulative time (own + the SDK work it triggers)", lambda kv: kv[1][3])
     show("by own time", lambda kv: kv[1][2])
 
@@ -120,8 +125,7 @@ def main() -> None:
             ops[op] += n
         return ", ".join(f"{n} {op}" for op, n in sorted(ops.items()))
 
-    print(f"\nOutput operations called by component code at {servers}+0: {by_op(small)} "
-          f"(the floor: {by_op(f_small)})")
+    print(f"\nOutput operations called by component code at {servers}+0: {by_op(small)} (the floor: {by_op(f_small)})")
     for (op, line), n in sorted(small.items(), key=lambda kv: -kv[1]):
         print(f"{n:>8}  {op:<10} {line}")
     per = Counter({k: (n - small.get(k, 0)) / max(agents, 1) for k, n in large.items()})

@@ -26,18 +26,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import runpy  # noqa: E402,F401  (the harness runs __main__.py with it)
+
+import engine  # noqa: E402
 import pulumi  # noqa: E402
 import pulumi_aws  # noqa: E402
 import pulumi_command  # noqa: E402
 import pulumi_random  # noqa: E402
-import runpy  # noqa: E402,F401  (the harness runs __main__.py with it)
 import yaml  # noqa: E402,F401
 
-import engine  # noqa: E402
-
 # The SDKs load their modules on first use: load them now, outside the clock.
-_ = (pulumi_aws.get_availability_zones_output, pulumi_aws.ec2.Instance, pulumi_aws.vpc.SecurityGroupIngressRule,
-     pulumi_aws.lb.LoadBalancer, pulumi_command.remote.Command, pulumi_random.RandomPassword, pulumi.runtime.mocks)
+_ = (
+    pulumi_aws.get_availability_zones_output,
+    pulumi_aws.ec2.Instance,
+    pulumi_aws.vpc.SecurityGroupIngressRule,
+    pulumi_aws.lb.LoadBalancer,
+    pulumi_command.remote.Command,
+    pulumi_random.RandomPassword,
+    pulumi.runtime.mocks,
+)
 
 # tests/helpers.py BASE_CONFIG, copied so the benchmark does not move when the tests do.
 BASE_CONFIG = {
@@ -60,18 +67,29 @@ def count_work() -> Counter:
         def wrapper(*args, **kwargs):
             counts[name] += 1
             return fn(*args, **kwargs)
+
         return wrapper
 
     for name in ("apply", "all", "secret", "from_input", "concat"):
         raw = pulumi.Output.__dict__[name]
         fn = raw.__func__ if isinstance(raw, staticmethod) else raw
-        setattr(pulumi.Output, name, staticmethod(counted(name, fn)) if isinstance(raw, staticmethod) else counted(name, fn))
+        setattr(
+            pulumi.Output, name, staticmethod(counted(name, fn)) if isinstance(raw, staticmethod) else counted(name, fn)
+        )
     asyncio.BaseEventLoop.create_task = counted("tasks", asyncio.BaseEventLoop.create_task)  # type: ignore[method-assign]
     return counts
 
 
-def measure(mode: str, servers: int, agents: int, trace: bool = False, graph: bool = False,
-            shape: str | None = None, shape_out: str | None = None, count: bool = False) -> dict:
+def measure(
+    mode: str,
+    servers: int,
+    agents: int,
+    trace: bool = False,
+    graph: bool = False,
+    shape: str | None = None,
+    shape_out: str | None = None,
+    count: bool = False,
+) -> dict:
     if mode == "project":
         program = engine.main_program
     else:
@@ -81,6 +99,7 @@ def measure(mode: str, servers: int, agents: int, trace: bool = False, graph: bo
             import floor  # inside the clock, as __main__.py imports k3s_ha inside it
 
             return floor.program(loaded)
+
     config = {**BASE_CONFIG, "servers": servers, "agents": agents}
     gc.collect()  # (disable() leaves explicit collections working)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -100,8 +119,9 @@ def measure(mode: str, servers: int, agents: int, trace: bool = False, graph: bo
         tracemalloc.stop()
     if counts is None and not trace:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        result.update(wall=wall, cpu=cpu, peak_rss_mb=peak / 1024, rss_growth_mb=(peak - base_rss) / 1024,
-                      load=os.getloadavg()[0])
+        result.update(
+            wall=wall, cpu=cpu, peak_rss_mb=peak / 1024, rss_growth_mb=(peak - base_rss) / 1024, load=os.getloadavg()[0]
+        )
     regs = run.registrations
     result["types"] = dict(Counter(r.type for r in regs))
     result["calls"] = dict(Counter(token for token, _ in run.calls))
@@ -137,14 +157,16 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "components"))
         wall, cpu = time.perf_counter(), time.process_time()
         import k3s_ha  # noqa: F401
-        import k3s_ha.config  # noqa: F401
+        import k3s_ha.stack_config  # noqa: F401
 
         print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
         return
     if a.gc_off:
         gc.disable()
-    print(json.dumps(measure(a.mode, a.servers, a.agents, a.tracemalloc, a.graph, a.shape, a.shape_out, a.count)),
-          flush=True)
+    print(
+        json.dumps(measure(a.mode, a.servers, a.agents, a.tracemalloc, a.graph, a.shape, a.shape_out, a.count)),
+        flush=True,
+    )
     os._exit(0)  # skip interpreter teardown (and the SDK's event-loop finalizer noise on stderr)
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pulumi_policy import PolicyPack  # noqa: E402
-
 from k3s_policies import ENFORCEMENT, PACK_NAME, POLICIES  # noqa: E402
+from pulumi_policy import PolicyPack  # noqa: E402
 
 PolicyPack(name=PACK_NAME, enforcement_level=ENFORCEMENT, policies=POLICIES)

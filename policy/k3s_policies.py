@@ -6,9 +6,10 @@ policies to the Pulumi CLI and blocks).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import k3s_rules as rules
 from pulumi_policy import (
     EnforcementLevel,
     PolicyResource,
@@ -19,8 +20,6 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy.proxy import UnknownValueError
-
-import k3s_rules as rules
 
 PACK_NAME = "k3s-ha"
 ENFORCEMENT = EnforcementLevel.MANDATORY
@@ -93,7 +92,7 @@ ENCRYPTED_VOLUMES = ResourceValidationPolicy(
 CLUSTER_PORTS = ResourceValidationPolicy(
     name="k3s-no-world-open-cluster-ports",
     description="No ingress from 0.0.0.0/0 or ::/0 to etcd (2379-2380/tcp), the kubelet (10250/tcp) or "
-                "flannel VXLAN (8472/udp).",
+    "flannel VXLAN (8472/udp).",
     validate=_resource_validation(rules.cluster_ports_not_world_open),
     enforcement_level=ENFORCEMENT,
 )
@@ -106,14 +105,14 @@ SSH = ResourceValidationPolicy(
 ODD_SERVERS = StackValidationPolicy(
     name="k3s-odd-server-count",
     description="Each cluster has an odd number of servers (instances tagged k3s-role=server per k3s-cluster, "
-                "and <cluster>-server-<i>-start steps): embedded etcd quorum.",
+    "and <cluster>-server-<i>-start steps): embedded etcd quorum.",
     validate=_stack_validation(rules.odd_server_count),
     enforcement_level=ENFORCEMENT,
 )
 INIT_FIRST = StackValidationPolicy(
     name="k3s-init-server-starts-first",
     description="Every <cluster>-server-<N>-start (N > 0) and <cluster>-agent-<N>-start depends, directly or "
-                "transitively, on <cluster>-server-0-start.",
+    "transitively, on <cluster>-server-0-start.",
     validate=_stack_validation(rules.init_server_first),
     enforcement_level=ENFORCEMENT,
 )

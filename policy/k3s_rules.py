@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 INSTANCE = "aws:ec2/instance:Instance"
 COMMAND = "command:remote:Command"
@@ -42,15 +42,17 @@ class _Unknown:
 UNKNOWN: Any = _Unknown()
 
 # pulumi_policy.proxy / the engine's sentinels for unknown values of each kind.
-UNKNOWN_SENTINELS = frozenset({
-    "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # boolean
-    "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
-    "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # string (and the engine's generic unknown)
-    "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
-    "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
-    "e48ece36-62e2-4504-bad9-02848725956a",  # archive
-    "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
-})
+UNKNOWN_SENTINELS = frozenset(
+    {
+        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # boolean
+        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
+        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # string (and the engine's generic unknown)
+        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
+        "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
+        "e48ece36-62e2-4504-bad9-02848725956a",  # archive
+        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
+    }
+)
 
 
 def is_unknown(value: Any) -> bool:
@@ -59,7 +61,7 @@ def is_unknown(value: Any) -> bool:
 
 class Violation(NamedTuple):
     message: str
-    urn: Optional[str] = None
+    urn: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,15 +76,19 @@ def imdsv2_required(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     if is_unknown(options):
         return []
     if not isinstance(options, Mapping):
-        return ["metadataOptions is not set, so the instance metadata service also answers IMDSv1 "
-                "requests; set metadataOptions.httpTokens to \"required\""]
+        return [
+            "metadataOptions is not set, so the instance metadata service also answers IMDSv1 "
+            'requests; set metadataOptions.httpTokens to "required"'
+        ]
     if options.get("httpEndpoint") == "disabled":
         return []  # no metadata service at all
     tokens = options.get("httpTokens")
     if is_unknown(tokens) or tokens == "required":
         return []
-    return [f"metadataOptions.httpTokens is {tokens!r}: IMDSv1 stays reachable (a pod or SSRF can read "
-            "the node's credentials without a session token); set it to \"required\""]
+    return [
+        f"metadataOptions.httpTokens is {tokens!r}: IMDSv1 stays reachable (a pod or SSRF can read "
+        'the node\'s credentials without a session token); set it to "required"'
+    ]
 
 
 def encrypted_volumes(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -94,15 +100,23 @@ def encrypted_volumes(resource_type: str, props: Mapping[str, Any]) -> list[str]
     if is_unknown(root):
         pass
     elif not isinstance(root, Mapping):
-        messages.append("rootBlockDevice is not set, so the root volume's encryption depends on the image and "
-                        "the account default; set rootBlockDevice.encrypted to true")
+        messages.append(
+            "rootBlockDevice is not set, so the root volume's encryption depends on the image and "
+            "the account default; set rootBlockDevice.encrypted to true"
+        )
     elif not is_unknown(root.get("encrypted")) and root.get("encrypted") is not True:
-        messages.append(f"rootBlockDevice.encrypted is {root.get('encrypted')!r}: the root volume holds the etcd "
-                        "data and the cluster token; set it to true")
+        messages.append(
+            f"rootBlockDevice.encrypted is {root.get('encrypted')!r}: the root volume holds the etcd "
+            "data and the cluster token; set it to true"
+        )
     devices = props.get("ebsBlockDevices")
     if isinstance(devices, Sequence) and not isinstance(devices, str):
         for device in devices:
-            if isinstance(device, Mapping) and not is_unknown(device.get("encrypted")) and device.get("encrypted") is not True:
+            if (
+                isinstance(device, Mapping)
+                and not is_unknown(device.get("encrypted"))
+                and device.get("encrypted") is not True
+            ):
                 messages.append(f"EBS volume {device.get('deviceName', '?')} is not encrypted; set encrypted to true")
     return messages
 
@@ -162,13 +176,18 @@ def ingress_entries(resource_type: str, props: Mapping[str, Any]) -> Iterator[In
     """Every ingress permission a resource grants, whichever of the three AWS shapes it uses."""
     if resource_type == INGRESS_RULE:
         sources = tuple(v for v in (props.get("cidrIpv4"), props.get("cidrIpv6")) if v is not None)
-        yield Ingress(_protocol(props.get("ipProtocol")), _number(props.get("fromPort")),
-                      _number(props.get("toPort")), sources)
+        yield Ingress(
+            _protocol(props.get("ipProtocol")), _number(props.get("fromPort")), _number(props.get("toPort")), sources
+        )
     elif resource_type == SECURITY_GROUP_RULE:
         if props.get("type") != "ingress":
             return
-        yield Ingress(_protocol(props.get("protocol")), _number(props.get("fromPort")), _number(props.get("toPort")),
-                      _listed(props.get("cidrBlocks")) + _listed(props.get("ipv6CidrBlocks")))
+        yield Ingress(
+            _protocol(props.get("protocol")),
+            _number(props.get("fromPort")),
+            _number(props.get("toPort")),
+            _listed(props.get("cidrBlocks")) + _listed(props.get("ipv6CidrBlocks")),
+        )
     elif resource_type == SECURITY_GROUP:
         rules = props.get("ingress")
         if rules is None or is_unknown(rules):
@@ -176,8 +195,12 @@ def ingress_entries(resource_type: str, props: Mapping[str, Any]) -> Iterator[In
         for rule in rules:
             if not isinstance(rule, Mapping):
                 continue
-            yield Ingress(_protocol(rule.get("protocol")), _number(rule.get("fromPort")), _number(rule.get("toPort")),
-                          _listed(rule.get("cidrBlocks")) + _listed(rule.get("ipv6CidrBlocks")))
+            yield Ingress(
+                _protocol(rule.get("protocol")),
+                _number(rule.get("fromPort")),
+                _number(rule.get("toPort")),
+                _listed(rule.get("cidrBlocks")) + _listed(rule.get("ipv6CidrBlocks")),
+            )
 
 
 def is_world(cidr: Any) -> bool:
@@ -212,13 +235,18 @@ def world_open(resource_type: str, props: Mapping[str, Any], ports: Iterable[Por
             continue
         for port in ports:
             if _covers(entry, port):
-                span = ("all traffic" if entry.protocol == "all" else
-                        f"{entry.protocol} {0 if entry.first is None else entry.first}-"
-                        f"{65535 if entry.last is None else entry.last}")
-                messages.append(f"{port.label} ({port.protocol} {port.first}"
-                                f"{'' if port.first == port.last else f'-{port.last}'}) is open to "
-                                f"{', '.join(world)} ({span}); allow only the cluster's security groups "
-                                "or narrow CIDRs")
+                span = (
+                    "all traffic"
+                    if entry.protocol == "all"
+                    else f"{entry.protocol} {0 if entry.first is None else entry.first}-"
+                    f"{65535 if entry.last is None else entry.last}"
+                )
+                messages.append(
+                    f"{port.label} ({port.protocol} {port.first}"
+                    f"{'' if port.first == port.last else f'-{port.last}'}) is open to "
+                    f"{', '.join(world)} ({span}); allow only the cluster's security groups "
+                    "or narrow CIDRs"
+                )
     return messages
 
 
@@ -269,17 +297,21 @@ def odd_server_count(resources: Sequence[Mapping[str, Any]]) -> list[Violation]:
             instances.setdefault("" if cluster is None or is_unknown(cluster) else str(cluster), []).append(resource)
     for cluster, members in sorted(instances.items()):
         if len(members) % 2 == 0:
-            violations.append(Violation(
-                f"cluster {cluster or '(untagged)'!r} has {len(members)} server instances: embedded etcd needs an "
-                "odd number (quorum is n/2+1, so an even count adds no fault tolerance); use 3 or 5"))
+            violations.append(
+                Violation(
+                    f"cluster {cluster or '(untagged)'!r} has {len(members)} server instances: embedded etcd needs an "
+                    "odd number (quorum is n/2+1, so an even count adds no fault tolerance); use 3 or 5"
+                )
+            )
     starts: dict[str, int] = {}
     for step in start_steps(resources):
         if step.role == "server":
             starts[step.cluster] = starts.get(step.cluster, 0) + 1
     for cluster, count in sorted(starts.items()):
         if count % 2 == 0:
-            violations.append(Violation(
-                f"cluster {cluster!r} starts {count} servers: embedded etcd needs an odd number; use 3 or 5"))
+            violations.append(
+                Violation(f"cluster {cluster!r} starts {count} servers: embedded etcd needs an odd number; use 3 or 5")
+            )
     return violations
 
 
@@ -316,13 +348,21 @@ def init_server_first(resources: Sequence[Mapping[str, Any]]) -> list[Violation]
         name = step.resource.get("name")
         init = inits.get(step.cluster)
         if init is None:
-            violations.append(Violation(
-                f"{name} has no {step.cluster}-server-0-start to wait for: the first server must initialise the "
-                "cluster (cluster-init) before anything joins", step.resource.get("urn")))
+            violations.append(
+                Violation(
+                    f"{name} has no {step.cluster}-server-0-start to wait for: the first server must initialise the "
+                    "cluster (cluster-init) before anything joins",
+                    step.resource.get("urn"),
+                )
+            )
         elif init.get("urn") not in transitive_dependencies(step.resource, by_urn):
-            violations.append(Violation(
-                f"{name} does not depend on {init.get('name')}: it could try to join before the first server has "
-                "initialised embedded etcd, and start a second cluster or fail", step.resource.get("urn")))
+            violations.append(
+                Violation(
+                    f"{name} does not depend on {init.get('name')}: it could try to join before the first server has "
+                    "initialised embedded etcd, and start a second cluster or fail",
+                    step.resource.get("urn"),
+                )
+            )
     return violations
 
 
@@ -334,15 +374,19 @@ def servers_join_in_turn(resources: Sequence[Mapping[str, Any]]) -> list[Violati
         if step.role == "server":
             servers.setdefault(step.cluster, {})[step.index] = step.resource
     violations = []
-    for cluster, by_index in sorted(servers.items()):
+    for _cluster, by_index in sorted(servers.items()):
         for index, resource in sorted(by_index.items()):
             previous = by_index.get(index - 1)
             if index == 0 or previous is None:
                 continue  # a missing server 0 is init_server_first's to report
             if previous.get("urn") not in transitive_dependencies(resource, by_urn):
-                violations.append(Violation(
-                    f"{resource.get('name')} does not wait for {previous.get('name')}: parallel joins fail "
-                    "(etcd admits one learner at a time, k3s-io/k3s#4335)", resource.get("urn")))
+                violations.append(
+                    Violation(
+                        f"{resource.get('name')} does not wait for {previous.get('name')}: parallel joins fail "
+                        "(etcd admits one learner at a time, k3s-io/k3s#4335)",
+                        resource.get("urn"),
+                    )
+                )
     return violations
 
 

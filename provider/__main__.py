@@ -17,9 +17,8 @@ COMPONENTS = Path(__file__).resolve().parent.parent / "components"
 if str(COMPONENTS) not in sys.path:
     sys.path.insert(0, str(COMPONENTS))
 
-from pulumi.provider.experimental import component_provider_host  # noqa: E402
-
 from k3s_ha import K3sCluster  # noqa: E402
+from pulumi.provider.experimental import component_provider_host  # noqa: E402
 
 if __name__ == "__main__":
     # The name must equal the package part of the type token K3sCluster registers with

@@ -6,9 +6,8 @@ import inspect
 import json
 
 import pytest
-from pulumi.provider.experimental.component import ComponentProvider
-
 from k3s_ha import K3sCluster, K3sClusterArgs
+from pulumi.provider.experimental.component import ComponentProvider
 
 PACKAGE = "k3s-ha"
 TOKEN = "k3s-ha:index:K3sCluster"
@@ -19,13 +18,16 @@ def string_annotations() -> list[str]:
     inspect.get_annotations() and no eval_str, so `from __future__ import annotations` (or a
     quoted type) hands it "K3sClusterArgs" instead of the class."""
     found = []
-    for owner, annotations in (
+    for owner, found_annotations in (
         ("K3sCluster.__init__", inspect.get_annotations(K3sCluster.__init__)),
         ("K3sClusterArgs", inspect.get_annotations(K3sClusterArgs)),
         ("K3sCluster", inspect.get_annotations(K3sCluster)),
     ):
-        found += [f"{owner}.{name}: {value!r}" for name, value in annotations.items()
-                  if isinstance(value, str) and name != "return"]
+        found += [
+            f"{owner}.{name}: {value!r}"
+            for name, value in found_annotations.items()
+            if isinstance(value, str) and name != "return"
+        ]
     return found
 
 
@@ -38,11 +40,14 @@ def provider() -> ComponentProvider:
         strings = string_annotations()
         cause = (
             "annotations are strings, not types (" + "; ".join(strings[:3]) + ", ...): remove "
-            "`from __future__ import annotations` from components/k3s_ha/cluster.py"
-            if strings else "see the error above"
+            "`from __future__ import annotations` from components/k3s_ha/aws/cluster.py"
+            if strings
+            else "see the error above"
         )
-        pytest.fail(f"The SDK's schema inference rejects K3sCluster: {type(error).__name__}: {error}\n"
-                    f"Cause: {cause}", pytrace=False)
+        pytest.fail(
+            f"The SDK's schema inference rejects K3sCluster: {type(error).__name__}: {error}\nCause: {cause}",
+            pytrace=False,
+        )
 
 
 def inferred_schema() -> dict:

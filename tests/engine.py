@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pulumi
 from google.protobuf import json_format, struct_pb2
@@ -104,7 +105,10 @@ class CloudMocks(pulumi.runtime.Mocks):
             rid = instance_id(name)
             state.update(publicIp=_ip(name, "198.51"), privateIp=_ip(name, "10.0"), arn=f"arn:aws:ec2:::instance/{rid}")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
-            state.update(dnsName=f"{name}-0123456789.elb.eu-west-1.amazonaws.com", arn=f"arn:aws:elasticloadbalancing:::loadbalancer/net/{name}")
+            state.update(
+                dnsName=f"{name}-0123456789.elb.eu-west-1.amazonaws.com",
+                arn=f"arn:aws:elasticloadbalancing:::loadbalancer/net/{name}",
+            )
         elif typ in ("aws:lb/targetGroup:TargetGroup", "aws:lb/listener:Listener"):
             state["arn"] = f"arn:aws:elasticloadbalancing:::{name}"
         elif typ == "aws:s3/bucket:Bucket":
@@ -135,7 +139,11 @@ class CloudMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getRegion:getRegion":
             return {"region": "eu-west-1", "name": "eu-west-1", "id": "eu-west-1"}
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": list(self.zones), "zoneIds": [f"euw1-az{i}" for i in range(len(self.zones))], "id": "eu-west-1"}
+            return {
+                "names": list(self.zones),
+                "zoneIds": [f"euw1-az{i}" for i in range(len(self.zones))],
+                "id": "eu-west-1",
+            }
         return {}
 
 
@@ -230,10 +238,17 @@ class _WarningCatcher:
     def __init__(self):
         self.messages: list[str] = []
 
-    def debug(self, msg, *a, **k): pass
-    def info(self, msg, *a, **k): pass
-    def warning(self, msg, *a, **k): self.messages.append(str(msg))
-    def error(self, msg, *a, **k): self.messages.append(str(msg))
+    def debug(self, msg, *a, **k):
+        pass
+
+    def info(self, msg, *a, **k):
+        pass
+
+    def warning(self, msg, *a, **k):
+        self.messages.append(str(msg))
+
+    def error(self, msg, *a, **k):
+        self.messages.append(str(msg))
 
 
 def run(

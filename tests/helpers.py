@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import yaml
-
 from engine import Run
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-key-material\n-----END OPENSSH PRIVATE KEY-----"

@@ -2,9 +2,8 @@
 
 import ipaddress
 
-import pytest
-
 import engine
+import pytest
 from helpers import SECRET_KEYS, config, ingress_rules, stdin_yaml
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -30,7 +29,9 @@ def dev():
 @pytest.fixture(scope="module")
 def prod():
     cfg = config(
-        agents=3, loadBalancer=True, availabilityZones=["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+        agents=3,
+        loadBalancer=True,
+        availabilityZones=["eu-west-1a", "eu-west-1b", "eu-west-1c"],
         amiId="ami-0pinned0000000000",
     )
     return engine.run(engine.main_program, cfg, SECRET_KEYS, stack="prod")
@@ -101,16 +102,21 @@ def test_servers_are_spread_over_three_zones(dev):
     subnets = {r.name: r for r in dev.by_type("aws:ec2/subnet:Subnet")}
     zones = {n: s.inputs["availabilityZone"] for n, s in subnets.items()}
     assert sorted(zones.values()) == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
-    server_zones = {
-        zones[r.inputs["subnetId"][: -len("-id")]] for r in dev.by_type(INSTANCE) if "-server-" in r.name
-    }
+    server_zones = {zones[r.inputs["subnetId"][: -len("-id")]] for r in dev.by_type(INSTANCE) if "-server-" in r.name}
     assert len(server_zones) == 3
 
 
 def test_vpc_is_parented_along_the_chain(dev):
     vpc = dev.named("dev-vpc")
     for name in ("dev-public-0", "dev-public-1", "dev-igw"):
-        assert next(r for r in dev.registrations if r.name == name and r.type != "aws:ec2/routeTableAssociation:RouteTableAssociation").parent == vpc.urn
+        assert (
+            next(
+                r
+                for r in dev.registrations
+                if r.name == name and r.type != "aws:ec2/routeTableAssociation:RouteTableAssociation"
+            ).parent
+            == vpc.urn
+        )
     assoc = next(r for r in dev.registrations if r.type.endswith("routeTableAssociation:RouteTableAssociation"))
     assert dev.by_urn(assoc.parent).type == "aws:ec2/subnet:Subnet"
 

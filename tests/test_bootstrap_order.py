@@ -1,8 +1,7 @@
 """What the engine receives for the bootstrap steps: order, parallelism, parents, options."""
 
-import pytest
-
 import engine
+import pytest
 from helpers import SECRET_KEYS, commands, config
 
 

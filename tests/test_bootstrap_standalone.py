@@ -1,10 +1,9 @@
 """K3sBootstrap on machines the user already has (bare metal, homelab): no AWS at all."""
 
+import engine
 import pulumi
 import pytest
 import yaml
-
-import engine
 from k3s_ha import ConfigError, K3sBootstrap
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nhomelab\n-----END OPENSSH PRIVATE KEY-----"
@@ -12,6 +11,7 @@ KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nhomelab\n-----END OPENSSH PRIVATE KE
 
 def homelab(**extra):
     """A three-server, one-agent program; callable values are made inside the program."""
+
     def program():
         cluster = K3sBootstrap(
             "lab",
@@ -65,8 +65,13 @@ def test_a_bad_token_given_as_an_output_fails_before_it_reaches_a_node():
 
 def test_even_number_of_hosts_is_refused():
     def program():
-        K3sBootstrap("lab", {"servers": [{"name": "a", "address": "192.0.2.1"}, {"name": "b", "address": "192.0.2.2"}],
-                             "ssh": {"user": "admin", "private_key": KEY}})
+        K3sBootstrap(
+            "lab",
+            {
+                "servers": [{"name": "a", "address": "192.0.2.1"}, {"name": "b", "address": "192.0.2.2"}],
+                "ssh": {"user": "admin", "private_key": KEY},
+            },
+        )
 
     with pytest.raises(ConfigError) as caught:
         engine.run(program)
@@ -75,9 +80,14 @@ def test_even_number_of_hosts_is_refused():
 
 def test_duplicate_host_names_are_refused():
     def program():
-        K3sBootstrap("lab", {"servers": [{"name": "a", "address": "192.0.2.1"}],
-                             "agents": [{"name": "a", "address": "192.0.2.2"}],
-                             "ssh": {"user": "admin", "private_key": KEY}})
+        K3sBootstrap(
+            "lab",
+            {
+                "servers": [{"name": "a", "address": "192.0.2.1"}],
+                "agents": [{"name": "a", "address": "192.0.2.2"}],
+                "ssh": {"user": "admin", "private_key": KEY},
+            },
+        )
 
     with pytest.raises(ConfigError, match="appears twice"):
         engine.run(program)

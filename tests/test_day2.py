@@ -6,10 +6,9 @@ same resource with the same inputs. Dependencies decide update and delete order.
 
 import json
 
+import engine
 import pytest
 import yaml
-
-import engine
 from helpers import SECRET_KEYS, commands, config
 
 CMD = "command:remote:Command"
@@ -57,8 +56,14 @@ def test_three_to_five_servers_leaves_existing_nodes_alone_and_joins_one_at_a_ti
     change = _changed(base, five)
     assert change["removed"] == [] and change["inputs"] == []
     assert change["added"] == [
-        "dev-server-3", "dev-server-3-install", "dev-server-3-member", "dev-server-3-start",
-        "dev-server-4", "dev-server-4-install", "dev-server-4-member", "dev-server-4-start",
+        "dev-server-3",
+        "dev-server-3-install",
+        "dev-server-3-member",
+        "dev-server-3-start",
+        "dev-server-4",
+        "dev-server-4-install",
+        "dev-server-4-member",
+        "dev-server-4-start",
     ]
     assert five.depends_on("dev-server-3-start", "dev-server-2-start")
     assert five.depends_on("dev-server-4-start", "dev-server-3-start")
@@ -91,7 +96,9 @@ def test_a_version_bump_upgrades_in_place_servers_one_at_a_time_then_agents(base
 
 
 def test_a_newly_published_image_changes_only_ignored_inputs(base):
-    newer = engine.run(engine.main_program, config(agents=2), SECRET_KEYS, mocks=engine.CloudMocks(ami="ami-0ffffffffffffffff"))
+    newer = engine.run(
+        engine.main_program, config(agents=2), SECRET_KEYS, mocks=engine.CloudMocks(ami="ami-0ffffffffffffffff")
+    )
     change = _changed(base, newer)
     assert change["added"] == [] and change["removed"] == []
     for name in change["inputs"]:
@@ -129,8 +136,14 @@ def test_servers_leave_one_at_a_time():
     change = _changed(five, fewer)
     assert change["inputs"] == [] and change["added"] == []
     assert change["removed"] == [
-        "dev-server-3", "dev-server-3-install", "dev-server-3-member", "dev-server-3-start",
-        "dev-server-4", "dev-server-4-install", "dev-server-4-member", "dev-server-4-start",
+        "dev-server-3",
+        "dev-server-3-install",
+        "dev-server-3-member",
+        "dev-server-3-start",
+        "dev-server-4",
+        "dev-server-4-install",
+        "dev-server-4-member",
+        "dev-server-4-start",
     ]
     # member-4 depends on member-3, so the engine removes server-4's etcd member first.
     for i in range(1, 5):
@@ -167,7 +180,9 @@ def test_s3_snapshots_get_a_private_encrypted_versioned_bucket_kept_on_destroy()
     versioning = run.by_type("aws:s3/bucketVersioning:BucketVersioning")[0]
     assert versioning.inputs["versioningConfiguration"]["status"] == "Enabled"
     block = run.by_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")[0].inputs
-    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    assert all(
+        block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
     policy = json.loads(run.by_type("aws:iam/rolePolicy:RolePolicy")[0].inputs["policy"])
     resources = {r for s in policy["Statement"] for r in [s["Resource"]]}
     assert resources == {"arn:aws:s3:::dev-etcd-snapshots-20261126", "arn:aws:s3:::dev-etcd-snapshots-20261126/dev/*"}

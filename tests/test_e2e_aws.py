@@ -71,13 +71,15 @@ def test_three_servers_survive_the_loss_of_one():
     )
     try:
         region = os.environ.get("AWS_REGION", "eu-west-1")
-        stack.set_all_config({
-            "aws:region": auto.ConfigValue(region),
-            "k3s-ha:servers": auto.ConfigValue("3"),
-            "k3s-ha:agents": auto.ConfigValue("0"),
-            "k3s-ha:sshPublicKey": auto.ConfigValue(key_path.with_suffix(".pub").read_text().strip()),
-            "k3s-ha:sshPrivateKey": auto.ConfigValue(key_path.read_text(), secret=True),
-        })
+        stack.set_all_config(
+            {
+                "aws:region": auto.ConfigValue(region),
+                "k3s-ha:servers": auto.ConfigValue("3"),
+                "k3s-ha:agents": auto.ConfigValue("0"),
+                "k3s-ha:sshPublicKey": auto.ConfigValue(key_path.with_suffix(".pub").read_text().strip()),
+                "k3s-ha:sshPrivateKey": auto.ConfigValue(key_path.read_text(), secret=True),
+            }
+        )
         # Arrays go through --path, which the CLI understands (set_all_config takes strings).
         stack.set_config("sshAllowedCidrs[0]", auto.ConfigValue(os.environ["K3S_HA_E2E_CIDR"]), path=True)
         stack.set_config("apiAllowedCidrs[0]", auto.ConfigValue(os.environ["K3S_HA_E2E_CIDR"]), path=True)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pulumi
+import engine
 import pytest
 import yaml
-
-import engine
 from component_schema import PACKAGE, TOKEN, inferred_schema
 from helpers import PRIVATE_KEY
 
@@ -29,7 +27,7 @@ def _yaml(path: Path) -> dict:
 
 
 def _requirements(path: Path) -> list[str]:
-    return [l.strip() for l in path.read_text().splitlines() if l.strip() and not l.strip().startswith("#")]
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
 # --- examples/python-in-vpc ----------------------------------------------------------------
@@ -46,12 +44,15 @@ USER_SET = {
 SECRETS = {f"{PY_NAME}:sshPrivateKey": PRIVATE_KEY}
 
 
-
-
 @pytest.fixture(scope="module")
 def example() -> engine.Run:
-    return engine.run(engine.program_file(PY_EXAMPLE / "__main__.py"), {**STACK_CONFIG, **USER_SET, **SECRETS}, tuple(SECRETS),
-                      project=PY_NAME, stack="dev")
+    return engine.run(
+        engine.program_file(PY_EXAMPLE / "__main__.py"),
+        {**STACK_CONFIG, **USER_SET, **SECRETS},
+        tuple(SECRETS),
+        project=PY_NAME,
+        stack="dev",
+    )
 
 
 def _provider_urn(reference: str) -> str:
@@ -90,8 +91,11 @@ def test_the_cluster_and_the_programs_own_resources_exist(example):
     agents = STACK_CONFIG[f"{PY_NAME}:agents"]
     machines = example.by_type("aws:ec2/instance:Instance")
     assert sorted(m.name for m in machines) == sorted(
-        [f"k3s-dev-server-{i}" for i in range(servers)] + [f"k3s-dev-agent-{i}" for i in range(agents)])
-    assert {m.inputs["instanceType"] for m in machines if "-agent-" in m.name} == {STACK_CONFIG[f"{PY_NAME}:agentInstanceType"]}
+        [f"k3s-dev-server-{i}" for i in range(servers)] + [f"k3s-dev-agent-{i}" for i in range(agents)]
+    )
+    assert {m.inputs["instanceType"] for m in machines if "-agent-" in m.name} == {
+        STACK_CONFIG[f"{PY_NAME}:agentInstanceType"]
+    }
     for m in machines:
         assert m.inputs["tags"]["environment"] == "dev" and m.inputs["tags"]["stack"] == "dev"
     assert [s.name for s in example.by_type("command:remote:Command") if s.name.endswith("-start")]
@@ -99,7 +103,9 @@ def test_the_cluster_and_the_programs_own_resources_exist(example):
     [bucket] = example.by_type("aws:s3/bucket:Bucket")
     assert bucket.name == "artifacts" and bucket.parent != component.urn
     [block] = example.by_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
-    assert all(block.inputs[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    assert all(
+        block.inputs[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
     [config_map] = example.by_type(CONFIG_MAP)
     assert config_map.inputs["data"]["bucket"] == example.outputs["artifactsBucket"]
 
@@ -120,9 +126,14 @@ def test_the_python_example_project_and_stack_files():
         if namespace == PY_NAME:
             assert name in declared, f"{key} is not declared in Pulumi.yaml"
             assert not declared[name].get("secret"), f"{key} is a secret: set it with --secret, not in the file"
-            assert {"integer": int, "string": str, "array": list, "object": dict}[declared[name]["type"]] is type(value), key
+            assert {"integer": int, "string": str, "array": list, "object": dict}[declared[name]["type"]] is type(
+                value
+            ), key
     for name in ("sshPublicKey", "sshAllowedCidrs", "apiAllowedCidrs", "sshPrivateKey"):
-        assert f"pulumi config set {'--secret ' if name == 'sshPrivateKey' else ''}" in (PY_EXAMPLE / "Pulumi.yaml").read_text()
+        assert (
+            f"pulumi config set {'--secret ' if name == 'sshPrivateKey' else ''}"
+            in (PY_EXAMPLE / "Pulumi.yaml").read_text()
+        )
         assert name in declared
 
 
@@ -130,8 +141,8 @@ def test_the_python_example_installs_this_repository_and_pulumi_kubernetes():
     lines = _requirements(PY_EXAMPLE / "requirements.txt")
     assert "-e ../.." in lines
     assert (PY_EXAMPLE / "../../pyproject.toml").resolve() == ROOT / "pyproject.toml"
-    assert any(re.match(r"pulumi-kubernetes[<>=]", l) for l in lines)
-    assert any(re.match(r"pulumi-kubernetes[<>=]", l) for l in _requirements(ROOT / "requirements-dev.txt"))
+    assert any(re.match(r"pulumi-kubernetes[<>=]", line) for line in lines)
+    assert any(re.match(r"pulumi-kubernetes[<>=]", line) for line in _requirements(ROOT / "requirements-dev.txt"))
 
 
 # --- examples/yaml ----------------------------------------------------------------------------
@@ -153,8 +164,9 @@ def _clusters() -> dict[str, dict]:
 def _check_value(value, prop: dict, where: str):
     """A literal value against a schema property (bool is not an integer here)."""
     kind = prop["type"]
-    assert isinstance(value, PY_TYPES[kind]) and not (kind in ("integer", "number") and isinstance(value, bool)), \
+    assert isinstance(value, PY_TYPES[kind]) and not (kind in ("integer", "number") and isinstance(value, bool)), (
         f"{where}: {value!r} is not {kind}"
+    )
     if kind == "array":
         for i, item in enumerate(value):
             _check_value(item, prop["items"], f"{where}[{i}]")

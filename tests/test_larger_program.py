@@ -1,11 +1,10 @@
 """What a larger program already has: its VPC and subnets, security groups, a bastion, a key
 pair, tags, and an AWS provider for another region or account."""
 
+import engine
 import pulumi
 import pulumi_aws as aws
 import pytest
-
-import engine
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha import ConfigError, K3sCluster
 
@@ -15,7 +14,9 @@ INSTANCE = "aws:ec2/instance:Instance"
 def test_an_existing_vpc_and_subnets_are_used_and_no_network_is_created():
     run = engine.run(
         engine.main_program,
-        config(vpcId="vpc-0abc", subnetIds=["subnet-a", "subnet-b", "subnet-c"], extraSecurityGroupIds=["sg-monitoring"]),
+        config(
+            vpcId="vpc-0abc", subnetIds=["subnet-a", "subnet-b", "subnet-c"], extraSecurityGroupIds=["sg-monitoring"]
+        ),
         SECRET_KEYS,
     )
     for typ in ("aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway"):
@@ -63,8 +64,12 @@ def test_a_provider_for_another_region_reaches_every_aws_resource():
         other = aws.Provider("us-east", region="us-east-1")
         cluster = K3sCluster(
             "k3s",
-            {"ssh_private_key": pulumi.Output.secret(PRIVATE_KEY), "ssh_public_key": "ssh-ed25519 AAAA test",
-             "ssh_allowed_cidrs": ["203.0.113.7/32"], "tags": {"owner": "platform"}},
+            {
+                "ssh_private_key": pulumi.Output.secret(PRIVATE_KEY),
+                "ssh_public_key": "ssh-ed25519 AAAA test",
+                "ssh_allowed_cidrs": ["203.0.113.7/32"],
+                "tags": {"owner": "platform"},
+            },
             pulumi.ResourceOptions(providers={"aws": other}),
         )
         return {"endpoint": cluster.api_endpoint}

@@ -24,7 +24,10 @@ def _requirements() -> list[str]:
 def _pip(*args: str, cwd: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=180,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -54,9 +57,16 @@ def test_pyproject_dependencies_match_requirements_txt():
 
 def test_the_wheel_holds_every_module_and_node_script(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {f"k3s_ha/{p.name}" for p in PACKAGE.glob("*.py")}
-    scripts = {f"k3s_ha/scripts/{p.name}" for p in (PACKAGE / "scripts").glob("*.sh")}
-    assert {"k3s_ha/__init__.py", "k3s_ha/scripts.py", "k3s_ha/scripts/lib.sh", "k3s_ha/scripts/start-server.sh"} <= names
+    modules = {f"k3s_ha/{p.relative_to(PACKAGE).as_posix()}" for p in PACKAGE.rglob("*.py")}
+    scripts = {f"k3s_ha/{p.relative_to(PACKAGE).as_posix()}" for p in PACKAGE.rglob("*.sh")}
+    assert {
+        "k3s_ha/__init__.py",
+        "k3s_ha/bootstrap/commands.py",
+        "k3s_ha/bootstrap/scripts/lib.sh",
+        "k3s_ha/bootstrap/scripts/start-server.sh",
+        "k3s_ha/aws/cluster.py",
+        "k3s_ha/bootstrap/steps/servers.py",
+    } <= names
     assert modules <= names and scripts <= names
     # Nothing else of the repository: no tests, policy pack, program or stack files.
     assert {n.split("/")[0] for n in names} == {"k3s_ha", wheel.name.split("-py")[0] + ".dist-info"}
@@ -80,16 +90,17 @@ def test_installed_elsewhere_the_package_finds_its_scripts(wheel, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = (
-        "import k3s_ha, k3s_ha.scripts\n"
-        "body = k3s_ha.scripts.script_body('start-server')\n"
-        "command = k3s_ha.scripts.remote_command('start-server', {'K3S_VERSION': 'v1.36.4+k3s1'})\n"
+        "import k3s_ha, k3s_ha.bootstrap.commands\n"
+        "body = k3s_ha.bootstrap.commands.script_body('start-server')\n"
+        "command = k3s_ha.bootstrap.commands.remote_command('start-server', {'K3S_VERSION': 'v1.36.4+k3s1'})\n"
         "assert body and command.endswith('k3s-ha-start-server'), command[-80:]\n"
         "print(k3s_ha.__file__)\n"
     )
     # The installed copy, its dependencies from this interpreter, and not components/.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(target)
-    result = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).resolve().is_relative_to(target.resolve())

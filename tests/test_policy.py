@@ -10,19 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import engine
+import k3s_policies
+import k3s_rules as rules
 import pytest
 import yaml
-
-import engine
 from helpers import SECRET_KEYS, config
-
-ROOT = Path(__file__).resolve().parent.parent
-POLICY_DIR = ROOT / "policy"
-sys.path.insert(0, str(POLICY_DIR))
-
-import k3s_policies  # noqa: E402
-import k3s_rules as rules  # noqa: E402
-from pulumi_policy import (  # noqa: E402
+from processes import stop
+from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
     PolicyResource,
@@ -30,9 +25,12 @@ from pulumi_policy import (  # noqa: E402
     ResourceValidationArgs,
     StackValidationArgs,
 )
-from pulumi_policy.deserialize import deserialize_properties  # noqa: E402
-from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy  # noqa: E402
-from processes import stop
+from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY_DIR = ROOT / "policy"  # on the path through pytest.ini
+
 
 ALL_POLICIES = {
     "k3s-imdsv2-required",
@@ -82,8 +80,13 @@ def dev_run():
 
 @pytest.fixture(scope="module")
 def prod_run():
-    cfg = config(servers=5, agents=3, loadBalancer=True,
-                 availabilityZones=["eu-west-1a", "eu-west-1b", "eu-west-1c"], amiId="ami-0pinned0000000000")
+    cfg = config(
+        servers=5,
+        agents=3,
+        loadBalancer=True,
+        availabilityZones=["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+        amiId="ami-0pinned0000000000",
+    )
     return engine.run(engine.main_program, cfg, SECRET_KEYS, stack="prod")
 
 
@@ -94,8 +97,13 @@ def dev(dev_run):
 
 def test_the_recorded_program_has_the_shapes_the_rules_look_for(dev):
     starts = [s.resource["name"] for s in rules.start_steps(dev)]
-    assert starts == ["dev-agent-0-start", "dev-agent-1-start",
-                      "dev-server-0-start", "dev-server-1-start", "dev-server-2-start"]
+    assert starts == [
+        "dev-agent-0-start",
+        "dev-agent-1-start",
+        "dev-server-0-start",
+        "dev-server-1-start",
+        "dev-server-2-start",
+    ]
     servers = [r for r in dev if r["type"] == rules.INSTANCE and r["props"]["tags"].get("k3s-role") == "server"]
     assert {r["props"]["tags"]["k3s-cluster"] for r in servers} == {"dev"} and len(servers) == 3
     assert any(r["type"] == rules.INGRESS_RULE and r["props"].get("fromPort") == 2379 for r in dev)
@@ -206,7 +214,8 @@ def test_a_join_that_does_not_wait_for_the_init_server_is_flagged(dev):
     assert set(found) == {"k3s-init-server-starts-first", "k3s-servers-join-in-turn"}
     # Everything after it in the chain lost the init server too.
     assert {v.urn for v in found["k3s-init-server-starts-first"]} == {
-        named(dev, n)["urn"] for n in ("dev-server-1-start", "dev-server-2-start", "dev-agent-0-start", "dev-agent-1-start")
+        named(dev, n)["urn"]
+        for n in ("dev-server-1-start", "dev-server-2-start", "dev-agent-0-start", "dev-agent-1-start")
     }
     assert [v.urn for v in found["k3s-servers-join-in-turn"]] == [join["urn"]]
 
@@ -267,47 +276,107 @@ def test_instance_rules():
     assert rules.encrypted_volumes(rules.INSTANCE, _instance(rootBlockDevice={"volumeSize": 30}))
     assert rules.encrypted_volumes(rules.INSTANCE, _instance(rootBlockDevice={"encrypted": rules.UNKNOWN})) == []
     assert rules.encrypted_volumes(
-        rules.INSTANCE, _instance(ebsBlockDevices=[{"deviceName": "/dev/sdf", "encrypted": False}]))
+        rules.INSTANCE, _instance(ebsBlockDevices=[{"deviceName": "/dev/sdf", "encrypted": False}])
+    )
 
 
 def _labels(messages):
     return sorted(m.split(" (")[0] for m in messages)
 
 
-@pytest.mark.parametrize("resource_type,props,cluster,ssh", [
-    # aws.vpc.SecurityGroupIngressRule
-    (rules.INGRESS_RULE, {"ipProtocol": "-1", "cidrIpv4": "0.0.0.0/0"}, ["etcd", "flannel VXLAN", "kubelet"], ["SSH"]),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 0, "toPort": 65535, "cidrIpv6": "::/0"},
-     ["etcd", "kubelet"], ["SSH"]),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 2380, "toPort": 2380, "cidrIpv4": "0.0.0.0/0"}, ["etcd"], []),
-    (rules.INGRESS_RULE, {"ipProtocol": "17", "fromPort": 8472, "toPort": 8472, "cidrIpv4": "0.0.0.0/0"},
-     ["flannel VXLAN"], []),
-    (rules.INGRESS_RULE, {"ipProtocol": "udp", "fromPort": 2379, "toPort": 2380, "cidrIpv4": "0.0.0.0/0"}, [], []),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 2379, "toPort": 2380, "cidrIpv4": "10.0.0.0/16"}, [], []),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 6443, "toPort": 6443, "cidrIpv4": "0.0.0.0/0"}, [], []),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "0.0.0.0/0"}, [], ["SSH"]),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "203.0.113.7/32"}, [], []),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": rules.UNKNOWN}, [], []),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": UNKNOWN_STRING_VALUE, "toPort": 22,
-                          "cidrIpv4": "0.0.0.0/0"}, [], []),
-    (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 22.0, "toPort": 22.0, "referencedSecurityGroupId": "sg-1"},
-     [], []),
-    # aws.ec2.SecurityGroupRule
-    (rules.SECURITY_GROUP_RULE, {"type": "ingress", "protocol": "tcp", "fromPort": 10250, "toPort": 10250,
-                                 "cidrBlocks": ["10.0.0.0/8", "0.0.0.0/0"]}, ["kubelet"], []),
-    (rules.SECURITY_GROUP_RULE, {"type": "ingress", "protocol": "all", "fromPort": 0, "toPort": 0,
-                                 "ipv6CidrBlocks": ["::/0"]}, ["etcd", "flannel VXLAN", "kubelet"], ["SSH"]),
-    (rules.SECURITY_GROUP_RULE, {"type": "egress", "protocol": "-1", "fromPort": 0, "toPort": 0,
-                                 "cidrBlocks": ["0.0.0.0/0"]}, [], []),
-    # aws.ec2.SecurityGroup with inline rules
-    (rules.SECURITY_GROUP, {"ingress": [
-        {"protocol": "udp", "fromPort": 8472, "toPort": 8472, "cidrBlocks": ["0.0.0.0/0"]},
-        {"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]},
-        {"protocol": "tcp", "fromPort": 2379, "toPort": 2380, "securityGroups": ["sg-1"]},
-    ], "egress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]}]},
-     ["flannel VXLAN"], ["SSH"]),
-    (rules.SECURITY_GROUP, {"description": "no inline rules"}, [], []),
-])
+@pytest.mark.parametrize(
+    "resource_type,props,cluster,ssh",
+    [
+        # aws.vpc.SecurityGroupIngressRule
+        (
+            rules.INGRESS_RULE,
+            {"ipProtocol": "-1", "cidrIpv4": "0.0.0.0/0"},
+            ["etcd", "flannel VXLAN", "kubelet"],
+            ["SSH"],
+        ),
+        (
+            rules.INGRESS_RULE,
+            {"ipProtocol": "tcp", "fromPort": 0, "toPort": 65535, "cidrIpv6": "::/0"},
+            ["etcd", "kubelet"],
+            ["SSH"],
+        ),
+        (
+            rules.INGRESS_RULE,
+            {"ipProtocol": "tcp", "fromPort": 2380, "toPort": 2380, "cidrIpv4": "0.0.0.0/0"},
+            ["etcd"],
+            [],
+        ),
+        (
+            rules.INGRESS_RULE,
+            {"ipProtocol": "17", "fromPort": 8472, "toPort": 8472, "cidrIpv4": "0.0.0.0/0"},
+            ["flannel VXLAN"],
+            [],
+        ),
+        (rules.INGRESS_RULE, {"ipProtocol": "udp", "fromPort": 2379, "toPort": 2380, "cidrIpv4": "0.0.0.0/0"}, [], []),
+        (
+            rules.INGRESS_RULE,
+            {"ipProtocol": "tcp", "fromPort": 2379, "toPort": 2380, "cidrIpv4": "10.0.0.0/16"},
+            [],
+            [],
+        ),
+        (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 6443, "toPort": 6443, "cidrIpv4": "0.0.0.0/0"}, [], []),
+        (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "0.0.0.0/0"}, [], ["SSH"]),
+        (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "203.0.113.7/32"}, [], []),
+        (rules.INGRESS_RULE, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": rules.UNKNOWN}, [], []),
+        (
+            rules.INGRESS_RULE,
+            {"ipProtocol": "tcp", "fromPort": UNKNOWN_STRING_VALUE, "toPort": 22, "cidrIpv4": "0.0.0.0/0"},
+            [],
+            [],
+        ),
+        (
+            rules.INGRESS_RULE,
+            {"ipProtocol": "tcp", "fromPort": 22.0, "toPort": 22.0, "referencedSecurityGroupId": "sg-1"},
+            [],
+            [],
+        ),
+        # aws.ec2.SecurityGroupRule
+        (
+            rules.SECURITY_GROUP_RULE,
+            {
+                "type": "ingress",
+                "protocol": "tcp",
+                "fromPort": 10250,
+                "toPort": 10250,
+                "cidrBlocks": ["10.0.0.0/8", "0.0.0.0/0"],
+            },
+            ["kubelet"],
+            [],
+        ),
+        (
+            rules.SECURITY_GROUP_RULE,
+            {"type": "ingress", "protocol": "all", "fromPort": 0, "toPort": 0, "ipv6CidrBlocks": ["::/0"]},
+            ["etcd", "flannel VXLAN", "kubelet"],
+            ["SSH"],
+        ),
+        (
+            rules.SECURITY_GROUP_RULE,
+            {"type": "egress", "protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]},
+            [],
+            [],
+        ),
+        # aws.ec2.SecurityGroup with inline rules
+        (
+            rules.SECURITY_GROUP,
+            {
+                "ingress": [
+                    {"protocol": "udp", "fromPort": 8472, "toPort": 8472, "cidrBlocks": ["0.0.0.0/0"]},
+                    {"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]},
+                    {"protocol": "tcp", "fromPort": 2379, "toPort": 2380, "securityGroups": ["sg-1"]},
+                ],
+                "egress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]}],
+            },
+            ["flannel VXLAN"],
+            ["SSH"],
+        ),
+        (rules.SECURITY_GROUP, {"description": "no inline rules"}, [], []),
+    ],
+)
 def test_ingress_rules_in_every_shape(resource_type, props, cluster, ssh):
     assert _labels(rules.cluster_ports_not_world_open(resource_type, props)) == cluster
     assert _labels(rules.ssh_not_world_open(resource_type, props)) == ssh
@@ -315,13 +384,22 @@ def test_ingress_rules_in_every_shape(resource_type, props, cluster, ssh):
 
 def _step(cluster, role, index, *deps):
     name = f"{cluster}-{role}-{index}-start"
-    return {"type": rules.COMMAND, "name": name, "urn": f"urn:{name}", "props": {},
-            "dependencies": [f"urn:{cluster}-{d}-start" for d in deps]}
+    return {
+        "type": rules.COMMAND,
+        "name": name,
+        "urn": f"urn:{name}",
+        "props": {},
+        "dependencies": [f"urn:{cluster}-{d}-start" for d in deps],
+    }
 
 
 def test_stack_rules_on_hand_made_graphs():
-    good = [_step("a", "server", 0), _step("a", "server", 1, "server-0"), _step("a", "server", 2, "server-1"),
-            _step("a", "agent", 0, "server-2")]
+    good = [
+        _step("a", "server", 0),
+        _step("a", "server", 1, "server-0"),
+        _step("a", "server", 2, "server-1"),
+        _step("a", "agent", 0, "server-2"),
+    ]
     assert rules.odd_server_count(good) == []
     assert rules.init_server_first(good) == []
     assert rules.servers_join_in_turn(good) == []
@@ -329,7 +407,8 @@ def test_stack_rules_on_hand_made_graphs():
     # Two clusters in one stack are judged apart: `b` has 2 servers and a detached agent.
     two = good + [_step("b", "server", 0), _step("b", "server", 1, "server-0"), _step("b", "agent", 0)]
     assert [v.message for v in rules.odd_server_count(two)] == [
-        "cluster 'b' starts 2 servers: embedded etcd needs an odd number; use 3 or 5"]
+        "cluster 'b' starts 2 servers: embedded etcd needs an odd number; use 3 or 5"
+    ]
     assert [v.urn for v in rules.init_server_first(two)] == ["urn:b-agent-0-start"]
 
     # A cluster name may itself contain "-server-".
@@ -340,8 +419,13 @@ def test_stack_rules_on_hand_made_graphs():
 
 def test_servers_are_counted_per_cluster_tag():
     def instance(cluster, role="server"):
-        return {"type": rules.INSTANCE, "name": f"{cluster}-{role}", "urn": "", "props": {
-            "tags": {"k3s-role": role, "k3s-cluster": cluster}}}
+        return {
+            "type": rules.INSTANCE,
+            "name": f"{cluster}-{role}",
+            "urn": "",
+            "props": {"tags": {"k3s-role": role, "k3s-cluster": cluster}},
+        }
+
     resources = [instance("a"), instance("a"), instance("a"), instance("b"), instance("b"), instance("b", "agent")]
     assert [v.message.split(" has")[0] for v in rules.odd_server_count(resources)] == ["cluster 'b'"]
 
@@ -361,8 +445,9 @@ def _proxied(props: dict):
 
 def _validate_resource(policy, resource: dict) -> list[str]:
     reported: list[str] = []
-    args = ResourceValidationArgs(resource["type"], _proxied(resource["props"]), resource["urn"], resource["name"],
-                                  _options(), None)
+    args = ResourceValidationArgs(
+        resource["type"], _proxied(resource["props"]), resource["urn"], resource["name"], _options(), None
+    )
     policy.validate(args, lambda message, urn=None: reported.append(message))
     return reported
 
@@ -370,14 +455,16 @@ def _validate_resource(policy, resource: dict) -> list[str]:
 def _validate_stack(policy, resources: list[dict]) -> list[tuple[str, str | None]]:
     by_urn = {}
     for r in resources:
-        by_urn[r["urn"]] = PolicyResource(r["type"], _proxied(r["props"]), r["urn"], r["name"], _options(), None,
-                                          None, [], {})
+        by_urn[r["urn"]] = PolicyResource(
+            r["type"], _proxied(r["props"]), r["urn"], r["name"], _options(), None, None, [], {}
+        )
     for r in resources:
         resource = by_urn[r["urn"]]
         resource.parent = by_urn.get(r.get("parent") or "")
         resource.dependencies = [by_urn[u] for u in r["dependencies"] if u in by_urn]
-        resource.property_dependencies = {k: [by_urn[u] for u in v if u in by_urn]
-                                          for k, v in r.get("property_dependencies", {}).items()}
+        resource.property_dependencies = {
+            k: [by_urn[u] for u in v if u in by_urn] for k, v in r.get("property_dependencies", {}).items()
+        }
     reported: list[tuple[str, str | None]] = []
     policy.validate(StackValidationArgs(list(by_urn.values())), lambda m, urn=None: reported.append((m, urn)))
     return reported
@@ -435,11 +522,16 @@ def analyzer():
 
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", str(POLICY_DIR)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(POLICY_DIR.parent),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(POLICY_DIR.parent),
     )
     try:
         line = process.stdout.readline().strip()  # the pack prints its port, then serves
-        assert line.isdigit(), f"no port from the policy pack: {line!r} {process.stderr.read() if process.poll() is not None else ''}"
+        assert line.isdigit(), (
+            f"no port from the policy pack: {line!r} {process.stderr.read() if process.poll() is not None else ''}"
+        )
         channel = grpc.insecure_channel(f"127.0.0.1:{line}")
         grpc.channel_ready_future(channel).result(timeout=30)
         yield analyzer_pb2_grpc.AnalyzerStub(channel)
@@ -459,15 +551,23 @@ def _struct(props: dict):
 def _stack_request(resources: list[dict]):
     from pulumi.runtime.proto import analyzer_pb2
 
-    return analyzer_pb2.AnalyzeStackRequest(resources=[
-        analyzer_pb2.AnalyzerResource(
-            type=r["type"], urn=r["urn"], name=r["name"], properties=_struct(r["props"]),
-            parent=r.get("parent") or "", dependencies=r["dependencies"],
-            propertyDependencies={k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v)
-                                  for k, v in r.get("property_dependencies", {}).items()},
-        )
-        for r in resources
-    ])
+    return analyzer_pb2.AnalyzeStackRequest(
+        resources=[
+            analyzer_pb2.AnalyzerResource(
+                type=r["type"],
+                urn=r["urn"],
+                name=r["name"],
+                properties=_struct(r["props"]),
+                parent=r.get("parent") or "",
+                dependencies=r["dependencies"],
+                propertyDependencies={
+                    k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v)
+                    for k, v in r.get("property_dependencies", {}).items()
+                },
+            )
+            for r in resources
+        ]
+    )
 
 
 def test_the_analyzer_describes_a_mandatory_pack(analyzer):
@@ -485,25 +585,32 @@ def test_the_analyzer_passes_the_program_and_blocks_a_mutated_one(analyzer, dev)
 
     assert list(analyzer.AnalyzeStack(_stack_request(dev)).diagnostics) == []
     for resource in dev:
-        request = analyzer_pb2.AnalyzeRequest(type=resource["type"], urn=resource["urn"], name=resource["name"],
-                                              properties=_struct(resource["props"]))
+        request = analyzer_pb2.AnalyzeRequest(
+            type=resource["type"], urn=resource["urn"], name=resource["name"], properties=_struct(resource["props"])
+        )
         assert list(analyzer.Analyze(request).diagnostics) == [], resource["name"]
 
     instance = named(dev, "dev-server-1")
     instance["props"]["metadataOptions"]["httpTokens"] = "optional"
-    response = analyzer.Analyze(analyzer_pb2.AnalyzeRequest(
-        type=instance["type"], urn=instance["urn"], name=instance["name"], properties=_struct(instance["props"])))
+    response = analyzer.Analyze(
+        analyzer_pb2.AnalyzeRequest(
+            type=instance["type"], urn=instance["urn"], name=instance["name"], properties=_struct(instance["props"])
+        )
+    )
     assert [(d.policyName, d.enforcementLevel) for d in response.diagnostics] == [
-        ("k3s-imdsv2-required", analyzer_pb2.MANDATORY)]
+        ("k3s-imdsv2-required", analyzer_pb2.MANDATORY)
+    ]
 
     agent = named(dev, "dev-agent-0-start")
     agent["dependencies"] = [named(dev, "dev-agent-0-install")["urn"]]
     agent["property_dependencies"] = {}
     _add_fourth_server(dev)
     diagnostics = analyzer.AnalyzeStack(_stack_request(dev)).diagnostics
-    assert sorted((d.policyName, d.urn) for d in diagnostics) == sorted([
-        ("k3s-init-server-starts-first", agent["urn"]),
-        ("k3s-odd-server-count", ""),
-        ("k3s-odd-server-count", ""),
-    ])
+    assert sorted((d.policyName, d.urn) for d in diagnostics) == sorted(
+        [
+            ("k3s-init-server-starts-first", agent["urn"]),
+            ("k3s-odd-server-count", ""),
+            ("k3s-odd-server-count", ""),
+        ]
+    )
     assert {d.enforcementLevel for d in diagnostics} == {analyzer_pb2.MANDATORY}

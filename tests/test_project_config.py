@@ -2,13 +2,12 @@
 
 from pathlib import Path
 
+import engine
 import pytest
 import yaml
-
-import engine
 from helpers import BASE_CONFIG, SECRET_KEYS
-from k3s_ha.cluster import DEFAULTS
-from k3s_ha.config import CONFIG_KEYS
+from k3s_ha.aws.cluster import DEFAULTS
+from k3s_ha.stack_config import CONFIG_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -24,7 +23,7 @@ def test_project_file_shape():
 def test_every_config_key_is_declared_with_type_and_description():
     declared = PROJECT["config"]
     assert set(declared) == set(CONFIG_KEYS)
-    for key, (arg, kind) in CONFIG_KEYS.items():
+    for key, (_arg, kind) in CONFIG_KEYS.items():
         spec = declared[key]
         assert spec["type"] == TYPES[kind], key
         assert spec.get("description"), key
@@ -89,7 +88,7 @@ def test_readme_documents_every_config_key_with_its_default():
     readme = (ROOT / "README.md").read_text()
     assert "pulumi up -s dev" in readme and "bash tests/run.sh" in readme
     for key, spec in PROJECT["config"].items():
-        line = next((l for l in readme.splitlines() if l.startswith(f"| `{key}` | {spec['type']}")), None)
+        line = next((line for line in readme.splitlines() if line.startswith(f"| `{key}` | {spec['type']}")), None)
         assert line is not None, f"README has no row for {key}"
         if "default" in spec:
             default = str(spec["default"]).lower() if isinstance(spec["default"], bool) else str(spec["default"])

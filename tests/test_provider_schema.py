@@ -24,20 +24,19 @@ import types
 import typing
 from pathlib import Path
 
+import component_schema
+import engine
 import pulumi
 import pytest
 import typing_extensions
 import yaml
-from google.protobuf import empty_pb2, json_format, struct_pb2
-from pulumi.runtime import rpc
-
-import component_schema
-import engine
 from component_schema import TOKEN, inferred_schema, string_annotations
+from google.protobuf import empty_pb2, json_format, struct_pb2
 from helpers import PRIVATE_KEY
 from k3s_ha import K3sCluster, K3sClusterArgs
-from k3s_ha import cluster as cluster_module
+from k3s_ha.aws import cluster as cluster_module
 from processes import stop
+from pulumi.runtime import rpc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = ROOT / "provider"
@@ -76,9 +75,13 @@ def _field_docstrings(class_name: str) -> dict[str, str]:
     node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
     docs: dict[str, str] = {}
     for stmt, following in zip(node.body, node.body[1:]):
-        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                and isinstance(following.value.value, str)):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[stmt.target.id] = following.value.value
     return docs
 
@@ -108,8 +111,13 @@ def _expected_property(hint) -> dict:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(hint) if a is not type(None)]
         accepts_outputs = any(typing.get_origin(a) is collections.abc.Awaitable for a in members)
-        rest = [a for a in members if typing.get_origin(a) is not collections.abc.Awaitable
-                and not isinstance(a, typing.ForwardRef) and typing.get_origin(a) is not pulumi.Output]
+        rest = [
+            a
+            for a in members
+            if typing.get_origin(a) is not collections.abc.Awaitable
+            and not isinstance(a, typing.ForwardRef)
+            and typing.get_origin(a) is not pulumi.Output
+        ]
         assert len(rest) == 1, f"a Union the schema cannot express: {hint}"
         hint = rest[0]
     origin = typing.get_origin(hint)
@@ -143,7 +151,7 @@ def test_the_analyzer_sees_types_not_strings():
     strings = string_annotations()
     assert strings == [], (
         "remove `from __future__ import annotations` (and any quoted type) from "
-        f"components/k3s_ha/cluster.py; the analyzer would see strings: {strings}"
+        f"components/k3s_ha/aws/cluster.py; the analyzer would see strings: {strings}"
     )
 
 
@@ -163,8 +171,9 @@ def test_every_args_field_is_an_input_with_the_camelcase_name_type_and_optionali
         assert _strip(inputs[camel(name)]) == _strip(_expected_property(hint)), name
     assert resource["requiredInputs"] == sorted(camel(n) for n, (_, optional) in fields.items() if not optional)
     # TypedDict agrees (it does not when NotRequired hides in a string annotation).
-    assert K3sClusterArgs.__required_keys__ == {n for n, (_, optional) in fields.items() if not optional}, \
+    assert K3sClusterArgs.__required_keys__ == {n for n, (_, optional) in fields.items() if not optional}, (
         "K3sClusterArgs.__required_keys__ disagrees with NotRequired/Optional in the annotations"
+    )
 
 
 def test_the_inputs_users_rely_on(resource):
@@ -183,8 +192,10 @@ def test_the_inputs_users_rely_on(resource):
 
 
 def test_every_input_and_output_is_described_by_its_docstring(resource):
-    for class_name, properties in (("K3sClusterArgs", resource["inputProperties"]),
-                                   ("K3sCluster", resource["properties"])):
+    for class_name, properties in (
+        ("K3sClusterArgs", resource["inputProperties"]),
+        ("K3sCluster", resource["properties"]),
+    ):
         docs = _field_docstrings(class_name)
         for name, doc in docs.items():
             if name.startswith("_"):
@@ -203,12 +214,15 @@ def test_secrets_are_marked_in_the_descriptions(resource):
         assert "secret" in resource["inputProperties"][name]["description"], name
     for name in ("kubeconfig", "token"):
         assert "secret" in resource["properties"][name]["description"], name
-    assert "secret" not in json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "description"}
-                                       for k, v in resource["inputProperties"].items()})
+    assert "secret" not in json.dumps(
+        {k: {kk: vv for kk, vv in v.items() if kk != "description"} for k, v in resource["inputProperties"].items()}
+    )
 
 
 def test_the_outputs(resource):
-    outputs = {k: {kk: vv for kk, vv in v.items() if kk in ("type", "items")} for k, v in resource["properties"].items()}
+    outputs = {
+        k: {kk: vv for kk, vv in v.items() if kk in ("type", "items")} for k, v in resource["properties"].items()
+    }
     outputs = {k: {**v, "items": {"type": v["items"]["type"]}} if "items" in v else v for k, v in outputs.items()}
     assert outputs == EXPECTED_OUTPUTS
     assert resource["required"] == sorted(EXPECTED_OUTPUTS)
@@ -223,8 +237,11 @@ def test_the_plugin_manifest_and_requirements():
     manifest = yaml.safe_load((PROVIDER / "PulumiPlugin.yaml").read_text())
     # Python component providers support only pip with a `venv` virtualenv: nothing else here.
     assert manifest == {"runtime": "python"}
-    lines = [l.strip() for l in (PROVIDER / "requirements.txt").read_text().splitlines()
-             if l.strip() and not l.startswith("#")]
+    lines = [
+        line.strip()
+        for line in (PROVIDER / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert lines == ["-r ../requirements.txt"]  # nested -r: relative to the file, wherever pip runs
     ignored = subprocess.run(["git", "check-ignore", "-q", "provider/venv/bin/python"], cwd=ROOT)
     assert ignored.returncode == 0, "provider/venv (created by Pulumi) must be git-ignored"
@@ -249,15 +266,20 @@ def test_the_language_host_command_serves_the_inferred_schema(schema):
 
     # The language host runs it in the consuming program's directory, not in provider/.
     process = subprocess.Popen(
-        [sys.executable, str(PROVIDER), "127.0.0.1:1"], cwd=ROOT / "examples" / "yaml",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(PROVIDER), "127.0.0.1:1"],
+        cwd=ROOT / "examples" / "yaml",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         selector = selectors.DefaultSelector()
         selector.register(process.stdout, selectors.EVENT_READ)
         assert selector.select(timeout=60), "the provider printed no port within 60 s"
         port = process.stdout.readline().strip()
-        assert re.fullmatch(r"\d+", port), f"no port: {port!r}; stderr: {process.stderr.read() if process.poll() is not None else ''}"
+        assert re.fullmatch(r"\d+", port), (
+            f"no port: {port!r}; stderr: {process.stderr.read() if process.poll() is not None else ''}"
+        )
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = provider_pb2_grpc.ResourceProviderStub(channel)
             served = json.loads(stub.GetSchema(provider_pb2.GetSchemaRequest(version=0), timeout=30).schema)
@@ -317,7 +339,8 @@ def _check_cluster(run: engine.Run, name: str, servers: int, agents: int):
     assert len(run.by_type("k3s-ha:index:K3sCluster")) == 1
     machines = run.by_type("aws:ec2/instance:Instance")
     assert sorted(m.name for m in machines) == sorted(
-        [f"{name}-server-{i}" for i in range(servers)] + [f"{name}-agent-{i}" for i in range(agents)])
+        [f"{name}-server-{i}" for i in range(servers)] + [f"{name}-agent-{i}" for i in range(agents)]
+    )
     for cmd in run.by_type("command:remote:Command"):
         assert cmd.is_secret("connection"), cmd.name
         assert cmd.inputs["connection"]["privateKey"] == PRIVATE_KEY
@@ -329,14 +352,17 @@ def test_the_constructor_takes_a_plain_dict_with_a_plain_private_key():
     """Hosted, args are a plain dict; a consumer may forget to mark the key secret."""
 
     def program():
-        cluster = K3sCluster("k3s", {
-            "ssh_private_key": PRIVATE_KEY,
-            "ssh_public_key": WIRE_INPUTS["sshPublicKey"],
-            "ssh_allowed_cidrs": ["203.0.113.7/32"],
-            "servers": 3,
-            "agents": 1,
-            "tags": {"owner": "platform"},
-        })
+        cluster = K3sCluster(
+            "k3s",
+            {
+                "ssh_private_key": PRIVATE_KEY,
+                "ssh_public_key": WIRE_INPUTS["sshPublicKey"],
+                "ssh_allowed_cidrs": ["203.0.113.7/32"],
+                "servers": 3,
+                "agents": 1,
+                "tags": {"owner": "platform"},
+            },
+        )
         return {"kubeconfig": cluster.kubeconfig, "token": cluster.token, "apiEndpoint": cluster.api_endpoint}
 
     run = engine.run(program)

@@ -3,8 +3,7 @@
 import re
 
 import pytest
-
-from k3s_ha.scripts import SCRIPT_DIR, remote_command, script_body
+from k3s_ha.bootstrap.commands import SCRIPT_DIR, remote_command, script_body
 
 SCRIPTS = sorted(p.stem for p in SCRIPT_DIR.glob("*.sh") if p.stem != "lib")
 

@@ -1,6 +1,6 @@
 """The node scripts, run for real the way production runs them.
 
-Each test builds the command text with `k3s_ha.scripts.remote_command` and runs it with
+Each test builds the command text with `k3s_ha.bootstrap.commands.remote_command` and runs it with
 `bash -c`, with stand-ins for sudo, k3s, systemctl, curl, hostname and cloud-init first on
 PATH (tests/standins/, each marked "stand-in, not the real ..."). The stand-ins record
 their calls in a state directory and answer from files the test writes there.
@@ -14,145 +14,21 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from k3s_ha.scripts import SCRIPT_DIR, remote_command
-
-STANDINS = Path(__file__).parent / "standins"
-STANDIN_TOOLS = ("sudo", "k3s", "systemctl", "curl", "hostname", "cloud-init")
-VERSION = "v1.36.4+k3s1"
-SECRET = "S3cretTokenValue0123456789abcdefXYZ"
-SERVER_CONFIG = f"""cluster-init: true
-token: {SECRET}
-agent-token: {SECRET}-agent
-tls-san:
-  - k3s.example.internal
-"""
-AGENT_CONFIG = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n"
-
-
-@dataclass
-class Node:
-    """One fake machine: stand-in tools on PATH, their state, and the dirs scripts write."""
-
-    root: Path
-    path_dir: Path
-    state: Path
-    config_dir: Path
-    install_bin: Path
-    systemd_dir: Path
-    tmp_dir: Path
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "var-lib-rancher-k3s"
-
-    def run(
-        self,
-        name: str,
-        params: dict[str, str] | None = None,
-        stdin: str = "",
-        extra_env: dict[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        all_params = {
-            "K3S_HA_CONFIG_DIR": str(self.config_dir),
-            # Never the host's /var/lib/rancher/k3s, whose etcd data would change behaviour.
-            "K3S_HA_DATA_DIR": str(self.data_dir),
-            "K3S_HA_POLL_SECONDS": "0",
-            **(params or {}),
-        }
-        env = {
-            "PATH": f"{self.path_dir}:{os.environ['PATH']}",
-            "STANDIN_STATE": str(self.state),
-            "TMPDIR": str(self.tmp_dir),
-            "LC_ALL": "C",
-            **(extra_env or {}),
-        }
-        return subprocess.run(
-            ["bash", "-c", remote_command(name, all_params)],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=30,
-        )
-
-    def set(self, name: str, *answers: str) -> None:
-        (self.state / name).write_text("".join(f"{a}\n" for a in answers))
-
-    def calls(self, tool: str) -> list[str]:
-        log = self.state / f"{tool}.log"
-        return log.read_text().splitlines() if log.exists() else []
-
-    def server_is_healthy(self, node: str = "k3s-server-1") -> None:
-        self.set("readyz", "ok")
-        self.set(f"node.{node}.Ready", "True")
-        self.set(f"node.{node}.EtcdIsVoter", "True")
-
-    def install_fake_k3s(self, version: str, unit: str | None) -> None:
-        """A k3s binary reporting `version` (and the unit), as a previous install left them."""
-        self.install_bin.mkdir(exist_ok=True)
-        binary = self.install_bin / "k3s"
-        binary.write_text(f'#!/bin/sh\n# stand-in, not the real k3s\necho "k3s version {version} (x)"\n')
-        binary.chmod(0o755)
-        if unit:
-            self.systemd_dir.mkdir(exist_ok=True)
-            (self.systemd_dir / unit).write_text("[Service]\n")
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Node:
-    path_dir = tmp_path / "path"
-    path_dir.mkdir()
-    for tool in STANDIN_TOOLS:
-        (path_dir / tool).symlink_to(STANDINS / tool)
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "hostname").write_text("K3S-Server-1\n")
-    tmp_dir = tmp_path / "tmp"
-    tmp_dir.mkdir()
-    return Node(
-        root=tmp_path,
-        path_dir=path_dir,
-        state=state,
-        config_dir=tmp_path / "etc-rancher-k3s",
-        install_bin=tmp_path / "usr-local-bin",
-        systemd_dir=tmp_path / "etc-systemd-system",
-        tmp_dir=tmp_dir,
-    )
-
-
-def server_params(node: Node, **extra: str) -> dict[str, str]:
-    # The k3s stand-in sits in the PATH dir, where production has /usr/local/bin.
-    return {"K3S_HA_BIN_DIR": str(node.path_dir), "K3S_READY_TIMEOUT": "10", **extra}
-
-
-def install_params(node: Node, role: str, **extra: str) -> dict[str, str]:
-    return {
-        "K3S_VERSION": VERSION,
-        "K3S_ROLE": role,
-        "K3S_HA_BIN_DIR": str(node.install_bin),
-        "K3S_HA_SYSTEMD_DIR": str(node.systemd_dir),
-        **extra,
-    }
-
-
-def assert_secret_hidden(node: Node, *results: subprocess.CompletedProcess[str]) -> None:
-    """The token is nowhere in output, stand-in call logs (argv) or installer environment."""
-    for result in results:
-        assert SECRET not in result.stdout
-        assert SECRET not in result.stderr
-    for recorded in node.state.iterdir():
-        assert SECRET not in recorded.read_text(errors="replace"), recorded.name
-
-
-def assert_only_config_file(node: Node) -> None:
-    """No temporary file is left next to config.yaml."""
-    assert sorted(p.name for p in node.config_dir.iterdir()) == ["config.yaml"]
-
+from fake_node import (
+    AGENT_CONFIG,
+    SECRET,
+    SERVER_CONFIG,
+    VERSION,
+    Node,
+    assert_only_config_file,
+    assert_secret_hidden,
+    install_params,
+    server_params,
+)
+from k3s_ha.bootstrap.commands import SCRIPT_DIR
 
 # --- start-server ----------------------------------------------------------------------
 
@@ -262,16 +138,14 @@ def test_wait_counts_from_script_start_so_one_timeout_covers_restart_and_wait(no
     # Pulumi's own timeout sits just above K3S_READY_TIMEOUT, so time spent restarting
     # must come out of the readiness wait rather than add to it.
     script = f"""
-        . "{SCRIPT_DIR / 'lib.sh'}"
+        . "{SCRIPT_DIR / "lib.sh"}"
         K3S_HA_STARTED_AT=$(($(date +%s) - 100))
         never() {{ K3S_HA_WAIT_STATUS="still no"; return 1; }}
         k3s_ha_wait_until "the thing" 60 never "see the logs"
     """
     started = time.monotonic()
 
-    result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, env={"PATH": os.environ["PATH"]}
-    )
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
 
     assert time.monotonic() - started < 5
     assert result.returncode == 1
@@ -412,9 +286,7 @@ def test_start_server_tightens_mode_of_existing_config_without_restart(node: Nod
 def test_start_server_node_name_override(node: Node) -> None:
     node.server_is_healthy(node="cp-0")
 
-    result = node.run(
-        "start-server", server_params(node, K3S_HA_NODE_NAME="cp-0"), stdin=SERVER_CONFIG
-    )
+    result = node.run("start-server", server_params(node, K3S_HA_NODE_NAME="cp-0"), stdin=SERVER_CONFIG)
 
     assert result.returncode == 0, result.stderr
     assert node.calls("hostname") == []
@@ -543,9 +415,7 @@ def test_install_runs_installer_when_role_unit_missing(node: Node) -> None:
 def test_install_without_cloud_init_and_with_custom_url(node: Node) -> None:
     (node.path_dir / "cloud-init").unlink()
 
-    result = node.run(
-        "install-k3s", install_params(node, "agent", K3S_INSTALL_URL="https://mirror.example/k3s.sh")
-    )
+    result = node.run("install-k3s", install_params(node, "agent", K3S_INSTALL_URL="https://mirror.example/k3s.sh"))
 
     assert result.returncode == 0, result.stderr
     assert node.calls("curl")[0].endswith(" https://mirror.example/k3s.sh")

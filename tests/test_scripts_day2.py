@@ -2,7 +2,7 @@
 cluster-init, node names on stdout, membership (confirm / remove), uninstall, restore.
 
 Like tests/test_scripts.py (whose fake node and stand-ins this reuses), each test runs the
-real command text from `k3s_ha.scripts.remote_command` with the stand-ins first on PATH;
+real command text from `k3s_ha.bootstrap.commands.remote_command` with the stand-ins first on PATH;
 the restore scripts also run the way a person runs them, as `cat lib.sh X.sh | bash -s`.
 """
 
@@ -15,18 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from k3s_ha.scripts import SCRIPT_DIR
-from test_scripts import (  # noqa: F401  (node is a fixture)
+from fake_node import (
     SECRET,
     SERVER_CONFIG,
     VERSION,
     Node,
     assert_secret_hidden,
     install_params,
-    node,
     server_params,
 )
+from k3s_ha.bootstrap.commands import SCRIPT_DIR
 
 JOIN_CONFIG = f"""agent-token: {SECRET}-agent
 server: https://k3s.example.internal:6443
@@ -171,9 +169,19 @@ def test_check_upgrade_script_allows(node: Node, local: str, cluster: str) -> No
     ("local", "cluster", "target", "expected"),
     [
         # Another node already runs a newer version than the target: the HIGHEST counts.
-        ("v1.36.4+k3s1", "v1.36.4+k3s1 v1.37.0+k3s1", VERSION, "refusing to downgrade k3s from v1.37.0+k3s1 to v1.36.4+k3s1"),
+        (
+            "v1.36.4+k3s1",
+            "v1.36.4+k3s1 v1.37.0+k3s1",
+            VERSION,
+            "refusing to downgrade k3s from v1.37.0+k3s1 to v1.36.4+k3s1",
+        ),
         # An agent lags two minors behind: the LOWEST counts.
-        ("v1.35.1+k3s1", "v1.35.1+k3s1 v1.34.5+k3s1", VERSION, "upgrade one minor at a time: v1.34.5+k3s1 -> v1.35 first"),
+        (
+            "v1.35.1+k3s1",
+            "v1.35.1+k3s1 v1.34.5+k3s1",
+            VERSION,
+            "upgrade one minor at a time: v1.34.5+k3s1 -> v1.35 first",
+        ),
         ("v1.18.9+k3s1", "v1.18.9+k3s1", "v1.19.5+k3s1", DQLITE),
     ],
     ids=["downgrade", "minor-skip", "dqlite"],
@@ -337,9 +345,7 @@ def test_first_server_finds_etcd_data_in_the_configs_data_dir(node: Node) -> Non
     config = SERVER_CONFIG + f'data-dir: "{data_dir}"  # on the big disk\n'
 
     node.server_is_healthy()
-    result = node.run(
-        "start-server", server_params(node, K3S_HA_PEERS="10.0.0.3", K3S_HA_DATA_DIR=""), stdin=config
-    )
+    result = node.run("start-server", server_params(node, K3S_HA_PEERS="10.0.0.3", K3S_HA_DATA_DIR=""), stdin=config)
 
     assert result.returncode == 0, result.stderr
     assert (node.config_dir / "config.yaml").read_text() == config
@@ -441,7 +447,7 @@ def confirm(node: Node, **extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_confirm_node_waits_until_ready(node: Node) -> None:
-    node.set("node.k3s-agent-1.Ready", "!Error from server (NotFound): nodes \"k3s-agent-1\" not found", "False", "True")
+    node.set("node.k3s-agent-1.Ready", '!Error from server (NotFound): nodes "k3s-agent-1" not found', "False", "True")
 
     result = confirm(node)
 
@@ -506,7 +512,7 @@ def test_remove_node_uses_the_drain_timeout(node: Node) -> None:
 
 def test_remove_node_deletes_even_when_the_drain_fails(node: Node) -> None:
     node.set("node.k3s-agent-1", "node/k3s-agent-1")
-    node.set("drain", "!error: unable to drain node \"k3s-agent-1\": global timeout reached: 2m0s")
+    node.set("drain", '!error: unable to drain node "k3s-agent-1": global timeout reached: 2m0s')
 
     result = remove(node)
 
@@ -611,10 +617,13 @@ def test_uninstall_without_k3s_is_a_no_op(node: Node) -> None:
     assert "k3s is not installed here" in result.stderr
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"K3S_ROLE": "server"}, "k3s-uninstall.sh failed (exit 3)"),
-    ({"K3S_ROLE": "master"}, "K3S_ROLE must be server or agent, got 'master'"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"K3S_ROLE": "server"}, "k3s-uninstall.sh failed (exit 3)"),
+        ({"K3S_ROLE": "master"}, "K3S_ROLE must be server or agent, got 'master'"),
+    ],
+)
 def test_uninstall_never_fails(node: Node, params: dict[str, str], message: str) -> None:
     fake_uninstaller(node, "k3s-uninstall.sh", exit_status=3)
 
@@ -699,7 +708,11 @@ def test_restore_snapshot_by_path_as_a_person_runs_it(node: Node) -> None:
     [
         (SERVER_CONFIG, "missing-snapshot", "snapshot 'missing-snapshot' not found"),
         (None, None, "config.yaml does not exist"),
-        ("cluster-init: true\n", None, "has no token: line; restoring needs the token the cluster had when the snapshot was taken"),
+        (
+            "cluster-init: true\n",
+            None,
+            "has no token: line; restoring needs the token the cluster had when the snapshot was taken",
+        ),
         ("token:\ncluster-init: true\n", None, "has no token: line"),
     ],
     ids=["no-snapshot", "no-config", "no-token", "empty-token"],
@@ -732,7 +745,7 @@ def test_restore_snapshot_refuses_while_another_server_runs(node: Node) -> None:
 def test_restore_snapshot_stops_when_the_reset_fails(node: Node) -> None:
     write_config(node, SERVER_CONFIG)
     path = snapshot(node)
-    node.set("cluster_reset", "!level=fatal msg=\"bootstrap data decryption failed: wrong token?\"")
+    node.set("cluster_reset", '!level=fatal msg="bootstrap data decryption failed: wrong token?"')
 
     result = restore(node, K3S_HA_SNAPSHOT=path.name)
 

@@ -2,10 +2,9 @@
 
 import json
 
+import engine
 import pytest
 import yaml
-
-import engine
 from helpers import PRIVATE_KEY, SECRET_KEYS, USER_TOKEN, commands, config, stdin_yaml
 
 

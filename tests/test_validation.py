@@ -1,8 +1,7 @@
 """Bad input is refused before anything is registered, with an error naming the field and the fix."""
 
-import pytest
-
 import engine
+import pytest
 from helpers import SECRET_KEYS, USER_TOKEN, config
 from k3s_ha import ConfigError
 from k3s_ha.versions import Era, parse_version

@@ -106,8 +106,11 @@ def test_preview_runs_each_stack_with_the_policy_pack_and_comments_on_the_pr():
 def test_preview_installs_dependencies_and_assumes_an_aws_role_first():
     workflow = load(PREVIEW)
     pulumi = index_of(workflow, "preview", step_using(workflow, "preview", "pulumi/actions"))
-    install = [s for s in steps(workflow, "preview")
-               if "-r requirements.txt" in s.get("run", "") and "-r policy/requirements.txt" in s.get("run", "")]
+    install = [
+        s
+        for s in steps(workflow, "preview")
+        if "-r requirements.txt" in s.get("run", "") and "-r policy/requirements.txt" in s.get("run", "")
+    ]
     assert len(install) == 1 and index_of(workflow, "preview", install[0]) < pulumi
     python = step_using(workflow, "preview", "actions/setup-python")
     assert str(python["with"]["python-version"]) == "3.11"

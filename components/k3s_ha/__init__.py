@@ -1,7 +1,7 @@
 """k3s-ha: highly available K3s clusters (embedded etcd) with Pulumi."""
 
+from .aws import K3sCluster, K3sClusterArgs
 from .bootstrap import HostArgs, K3sBootstrap, K3sBootstrapArgs, SshArgs
-from .cluster import K3sCluster, K3sClusterArgs
 from .errors import ConfigError
 from .versions import DEFAULT_K3S_VERSION
 

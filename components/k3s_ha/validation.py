@@ -149,7 +149,9 @@ def vpc_cidr(value: object, subnet_count: int) -> ipaddress.IPv4Network:
     except ValueError:
         raise ConfigError(field("vpc_cidr"), f"{value!r} is not a valid CIDR block", "use e.g. 10.0.0.0/16") from None
     if network.version != 4 or not 16 <= network.prefixlen <= 24:
-        raise ConfigError(field("vpc_cidr"), f"{value} must be an IPv4 block from /16 to /24 (AWS VPC limits)", "use e.g. 10.0.0.0/16")
+        raise ConfigError(
+            field("vpc_cidr"), f"{value} must be an IPv4 block from /16 to /24 (AWS VPC limits)", "use e.g. 10.0.0.0/16"
+        )
     for k3s_net in K3S_DEFAULT_NETWORKS:
         if network.overlaps(k3s_net):
             raise ConfigError(
@@ -158,7 +160,9 @@ def vpc_cidr(value: object, subnet_count: int) -> ipaddress.IPv4Network:
                 "choose a VPC block outside 10.42.0.0/16 and 10.43.0.0/16, e.g. 10.0.0.0/16",
             )
     if subnet_count > 2 ** (28 - network.prefixlen):
-        raise ConfigError(field("vpc_cidr"), f"{value} is too small for {subnet_count} subnets", "use a larger block, e.g. a /16")
+        raise ConfigError(
+            field("vpc_cidr"), f"{value} is too small for {subnet_count} subnets", "use a larger block, e.g. a /16"
+        )
     return network  # type: ignore[return-value]
 
 
@@ -181,7 +185,9 @@ def unique_names(names: list[str], arg: str) -> None:
     seen: set[str] = set()
     for name in names:
         if not isinstance(name, str) or not re.match(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", name):
-            raise ConfigError(field(arg), f"host name {name!r} is not a lower-case DNS label", "use names like server-0, agent-1")
+            raise ConfigError(
+                field(arg), f"host name {name!r} is not a lower-case DNS label", "use names like server-0, agent-1"
+            )
         if name in seen:
             raise ConfigError(field(arg), f"host name {name!r} appears twice", "give every host its own name")
         seen.add(name)

@@ -8,7 +8,6 @@ namespace for the application and a ConfigMap telling it where its bucket is.
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-
 from k3s_ha import K3sCluster
 
 config = pulumi.Config()
@@ -57,7 +56,10 @@ in_cluster = pulumi.ResourceOptions(provider=kubernetes)
 
 namespace = k8s.core.v1.Namespace(
     "apps",
-    metadata={"name": config.get("appNamespace", "apps"), "labels": {"app.kubernetes.io/part-of": pulumi.get_project()}},
+    metadata={
+        "name": config.get("appNamespace", "apps"),
+        "labels": {"app.kubernetes.io/part-of": pulumi.get_project()},
+    },
     opts=in_cluster,
 )
 k8s.core.v1.ConfigMap(

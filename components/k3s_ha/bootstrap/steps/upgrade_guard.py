@@ -10,8 +10,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
-from .plan import BootstrapPlan
-from .remote import Node, run_script
+from ..plan import BootstrapPlan
+from ..remote import Node, run_script
 
 
 def guard_upgrade(plan: BootstrapPlan, first_server: Node, parent: pulumi.Resource) -> command.remote.Command:

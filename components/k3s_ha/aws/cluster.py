@@ -1,16 +1,15 @@
 """K3sCluster: EC2 machines, their network and firewall, plus the K3sBootstrap that turns them
 into an HA K3s cluster with embedded etcd."""
 
-
-from typing import Optional, TypedDict
+from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 from typing_extensions import NotRequired
 
-from . import validation
-from .bootstrap import (
+from .. import validation
+from ..bootstrap.component import (
     DEFAULT_READY_TIMEOUT_SECONDS,
     HostArgs,
     K3sBootstrap,
@@ -18,13 +17,13 @@ from .bootstrap import (
     SshArgs,
     validate_bootstrap_args,
 )
-from .firewall import allow, build_firewall, API_PORT
-from .remote import DEFAULT_DIAL_ERROR_LIMIT
+from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT
+from ..versions import DEFAULT_K3S_VERSION
+from .firewall import API_PORT, allow, build_firewall
 from .load_balancer import attach_server, build_load_balancer
 from .machines import build_instance, ubuntu_image
 from .network import Network, build_network
 from .snapshots import build_snapshot_store
-from .versions import DEFAULT_K3S_VERSION
 
 DEFAULTS = {
     "servers": 3,
@@ -142,8 +141,14 @@ def validate_cluster_args(args: K3sClusterArgs) -> list[str]:
     validation.positive_int(_setting(args, "zone_count"), "zone_count", "use 3 to spread servers over three zones")
     validation.positive_int(_setting(args, "etcd_snapshot_retention"), "etcd_snapshot_retention", "keep at least 1")
     zones = args.get("availability_zones")
-    if zones is not None and (not isinstance(zones, list) or not zones or not all(isinstance(z, str) and z for z in zones)):
-        raise validation.ConfigError(validation.field("availability_zones"), f"{zones!r} is not a list of zone names", 'use e.g. ["eu-west-1a", "eu-west-1b", "eu-west-1c"]')
+    if zones is not None and (
+        not isinstance(zones, list) or not zones or not all(isinstance(z, str) and z for z in zones)
+    ):
+        raise validation.ConfigError(
+            validation.field("availability_zones"),
+            f"{zones!r} is not a list of zone names",
+            'use e.g. ["eu-west-1a", "eu-west-1b", "eu-west-1c"]',
+        )
     if args.get("vpc_id") or args.get("subnet_ids") is not None:
         subnets = args.get("subnet_ids")
         if not args.get("vpc_id") or not isinstance(subnets, list) or not subnets:
@@ -153,7 +158,9 @@ def validate_cluster_args(args: K3sClusterArgs) -> list[str]:
                 "give both (subnets in three zones for a zone-tolerant cluster), or neither to have a VPC created",
             )
         if len(subnets) < 3 and _setting(args, "servers") >= 3:
-            warnings.append(f"subnetIds has {len(subnets)} subnet(s): servers share a zone, so losing one zone can lose etcd quorum")
+            warnings.append(
+                f"subnetIds has {len(subnets)} subnet(s): servers share a zone, so losing one zone can lose etcd quorum"
+            )
     else:
         validation.vpc_cidr(_setting(args, "vpc_cidr"), len(zones) if zones else _setting(args, "zone_count"))
     if args.get("bastion_host") and _setting(args, "load_balancer") and not _setting(args, "load_balancer_internal"):
@@ -167,7 +174,7 @@ def validate_cluster_args(args: K3sClusterArgs) -> list[str]:
         raise validation.ConfigError(
             validation.field("ssh_allowed_cidrs"),
             "is empty, so Pulumi could not reach the nodes over SSH to install K3s",
-            "set it to the address you run Pulumi from, e.g. [\"203.0.113.7/32\"]",
+            'set it to the address you run Pulumi from, e.g. ["203.0.113.7/32"]',
         )
     if validation.world_open(ssh_cidrs):
         warnings.append("sshAllowedCidrs opens SSH (22) to the whole internet; narrow it to your own address")
@@ -180,7 +187,9 @@ def validate_cluster_args(args: K3sClusterArgs) -> list[str]:
             "set sshPublicKey to the public half of sshPrivateKey",
         )
     if args.get("ssh_public_key") and args.get("key_name"):
-        raise validation.ConfigError("sshPublicKey / ssh_public_key", "both sshPublicKey and keyName are set", "set only one of them")
+        raise validation.ConfigError(
+            "sshPublicKey / ssh_public_key", "both sshPublicKey and keyName are set", "set only one of them"
+        )
     # Bootstrap-level checks, on the values the bootstrap will receive.
     warnings += validate_bootstrap_args(
         K3sBootstrapArgs(
@@ -215,7 +224,7 @@ class K3sCluster(pulumi.ComponentResource):
     token: pulumi.Output[str]
     """Cluster token (secret): needed to restore etcd snapshots."""
 
-    def __init__(self, name: str, args: K3sClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None):
         args = _whole_numbers(args)
         warnings = validate_cluster_args(args)
         super().__init__("k3s-ha:index:K3sCluster", name, {}, opts)
@@ -241,9 +250,12 @@ class K3sCluster(pulumi.ComponentResource):
             tags=tags,
             parent=self,
         )
-        key_name = args.get("key_name") or aws.ec2.KeyPair(
-            f"{name}-ssh", public_key=args["ssh_public_key"], tags=tags, opts=pulumi.ResourceOptions(parent=self)
-        ).key_name
+        key_name = (
+            args.get("key_name")
+            or aws.ec2.KeyPair(
+                f"{name}-ssh", public_key=args["ssh_public_key"], tags=tags, opts=pulumi.ResourceOptions(parent=self)
+            ).key_name
+        )
 
         snapshots = None
         if _setting(args, "etcd_s3") or args.get("etcd_s3_bucket"):
@@ -271,18 +283,28 @@ class K3sCluster(pulumi.ComponentResource):
                 for index in range(count)
             ]
 
-        servers = machines("server", _setting(args, "servers"), _setting(args, "server_instance_type"),
-                           [firewall.node_group, firewall.server_group],
-                           snapshots.instance_profile if snapshots else None)
-        agents = machines("agent", _setting(args, "agents"), _setting(args, "agent_instance_type"),
-                          [firewall.node_group])
+        servers = machines(
+            "server",
+            _setting(args, "servers"),
+            _setting(args, "server_instance_type"),
+            [firewall.node_group, firewall.server_group],
+            snapshots.instance_profile if snapshots else None,
+        )
+        agents = machines(
+            "agent", _setting(args, "agents"), _setting(args, "agent_instance_type"), [firewall.node_group]
+        )
 
         registration = None
         lb_rules: dict[str, aws.vpc.SecurityGroupIngressRule] = {}
         if use_lb:
             lb = build_load_balancer(
-                name, vpc_id=network.vpc_id, subnet_ids=network.subnet_ids,
-                security_group=firewall.load_balancer_group, internal=lb_internal, tags=tags, parent=self,
+                name,
+                vpc_id=network.vpc_id,
+                subnet_ids=network.subnet_ids,
+                security_group=firewall.load_balancer_group,
+                internal=lb_internal,
+                tags=tags,
+                parent=self,
             )
             for index, instance in enumerate(servers):
                 attach_server(f"{name}-server-{index}", lb, instance)
@@ -292,9 +314,13 @@ class K3sCluster(pulumi.ComponentResource):
                 for role, group in (("server", servers), ("agent", agents)):
                     for index, instance in enumerate(group):
                         lb_rules[f"{role}-{index}"] = allow(
-                            f"{name}-{role}-{index}-to-lb", firewall.load_balancer_group, "tcp",
-                            (API_PORT, API_PORT), "joins via the public load balancer",
-                            cidr=instance.public_ip.apply(lambda ip: f"{ip}/32"))
+                            f"{name}-{role}-{index}-to-lb",
+                            firewall.load_balancer_group,
+                            "tcp",
+                            (API_PORT, API_PORT),
+                            "joins via the public load balancer",
+                            cidr=instance.public_ip.apply(lambda ip: f"{ip}/32"),
+                        )
             registration = lb.dns_name
 
         def host(instance: aws.ec2.Instance, role: str, index: int) -> HostArgs:
@@ -337,15 +363,17 @@ class K3sCluster(pulumi.ComponentResource):
         self.server_private_ips = pulumi.Output.all(*[m.private_ip for m in servers])
         self.agent_public_ips = pulumi.Output.all(*[m.public_ip for m in agents])
         self.agent_private_ips = pulumi.Output.all(*[m.private_ip for m in agents])
-        self.register_outputs({
-            "kubeconfig": self.kubeconfig,
-            "api_endpoint": self.api_endpoint,
-            "token": self.token,
-            "server_public_ips": self.server_public_ips,
-            "server_private_ips": self.server_private_ips,
-            "agent_public_ips": self.agent_public_ips,
-            "agent_private_ips": self.agent_private_ips,
-        })
+        self.register_outputs(
+            {
+                "kubeconfig": self.kubeconfig,
+                "api_endpoint": self.api_endpoint,
+                "token": self.token,
+                "server_public_ips": self.server_public_ips,
+                "server_private_ips": self.server_private_ips,
+                "agent_public_ips": self.agent_public_ips,
+                "agent_private_ips": self.agent_private_ips,
+            }
+        )
 
     @staticmethod
     def _ssh(args: K3sClusterArgs) -> SshArgs:
@@ -377,6 +405,7 @@ class K3sCluster(pulumi.ComponentResource):
                         f"set zoneCount to at most {len(all_names)}",
                     )
                 return all_names[index]
+
             return names.apply(pick)
 
         return [zone(i) for i in range(count)]

@@ -49,8 +49,13 @@ def build_load_balancer(
         vpc_id=vpc_id,
         # Unauthenticated probe K3s answers with "pong" on the supervisor port.
         health_check=aws.lb.TargetGroupHealthCheckArgs(
-            protocol="HTTPS", path="/ping", port="traffic-port", matcher="200",
-            healthy_threshold=2, unhealthy_threshold=2, interval=10,
+            protocol="HTTPS",
+            path="/ping",
+            port="traffic-port",
+            matcher="200",
+            healthy_threshold=2,
+            unhealthy_threshold=2,
+            interval=10,
         ),
         deregistration_delay=30,
         tags=dict(tags),

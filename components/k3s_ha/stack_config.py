@@ -6,7 +6,7 @@ from typing import Any
 
 import pulumi
 
-from .cluster import K3sClusterArgs
+from .aws.cluster import K3sClusterArgs
 
 # config key -> (argument, kind). Pulumi.yaml declares the same keys; a test keeps them in step.
 CONFIG_KEYS: dict[str, tuple[str, str]] = {

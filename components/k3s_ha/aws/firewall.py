@@ -94,5 +94,7 @@ def build_firewall(
         allow(f"{name}-api-{index}", api_front, "tcp", (API_PORT, API_PORT), f"API from {cidr}", cidr=cidr)
     if lb is not None:
         allow(f"{name}-api-from-lb", servers, "tcp", (API_PORT, API_PORT), "API via the load balancer", source_group=lb)
-        allow(f"{name}-lb-from-nodes", lb, "tcp", (API_PORT, API_PORT), "joins via the load balancer", source_group=nodes)
+        allow(
+            f"{name}-lb-from-nodes", lb, "tcp", (API_PORT, API_PORT), "joins via the load balancer", source_group=nodes
+        )
     return Firewall(node_group=nodes, server_group=servers, load_balancer_group=lb)

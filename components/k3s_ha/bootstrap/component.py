@@ -9,24 +9,23 @@ membership.py (held by a server; removes the node when it leaves) and kubeconfig
 
 from __future__ import annotations
 
-from typing import Any, Optional, TypedDict
+from typing import Any, TypedDict
 
 import pulumi
 import pulumi_command as command
 import pulumi_random as random
 from typing_extensions import NotRequired
 
-from . import validation
-from .agents import start_agents
-from .init_server import start_init_server
-from .install import install
-from .join_servers import join_servers_in_turn
-from .kubeconfig import fetch_kubeconfig
-from .membership import hold_memberships
+from .. import validation
+from ..versions import DEFAULT_K3S_VERSION
 from .plan import BootstrapPlan
 from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node
-from .upgrade_guard import guard_upgrade
-from .versions import DEFAULT_K3S_VERSION
+from .steps.agents import start_agents
+from .steps.install import install
+from .steps.kubeconfig import fetch_kubeconfig
+from .steps.membership import hold_memberships
+from .steps.servers import join_servers_in_turn, start_init_server
+from .steps.upgrade_guard import guard_upgrade
 
 DEFAULT_READY_TIMEOUT_SECONDS = 600
 DEFAULT_INSTALL_URL = "https://get.k3s.io"
@@ -147,7 +146,7 @@ class K3sBootstrap(pulumi.ComponentResource):
     token: pulumi.Output[str]
     """The cluster token (secret): keep it, etcd snapshots cannot be restored without it."""
 
-    def __init__(self, name: str, args: K3sBootstrapArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: K3sBootstrapArgs, opts: pulumi.ResourceOptions | None = None):
         warnings = validate_bootstrap_args(args)
         super().__init__("k3s-ha:index:K3sBootstrap", name, {}, opts)
         for warning in warnings:
@@ -204,7 +203,7 @@ class K3sBootstrap(pulumi.ComponentResource):
         self.token = token
         self.register_outputs({"kubeconfig": self.kubeconfig, "api_endpoint": self.api_endpoint, "token": self.token})
 
-    def _token(self, name: str, suffix: str, given: Optional[pulumi.Input[str]]) -> pulumi.Output[str]:
+    def _token(self, name: str, suffix: str, given: pulumi.Input[str] | None) -> pulumi.Output[str]:
         if given is not None:
             return _checked_token(given, suffix.replace("-", "_"))
         password = random.RandomPassword(

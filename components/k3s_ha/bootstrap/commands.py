@@ -62,7 +62,7 @@ def script_body(name: str) -> str:
     return "\n".join([*top, *lib, *role]) + "\n"
 
 
-def remote_command_input(name: str, params: Mapping[str, "pulumi.Input[str]"]) -> "pulumi.Input[str]":
+def remote_command_input(name: str, params: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[str]:
     """remote_command for parameters that may be Outputs (node names, addresses)."""
     late = [k for k, v in params.items() if isinstance(v, pulumi.Output)]
     if not late:

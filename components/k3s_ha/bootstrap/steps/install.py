@@ -11,8 +11,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
-from .plan import BootstrapPlan
-from .remote import Node, run_script
+from ..plan import BootstrapPlan
+from ..remote import Node, run_script
 
 
 def install(

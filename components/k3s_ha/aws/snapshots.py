@@ -40,32 +40,47 @@ def _bucket(name: str, tags: Mapping[str, str], parent: pulumi.Resource) -> aws.
     bucket = aws.s3.Bucket(f"{name}-etcd-snapshots", force_destroy=False, tags=dict(tags), opts=keep)
     inside = pulumi.ResourceOptions(parent=bucket, retain_on_delete=True)
     aws.s3.BucketPublicAccessBlock(
-        f"{name}-etcd-snapshots", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-        ignore_public_acls=True, restrict_public_buckets=True, opts=inside,
+        f"{name}-etcd-snapshots",
+        bucket=bucket.id,
+        block_public_acls=True,
+        block_public_policy=True,
+        ignore_public_acls=True,
+        restrict_public_buckets=True,
+        opts=inside,
     )
     aws.s3.BucketServerSideEncryptionConfiguration(
-        f"{name}-etcd-snapshots", bucket=bucket.id,
-        rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-            apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                sse_algorithm="aws:kms"),
-            bucket_key_enabled=True,
-        )],
+        f"{name}-etcd-snapshots",
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms"
+                ),
+                bucket_key_enabled=True,
+            )
+        ],
         opts=inside,
     )
     aws.s3.BucketVersioning(
-        f"{name}-etcd-snapshots", bucket=bucket.id,
+        f"{name}-etcd-snapshots",
+        bucket=bucket.id,
         versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
         opts=inside,
     )
     # Versioning keeps every overwritten or pruned snapshot; expire those after a month.
     aws.s3.BucketLifecycleConfiguration(
-        f"{name}-etcd-snapshots", bucket=bucket.id,
-        rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-            id="expire-old-versions", status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                noncurrent_days=NONCURRENT_DAYS),
-        )],
+        f"{name}-etcd-snapshots",
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-old-versions",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=NONCURRENT_DAYS
+                ),
+            )
+        ],
         opts=inside,
     )
     return bucket
@@ -73,15 +88,24 @@ def _bucket(name: str, tags: Mapping[str, str], parent: pulumi.Resource) -> aws.
 
 def snapshot_policy(bucket: str, folder: str) -> str:
     """Least privilege for `k3s etcd-snapshot` to S3: list the bucket, read/write one folder."""
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-             "Resource": f"arn:aws:s3:::{bucket}"},
-            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-             "Resource": f"arn:aws:s3:::{bucket}/{folder}/*"},
-        ],
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                    "Resource": f"arn:aws:s3:::{bucket}",
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    "Resource": f"arn:aws:s3:::{bucket}/{folder}/*",
+                },
+            ],
+        },
+        sort_keys=True,
+    )
 
 
 def build_snapshot_store(
@@ -99,10 +123,15 @@ def build_snapshot_store(
         bucket_name, region = bucket.bucket, bucket.region
     role = aws.iam.Role(
         f"{name}-server",
-        assume_role_policy=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-        }, sort_keys=True),
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            },
+            sort_keys=True,
+        ),
         tags=dict(tags),
         opts=pulumi.ResourceOptions(parent=parent),
     )
@@ -112,5 +141,7 @@ def build_snapshot_store(
         policy=bucket_name.apply(lambda b: snapshot_policy(b, name)),
         opts=pulumi.ResourceOptions(parent=role),
     )
-    profile = aws.iam.InstanceProfile(f"{name}-server", role=role.name, tags=dict(tags), opts=pulumi.ResourceOptions(parent=role))
+    profile = aws.iam.InstanceProfile(
+        f"{name}-server", role=role.name, tags=dict(tags), opts=pulumi.ResourceOptions(parent=role)
+    )
     return SnapshotStore(bucket=bucket_name, region=region, folder=name, instance_profile=profile.name)

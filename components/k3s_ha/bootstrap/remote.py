@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from .scripts import remote_command_input
+from .commands import remote_command_input
 
 # A booting VM refuses SSH for a minute or two; the provider's default of 10 dial errors
 # gives up after about 11 s (pulumi-command #1238). 100 errors at the 5 s backoff cap

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
-from .plan import BootstrapPlan
-from .remote import Node, run_script
+from ..plan import BootstrapPlan
+from ..remote import Node, run_script
 
 DRAIN_TIMEOUT_SECONDS = 120
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
-import pulumi_command as command
 
-from .node_config import server_url
-from .plan import BootstrapPlan
-from .remote import Node, run_script
+from ..node_config import server_url
+from ..plan import BootstrapPlan
+from ..remote import Node, run_script
 
 LOCAL_SERVER = "https://127.0.0.1:6443"
 

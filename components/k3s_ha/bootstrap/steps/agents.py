@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
-from . import node_config
-from .plan import BootstrapPlan
-from .remote import Node, run_script
+from .. import node_config
+from ..plan import BootstrapPlan
+from ..remote import Node, run_script
 
 
 def start_agents(

@@ -1,0 +1,105 @@
+"""Servers, in run order: the first server starts the cluster, the others join one at a time.
+
+Step 1: the first server starts the cluster with `cluster-init` (embedded etcd), unless a
+cluster already answers at one of its peers: then it is a rebuilt first server and joins.
+Step 2: the other servers join one at a time. etcd admits one learner at a time and parallel
+joins fail (k3s-io/k3s#4335, #7000), so each join depends on the previous server's start, and
+that start only finishes once the node is Ready, an etcd voter and /readyz answers ok.
+Every server start waits until the node is a ready etcd voter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_command as command
+
+from .. import node_config
+from ..plan import BootstrapPlan
+from ..remote import Node, run_script
+
+
+def server_config(plan: BootstrapPlan, join_address: pulumi.Input[str] | None) -> pulumi.Output[str]:
+    """A server's config.yaml (secret): the same text for every server that joins, so build it
+    once and pass it to each (`config=`)."""
+    config = pulumi.Output.all(
+        plan.token,
+        plan.agent_token,
+        pulumi.Output.all(*plan.tls_sans),
+        join_address,
+        pulumi.Output.from_input(plan.server_extra),
+    ).apply(
+        lambda values: node_config.server_config(
+            token=values[0],
+            agent_token=values[1],
+            tls_sans=values[2],
+            join_address=values[3],
+            extra=values[4],
+        )
+    )
+    return pulumi.Output.secret(config)
+
+
+def start_server(
+    plan: BootstrapPlan,
+    node: Node,
+    *,
+    config: pulumi.Output[str],
+    after: Sequence[pulumi.Resource],
+    parent: pulumi.Resource,
+    peers: pulumi.Input[str] | None = None,
+) -> command.remote.Command:
+    """`config`: the node's `server_config`. `peers` (first server only): space-separated
+    addresses to probe before `cluster-init`. If one answers, a cluster already exists (this is
+    a rebuilt first server) and the script joins it instead of splitting it in two
+    (k3s-ansible#269)."""
+    params = plan.start_params()
+    if peers is not None:
+        params["K3S_HA_PEERS"] = peers
+    return run_script(
+        f"{plan.name}-{node.name}-start",
+        node,
+        "start-server",
+        params,
+        parent=parent,
+        depends_on=after,
+        stdin=config,
+        timeout=plan.command_timeout,
+    )
+
+
+# Peers probed before cluster-init: the registration address and the next two servers. Not
+# all servers, so scaling 3 -> 5 leaves this step's inputs untouched.
+PEERS_PROBED = 2
+
+
+def start_init_server(
+    plan: BootstrapPlan,
+    node: Node,
+    installed: command.remote.Command,
+    others: Sequence[Node],
+    parent: pulumi.Resource,
+) -> command.remote.Command:
+    candidates = [plan.registration_address, *(n.private_address for n in others[:PEERS_PROBED])]
+    # Without a load balancer the registration address is this server itself: drop it.
+    peers = pulumi.Output.all(node.private_address, *candidates).apply(
+        lambda v: " ".join(a for a in dict.fromkeys(v[1:]) if a and a != v[0])
+    )
+    return start_server(plan, node, config=server_config(plan, None), after=[installed], parent=parent, peers=peers)
+
+
+def join_servers_in_turn(
+    plan: BootstrapPlan,
+    nodes: Sequence[Node],
+    installs: Sequence[command.remote.Command],
+    init_server: command.remote.Command,
+    parent: pulumi.Resource,
+) -> list[command.remote.Command]:
+    joined: list[command.remote.Command] = []
+    previous = init_server
+    config = server_config(plan, plan.registration_address)  # the same for every joining server
+    for node, installed in zip(nodes, installs):
+        previous = start_server(plan, node, config=config, after=[installed, previous], parent=parent)
+        joined.append(previous)
+    return joined

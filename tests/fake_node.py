@@ -1,0 +1,144 @@
+"""A fake node for the script tests: stand-in tools on PATH (tests/standins/, each marked
+"stand-in, not the real ..."), their recorded calls, and the dirs scripts write. The `node`
+fixture in conftest.py makes one per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from k3s_ha.bootstrap.commands import remote_command
+
+STANDINS = Path(__file__).parent / "standins"
+STANDIN_TOOLS = ("sudo", "k3s", "systemctl", "curl", "hostname", "cloud-init")
+VERSION = "v1.36.4+k3s1"
+SECRET = "S3cretTokenValue0123456789abcdefXYZ"
+SERVER_CONFIG = f"""cluster-init: true
+token: {SECRET}
+agent-token: {SECRET}-agent
+tls-san:
+  - k3s.example.internal
+"""
+AGENT_CONFIG = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n"
+
+
+@dataclass
+class Node:
+    """One fake machine: stand-in tools on PATH, their state, and the dirs scripts write."""
+
+    root: Path
+    path_dir: Path
+    state: Path
+    config_dir: Path
+    install_bin: Path
+    systemd_dir: Path
+    tmp_dir: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "var-lib-rancher-k3s"
+
+    def run(
+        self,
+        name: str,
+        params: dict[str, str] | None = None,
+        stdin: str = "",
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        all_params = {
+            "K3S_HA_CONFIG_DIR": str(self.config_dir),
+            # Never the host's /var/lib/rancher/k3s, whose etcd data would change behaviour.
+            "K3S_HA_DATA_DIR": str(self.data_dir),
+            "K3S_HA_POLL_SECONDS": "0",
+            **(params or {}),
+        }
+        env = {
+            "PATH": f"{self.path_dir}:{os.environ['PATH']}",
+            "STANDIN_STATE": str(self.state),
+            "TMPDIR": str(self.tmp_dir),
+            "LC_ALL": "C",
+            **(extra_env or {}),
+        }
+        return subprocess.run(
+            ["bash", "-c", remote_command(name, all_params)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+
+    def set(self, name: str, *answers: str) -> None:
+        (self.state / name).write_text("".join(f"{a}\n" for a in answers))
+
+    def calls(self, tool: str) -> list[str]:
+        log = self.state / f"{tool}.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def server_is_healthy(self, node: str = "k3s-server-1") -> None:
+        self.set("readyz", "ok")
+        self.set(f"node.{node}.Ready", "True")
+        self.set(f"node.{node}.EtcdIsVoter", "True")
+
+    def install_fake_k3s(self, version: str, unit: str | None) -> None:
+        """A k3s binary reporting `version` (and the unit), as a previous install left them."""
+        self.install_bin.mkdir(exist_ok=True)
+        binary = self.install_bin / "k3s"
+        binary.write_text(f'#!/bin/sh\n# stand-in, not the real k3s\necho "k3s version {version} (x)"\n')
+        binary.chmod(0o755)
+        if unit:
+            self.systemd_dir.mkdir(exist_ok=True)
+            (self.systemd_dir / unit).write_text("[Service]\n")
+
+
+def server_params(node: Node, **extra: str) -> dict[str, str]:
+    # The k3s stand-in sits in the PATH dir, where production has /usr/local/bin.
+    return {"K3S_HA_BIN_DIR": str(node.path_dir), "K3S_READY_TIMEOUT": "10", **extra}
+
+
+def install_params(node: Node, role: str, **extra: str) -> dict[str, str]:
+    return {
+        "K3S_VERSION": VERSION,
+        "K3S_ROLE": role,
+        "K3S_HA_BIN_DIR": str(node.install_bin),
+        "K3S_HA_SYSTEMD_DIR": str(node.systemd_dir),
+        **extra,
+    }
+
+
+def assert_secret_hidden(node: Node, *results: subprocess.CompletedProcess[str]) -> None:
+    """The token is nowhere in output, stand-in call logs (argv) or installer environment."""
+    for result in results:
+        assert SECRET not in result.stdout
+        assert SECRET not in result.stderr
+    for recorded in node.state.iterdir():
+        assert SECRET not in recorded.read_text(errors="replace"), recorded.name
+
+
+def assert_only_config_file(node: Node) -> None:
+    """No temporary file is left next to config.yaml."""
+    assert sorted(p.name for p in node.config_dir.iterdir()) == ["config.yaml"]
+
+
+def make_node(tmp_path: Path) -> Node:
+    """A fresh fake node under `tmp_path`."""
+    path_dir = tmp_path / "path"
+    path_dir.mkdir()
+    for tool in STANDIN_TOOLS:
+        (path_dir / tool).symlink_to(STANDINS / tool)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "hostname").write_text("K3S-Server-1\n")
+    tmp_dir = tmp_path / "tmp"
+    tmp_dir.mkdir()
+    return Node(
+        root=tmp_path,
+        path_dir=path_dir,
+        state=state,
+        config_dir=tmp_path / "etc-rancher-k3s",
+        install_bin=tmp_path / "usr-local-bin",
+        systemd_dir=tmp_path / "etc-systemd-system",
+        tmp_dir=tmp_dir,
+    )
