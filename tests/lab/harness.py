@@ -1,0 +1,313 @@
+"""A lab of hosts on this machine: each host is its own network, mount and UTS namespace with a
+real sshd (Debian openssh-server) and real sudo, reached over real SSH from a hub namespace.
+
+Layout: a hub network namespace holds a bridge (10.213.0.1/24); each host's namespace has a
+veth onto it and the address 10.213.0.<10+i>. Only these namespace addresses (and loopback)
+are ever contacted. Per host, /etc/rancher, /var/lib/rancher, /usr/local/bin, /usr/local/sbin,
+/etc/systemd/system, /run and /tmp are bind mounts of directories under the lab's root, so
+K3s files never touch the machine's own; /etc/hosts is the lab's. Every wait is bounded and
+`close()` ends every process in the lab's namespaces (by pid) and removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STANDIN = HERE / "standin"
+SUBNET = "10.213.0"
+HUB_ADDRESS = f"{SUBNET}.1"
+USER = "k3slab"
+PACKAGES = {  # Debian package -> a file it installs
+    "openssh-server": "/usr/sbin/sshd",
+    "openssh-client": "/usr/bin/ssh",
+    "sudo": "/usr/bin/sudo",
+    "etcd-server": "/usr/bin/etcd",
+    "etcd-client": "/usr/bin/etcdctl",
+    "iproute2": "/usr/sbin/ip",
+    "util-linux": "/usr/bin/unshare",
+    "curl": "/usr/bin/curl",
+    "openssl": "/usr/bin/openssl",
+}
+# Mount points the hosts bind over; created on the machine when missing (empty directories).
+MOUNT_POINTS = ("/etc/rancher", "/var/lib/rancher")
+
+
+def missing_packages() -> list[str]:
+    return [name for name, path in PACKAGES.items() if not os.path.exists(path)]
+
+
+def unavailable_reason() -> str | None:
+    """Why the lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network and mount namespaces, sshd, sudo)"
+    missing = missing_packages()
+    if missing:
+        return f"the lab needs Debian packages {' '.join(missing)} (tests/run.sh installs them when run as root)"
+    if not os.path.exists("/usr/bin/python3"):
+        return "the lab's stand-ins need /usr/bin/python3"
+    probe = f"k3slab-probe-{uuid.uuid4().hex[:6]}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=20)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    try:
+        inside = subprocess.run(
+            ["ip", "netns", "exec", probe, "unshare", "--mount", "--uts", "--propagation", "private", "true"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=20)
+    if inside.returncode != 0:
+        return f"cannot create mount/UTS namespaces: {inside.stderr.strip()}"
+    return None
+
+
+def _run(*args: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+@dataclass
+class Host:
+    name: str
+    """The host's name in the program (e.g. s0); its host name is `lab-<name>`."""
+    address: str
+    netns: str
+    root: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def hostname(self) -> str:
+        return f"lab-{self.name}"
+
+    def path(self, inside: str) -> Path:
+        """Where a file the host sees at `inside` (under a per-host mount) lives on the machine."""
+        return self.root / inside.lstrip("/")
+
+
+@dataclass
+class SshResult:
+    status: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class Lab:
+    """Hosts in namespaces with real sshd and sudo. Use as a context manager."""
+
+    def __init__(self, names: list[str]):
+        self.id = uuid.uuid4().hex[:4]
+        self.root = Path(tempfile.mkdtemp(prefix=f"k3s-lab-{self.id}-", dir="/var/tmp"))
+        os.chmod(self.root, 0o755)
+        self.hub = f"k3slab-{self.id}-hub"
+        self.hosts: dict[str, Host] = {}
+        self.names = names
+        self.created_mount_points: list[str] = []
+        self.created_user = False
+        self.sudoers = Path(f"/etc/sudoers.d/k3slab-{self.id}")
+        self.key = self.root / "id_ed25519"
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _setup(self) -> None:
+        for point in MOUNT_POINTS:
+            if not os.path.exists(point):
+                os.makedirs(point)
+                self.created_mount_points.append(point)
+        self._user()
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "k3s-lab", "-f", str(self.key))
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / "ssh_host_ed25519_key"))
+        shutil.copy(f"{self.key}.pub", self.root / "authorized_keys")
+        os.chmod(self.root / "authorized_keys", 0o644)
+        self._release()
+        _run("ip", "netns", "add", self.hub)
+        _run("ip", "-n", self.hub, "link", "set", "lo", "up")
+        _run("ip", "-n", self.hub, "link", "add", "br0", "type", "bridge")
+        _run("ip", "-n", self.hub, "addr", "add", f"{HUB_ADDRESS}/24", "dev", "br0")
+        _run("ip", "-n", self.hub, "link", "set", "br0", "up")
+        hosts_file = self.root / "hosts"
+        lines = ["127.0.0.1 localhost"]
+        for index, name in enumerate(self.names):
+            host = Host(name, f"{SUBNET}.{10 + index}", f"k3slab-{self.id}-{name}", self.root / "hosts.d" / name)
+            self.hosts[name] = host
+            lines.append(f"{host.address} {host.hostname}")
+        hosts_file.write_text("\n".join(lines) + "\n")
+        for index, host in enumerate(self.hosts.values()):
+            self._start_host(host, index, hosts_file)
+        deadline = time.time() + 30
+        for host in self.hosts.values():
+            while True:
+                result = self.ssh(host, "true", timeout=10)
+                if result.status == 0:
+                    break
+                if time.time() > deadline:
+                    raise RuntimeError(f"sshd on {host.name} did not answer within 30 s: {result.stderr.strip()}")
+                time.sleep(0.3)
+
+    def _user(self) -> None:
+        if _run("id", "-u", USER, check=False).returncode != 0:
+            # '*': no password, but not locked (sshd refuses locked accounts without PAM).
+            _run("useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", USER)
+            self.created_user = True
+        self.sudoers.write_text(f"{USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+        os.chmod(self.sudoers, 0o440)
+        _run("visudo", "-c", "-q", "-f", str(self.sudoers))
+
+    def _release(self) -> None:
+        """The stand-in installer, served as file:// (K3S_INSTALL_URL), pointing at the release."""
+        dist = self.root / "dist"
+        dist.mkdir()
+        shutil.copy(STANDIN / "k3s_standin.py", dist / "k3s_standin.py")
+        text = (STANDIN / "install.sh").read_text().replace("@RELEASE@", str(dist / "k3s_standin.py"))
+        (dist / "install.sh").write_text(text)
+
+    @property
+    def install_url(self) -> str:
+        return f"file://{self.root}/dist/install.sh"
+
+    def _start_host(self, host: Host, index: int, hosts_file: Path) -> None:
+        host.root.mkdir(parents=True)
+        veth_hub, veth_host = f"kl{self.id}{index:02d}a", f"kl{self.id}{index:02d}b"
+        _run("ip", "netns", "add", host.netns)
+        _run("ip", "link", "add", veth_hub, "type", "veth", "peer", "name", veth_host)
+        _run("ip", "link", "set", veth_hub, "netns", self.hub)
+        _run("ip", "link", "set", veth_host, "netns", host.netns)
+        _run("ip", "-n", self.hub, "link", "set", veth_hub, "master", "br0", "up")
+        _run("ip", "-n", host.netns, "link", "set", veth_host, "name", "eth0")
+        _run("ip", "-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
+        _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
+        _run("ip", "-n", host.netns, "link", "set", "lo", "up")
+        config = host.root.parent / f"{host.name}.sshd_config"
+        config.write_text(
+            "\n".join(
+                [
+                    f"ListenAddress {host.address}",
+                    f"HostKey {self.root / 'ssh_host_ed25519_key'}",
+                    f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
+                    "PidFile /run/sshd.pid",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "PermitRootLogin no",
+                    f"AllowUsers {USER}",
+                    "MaxStartups 100",
+                    "MaxSessions 100",
+                    "LogLevel ERROR",
+                ]
+            )
+            + "\n"
+        )
+        log = open(host.root.parent / f"{host.name}.sshd.log", "ab")
+        host.process = subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation", "private",
+             "--kill-child", "--fork", "bash", str(HERE / "host-init.sh"), str(host.root), host.hostname,
+             str(config), str(hosts_file), str(STANDIN / "systemctl.py")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+
+    # --- use ------------------------------------------------------------------------------
+
+    def ssh(self, host: Host, command: str, stdin: str | None = None, timeout: float = 300) -> SshResult:
+        """Run `command` on `host` over real SSH as the lab user (as pulumi-command would)."""
+        args = [
+            "ip", "netns", "exec", self.hub, "ssh", "-i", str(self.key), "-T",
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5",
+            f"{USER}@{host.address}", command,
+        ]  # fmt: skip
+        started = time.time()
+        try:
+            result = subprocess.run(
+                args,
+                input=stdin if stdin is not None else "",
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as expired:
+            return SshResult(124, str(expired.stdout or ""), f"timed out after {timeout}s", time.time() - started)
+        return SshResult(result.returncode, result.stdout, result.stderr, time.time() - started)
+
+    def root_on(self, host: Host, command: str, timeout: float = 60) -> SshResult:
+        """`command` as root on `host` (through sudo, like the node scripts)."""
+        return self.ssh(host, f"sudo -n bash -c {_quote(command)}", timeout=timeout)
+
+    def by_address(self, address: str) -> Host:
+        return next(h for h in self.hosts.values() if h.address == address)
+
+    def kill_unit(self, host: Host, unit: str) -> None:
+        """SIGKILL a unit's whole process group (k3s and its etcd), like a crashed machine."""
+        pid_file = host.path(f"/run/k3s-standin/{unit}.pid")
+        pid = int(pid_file.read_text().strip())
+        os.killpg(pid, signal.SIGKILL)
+
+    def unit_log(self, host: Host, unit: str) -> str:
+        path = host.path(f"/run/k3s-standin/{unit}.log")
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- teardown -------------------------------------------------------------------------
+
+    def _pids(self, netns: str) -> list[int]:
+        result = _run("ip", "netns", "pids", netns, check=False, timeout=20)
+        return [int(p) for p in result.stdout.split()]
+
+    def close(self) -> None:
+        namespaces = [h.netns for h in self.hosts.values()] + [self.hub]
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            for netns in namespaces:
+                for pid in self._pids(netns):
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.time() + wait
+            while time.time() < deadline and any(self._pids(n) for n in namespaces):
+                time.sleep(0.1)
+        for host in self.hosts.values():
+            if host.process is not None:
+                try:
+                    host.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    host.process.kill()
+                    host.process.wait(timeout=5)
+        for netns in namespaces:
+            _run("ip", "netns", "del", netns, check=False, timeout=20)
+        self.sudoers.unlink(missing_ok=True)
+        if self.created_user:
+            _run("userdel", "--remove", USER, check=False)
+        for point in self.created_mount_points:
+            try:
+                os.rmdir(point)
+            except OSError:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"

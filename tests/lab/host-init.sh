@@ -1,0 +1,20 @@
+#!/bin/bash
+# Runs as root inside a lab host's new network, mount and UTS namespaces (harness.py starts
+# it with `ip netns exec NS unshare --mount --uts --propagation private`). It gives the host
+# its own name, its own copies of the directories K3s and its installer write, its own
+# /etc/hosts (so sudo resolves the host name without DNS), the stand-in systemctl, and then
+# becomes the host's real sshd.
+# Usage: host-init.sh HOST_ROOT HOSTNAME SSHD_CONFIG HOSTS_FILE STANDIN_SYSTEMCTL
+set -euo pipefail
+root=$1 name=$2 sshd_config=$3 hosts_file=$4 systemctl=$5
+hostname "$name"
+for dir in /etc/rancher /var/lib/rancher /usr/local/bin /usr/local/sbin /etc/systemd/system /run /tmp; do
+  mkdir -p "$root$dir"
+  mount --bind "$root$dir" "$dir"
+done
+chmod 1777 /tmp
+mount --bind "$hosts_file" /etc/hosts
+install -m 0755 "$systemctl" /usr/local/sbin/systemctl
+mkdir -p /run/sshd
+chmod 0755 /run/sshd
+exec /usr/sbin/sshd -D -e -f "$sshd_config"

@@ -1,0 +1,934 @@
+#!/usr/bin/python3
+"""STAND-IN for K3s, not the real k3s. Lab only (tests/lab/), never shipped.
+
+The lab's stand-in installer appends this file to a multicall wrapper and installs it as
+/usr/local/bin/k3s on a lab host; the wrapper stages it under the data dir and runs it with
+the host's /usr/bin/python3. Its datastore is a REAL etcd (Debian etcd-server 3.4), one member
+per server, reached through etcd's JSON gateway; Nodes are keys under /k3s-standin/nodes/.
+
+What it models, each from the real K3s (k3s-io/k3s) source named beside the code:
+- the multicall wrapper that execs a staged copy (cmd/k3s/main.go stageAndRun; see install.sh here)
+- `server`: embedded etcd (pkg/etcd/etcd.go): the member name file written on EVERY start
+  before joining (setName from Register), `IsInitialized` counting only db/etcd/member/wal,
+  joins through the registration address's /db/info and MemberAddAsLearner, refusal of a
+  duplicate node name, learner promotion and the EtcdIsVoter condition from the etcd
+  leader's 15 s ticker (manageTickerTime), etcd-snapshot save, and cluster-reset refused
+  while `server:` is set (pkg/cli/server/server.go);
+- /ping answering "pong" before etcd and the apiserver are ready, /readyz failing while the
+  local etcd member is a learner or down, Ready from kubelet heartbeats with the node
+  monitor grace period (so Ready lags a dead node by up to 40 s);
+- deleting a server's Node removes its etcd member (pkg/etcd/member_controller.go onRemove)
+  and its node password, while a still-running agent registers again (k3s-io/k3s#5404);
+- a new machine under a registered name is refused ("Node password rejected",
+  pkg/nodepassword);
+- `kubectl` with the calls the node scripts and the lab make.
+
+Not modelled: TLS on etcd, real certificates (one self-signed key per server, clients
+skip verification), containers, pods (drain only cordons), the apiserver proper.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+VERSION = os.environ.get("K3S_STANDIN_VERSION", "v0.0.0+standin")
+CONFIG = "/etc/rancher/k3s/config.yaml"
+KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+NODE_PASSWORD_FILE = "/etc/rancher/node/password"
+PREFIX = "/k3s-standin/"
+# Kubernetes' node-monitor-grace-period default (kube-controller-manager): a node whose
+# kubelet stopped posting status still shows its last Ready for this long.
+NODE_MONITOR_GRACE_SECONDS = 40
+HEARTBEAT_SECONDS = 2
+# pkg/etcd/etcd.go: manageTickerTime = 15 s, the leader's learner-promotion and voter ticker.
+MANAGE_TICKER_SECONDS = float(os.environ.get("K3S_STANDIN_MANAGE_SECONDS", "15"))
+REFUSED = "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?"
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f'time="{stamp}" level=info msg="{message}"', file=sys.stderr, flush=True)
+
+
+def fatal(message: str) -> None:
+    print(f'level=fatal msg="{message}"', file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+# --- config.yaml ------------------------------------------------------------------------
+
+
+def _scalar(text: str):
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    if text in ("true", "True", "TRUE"):
+        return True
+    if text in ("false", "False", "FALSE"):
+        return False
+    return text
+
+
+def parse_config(text: str) -> dict:
+    """The YAML subset config.yaml uses here: top-level scalars and lists of scalars."""
+    result: dict = {}
+    key = None
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.startswith("- ") or line.startswith("  - "):
+            if key is None:
+                continue
+            if not isinstance(result.get(key), list):
+                result[key] = []
+            result[key].append(_scalar(line.split("- ", 1)[1]))
+            continue
+        match = re.match(r"^([A-Za-z0-9_.-]+):(.*)$", line)
+        if match:
+            key = match.group(1)
+            value = match.group(2).strip()
+            if value.startswith("[") and value.endswith("]"):
+                result[key] = [_scalar(v) for v in value[1:-1].split(",") if v.strip()]
+            else:
+                result[key] = _scalar(value) if value else []
+    return result
+
+
+def load_config() -> dict:
+    """config.yaml, then config.yaml.d/*.yaml in order, then K3S_* env (lower precedence)."""
+    config: dict = {}
+    for name, value in (("server", "K3S_URL"), ("token", "K3S_TOKEN")):
+        if os.environ.get(value):
+            config[name] = os.environ[value]
+    paths = [CONFIG]
+    dropins = CONFIG + ".d"
+    if os.path.isdir(dropins):
+        paths += [os.path.join(dropins, n) for n in sorted(os.listdir(dropins)) if n.endswith(".yaml")]
+    for path in paths:
+        if os.path.exists(path):
+            with open(path) as f:
+                config.update(parse_config(f.read()))
+    return config
+
+
+def data_dir(config: dict) -> str:
+    return str(config.get("data-dir") or "/var/lib/rancher/k3s")
+
+
+def node_name(config: dict) -> str:
+    # pkg/cli/cmds: the host name, lower-cased, unless node-name is set.
+    return str(config.get("node-name") or socket.gethostname()).lower()
+
+
+def node_ip(config: dict) -> str:
+    if config.get("node-ip"):
+        return str(config["node-ip"])
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            return parts[parts.index("inet") + 1].split("/")[0]
+    return "127.0.0.1"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- etcd through its JSON gateway -------------------------------------------------------
+
+
+class EtcdError(Exception):
+    pass
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+class Etcd:
+    """A client over etcd's gRPC gateway (/v3/...), trying each endpoint in turn."""
+
+    def __init__(self, endpoints: list[str], timeout: float = 3.0):
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+
+    def call(self, path: str, body: dict) -> dict:
+        last = "no endpoint"
+        for endpoint in self.endpoints:
+            request = urllib.request.Request(
+                endpoint + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode(errors="replace")
+                try:
+                    detail = json.loads(detail).get("message") or json.loads(detail).get("error") or detail
+                except ValueError:
+                    pass
+                last = detail
+                # A refusal is the cluster's answer (e.g. "too many learner members"); only
+                # a learner's "not supported" is worth asking another member about.
+                if "not supported for learner" not in detail:
+                    raise EtcdError(detail) from None
+            except (OSError, ValueError) as error:
+                last = f"{endpoint}: {error}"
+        raise EtcdError(last)
+
+    def get(self, key: str) -> str | None:
+        kvs = self.call("/v3/kv/range", {"key": _b64(key)}).get("kvs") or []
+        return _unb64(kvs[0].get("value", "")) if kvs else None
+
+    def get_prefix(self, prefix: str) -> dict[str, str]:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        kvs = self.call("/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(end)}).get("kvs") or []
+        return {_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in kvs}
+
+    def put(self, key: str, value: str) -> None:
+        self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+
+    def create(self, key: str, value: str) -> bool:
+        """Put only if absent; True when this call created it."""
+        txn = {
+            "compare": [{"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
+        }
+        return bool(self.call("/v3/kv/txn", txn).get("succeeded"))
+
+    def delete_prefix(self, prefix: str) -> None:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        self.call("/v3/kv/deleterange", {"key": _b64(prefix), "range_end": _b64(end)})
+
+    def members(self) -> list[dict]:
+        return self.call("/v3/cluster/member/list", {}).get("members") or []
+
+    def status(self) -> dict:
+        return self.call("/v3/maintenance/status", {})
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, config: dict):
+        self.config = config
+        self.name = node_name(config)
+        self.ip = node_ip(config)
+        self.token = str(config.get("token") or "")
+        self.agent_token = str(config.get("agent-token") or self.token)
+        self.join_url = str(config.get("server") or "").rstrip("/")
+        self.data = data_dir(config)
+        self.db = os.path.join(self.data, "server", "db", "etcd")
+        self.local = Etcd(["http://127.0.0.1:2379"])
+        self.cluster = Etcd(["http://127.0.0.1:2379"])
+        self.etcd_process: subprocess.Popen | None = None
+        self.member_name = ""
+        self.stopping = threading.Event()
+
+    # pkg/etcd/etcd.go setName: the name file is written on every start, before any join.
+    def set_name(self, force: bool = False) -> None:
+        path = os.path.join(self.db, "name")
+        os.makedirs(self.db, mode=0o700, exist_ok=True)
+        if os.path.exists(path) and not force:
+            with open(path) as f:
+                self.member_name = f.read().strip()
+            return
+        self.member_name = f"{self.name}-{uuid.uuid4().hex[:8]}"
+        with open(path, "w") as f:
+            f.write(self.member_name)
+
+    # pkg/etcd/etcd.go IsInitialized: only member/wal means etcd has data.
+    def is_initialized(self) -> bool:
+        return os.path.isdir(os.path.join(self.db, "member", "wal"))
+
+    def peer_url(self) -> str:
+        return f"http://{self.ip}:2380"
+
+    def start_etcd(self, initial_cluster: str | None = None, state: str = "new") -> None:
+        args = [
+            "etcd",
+            "--name",
+            self.member_name,
+            "--data-dir",
+            self.db,
+            "--listen-client-urls",
+            f"http://{self.ip}:2379,http://127.0.0.1:2379",
+            "--advertise-client-urls",
+            f"http://{self.ip}:2379",
+            "--listen-peer-urls",
+            self.peer_url(),
+            "--initial-advertise-peer-urls",
+            self.peer_url(),
+            "--logger",
+            "zap",
+            "--log-level",
+            "warn",
+        ]
+        if initial_cluster:
+            args += ["--initial-cluster", initial_cluster, "--initial-cluster-state", state]
+        self.etcd_process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        log(f"started etcd {self.member_name} (state {state})")
+
+    def wait_etcd_serving(self, seconds: float) -> None:
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if self.etcd_process and self.etcd_process.poll() is not None:
+                fatal(f"etcd exited with status {self.etcd_process.returncode}")
+            try:
+                self.local.status()
+                return
+            except EtcdError:
+                time.sleep(0.3)
+        fatal(f"etcd did not answer within {seconds:.0f}s")
+
+    def join(self) -> None:
+        # pkg/etcd/etcd.go join: members from the registration address's /db/info, then a
+        # learner added through their client URLs.
+        info = api_request(self.join_url, "/db/info", self.token, timeout=10)
+        if info is None or info[0] != 200:
+            fatal(f"failed to get etcd members from {self.join_url}: {info[1] if info else 'no answer'}")
+        members = json.loads(info[1]).get("members") or []
+        client_urls = [u for m in members for u in m.get("clientURLs") or []]
+        cluster = Etcd(client_urls, timeout=5)
+        initial = []
+        add = True
+        for member in cluster.members():
+            name = member.get("name", "")
+            peers = member.get("peerURLs") or []
+            if not name and self.peer_url() in peers:
+                name = self.member_name
+            if name == self.member_name and self.peer_url() in peers:
+                add = False
+            prefix = name[: name.rfind("-")] if name.rfind("-") > 1 else name
+            if name != self.member_name and prefix == self.name:
+                os.remove(os.path.join(self.db, "name"))
+                fatal("ETCD join failed: duplicate node name found, please use a unique name for this node")
+            if peers:
+                initial.append(f"{name}={peers[0]}")
+        if add:
+            while True:
+                try:
+                    cluster.call("/v3/cluster/member/add", {"peerURLs": [self.peer_url()], "isLearner": True})
+                    break
+                except EtcdError as error:
+                    # Current K3s retries while another learner is joining (pkg/etcd
+                    # (*ETCD).Start: "Waiting for other members to finish joining").
+                    if "too many learner members" not in str(error):
+                        fatal(f"ETCD join failed: {error}")
+                    log(f"Waiting for other members to finish joining etcd cluster: {error}")
+                    time.sleep(5)
+            log(f"Adding member {self.member_name}={self.peer_url()} to etcd cluster {initial}")
+            initial.append(f"{self.member_name}={self.peer_url()}")
+        self.cluster = Etcd(["http://127.0.0.1:2379", *client_urls])
+        self.start_etcd(",".join(initial), "existing")
+
+    def run(self) -> None:
+        if not self.token:
+            fatal("--token is required")
+        if not self.join_url and not self.config.get("cluster-init") and not self.is_initialized():
+            fatal("stand-in k3s models embedded etcd only: set cluster-init or server")
+        signal.signal(signal.SIGTERM, self.on_term)
+        tls_dir = os.path.join(self.data, "server", "tls")
+        api = ApiServer(self, tls_dir)
+        threading.Thread(target=api.serve, daemon=True).start()  # /ping answers from here on
+        self.set_name()
+        if self.is_initialized():
+            self.start_etcd()
+        elif self.join_url:
+            self.join()
+        else:
+            self.start_etcd(f"{self.member_name}={self.peer_url()}", "new")
+        self.wait_etcd_serving(120)
+        if self.config.get("cluster-init") and not self.join_url:
+            self.cluster.create(PREFIX + "bootstrap", json.dumps({"token": sha(self.token)}))
+        self.refresh_cluster_endpoints()
+        write_kubeconfig(self.token, str(self.config.get("write-kubeconfig-mode") or "0600"))
+        check_node_password(self.cluster, self.name, role="server")
+        threading.Thread(target=self.kubelet, daemon=True).start()
+        threading.Thread(target=self.manage, daemon=True).start()
+        notify_ready()
+        log("k3s is up and running")
+        while not self.stopping.is_set():
+            if self.etcd_process and self.etcd_process.poll() is not None:
+                # A removed member's etcd stops; K3s then exits and systemd restarts it.
+                fatal(f"etcd exited with status {self.etcd_process.returncode}")
+            time.sleep(0.5)
+
+    def on_term(self, *_):
+        self.stopping.set()
+        if self.etcd_process and self.etcd_process.poll() is None:
+            self.etcd_process.terminate()
+            try:
+                self.etcd_process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.etcd_process.kill()
+        sys.exit(0)
+
+    def refresh_cluster_endpoints(self) -> None:
+        try:
+            urls = [u for m in self.local.members() for u in m.get("clientURLs") or []]
+        except EtcdError:
+            return
+        self.cluster = Etcd(["http://127.0.0.1:2379", *[u for u in urls if self.ip not in u]])
+
+    def kubelet(self) -> None:
+        record = {"name": self.name, "roles": ["control-plane", "etcd", "master"], "internalIP": self.ip}
+        while True:
+            try:
+                self.cluster.put(PREFIX + f"nodes/{self.name}", json.dumps({**record, **heartbeat()}))
+            except EtcdError as error:
+                log(f"failed to post node status: {error}")
+            time.sleep(HEARTBEAT_SECONDS)
+
+    def manage(self) -> None:
+        """pkg/etcd/etcd.go manageLearners and the EtcdIsVoter condition, on the leader only."""
+        while True:
+            time.sleep(MANAGE_TICKER_SECONDS)
+            try:
+                status = self.local.status()
+                if status.get("leader") != status.get("header", {}).get("member_id"):
+                    continue
+                members = self.local.members()
+                for member in members:
+                    if member.get("isLearner"):
+                        try:
+                            self.local.call("/v3/cluster/member/promote", {"ID": member["ID"]})
+                            member["isLearner"] = False
+                            log(f"Promoted learner {member.get('name')}")
+                        except EtcdError as error:
+                            log(f"learner {member.get('name')} not promoted yet: {error}")
+                voters = {
+                    m.get("name", "").rsplit("-", 1)[0] for m in members if m.get("name") and not m.get("isLearner")
+                }
+                for value in self.local.get_prefix(PREFIX + "nodes/").values():
+                    node = json.loads(value)
+                    if "etcd" in node.get("roles", []):
+                        voter = "True" if node["name"] in voters else "False"
+                        self.local.put(PREFIX + f"node-status/{node['name']}/EtcdIsVoter", voter)
+                self.refresh_cluster_endpoints()
+            except EtcdError as error:
+                log(f"etcd member management: {error}")
+
+
+def heartbeat() -> dict:
+    return {"heartbeat": time.time(), "kubeletVersion": VERSION}
+
+
+def check_node_password(store: Etcd, name: str, role: str) -> None:
+    """pkg/nodepassword: a host keeps a random password; the cluster stores its hash under
+    the node's name, and refuses another machine that registers under that name."""
+    os.makedirs(os.path.dirname(NODE_PASSWORD_FILE), exist_ok=True)
+    if not os.path.exists(NODE_PASSWORD_FILE):
+        with open(os.open(NODE_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(secrets.token_hex(16))
+    with open(NODE_PASSWORD_FILE) as f:
+        password = f.read().strip()
+    key = PREFIX + f"node-passwords/{name}"
+    if not store.create(key, sha(password)) and store.get(key) != sha(password):
+        fatal(f"Node password rejected, duplicate hostname or contents of '{NODE_PASSWORD_FILE}' may not match")
+
+
+def notify_ready() -> None:
+    """systemd Type=notify: the stand-in systemctl waits for this file."""
+    path = os.environ.get("K3S_STANDIN_NOTIFY")
+    if path:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+
+
+def write_kubeconfig(token: str, mode: str) -> None:
+    os.makedirs(os.path.dirname(KUBECONFIG), exist_ok=True)
+    text = (
+        "apiVersion: v1\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n"
+        "    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n"
+        "    cluster: default\n    user: default\n  name: default\ncurrent-context: default\n"
+        f"kind: Config\nusers:\n- name: default\n  user:\n    token: {token}\n"
+    )
+    tmp = KUBECONFIG + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, int(mode, 8)), "w") as f:
+        f.write(text)
+    os.chmod(tmp, int(mode, 8))
+    os.replace(tmp, KUBECONFIG)
+
+
+def node_object(record: dict, statuses: dict[str, str]) -> dict:
+    fresh = time.time() - float(record.get("heartbeat", 0)) < NODE_MONITOR_GRACE_SECONDS
+    conditions = [{"type": "Ready", "status": "True" if fresh else "Unknown"}]
+    if "EtcdIsVoter" in statuses:
+        conditions.append({"type": "EtcdIsVoter", "status": statuses["EtcdIsVoter"]})
+    labels = {f"node-role.kubernetes.io/{r}": "true" for r in record.get("roles", [])}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": record["name"], "labels": labels},
+        "spec": {"unschedulable": statuses.get("unschedulable") == "true"},
+        "status": {
+            "conditions": conditions,
+            "nodeInfo": {"kubeletVersion": record.get("kubeletVersion", "")},
+            "addresses": [{"type": "InternalIP", "address": record.get("internalIP", "")}],
+        },
+    }
+
+
+class ApiServer:
+    """The supervisor and a sliver of the apiserver on :6443."""
+
+    def __init__(self, server: Server, tls_dir: str):
+        self.server = server
+        os.makedirs(tls_dir, exist_ok=True)
+        self.cert = os.path.join(tls_dir, "standin-serving.crt")
+        self.key = os.path.join(tls_dir, "standin-serving.key")
+        if not os.path.exists(self.key):
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-days", "30", "-subj", f"/CN={server.name}", "-keyout", self.key, "-out", self.cert],
+                check=True, capture_output=True,
+            )  # fmt: skip
+
+    def serve(self) -> None:
+        server = self.server
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status: int, body, content_type: str = "application/json"):
+                data = body if isinstance(body, str) else json.dumps(body)
+                raw = data.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def bearer(self) -> str:
+                return self.headers.get("Authorization", "").removeprefix("Bearer ")
+
+            def body(self) -> dict:
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length) or b"{}")
+
+            def do_GET(self):
+                self.route("GET")
+
+            def do_POST(self):
+                self.route("POST")
+
+            def do_DELETE(self):
+                self.route("DELETE")
+
+            def do_PATCH(self):
+                self.route("PATCH")
+
+            def route(self, method: str):
+                path = self.path.split("?")[0]
+                if path == "/ping":  # unauthenticated, answered before etcd is up
+                    return self.reply(200, "pong", "text/plain")
+                token = self.bearer()
+                is_server = token == server.token
+                if not (is_server or (token and token == server.agent_token)):
+                    return self.reply(401, {"message": "Unauthorized"})
+                try:
+                    self.dispatch(method, path, is_server)
+                except EtcdError as error:
+                    self.reply(500, {"message": f"etcdserver: {error}"})
+
+            def dispatch(self, method: str, path: str, is_server: bool):
+                if path == "/readyz":
+                    try:
+                        server.local.get(PREFIX + "readyz")  # linearizable: a learner refuses it
+                    except EtcdError:
+                        return self.reply(500, "[-]etcd failed: reason withheld\nreadyz check failed", "text/plain")
+                    return self.reply(200, "ok", "text/plain")
+                if path == "/db/info" and is_server:
+                    members = server.local.members()
+                    return self.reply(200, {"members": members})
+                if path == "/v1-standin/servers":
+                    nodes = [json.loads(v) for v in server.cluster.get_prefix(PREFIX + "nodes/").values()]
+                    fresh = [n["internalIP"] for n in nodes if "etcd" in n.get("roles", [])]
+                    return self.reply(200, {"servers": fresh})
+                match = re.match(r"^/v1-standin/nodes/([a-z0-9.-]+)/status$", path)
+                if match and method == "POST":
+                    name = match.group(1)
+                    body = self.body()
+                    key = PREFIX + f"node-passwords/{name}"
+                    wanted = sha(body.get("password", ""))
+                    if not server.cluster.create(key, wanted) and server.cluster.get(key) != wanted:
+                        return self.reply(403, {"message": "Node password rejected"})
+                    record = {"name": name, "roles": [], "internalIP": body.get("internalIP", ""), **heartbeat()}
+                    record["kubeletVersion"] = body.get("kubeletVersion", "")
+                    server.cluster.put(PREFIX + f"nodes/{name}", json.dumps(record))
+                    return self.reply(200, {})
+                if path == "/api/v1/nodes" and method == "GET":
+                    return self.reply(200, {"kind": "NodeList", "items": self.nodes()})
+                match = re.match(r"^/api/v1/nodes/([a-z0-9.-]+)$", path)
+                if match:
+                    return self.node(method, match.group(1))
+                return self.reply(404, {"message": "the server could not find the requested resource"})
+
+            def nodes(self, only: str | None = None) -> list[dict]:
+                store = server.cluster
+                records = store.get_prefix(PREFIX + "nodes/")
+                statuses = store.get_prefix(PREFIX + "node-status/")
+                items = []
+                for value in records.values():
+                    record = json.loads(value)
+                    if only and record["name"] != only:
+                        continue
+                    mine = {
+                        k.rsplit("/", 1)[1]: v
+                        for k, v in statuses.items()
+                        if k.startswith(PREFIX + f"node-status/{record['name']}/")
+                    }
+                    items.append(node_object(record, mine))
+                return sorted(items, key=lambda n: n["metadata"]["name"])
+
+            def node(self, method: str, name: str):
+                found = self.nodes(name)
+                if not found:
+                    return self.reply(404, {"message": f'nodes "{name}" not found', "reason": "NotFound"})
+                if method == "GET":
+                    return self.reply(200, found[0])
+                if method == "PATCH":
+                    spec = self.body().get("spec", {})
+                    value = "true" if spec.get("unschedulable") else "false"
+                    server.cluster.put(PREFIX + f"node-status/{name}/unschedulable", value)
+                    return self.reply(200, self.nodes(name)[0])
+                if method == "DELETE":
+                    store = server.cluster
+                    store.delete_prefix(PREFIX + f"nodes/{name}")
+                    store.delete_prefix(PREFIX + f"node-status/{name}/")
+                    store.delete_prefix(PREFIX + f"node-passwords/{name}")
+                    # pkg/etcd/member_controller.go onRemove: a deleted server's member goes.
+                    for member in server.local.members():
+                        member_name = member.get("name", "")
+                        if member_name[: member_name.rfind("-")] == name:
+                            server.local.call("/v3/cluster/member/remove", {"ID": member["ID"]})
+                            log(f"Removed etcd member {member_name} of deleted node {name}")
+                    return self.reply(200, {"kind": "Status", "status": "Success"})
+                return self.reply(405, {"message": "method not allowed"})
+
+        httpd = http.server.ThreadingHTTPServer(("0.0.0.0", 6443), Handler)
+        httpd.daemon_threads = True
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        httpd.serve_forever()
+
+
+def api_request(base: str, path: str, token: str, method: str = "GET", body: dict | None = None, timeout: float = 10):
+    """(status, text) from a k3s API, or None when nothing answers."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+
+
+# --- the agent ----------------------------------------------------------------------------
+
+
+def agent() -> None:
+    config = load_config()
+    url = str(config.get("server") or "").rstrip("/")
+    token = str(config.get("token") or "")
+    if not url or not token:
+        fatal("--server (K3S_URL) and --token are required")
+    name = node_name(config)
+    ip = node_ip(config)
+    os.makedirs(os.path.dirname(NODE_PASSWORD_FILE), exist_ok=True)
+    if not os.path.exists(NODE_PASSWORD_FILE):
+        with open(os.open(NODE_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(secrets.token_hex(16))
+    with open(NODE_PASSWORD_FILE) as f:
+        password = f.read().strip()
+    # pkg/agent/loadbalancer: the registration address first, then every server it lists.
+    endpoints = [url]
+    ready = False
+    last_refresh = 0.0
+    while True:
+        for base in list(endpoints):
+            answer = api_request(
+                base,
+                f"/v1-standin/nodes/{name}/status",
+                token,
+                "POST",
+                {"password": password, "internalIP": ip, "kubeletVersion": VERSION},
+                timeout=5,
+            )
+            if answer is None or answer[0] >= 500:
+                continue
+            if answer[0] != 200:
+                if not ready:
+                    fatal(f"failed to register node {name} with {base}: {answer[1]}")
+                log(f"node status refused by {base}: {answer[1]}")
+                break
+            if not ready:
+                ready = True
+                notify_ready()
+                log(f"agent {name} registered through {base}")
+            if time.time() - last_refresh > 10:
+                listed = api_request(base, "/v1-standin/servers", token, timeout=5)
+                if listed and listed[0] == 200:
+                    servers = [f"https://{a}:6443" for a in json.loads(listed[1]).get("servers", [])]
+                    endpoints = [base, *[s for s in servers if s != base], *([url] if url not in servers else [])]
+                    last_refresh = time.time()
+            break
+        time.sleep(HEARTBEAT_SECONDS)
+
+
+# --- kubectl ------------------------------------------------------------------------------
+
+
+def kubectl(args: list[str]) -> int:
+    try:
+        with open(os.environ.get("KUBECONFIG") or KUBECONFIG) as f:
+            text = f.read()
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    server = re.search(r"server: (\S+)", text).group(1)
+    token = re.search(r"token: (\S+)", text).group(1)
+    timeout = 10.0
+    rest = []
+    for arg in args:
+        if arg.startswith("--request-timeout="):
+            timeout = float(arg.split("=", 1)[1].rstrip("s") or 10)
+        else:
+            rest.append(arg)
+
+    def call(path: str, method: str = "GET", body: dict | None = None):
+        answer = api_request(server, path, token, method, body, timeout)
+        if answer is None:
+            print(REFUSED, file=sys.stderr)
+            sys.exit(1)
+        return answer
+
+    def not_found(text: str) -> bool:
+        try:
+            return json.loads(text).get("reason") == "NotFound"
+        except ValueError:
+            return False
+
+    def fail(status: int, text: str) -> int:
+        if status == 404 and not_found(text):
+            print(f"Error from server (NotFound): {json.loads(text)['message']}", file=sys.stderr)
+        else:
+            print(f'Error from server (InternalError): an error on the server ("{text.strip()}")', file=sys.stderr)
+        return 1
+
+    verb = rest[0] if rest else ""
+    if verb == "get":
+        raw = next((a.split("=", 1)[1] for a in rest if a.startswith("--raw=")), None)
+        if raw:
+            status, text = call(raw)
+            if status != 200:
+                return fail(status, text)
+            print(text)
+            return 0
+        output = ""
+        if "-o" in rest:
+            output = rest[rest.index("-o") + 1]
+        words = [a for a in rest[1:] if not a.startswith("-") and a != output]
+        if words[:1] in (["node"], ["nodes"]) and len(words) == 2:
+            status, text = call(f"/api/v1/nodes/{words[1]}")
+            if status != 200:
+                return fail(status, text)
+            obj = json.loads(text)
+            if output == "name":
+                print(f"node/{words[1]}")
+            elif output == "json":
+                print(json.dumps(obj, indent=2))
+            else:
+                match = re.fullmatch(r'jsonpath=\{\.status\.conditions\[\?\(@\.type=="(\w+)"\)\]\.status\}', output)
+                if not match:
+                    print(f"stand-in kubectl: unsupported output {output!r}", file=sys.stderr)
+                    return 64
+                print(" ".join(c["status"] for c in obj["status"]["conditions"] if c["type"] == match.group(1)), end="")
+            return 0
+        if words[:1] in (["node"], ["nodes"]):
+            status, text = call("/api/v1/nodes")
+            if status != 200:
+                return fail(status, text)
+            items = json.loads(text)["items"]
+            if output == "json":
+                print(text)
+            elif output == "jsonpath={.items[*].status.nodeInfo.kubeletVersion}":
+                print(" ".join(n["status"]["nodeInfo"]["kubeletVersion"] for n in items), end="")
+            elif output == "jsonpath={.items[*].metadata.name}":
+                print(" ".join(n["metadata"]["name"] for n in items), end="")
+            else:
+                for n in items:
+                    ready = next(c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready")
+                    print(n["metadata"]["name"], "Ready" if ready == "True" else "NotReady")
+            return 0
+    if verb == "drain" and len(rest) > 1:
+        name = rest[1]
+        status, text = call(f"/api/v1/nodes/{name}", "PATCH", {"spec": {"unschedulable": True}})
+        if status != 200:
+            return fail(status, text)
+        print(f"node/{name} cordoned\nnode/{name} drained")  # no pods in the lab to evict
+        return 0
+    if verb == "delete" and rest[1:2] == ["node"] and len(rest) > 2:
+        name = rest[2]
+        status, text = call(f"/api/v1/nodes/{name}", "DELETE")
+        if status != 200:
+            return fail(status, text)
+        print(f'node "{name}" deleted')
+        return 0
+    print(f"stand-in kubectl: unsupported call: {' '.join(args)}", file=sys.stderr)
+    return 64
+
+
+# --- etcd-snapshot and cluster-reset --------------------------------------------------------
+
+
+def etcd_snapshot(args: list[str]) -> int:
+    config = load_config()
+    snapshots = os.path.join(data_dir(config), "server", "db", "snapshots")
+    os.makedirs(snapshots, mode=0o700, exist_ok=True)
+    sub = args[0] if args and not args[0].startswith("-") else "save"
+    if sub in ("ls", "list"):
+        for name in sorted(os.listdir(snapshots)):
+            print(name, os.path.getsize(os.path.join(snapshots, name)))
+        return 0
+    if sub != "save":
+        print(f"stand-in k3s: unsupported etcd-snapshot {sub}", file=sys.stderr)
+        return 64
+    prefix = "on-demand"
+    for arg in args:
+        if arg.startswith("--name="):
+            prefix = arg.split("=", 1)[1]
+    # pkg/etcd/snapshot.go: <name>-<node>-<unix time>.
+    path = os.path.join(snapshots, f"{prefix}-{node_name(config)}-{int(time.time())}")
+    result = subprocess.run(
+        ["etcdctl", "--endpoints=http://127.0.0.1:2379", "snapshot", "save", path],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ETCDCTL_API": "3"},
+        timeout=60,
+    )
+    if result.returncode != 0:
+        print(f'level=fatal msg="failed to save snapshot: {result.stderr.strip()}"', file=sys.stderr)
+        return 1
+    log(f"Snapshot {os.path.basename(path)} saved.")
+    print(path)
+    return 0
+
+
+def cluster_reset(config: dict, restore: str | None) -> int:
+    # pkg/cli/server/server.go: refused while a server URL is set.
+    if config.get("server"):
+        fatal(
+            "cannot perform cluster-reset while server URL is set - remove server from configuration before resetting"
+        )
+    server = Server(config)
+    probe = socket.socket()
+    try:
+        probe.bind((server.ip, 2380))
+    except OSError:
+        fatal(f"listen tcp {server.ip}:2380: bind: address already in use")
+    finally:
+        probe.close()
+    old = server.db + f".old-{int(time.time())}"
+    if restore:
+        if not os.path.isfile(restore):
+            fatal(f"etcd: snapshot path does not exist: {restore}")
+        if os.path.isdir(server.db):
+            os.rename(server.db, old)
+        server.member_name = f"{server.name}-{uuid.uuid4().hex[:8]}"
+        result = subprocess.run(
+            ["etcdctl", "snapshot", "restore", restore, "--data-dir", server.db, "--name", server.member_name,
+             "--initial-cluster", f"{server.member_name}={server.peer_url()}",
+             "--initial-advertise-peer-urls", server.peer_url()],
+            capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"}, timeout=120,
+        )  # fmt: skip
+        if result.returncode != 0:
+            fatal(f"etcd restore failed: {result.stderr.strip()}")
+        with open(os.path.join(server.db, "name"), "w") as f:
+            f.write(server.member_name)
+    else:
+        server.set_name()
+        process = subprocess.Popen(
+            ["etcd", "--name", server.member_name, "--data-dir", server.db, "--force-new-cluster",
+             "--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+             "--listen-peer-urls", server.peer_url(), "--initial-advertise-peer-urls", server.peer_url(),
+             "--logger", "zap", "--log-level", "warn"],
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        server.etcd_process = process
+        server.wait_etcd_serving(60)
+        process.terminate()
+        process.wait(20)
+    log("Managed etcd cluster membership has been reset, restart without --cluster-reset flag now.")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    program, args = os.path.basename(argv[0]), argv[1:]
+    if program == "kubectl":
+        return kubectl(args)
+    if not args or args[0] in ("--version", "-v", "version"):
+        print(f"k3s version {VERSION} (stand-in)\ngo version go1.25.0 (stand-in)")
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "server":
+        config = load_config()
+        restore = None
+        reset = False
+        for arg in rest:
+            if arg == "--cluster-reset":
+                reset = True
+            elif arg.startswith("--cluster-reset-restore-path="):
+                restore = arg.split("=", 1)[1]
+        if reset:
+            return cluster_reset(config, restore)
+        Server(config).run()
+        return 0
+    if command == "agent":
+        agent()
+        return 0
+    if command == "kubectl":
+        return kubectl(rest)
+    if command == "etcd-snapshot":
+        return etcd_snapshot(rest)
+    print(f"stand-in k3s: unsupported command {command}", file=sys.stderr)
+    return 64
+
+
+if __name__ == "__main__":
+    # The multicall wrapper passes the name it was called by (k3s, kubectl) first.
+    sys.exit(main(sys.argv[1:]))
