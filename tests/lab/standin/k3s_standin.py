@@ -246,6 +246,7 @@ class Server:
         self.cluster = Etcd(["http://127.0.0.1:2379"])
         self.etcd_process: subprocess.Popen | None = None
         self.member_name = ""
+        self.admin_token = ""
         self.stopping = threading.Event()
 
     # pkg/etcd/etcd.go setName: the name file is written on every start, before any join.
@@ -363,9 +364,11 @@ class Server:
             self.start_etcd(f"{self.member_name}={self.peer_url()}", "new")
         self.wait_etcd_serving(120)
         if self.config.get("cluster-init") and not self.join_url:
-            self.cluster.create(PREFIX + "bootstrap", json.dumps({"token": sha(self.token)}))
+            # Like the cluster CA in K3s's bootstrap data: made once, shared by every server.
+            self.cluster.create(PREFIX + "admin-credential", secrets.token_hex(24))
         self.refresh_cluster_endpoints()
-        write_kubeconfig(self.token, str(self.config.get("write-kubeconfig-mode") or "0600"))
+        self.admin_token = self.wait_admin_credential()
+        write_kubeconfig(self.admin_token, str(self.config.get("write-kubeconfig-mode") or "0600"))
         check_node_password(self.cluster, self.name, role="server")
         threading.Thread(target=self.kubelet, daemon=True).start()
         threading.Thread(target=self.manage, daemon=True).start()
@@ -376,6 +379,19 @@ class Server:
                 # A removed member's etcd stops; K3s then exits and systemd restarts it.
                 fatal(f"etcd exited with status {self.etcd_process.returncode}")
             time.sleep(0.5)
+
+    def wait_admin_credential(self) -> str:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                value = self.cluster.get(PREFIX + "admin-credential")
+                if value:
+                    return value
+            except EtcdError as error:
+                log(f"waiting for the cluster's admin credential: {error}")
+            time.sleep(1)
+        fatal("the cluster has no admin credential")
+        return ""
 
     def on_term(self, *_):
         self.stopping.set()
@@ -551,7 +567,7 @@ class ApiServer:
                     return self.reply(200, "pong", "text/plain")
                 token = self.bearer()
                 is_server = token == server.token
-                if not (is_server or (token and token == server.agent_token)):
+                if not token or token not in (server.token, server.agent_token, server.admin_token):
                     return self.reply(401, {"message": "Unauthorized"})
                 try:
                     self.dispatch(method, path, is_server)
