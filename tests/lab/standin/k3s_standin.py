@@ -18,7 +18,8 @@ What it models, each from the real K3s (k3s-io/k3s) source named beside the code
   local etcd member is a learner or down, Ready from kubelet heartbeats with the node
   monitor grace period (so Ready lags a dead node by up to 40 s);
 - deleting a server's Node removes its etcd member (pkg/etcd/member_controller.go onRemove)
-  and its node password, while a still-running agent registers again (k3s-io/k3s#5404);
+  and its node password; a node that still runs keeps posting status for a Node that is
+  gone ("not found") and registers again on its next start (k3s-io/k3s#5404);
 - a new machine under a registered name is refused ("Node password rejected",
   pkg/nodepassword);
 - `kubectl` with the calls the node scripts and the lab make.
@@ -218,6 +219,14 @@ class Etcd:
         }
         return bool(self.call("/v3/kv/txn", txn).get("succeeded"))
 
+    def update(self, key: str, value: str) -> bool:
+        """Put only if present; True when it was."""
+        txn = {
+            "compare": [{"key": _b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}],
+            "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
+        }
+        return bool(self.call("/v3/kv/txn", txn).get("succeeded"))
+
     def delete_prefix(self, prefix: str) -> None:
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         self.call("/v3/kv/deleterange", {"key": _b64(prefix), "range_end": _b64(end)})
@@ -411,10 +420,19 @@ class Server:
         self.cluster = Etcd(["http://127.0.0.1:2379", *[u for u in urls if self.ip not in u]])
 
     def kubelet(self) -> None:
+        """Registers the Node once per start, then only updates its status: a deleted Node
+        stays deleted until the next start (k3s-io/k3s#5404)."""
         record = {"name": self.name, "roles": ["control-plane", "etcd", "master"], "internalIP": self.ip}
+        key = PREFIX + f"nodes/{self.name}"
+        registered = False
         while True:
             try:
-                self.cluster.put(PREFIX + f"nodes/{self.name}", json.dumps({**record, **heartbeat()}))
+                value = json.dumps({**record, **heartbeat()})
+                if not registered:
+                    self.cluster.put(key, value)
+                    registered = True
+                elif not self.cluster.update(key, value):
+                    log(f'Error updating node status: nodes "{self.name}" not found')
             except EtcdError as error:
                 log(f"failed to post node status: {error}")
             time.sleep(HEARTBEAT_SECONDS)
@@ -598,7 +616,10 @@ class ApiServer:
                         return self.reply(403, {"message": "Node password rejected"})
                     record = {"name": name, "roles": [], "internalIP": body.get("internalIP", ""), **heartbeat()}
                     record["kubeletVersion"] = body.get("kubeletVersion", "")
-                    server.cluster.put(PREFIX + f"nodes/{name}", json.dumps(record))
+                    if body.get("register"):
+                        server.cluster.put(PREFIX + f"nodes/{name}", json.dumps(record))
+                    elif not server.cluster.update(PREFIX + f"nodes/{name}", json.dumps(record)):
+                        return self.reply(404, {"message": f'nodes "{name}" not found', "reason": "NotFound"})
                     return self.reply(200, {})
                 if path == "/api/v1/nodes" and method == "GET":
                     return self.reply(200, {"kind": "NodeList", "items": self.nodes()})
@@ -702,11 +723,14 @@ def agent() -> None:
                 f"/v1-standin/nodes/{name}/status",
                 token,
                 "POST",
-                {"password": password, "internalIP": ip, "kubeletVersion": VERSION},
+                {"password": password, "internalIP": ip, "kubeletVersion": VERSION, "register": not ready},
                 timeout=5,
             )
             if answer is None or answer[0] >= 500:
                 continue
+            if answer[0] == 404 and ready:
+                log(f'Error updating node status: nodes "{name}" not found')
+                break
             if answer[0] != 200:
                 if not ready:
                     fatal(f"failed to register node {name} with {base}: {answer[1]}")
