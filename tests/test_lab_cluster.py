@@ -24,6 +24,14 @@ ETCDCTL = "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379"
 NEXT_PATCH = "v1.36.5+k3s1"
 
 
+@pytest.fixture(autouse=True)
+def scenario_clock(request):
+    """Each test's whole wall time: lab setup, bring-up, the scenario and teardown."""
+    started = time.time()
+    yield
+    record(f"test {request.node.name}", wall_seconds=round(time.time() - started, 1))
+
+
 @pytest.fixture(scope="module")
 def lab_possible() -> None:
     reason = unavailable_reason()
@@ -73,7 +81,7 @@ def k3s_processes(lab: Lab, host) -> list[str]:
 def test_three_servers_and_two_agents_come_up_in_under_two_minutes(cluster: Cluster) -> None:
     report = cluster.report
     record("bring-up, 3 servers + 2 agents", seconds=round(report.seconds, 1), max_parallel=report.max_parallel,
-           steps=len(report.outcomes))  # fmt: skip
+           steps=len(report.outcomes), step_seconds=report.step_seconds())  # fmt: skip
 
     members = cluster.members("s2")
     assert sorted(m["name"].rsplit("-", 1)[0] for m in members) == ["lab-s0", "lab-s1", "lab-s2"]

@@ -22,7 +22,7 @@ FIGURES: dict[str, dict] = {}
 
 def record(scenario: str, **figures) -> None:
     """Keep a scenario's figures; written to $K3S_HA_LAB_FIGURES (JSON) when that is set."""
-    FIGURES[scenario] = figures
+    FIGURES.setdefault(scenario, {}).update(figures)
     path = os.environ.get("K3S_HA_LAB_FIGURES")
     if path:
         Path(path).write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")

@@ -64,8 +64,8 @@ class Report:
     seconds: float = 0.0
     max_parallel: int = 0
 
-    def stdout_of(self, suffix: str) -> str:
-        return next(o.stdout for o in self.outcomes if o.action.urn.endswith(suffix))
+    def step_seconds(self) -> dict[str, float]:
+        return {o.action.urn.rsplit("::", 1)[-1]: round(o.seconds, 1) for o in self.outcomes}
 
 
 class StepFailed(Exception):
