@@ -56,10 +56,9 @@ def make_lab(lab_possible):
 
 
 @pytest.fixture
-def cluster(make_lab, request) -> Cluster:
+def cluster(make_lab) -> Cluster:
     """3 servers and 2 agents, up."""
     built = Cluster(make_lab([*SERVERS, *AGENTS]), list(SERVERS), list(AGENTS))
-    request.node.lab_cluster = built
     built.report = built.up()
     return built
 
@@ -67,7 +66,7 @@ def cluster(make_lab, request) -> Cluster:
 def processes(lab: Lab, host) -> dict[int, str]:
     """pid -> command line of every process in the host's namespaces."""
     found = {}
-    for pid in lab._pids(host.netns):
+    for pid in lab.pids(host.netns):
         try:
             found[pid] = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:

@@ -12,6 +12,7 @@ from pathlib import Path
 import engine
 import pulumi
 from k3s_ha import DEFAULT_K3S_VERSION, K3sBootstrap
+
 from lab import driver
 from lab.harness import Lab
 
@@ -64,9 +65,15 @@ class Cluster:
     def up(self) -> driver.Report:
         """A fresh `up`: every step."""
         self.steps = self.record_program()
-        return driver.run_waves(
-            self.lab, driver.up_waves(self.steps), timeout=STEP_TIMEOUT_SECONDS, check=self.mocks.check
-        )
+        return self.run(driver.up_waves(self.steps), check=self.mocks.check)
+
+    def run(self, waves: list[list[driver.Action]], check=None) -> driver.Report:
+        """Run waves; a failure carries the services' logs, which say why a step waited in vain."""
+        try:
+            return driver.run_waves(self.lab, waves, timeout=STEP_TIMEOUT_SECONDS, check=check)
+        except driver.StepFailed as failed:
+            failed.args = (f"{failed.args[0]}\n{self.diagnostics()}",)
+            raise
 
     def change(self, servers: list[str] | None = None, version: str | None = None) -> driver.Report:
         """An `up` after a config change: new and changed steps, then deletes of gone ones."""
@@ -75,8 +82,8 @@ class Cluster:
         before = self.steps
         after = self.record_program()
         creates, deletes = driver.change_waves(before, after)
-        report = driver.run_waves(self.lab, creates, timeout=STEP_TIMEOUT_SECONDS, check=self.mocks.check)
-        deleted = driver.run_waves(self.lab, deletes, timeout=STEP_TIMEOUT_SECONDS)
+        report = self.run(creates, check=self.mocks.check)
+        deleted = self.run(deletes)
         self.steps = after
         report.outcomes += deleted.outcomes
         report.seconds += deleted.seconds
@@ -84,7 +91,7 @@ class Cluster:
         return report
 
     def destroy(self) -> driver.Report:
-        return driver.run_waves(self.lab, driver.destroy_waves(self.steps), timeout=STEP_TIMEOUT_SECONDS)
+        return self.run(driver.destroy_waves(self.steps))
 
     # --- looking at the cluster -----------------------------------------------------------
 

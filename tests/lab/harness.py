@@ -273,7 +273,8 @@ class Lab:
 
     # --- teardown -------------------------------------------------------------------------
 
-    def _pids(self, netns: str) -> list[int]:
+    def pids(self, netns: str) -> list[int]:
+        """Every process in a lab namespace."""
         result = _run("ip", "netns", "pids", netns, check=False, timeout=20)
         return [int(p) for p in result.stdout.split()]
 
@@ -281,13 +282,13 @@ class Lab:
         namespaces = [h.netns for h in self.hosts.values()] + [self.hub]
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             for netns in namespaces:
-                for pid in self._pids(netns):
+                for pid in self.pids(netns):
                     try:
                         os.kill(pid, sig)
                     except ProcessLookupError:
                         pass
             deadline = time.time() + wait
-            while time.time() < deadline and any(self._pids(n) for n in namespaces):
+            while time.time() < deadline and any(self.pids(n) for n in namespaces):
                 time.sleep(0.1)
         for host in self.hosts.values():
             if host.process is not None:
