@@ -178,10 +178,14 @@ class Lab:
         _run("visudo", "-c", "-q", "-f", str(self.sudoers))
 
     def _release(self) -> None:
-        """The stand-in installer, served as file:// (K3S_INSTALL_URL), pointing at the release."""
+        """The stand-in installer, served as file:// (K3S_INSTALL_URL), pointing at the release,
+        and the files hosts start from. All under the lab's root: a checkout under /tmp is
+        hidden inside the hosts, which get their own /tmp."""
         dist = self.root / "dist"
         dist.mkdir()
-        shutil.copy(STANDIN / "k3s_standin.py", dist / "k3s_standin.py")
+        for name in ("k3s_standin.py", "systemctl.py"):
+            shutil.copy(STANDIN / name, dist / name)
+        shutil.copy(HERE / "host-init.sh", dist / "host-init.sh")
         text = (STANDIN / "install.sh").read_text().replace("@RELEASE@", str(dist / "k3s_standin.py"))
         (dist / "install.sh").write_text(text)
 
@@ -226,8 +230,8 @@ class Lab:
         log = open(host.root.parent / f"{host.name}.sshd.log", "ab")
         host.process = subprocess.Popen(
             ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation", "private",
-             "--kill-child", "--fork", "bash", str(HERE / "host-init.sh"), str(host.root), host.hostname,
-             str(config), str(hosts_file), str(STANDIN / "systemctl.py")],
+             "--kill-child", "--fork", "bash", str(self.root / "dist" / "host-init.sh"), str(host.root),
+             host.hostname, str(config), str(hosts_file), str(self.root / "dist" / "systemctl.py")],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
 
