@@ -68,6 +68,10 @@ class Registration:
     dependencies: set[str]
     property_dependencies: dict[str, set[str]]
     options: dict
+    # What the (mock) provider returned: the resource's id and its output state, secrets
+    # revealed. The step model (step_model.py) reads which outputs a replacement renews.
+    id: str = ""
+    outputs: dict = field(default_factory=dict)
 
     def is_secret(self, key: str) -> bool:
         return any(p == key or p.startswith(key + ".") or p.startswith(key + "[") for p in self.secret_paths)
@@ -158,6 +162,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             return response
         secret_paths: set[str] = set()
         inputs = _reveal(json_format.MessageToDict(request.object), "", secret_paths)
+        outputs = _reveal(json_format.MessageToDict(response.object), "", set()) if response.object else {}
         timeouts = request.customTimeouts
         self.registrations.append(
             Registration(
@@ -179,6 +184,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "customTimeouts": {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete},
                     "provider": request.provider,
                 },
+                id=response.id,
+                outputs=outputs,
             )
         )
         # The engine marks these outputs secret; do the same so the SDK sees what it would.
