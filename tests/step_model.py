@@ -158,7 +158,13 @@ class Plan:
     delete_waves: list[list[Step]]
     renewed: dict[str, set[str]]
     """URN -> output values that are new after this `up` (new identity or address)."""
+    before: Run | None = None
+    after: Run | None = None
     _ancestors: dict[int, set[int]] = field(repr=False, default_factory=dict)
+
+    @property
+    def replaced(self) -> set[str]:
+        return {s.urn for s in self.steps if s.kind == REPLACE}
 
     @property
     def waves(self) -> list[list[Step]]:
@@ -289,8 +295,12 @@ def _replace_keys(
     return keys
 
 
-def plan_up(before: Run | None, after: Run) -> Plan:
-    """What `pulumi up` does to move the stack from `before`'s registrations to `after`'s."""
+def plan_up(before: Run | None, after: Run, replace: Iterable[str] = ()) -> Plan:
+    """What `pulumi up` does to move the stack from `before`'s registrations to `after`'s.
+
+    `replace`: URNs to replace although unchanged, as `pulumi up --replace URN` does
+    (step_generator.go: ReplaceTargets turn a same or an update into a replace)."""
+    forced = set(replace)
     olds, news = _custom(before), _custom(after)
     renewed: dict[str, set[str]] = {}
     apply_steps: list[Step] = []
@@ -318,7 +328,9 @@ def plan_up(before: Run | None, after: Run) -> Plan:
                     renewed_keys.add(key)
             changed_keys |= renewed_keys
             changed = tuple(sorted(changed_keys))
-            if not changed_keys:
+            if reg.urn in forced:
+                kind = REPLACE
+            elif not changed_keys:
                 kind = SAME
             elif _replace_keys(reg, old.inputs, new_inputs, changed_keys, renewed_keys):
                 kind = REPLACE
@@ -373,7 +385,7 @@ def plan_up(before: Run | None, after: Run) -> Plan:
         apply_waves[step.wave].append(step)
     apply_waves = [w for w in apply_waves if w]
     steps = [s for w in apply_waves for s in w] + [s for w in delete_waves for s in w]
-    return Plan(steps, sames, apply_waves, delete_waves, renewed, ancestors)
+    return Plan(steps, sames, apply_waves, delete_waves, renewed, before, after, ancestors)
 
 
 def _delete_waves(

@@ -1,0 +1,220 @@
+"""Day-2 changes as a real `pulumi up` would carry them out (step_model.py), replayed on a
+simulated cluster (cluster_sim.py), with the invariants every change must keep.
+
+Each scenario records the program before and after a config change with the mock engine,
+plans the `up` and simulates it. Invariants that today's code breaks are strict xfails
+naming issue 10's item (see docs/step-model.md), so they flip when the defect is fixed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cluster_sim as cs
+import engine
+import pytest
+import step_model as sm
+from helpers import PRIVATE_KEY, SECRET_KEYS, config
+from k3s_ha import HostArgs, K3sBootstrap, K3sBootstrapArgs, SshArgs
+
+NEXT_VERSION = "v1.37.0+k3s1"
+NEW_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nrotated-stand-in\n-----END OPENSSH PRIVATE KEY-----"
+
+
+@functools.cache
+def cluster(zones: tuple[str, ...] = ("eu-west-1a", "eu-west-1b", "eu-west-1c"), **overrides) -> engine.Run:
+    """The project's program; `zones`: what get_availability_zones(state="available") answers."""
+    mocks = engine.CloudMocks(zones=zones)
+    return engine.run(engine.main_program, config(**{"agents": 2, **overrides}), SECRET_KEYS, mocks=mocks)
+
+
+def bootstrap_program(servers: int = 3, agents: int = 2, version: str | None = None, reimaged: tuple[str, ...] = ()):
+    """K3sBootstrap on hosts the user brings (plain addresses); a host in `reimaged` is a new
+    machine at the same address (its `replace_on` changed)."""
+
+    def host(role: str, index: int, first: int) -> HostArgs:
+        name = f"{role}-{index}"
+        return HostArgs(
+            name=name, address=f"192.0.2.{first + index}", replace_on=f"{name}-{'2' if name in reimaged else '1'}"
+        )
+
+    def program():
+        args = K3sBootstrapArgs(
+            servers=[host("server", i, 10) for i in range(servers)],
+            agents=[host("agent", i, 20) for i in range(agents)],
+            ssh=SshArgs(user="ubuntu", private_key=PRIVATE_KEY),
+        )
+        if version:
+            args["k3s_version"] = version
+        return {"kubeconfig": K3sBootstrap("lab", args).kubeconfig}
+
+    return program
+
+
+@functools.cache
+def bootstrap(servers: int = 3, agents: int = 2, version: str | None = None, reimaged: tuple[str, ...] = ()):
+    return engine.run(bootstrap_program(servers, agents, version, reimaged))
+
+
+# name -> (before, after, names to replace as `pulumi up --replace` would)
+SCENARIOS = {
+    "bring-up 3+2": lambda: (None, cluster(), ()),
+    "unchanged": lambda: (cluster(), cluster(), ()),
+    "3->5 servers": lambda: (cluster(), cluster(servers=5), ()),
+    "5->3 servers": lambda: (cluster(servers=5), cluster(), ()),
+    "3->1 servers": lambda: (cluster(), cluster(servers=1), ()),
+    "+2 agents": lambda: (cluster(), cluster(agents=4), ()),
+    "-1 agent": lambda: (cluster(), cluster(agents=1), ()),
+    "replace one agent": lambda: (cluster(), cluster(), ("dev-agent-1",)),
+    "replace the first server": lambda: (cluster(), cluster(), ("dev-server-0",)),
+    "replace two servers": lambda: (cluster(), cluster(), ("dev-server-1", "dev-server-2")),
+    "rotate the ssh key": lambda: (
+        cluster(),
+        cluster(sshPublicKey="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIrotated test@k3s-ha", sshPrivateKey=NEW_PRIVATE_KEY),
+        (),
+    ),
+    "pin the image": lambda: (cluster(), cluster(amiId="ami-0ffffffffffffffff"), ()),
+    # Zone a impaired: the available zones, sorted, shift by one and every subnet moves.
+    "zone list shifts": lambda: (cluster(), cluster(zones=("eu-west-1b", "eu-west-1c", "eu-west-1d")), ()),
+    "change the instance type": lambda: (cluster(), cluster(serverInstanceType="t3.large"), ()),
+    "version upgrade": lambda: (cluster(), cluster(k3sVersion=NEXT_VERSION), ()),
+    "bootstrap bring-up": lambda: (None, bootstrap(), ()),
+    "bootstrap unchanged": lambda: (bootstrap(), bootstrap(), ()),
+    "bootstrap 3->5 servers": lambda: (bootstrap(), bootstrap(servers=5), ()),
+    "bootstrap version upgrade": lambda: (bootstrap(), bootstrap(version=NEXT_VERSION), ()),
+    "bootstrap re-imaged agent": lambda: (bootstrap(), bootstrap(reimaged=("agent-1",)), ()),
+}
+
+UPGRADE_NEVER_RESTARTS = (
+    "issue 10.1: an upgrade replaces the binary but start-server/start-agent never restart k3s "
+    "(the /proc/PID/exe '(deleted)' check never fires for the multicall binary)"
+)
+ALL_SERVERS_REPLACED = (
+    "issue 10.2: an ssh key rotation, an image pin or a zone shift replaces every server in one up; the new first server finds none of its (new) peers "
+    "and runs cluster-init, a second, empty cluster"
+)
+STOPS_EVERY_SERVER = "issue 10.2: a new instance type stops and starts every server at the same time"
+REMOVAL_FROM_LEAVING_SERVER = (
+    "issue 10.4: the first server's membership is held by server-1, which has already left when it is "
+    "deleted, so remove-node runs on a server that is no longer in the cluster"
+)
+OLD_DELETE_ON_NEW_HOST = (
+    "issue 10.5: a K3sBootstrap host re-imaged at the same address gets the old install's delete "
+    "(uninstall-k3s) at the end of the up, which wipes the new machine"
+)
+
+KNOWN_DEFECTS = {
+    ("3->1 servers", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
+    ("rotate the ssh key", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
+    ("rotate the ssh key", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
+    ("pin the image", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
+    ("pin the image", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
+    ("zone list shifts", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
+    ("zone list shifts", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
+    ("change the instance type", cs.ONE_SERVER_AT_A_TIME): STOPS_EVERY_SERVER,
+    ("version upgrade", cs.RUNS_WANTED_VERSION): UPGRADE_NEVER_RESTARTS,
+    ("bootstrap version upgrade", cs.RUNS_WANTED_VERSION): UPGRADE_NEVER_RESTARTS,
+    ("bootstrap re-imaged agent", cs.OLD_DELETES_ON_OLD_MACHINES): OLD_DELETE_ON_NEW_HOST,
+    ("bootstrap re-imaged agent", cs.ONE_CLUSTER): OLD_DELETE_ON_NEW_HOST,
+    ("bootstrap re-imaged agent", cs.RUNS_WANTED_VERSION): OLD_DELETE_ON_NEW_HOST,
+}
+
+
+@functools.cache
+def outcome(scenario: str) -> tuple[sm.Plan, cs.Result]:
+    before, after, replace = SCENARIOS[scenario]()
+    plan = sm.plan_up(before, after, [after.urn(name) for name in replace])
+    return plan, cs.simulate(plan)
+
+
+def _cases():
+    for scenario in SCENARIOS:
+        for invariant in cs.INVARIANTS:
+            reason = KNOWN_DEFECTS.get((scenario, invariant))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            yield pytest.param(scenario, invariant, marks=marks, id=f"{scenario} | {invariant}")
+
+
+@pytest.mark.parametrize(("scenario", "invariant"), list(_cases()))
+def test_invariant(scenario, invariant):
+    _, result = outcome(scenario)
+    assert result.of(invariant) == []
+
+
+def test_every_known_defect_names_a_scenario_and_an_invariant():
+    for scenario, invariant in KNOWN_DEFECTS:
+        assert scenario in SCENARIOS and invariant in cs.INVARIANTS
+
+
+@pytest.mark.parametrize("scenario", ["unchanged", "bootstrap unchanged"])
+def test_an_unchanged_config_runs_nothing(scenario):
+    plan, result = outcome(scenario)
+    assert plan.steps == [] and result.timeline == []
+    assert plan.sames, "everything is still there"
+
+
+@pytest.mark.parametrize("scenario", ["bring-up 3+2", "bootstrap bring-up"])
+def test_bring_up_runs_cluster_init_once_and_joins_everyone_to_it(scenario):
+    plan, result = outcome(scenario)
+    assert {s.kind for s in plan.steps} == {sm.CREATE}
+    inits = [e for e in result.timeline if e.what.startswith("cluster-init")]
+    assert len(inits) == 1 and inits[0].step.name.endswith("server-0-start")
+    joined = [m for m in result.machines.values() if m.member]
+    assert len(joined) == 5 and {m.cluster for m in joined} == {0}
+
+
+def test_scaling_out_only_creates_and_joins_the_new_servers_one_at_a_time():
+    plan, result = outcome("3->5 servers")
+    assert {s.kind for s in plan.steps} == {sm.CREATE}
+    starts = [s for s in plan.steps if s.name.endswith("-start")]
+    assert [s.name for s in starts] == ["dev-server-3-start", "dev-server-4-start"]
+    assert plan.precedes(starts[0], starts[1])
+    assert [e.step.name for e in result.timeline if "(re)starts" in e.what] == [s.name for s in starts]
+
+
+def test_scaling_in_removes_the_last_server_first_then_uninstalls_and_terminates():
+    plan, _ = outcome("5->3 servers")
+    assert {s.kind for s in plan.steps} == {sm.DELETE}
+    order = [s.name for s in plan.steps]
+    assert order.index("dev-server-4-member") < order.index("dev-server-3-member")
+    for host in ("dev-server-3", "dev-server-4"):
+        assert order.index(f"{host}-member") < order.index(f"{host}-install") < order.index(host)
+    uninstall = plan.named("dev-server-4-install")[0]
+    assert "k3s-ha-uninstall-k3s" in uninstall.command_text()
+
+
+def test_replacing_the_first_server_creates_the_new_one_first_and_removes_the_old_one_last():
+    plan, result = outcome("replace the first server")
+    new, old = plan.named("dev-server-0", sm.REPLACE)[0], plan.named("dev-server-0", sm.DELETE_REPLACED)[0]
+    assert plan.precedes(new, old) and old.phase == sm.DELETE_PHASE
+    # The old machine's own steps are deleted with the old state, before the old machine goes.
+    old_uninstall = plan.named("dev-server-0-install", sm.DELETE_REPLACED)[0]
+    assert plan.precedes(old_uninstall, old)
+    # The new first server joins the running cluster through a surviving peer.
+    start = next(e for e in result.timeline if e.step.name == "dev-server-0-start")
+    assert "in cluster 0" in start.what
+
+
+def test_a_version_upgrade_updates_every_node_in_place_servers_in_turn():
+    plan, _ = outcome("version upgrade")
+    assert {s.kind for s in plan.steps} == {sm.UPDATE}
+    starts = [plan.named(f"dev-server-{i}-start")[0] for i in range(3)]
+    assert plan.precedes(starts[0], starts[1]) and plan.precedes(starts[1], starts[2])
+    for agent in ("dev-agent-0-start", "dev-agent-1-start"):
+        assert plan.precedes(starts[2], plan.named(agent)[0])
+
+
+def test_a_new_instance_type_stops_and_starts_the_servers_and_reruns_their_steps():
+    plan, _ = outcome("change the instance type")
+    machines = [s for s in plan.steps if s.type == sm.INSTANCE]
+    assert {s.name for s in machines} == {"dev-server-0", "dev-server-1", "dev-server-2"}
+    assert all(s.kind == sm.UPDATE and s.stop_start for s in machines)
+    # Their public addresses change, so every step that connects to them is updated.
+    assert plan.kinds()["dev-server-1-start"] == sm.UPDATE
+
+
+@pytest.mark.parametrize("scenario", ["rotate the ssh key", "pin the image", "zone list shifts"])
+def test_machine_wide_changes_replace_every_node(scenario):
+    plan, _ = outcome(scenario)
+    replaced = {s.name for s in plan.steps if s.type == sm.INSTANCE and s.kind == sm.REPLACE}
+    assert replaced == {"dev-server-0", "dev-server-1", "dev-server-2", "dev-agent-0", "dev-agent-1"}
