@@ -387,8 +387,11 @@ class _Simulation:
                     )
         else:
             cluster = self._cluster_behind(_address_of(str(config.get("server", ""))), NEW, machine)
+        # `changed` also names a stdin that carries a dependency's new identity (a new address),
+        # which the mock recorded with the same text.
         restart = (
             stdin != machine.config
+            or (step.kind == sm.UPDATE and "stdin" in step.changed)
             or not machine.running
             or (machine.running != machine.installed and detects_upgrade(text))
         )

@@ -67,6 +67,11 @@ SCENARIOS = {
     "-1 agent": lambda: (cluster(), cluster(agents=1), ()),
     "replace one agent": lambda: (cluster(), cluster(), ("dev-agent-1",)),
     "replace the first server": lambda: (cluster(), cluster(), ("dev-server-0",)),
+    "replace the first server behind a load balancer": lambda: (
+        cluster(loadBalancer=True),
+        cluster(loadBalancer=True),
+        ("dev-server-0",),
+    ),
     "replace two servers": lambda: (cluster(), cluster(), ("dev-server-1", "dev-server-2")),
     "rotate the ssh key": lambda: (
         cluster(),
@@ -193,6 +198,16 @@ def test_replacing_the_first_server_creates_the_new_one_first_and_removes_the_ol
     # The new first server joins the running cluster through a surviving peer.
     start = next(e for e in result.timeline if e.step.name == "dev-server-0-start")
     assert "in cluster 0" in start.what
+    # Everyone else's config names the first server's address, so they all restart: in turn.
+    restarted = [step.name for step, _ in result.restarts]
+    assert restarted[:3] == ["dev-server-0-start", "dev-server-1-start", "dev-server-2-start"]
+    assert sorted(restarted[3:]) == ["dev-agent-0-start", "dev-agent-1-start"]
+
+
+def test_behind_a_load_balancer_replacing_the_first_server_restarts_nobody_else():
+    plan, result = outcome("replace the first server behind a load balancer")
+    assert [step.name for step, _ in result.restarts] == ["dev-server-0-start"]
+    assert plan.kinds().get("dev-server-1-start") is None and plan.kinds().get("dev-agent-0-start") is None
 
 
 def test_a_version_upgrade_updates_every_node_in_place_servers_in_turn():
