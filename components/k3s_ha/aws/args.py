@@ -77,7 +77,7 @@ class K3sClusterArgs(TypedDict):
     agent_token: NotRequired[pulumi.Input[str]]
     """Agent join token (secret); generated when unset."""
     etcd_snapshot_schedule: NotRequired[str]
-    """Cron schedule of etcd snapshots (default every 12 hours)."""
+    """Cron schedule of etcd snapshots (default 0 */12 * * *: every 12 hours)."""
     etcd_snapshot_retention: NotRequired[int]
     """Snapshots kept per server (default 5)."""
     etcd_s3: NotRequired[bool]

@@ -8,7 +8,7 @@ with the warnings to log. K3sCluster builds only from the settings.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +103,7 @@ def _zones(value: object) -> tuple[str, ...] | None:
 
 
 def _network(
-    args: Mapping[str, Any], setting, zones: tuple[str, ...] | None, warnings: list[str]
+    args: Mapping[str, Any], setting: Callable[[str], Any], zones: tuple[str, ...] | None, warnings: list[str]
 ) -> NewVpc | ExistingVpc:
     if not args.get("vpc_id") and args.get("subnet_ids") is None:
         subnet_count = len(zones) if zones else setting("zone_count")
@@ -153,7 +153,7 @@ def _firewall_cidrs(args: Mapping[str, Any], warnings: list[str]) -> tuple[tuple
     return ssh_cidrs, api_cidrs
 
 
-def _k3s_server_settings(setting) -> dict[str, Any]:
+def _k3s_server_settings(setting: Callable[[str], Any]) -> dict[str, Any]:
     return {
         s.k3s_key: validation.of_kind(setting(s.arg), ARG_KINDS[s.arg], s.arg, s.fix, s.minimum)
         for s in K3S_SERVER_SETTINGS
@@ -223,7 +223,3 @@ def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]
         tags=dict(given.get("tags") or {}),
     )
     return settings, warnings + k3s_warnings
-
-
-def cidr_strings(networks: Sequence[Network]) -> list[str]:
-    return [str(n) for n in networks]
