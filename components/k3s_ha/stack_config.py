@@ -6,6 +6,7 @@ listed twice. tests/test_project_config.py keeps Pulumi.yaml's `config:` block i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import pulumi
@@ -25,7 +26,7 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
 
 
 def cluster_args_from_config(config: pulumi.Config) -> K3sClusterArgs:
-    readers = {
+    readers: dict[str, Callable[[str], Any]] = {
         "int": config.get_int,
         "str": config.get,
         "bool": config.get_bool,

@@ -25,7 +25,9 @@ class Firewall:
     load_balancer_group: aws.ec2.SecurityGroup | None
 
 
-def _group(name: str, description: str, vpc_id: pulumi.Input[str], tags: Mapping[str, str], parent: pulumi.Resource):
+def _group(
+    name: str, description: str, vpc_id: pulumi.Input[str], tags: Mapping[str, str], parent: pulumi.Resource
+) -> aws.ec2.SecurityGroup:
     group = aws.ec2.SecurityGroup(
         name,
         description=description,
