@@ -229,3 +229,13 @@ def test_the_sdist_ships_no_test_suite_and_builds_the_same_wheel(sdist, wheel, t
     [unpacked] = tmp_path.iterdir()
     rebuilt = _build("wheel", unpacked, tmp_path / "dist")
     assert sorted(zipfile.ZipFile(rebuilt).namelist()) == sorted(zipfile.ZipFile(wheel).namelist())
+
+
+def test_the_package_version_is_k3s_ha_version(wheel):
+    """One version (k3s_ha.__version__): the wheel's, the provider schema's (test_provider_schema)
+    and the release tag's (docs/releasing.md)."""
+    import k3s_ha
+
+    assert "version" not in _project() and _project()["dynamic"] == ["version"]
+    assert f"Version: {k3s_ha.__version__}" in _metadata(wheel).splitlines()
+    assert wheel.name.startswith(f"k3s_ha-{k3s_ha.__version__}-")
