@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "components" / "k3s_ha"
@@ -239,3 +240,49 @@ def test_the_package_version_is_k3s_ha_version(wheel):
     assert "version" not in _project() and _project()["dynamic"] == ["version"]
     assert f"Version: {k3s_ha.__version__}" in _metadata(wheel).splitlines()
     assert wheel.name.startswith(f"k3s_ha-{k3s_ha.__version__}-")
+
+
+# ---------------------------------------------------------------------------------------------
+# Release tags (docs/releasing.md)
+
+
+def release_tag_problems(tag: str) -> list[str]:
+    """What is wrong with releasing the checkout as `tag`: it must be v<k3s_ha.__version__>,
+    and the policy pack must carry the same version."""
+    import k3s_ha
+
+    problems = []
+    if not re.fullmatch(r"v\d+\.\d+\.\d+", tag):
+        problems.append(f"{tag!r} is not a release tag vX.Y.Z")
+    elif tag != f"v{k3s_ha.__version__}":
+        problems.append(f"{tag} does not match k3s_ha.__version__ {k3s_ha.__version__} (components/k3s_ha/__init__.py)")
+    policy = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())["version"]
+    if str(policy) != k3s_ha.__version__:
+        problems.append(f"policy/PulumiPolicy.yaml has version {policy}, not {k3s_ha.__version__}")
+    return problems
+
+
+def test_the_policy_pack_carries_the_package_version():
+    import k3s_ha
+
+    assert release_tag_problems(f"v{k3s_ha.__version__}") == []
+
+
+def test_a_release_tag_must_name_the_package_version():
+    import k3s_ha
+
+    major, minor, patch = map(int, k3s_ha.__version__.split("."))
+    assert release_tag_problems(f"v{major}.{minor}.{patch + 1}") == [
+        f"v{major}.{minor}.{patch + 1} does not match k3s_ha.__version__ {k3s_ha.__version__} "
+        "(components/k3s_ha/__init__.py)"
+    ]
+    assert release_tag_problems(k3s_ha.__version__) == [f"{k3s_ha.__version__!r} is not a release tag vX.Y.Z"]
+    assert release_tag_problems("v1.0") and release_tag_problems("v1.0.0-rc1")
+
+
+def test_the_release_tag_being_built():
+    """The test workflow sets K3S_HA_RELEASE_TAG on a pushed tag vX.Y.Z (.github/workflows/test.yml)."""
+    tag = os.environ.get("K3S_HA_RELEASE_TAG", "")
+    if not tag:
+        pytest.skip("not a release build (K3S_HA_RELEASE_TAG is empty)")
+    assert release_tag_problems(tag) == []
