@@ -190,7 +190,20 @@ def test_the_inputs_users_rely_on(resource):
     assert inputs["tags"]["type"] == "object" and inputs["tags"]["additionalProperties"]["type"] == "string"
 
 
-def test_every_input_and_output_is_described_by_its_docstring(resource):
+def _in_schema_names(doc: str, python_names) -> str:
+    """A docstring as a non-Python user should read it: each Python name of a field written as
+    the schema names it (derived here with camel(), apart from the provider's own mapping)."""
+    for name in sorted(python_names, key=len, reverse=True):
+        doc = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", camel(name), doc)
+    return doc
+
+
+def _python_only_names() -> set[str]:
+    return {n for n in [*_field_docstrings(K3sClusterArgs), *_field_docstrings(K3sCluster)] if camel(n) != n}
+
+
+def test_every_input_and_output_is_described_by_its_docstring_in_schema_names(resource):
+    python_names = _python_only_names()
     for cls, properties in (
         (K3sClusterArgs, resource["inputProperties"]),
         (K3sCluster, resource["properties"]),
@@ -202,8 +215,78 @@ def test_every_input_and_output_is_described_by_its_docstring(resource):
                 continue
             description = properties[camel(name)].get("description")
             assert description and description.strip(), f"{class_name}.{name} has no docstring under it"
-            assert description == doc, f"{class_name}.{name}"
+            assert description == _in_schema_names(doc, python_names), f"{class_name}.{name}"
         assert {camel(n) for n in docs if not n.startswith("_")} >= set(properties), class_name
+
+
+def test_no_description_names_a_property_the_python_way(schema, resource):
+    """A TypeScript, Go or YAML user sees `keyName`; a description saying `key_name` names
+    nothing they can set."""
+    python_names = _python_only_names()
+    # The docstrings do cross-reference other fields (else this test would check nothing).
+    raw = inferred_raw_descriptions()
+    assert any(re.search(rf"(?<!\w){n}(?!\w)", d) for d in raw for n in python_names)
+    descriptions = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            descriptions.extend(v for k, v in node.items() if k == "description" and isinstance(v, str))
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+
+    collect(schema)
+    found = {(n, d) for d in descriptions for n in python_names if re.search(rf"(?<!\w){n}(?!\w)", d)}
+    assert found == set()
+
+
+def inferred_raw_descriptions() -> list[str]:
+    """Descriptions exactly as the SDK's analyzer copies them from the docstrings."""
+    from pulumi.provider.experimental.component import ComponentProvider
+
+    raw = json.loads(ComponentProvider([K3sCluster], component_schema.PACKAGE).schema)
+    resource = raw["resources"][TOKEN]
+    return [p.get("description", "") for s in ("inputProperties", "properties") for p in resource[s].values()]
+
+
+def test_descriptions_are_rewritten_only_where_a_whole_python_name_stands():
+    import k3s_ha_provider as hosted
+
+    names = hosted.python_to_schema_names([{"sshUser": "ssh_user", "tags": "tags"}, {"keyName": "key_name"}])
+    assert names == {"ssh_user": "sshUser", "key_name": "keyName"}
+    schema = {
+        "description": "Give `key_name` or ssh_user.",
+        "resources": {
+            "p:index:C": {
+                "inputProperties": {
+                    "keyName": {"type": "string", "description": "not my_key_name, key_names or ssh_user_x; key_name"}
+                },
+                "properties": {"tags": {"type": "object", "description": "tags, then ssh_user."}},
+            }
+        },
+    }
+    rewritten = hosted.describe_with_schema_names(schema, names)
+    assert rewritten["description"] == "Give `keyName` or sshUser."
+    component = rewritten["resources"]["p:index:C"]
+    assert component["inputProperties"]["keyName"] == {
+        "type": "string",
+        "description": "not my_key_name, key_names or ssh_user_x; keyName",
+    }
+    assert component["properties"]["tags"]["description"] == "tags, then sshUser."
+    assert schema["description"] == "Give `key_name` or ssh_user."  # the input is left alone
+    with pytest.raises(ValueError, match="key_name is keyName in one place"):
+        hosted.python_to_schema_names([{"keyName": "key_name"}, {"keyId": "key_name"}])
+
+
+def test_the_schema_version_is_the_package_version(schema):
+    """Not the host's default 0.0.0: generated SDKs and `pulumi package add ...@vX.Y.Z` carry it."""
+    import k3s_ha
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+", k3s_ha.__version__)
+    assert schema["version"] == k3s_ha.__version__
+    assert component_schema.provider().version == k3s_ha.__version__
 
 
 def test_secrets_are_marked_in_the_descriptions(resource):
@@ -247,15 +330,27 @@ def test_the_plugin_manifest_and_requirements():
     assert ignored.returncode == 0, "provider/venv (created by Pulumi) must be git-ignored"
 
 
-def test_importing_the_entry_point_starts_nothing_and_running_it_hosts_k3scluster(monkeypatch):
-    import pulumi.provider.experimental as experimental
+def test_importing_the_entry_point_starts_nothing_and_running_it_serves_the_provider(monkeypatch):
+    import k3s_ha_provider as hosted
 
     calls = []
-    monkeypatch.setattr(experimental, "component_provider_host", lambda *a, **k: calls.append((a, k)))
-    runpy.run_path(str(PROVIDER / "__main__.py"), run_name="k3s_ha_provider")
+    monkeypatch.setattr(hosted, "serve", lambda args: calls.append(args))
+    monkeypatch.setattr(sys, "argv", [str(PROVIDER), "127.0.0.1:1", "--logtostderr"])
+    runpy.run_path(str(PROVIDER / "__main__.py"), run_name="k3s_ha_provider_main")
     assert calls == []
     runpy.run_path(str(PROVIDER / "__main__.py"), run_name="__main__")
-    assert calls == [(([K3sCluster], "k3s-ha"), {})]
+    assert calls == [["127.0.0.1:1", "--logtostderr"]]
+
+
+def test_serve_hands_the_hosted_provider_to_the_sdk_server(monkeypatch):
+    import k3s_ha_provider as hosted
+
+    served = []
+    monkeypatch.setattr(hosted, "main", lambda provider, args: served.append((provider, args)))
+    hosted.serve(["127.0.0.1:1"])
+    [(provider, args)] = served
+    assert isinstance(provider, hosted.K3sHaProvider) and args == ["127.0.0.1:1"]
+    assert list(json.loads(provider.schema)["resources"]) == [TOKEN]
 
 
 def test_the_language_host_command_serves_the_inferred_schema(schema):
@@ -285,9 +380,15 @@ def test_the_language_host_command_serves_the_inferred_schema(schema):
             served = json.loads(stub.GetSchema(provider_pb2.GetSchemaRequest(version=0), timeout=30).schema)
             info = stub.GetPluginInfo(empty_pb2.Empty(), timeout=30)
         assert served == schema
-        assert info.version == served["version"]
+        assert info.version == served["version"] == k3s_ha_version()
     finally:
         stop(process)
+
+
+def k3s_ha_version() -> str:
+    import k3s_ha
+
+    return k3s_ha.__version__
 
 
 # --- construction from a plain dict ----------------------------------------------------------
