@@ -300,12 +300,6 @@ def _pinned_versions() -> dict[str, list[str]]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: README.md and the examples pin @v0.1.0, a tag that does not exist; they should say "
-    "@vX.Y.Z and point to docs/releasing.md (integrator: README lines with @v0.1.0, "
-    "examples/yaml/Pulumi.yaml, examples/python-in-vpc/requirements.txt)",
-)
 def test_no_document_pins_a_release_that_may_not_exist():
     """No tag exists until the first release, and a fresh clone may have none: documents show
     the form `@vX.Y.Z` (docs/releasing.md), never a concrete version."""
