@@ -62,7 +62,7 @@ k3s_ha_check_upgrade "$current" "$version"
 # touches. Its exit status only reports how cloud-init fared, which is not our business.
 if command -v cloud-init >/dev/null 2>&1; then
   k3s_ha_log "waiting for cloud-init to finish"
-  timeout "$((K3S_HA_CLOUD_INIT_TIMEOUT > 0 ? K3S_HA_CLOUD_INIT_TIMEOUT : 1))" \
+  timeout --foreground "$((K3S_HA_CLOUD_INIT_TIMEOUT > 0 ? K3S_HA_CLOUD_INIT_TIMEOUT : 1))" \
     cloud-init status --wait >/dev/null 2>&1 || true
 fi
 
@@ -79,7 +79,7 @@ fi
 installer=$(mktemp "${TMPDIR:-/tmp}/k3s-ha-install.XXXXXX")
 k3s_ha_at_exit rm -f -- "$installer"
 status=0
-timeout "$(k3s_ha_at_least_one "$K3S_HA_DOWNLOAD_TIMEOUT")" curl -sSfL --connect-timeout 20 --max-time 120 \
+timeout --foreground "$(k3s_ha_at_least_one "$K3S_HA_DOWNLOAD_TIMEOUT")" curl -sSfL --connect-timeout 20 --max-time 120 \
   --retry 10 --retry-delay 5 --retry-connrefused -o "$installer" "$install_url" </dev/null || status=$?
 if ((status == 124)); then
   k3s_ha_die "downloading the K3s installer from $install_url did not finish within ${K3S_HA_DOWNLOAD_TIMEOUT}s"
@@ -111,6 +111,8 @@ if [[ $(systemctl is-enabled "$service" 2>/dev/null) == enabled ]]; then
   k3s_ha_at_exit k3s_ha_enable_again "$service"
 fi
 
+# Its own process group (timeout without --foreground): on expiry the installer and
+# everything it started (curl has no time limit there) are signalled.
 status=0
 timeout --kill-after=10 "$(k3s_ha_at_least_one "$K3S_HA_INSTALLER_TIMEOUT")" \
   env -i "${installer_env[@]}" sh "$installer" </dev/null || status=$?

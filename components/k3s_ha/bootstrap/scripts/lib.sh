@@ -68,7 +68,10 @@ k3s_ha_run_at_exit() {
 # script (from BASH_EXECUTION_STRING, how Python sends it: `bash -c '<script>'`) under
 # coreutils `timeout`, which makes itself a process group leader and on expiry signals
 # the whole group (the script and everything it started: kubectl, sleep, systemctl), then
-# kills it 10 s later. This copy waits and turns the expiry into a clear error. Call it
+# kills it 10 s later. Timeouts inside a step use --foreground (no group of their own) so
+# that this reaches what they run; only the installer, the uninstaller and cluster-reset,
+# which start children of their own, get their own group under a shorter bound of their
+# own. This copy waits and turns the expiry into a clear error. Call it
 # first, before anything reads stdin; run from a file or `bash -s` (by hand) it does
 # nothing, and the script's own waits bound it.
 k3s_ha_bound_step() {
@@ -304,7 +307,7 @@ k3s_ha_systemctl_bounded() {
   if [[ $verb == stop ]]; then
     doing=stopping
   fi
-  timeout "$(k3s_ha_time_left "$timeout")" systemctl "$verb" "$unit" || status=$?
+  timeout --foreground "$(k3s_ha_time_left "$timeout")" systemctl "$verb" "$unit" || status=$?
   if ((status == 124)); then
     k3s_ha_die "$unit did not finish $doing within ${timeout}s; see journalctl -u $unit"
   elif ((status != 0)); then
@@ -717,6 +720,49 @@ k3s_ha_config_join_a_peer() {
     k3s_ha_log "peer $address: $K3S_HA_PING_RESULT"
   done
   return 1
+}
+
+# --- tokens --------------------------------------------------------------------------
+
+# Usage: k3s_ha_token_password TOKEN
+# Prints the password part of a K3s token: TOKEN itself in the short form, the part after
+# "K10<ca hash>::server:" (or ::node:) in the secure form K3s writes to server/token and
+# server/agent-token (k3s-io/k3s pkg/server/server.go writeToken, clientaccess.FormatToken).
+# Only for command substitutions into variables: never echo it anywhere else.
+k3s_ha_token_password() {
+  local token=$1
+  if [[ $token =~ ^K10[0-9a-fA-F]*::(.*)$ ]]; then
+    token=${BASH_REMATCH[1]}
+    token=${token#server:}
+    token=${token#node:}
+  fi
+  printf '%s\n' "$token"
+}
+
+# Usage: k3s_ha_refuse_token_change
+# On a server that already holds cluster data, refuses (before anything is written or
+# restarted) a config.yaml whose token or agent-token differs from the one K3s stored
+# when the cluster was built (DATA_DIR/server/token, server/agent-token): K3s would not
+# start ("bootstrap data already found and encrypted with different token"). The same
+# value pinned again passes.
+k3s_ha_refuse_token_change() {
+  local key file stored wanted server_dir name
+  server_dir=$(k3s_ha_data_dir)/server
+  for key in token agent-token; do
+    file=$server_dir/$key
+    [[ -s $file ]] || continue
+    wanted=$(k3s_ha_config_value "$key") || continue
+    [[ -n $wanted ]] || continue
+    IFS= read -r stored <"$file" || true
+    if [[ $(k3s_ha_token_password "$stored") == "$(k3s_ha_token_password "$wanted")" ]]; then
+      continue
+    fi
+    name=token
+    if [[ $key == agent-token ]]; then
+      name="agentToken (agent_token)"
+    fi
+    k3s_ha_die "refusing to change the cluster's $key: the new config.yaml's $key differs from the one this cluster was built with ($file), and K3s would refuse to start with it (bootstrap data encrypted with a different token). Nothing was changed. Set $name back to its current value, or rotate it first: on one server run 'k3s token rotate' (K3s v1.28.2, v1.27.7, v1.26.10, v1.25.15 or newer; see the K3s docs, cli/token), restart the servers one at a time, then the agents, and only then set the new value here"
+  done
 }
 
 # --- versions ------------------------------------------------------------------------

@@ -31,6 +31,7 @@ k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
 k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
+k3s_ha_refuse_token_change
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
 join_url=$(k3s_ha_config_server_url)
 if k3s_ha_has_etcd_data; then
