@@ -453,7 +453,9 @@ k3s_ha_node_ready() {
 # own restart (K3S_HA_RESTARTED_AT, when this run restarted it):
 # - Ready must be True in a status the kubelet posted after the restart (lastHeartbeatTime
 #   not before it): right after a restart the Node still shows the old kubelet's Ready=True
-#   until the new one posts its first status, which it does as soon as it runs;
+#   until the new one posts its first status, which it does as soon as it runs, stamping
+#   Ready's lastHeartbeatTime with its own clock, the one `date` reads here
+#   (kubernetes pkg/kubelet/nodestatus/setters.go, ReadyCondition);
 # - with K3S_VERSION, the Node's kubeletVersion must be it: the node RUNS the new version.
 k3s_ha_check_node_after_restart() {
   local node=$K3S_HA_WAIT_NODE since=${K3S_HA_RESTARTED_AT:-}
