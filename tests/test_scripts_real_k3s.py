@@ -136,6 +136,20 @@ def test_same_version_rerun_does_not_restart(node: Node) -> None:
     assert f"already running with this config and {VERSION}; not restarting" in result.stderr
 
 
+def test_a_running_server_whose_version_cannot_be_read_is_restarted(node: Node) -> None:
+    # Running, same config, but its API does not say what it runs: only a restart makes
+    # sure it runs the installed K3S_VERSION.
+    node.server_is_healthy()
+    assert node.run("start-server", server_params(node), stdin=SERVER_CONFIG).returncode == 0
+    node.set("node.k3s-server-1.kubeletVersion", "!Unable to connect to the server: EOF", VERSION)
+
+    result = node.run("start-server", server_params(node, K3S_VERSION=VERSION), stdin=SERVER_CONFIG)
+
+    assert result.returncode == 0, result.stderr
+    assert "because the version it runs cannot be read (Unable to connect to the server: EOF)" in result.stderr
+    assert node.calls("systemctl").count("restart k3s") == 2
+
+
 AGENT = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n{END}"
 
 
