@@ -90,10 +90,6 @@ SCENARIOS = {
     "bootstrap re-imaged agent": lambda: (bootstrap(), bootstrap(reimaged=("agent-1",)), ()),
 }
 
-UPGRADE_NEVER_RESTARTS = (
-    "issue 10.1: an upgrade replaces the binary but start-server/start-agent never restart k3s "
-    "(the /proc/PID/exe '(deleted)' check never fires for the multicall binary)"
-)
 ALL_SERVERS_REPLACED = (
     "issue 10.2: an ssh key rotation, an image pin or a zone shift replaces every server in one up; the new first server finds none of its (new) peers "
     "and runs cluster-init, a second, empty cluster"
@@ -117,8 +113,6 @@ KNOWN_DEFECTS = {
     ("zone list shifts", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
     ("zone list shifts", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
     ("change the instance type", cs.ONE_SERVER_AT_A_TIME): STOPS_EVERY_SERVER,
-    ("version upgrade", cs.RUNS_WANTED_VERSION): UPGRADE_NEVER_RESTARTS,
-    ("bootstrap version upgrade", cs.RUNS_WANTED_VERSION): UPGRADE_NEVER_RESTARTS,
     ("bootstrap re-imaged agent", cs.OLD_DELETES_ON_OLD_MACHINES): OLD_DELETE_ON_NEW_HOST,
     ("bootstrap re-imaged agent", cs.ONE_CLUSTER): OLD_DELETE_ON_NEW_HOST,
     ("bootstrap re-imaged agent", cs.RUNS_WANTED_VERSION): OLD_DELETE_ON_NEW_HOST,

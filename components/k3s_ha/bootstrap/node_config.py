@@ -13,9 +13,13 @@ import yaml
 
 from ..ports import api_url
 
+END_MARKER = "# k3s-ha: end of config.yaml"
+"""The last line of every config: the node scripts refuse stdin without it (cut short by a
+dropped session) rather than write a truncated config.yaml (lib.sh, k3s_ha_config_end_marker)."""
+
 
 def _render(settings: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(settings), sort_keys=True, default_flow_style=False)
+    return yaml.safe_dump(dict(settings), sort_keys=True, default_flow_style=False) + END_MARKER + "\n"
 
 
 def render_server_config_yaml(

@@ -3,11 +3,14 @@
 # cluster. The same script serves the first server and every joining server: config.yaml
 # alone says which (`cluster-init: true` or `server: https://...:6443`).
 #
-# stdin: the complete config.yaml (holds the token; never echoed).
+# stdin: the complete config.yaml (holds the token; never echoed), ending with the end
+# marker line (k3s_ha_config_end_marker); without it nothing is written or restarted.
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
 # Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until
 # the server must be ready, waits and restart included; default 600), K3S_VERSION
-# (optional: refuse to start unless the installed binary reports exactly this),
+# (optional: refuse to start unless the installed binary reports exactly this, restart a
+# server that runs another version, and wait until it runs this one),
+# K3S_HA_STEP_TIMEOUT (seconds for the whole step, default K3S_READY_TIMEOUT + 120),
 # K3S_HA_PEERS (optional, space-separated addresses of the other servers or the fixed
 # registration address: a server whose config says cluster-init but which has no etcd
 # data yet joins the first of them that answers /ping instead of starting a second
@@ -20,10 +23,15 @@ if ! declare -F k3s_ha_log >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
+K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
+k3s_ha_require_seconds K3S_READY_TIMEOUT
+k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
+
 # Only the node name may reach stdout (fd 3): Python reads it from there.
 k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
+k3s_ha_refuse_token_change
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
 join_url=$(k3s_ha_config_server_url)
 if k3s_ha_has_etcd_data; then
@@ -43,7 +51,11 @@ if [[ -n $join_url ]] && ! k3s_ha_has_etcd_data; then
   k3s_ha_wait_for_ping "$join_url" "$K3S_READY_TIMEOUT"
 fi
 
-k3s_ha_start_service k3s "$K3S_READY_TIMEOUT"
 node=$(k3s_ha_node_name)
+if ! k3s_ha_has_etcd_data; then
+  # Whatever the Node shows about etcd membership predates this start.
+  K3S_HA_JOINING=1
+fi
+k3s_ha_start_service k3s "$K3S_READY_TIMEOUT" "$node"
 k3s_ha_wait_server_ready "$node" "$K3S_READY_TIMEOUT"
 printf '%s\n' "$node" >&3
