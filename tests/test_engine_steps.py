@@ -94,11 +94,6 @@ UPGRADE_NEVER_RESTARTS = (
     "issue 10.1: an upgrade replaces the binary but start-server/start-agent never restart k3s "
     "(the /proc/PID/exe '(deleted)' check never fires for the multicall binary)"
 )
-ALL_SERVERS_REPLACED = (
-    "issue 10.2: an ssh key rotation, an image pin or a zone shift replaces every server in one up; the new first server finds none of its (new) peers "
-    "and runs cluster-init, a second, empty cluster"
-)
-STOPS_EVERY_SERVER = "issue 10.2: a new instance type stops and starts every server at the same time"
 REMOVAL_FROM_LEAVING_SERVER = (
     "issue 10.4: the first server's membership is held by server-1, which has already left when it is "
     "deleted, so remove-node runs on a server that is no longer in the cluster"
@@ -110,13 +105,6 @@ OLD_DELETE_ON_NEW_HOST = (
 
 KNOWN_DEFECTS = {
     ("3->1 servers", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
-    ("rotate the ssh key", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
-    ("rotate the ssh key", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
-    ("pin the image", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
-    ("pin the image", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
-    ("zone list shifts", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
-    ("zone list shifts", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
-    ("change the instance type", cs.ONE_SERVER_AT_A_TIME): STOPS_EVERY_SERVER,
     ("version upgrade", cs.RUNS_WANTED_VERSION): UPGRADE_NEVER_RESTARTS,
     ("bootstrap version upgrade", cs.RUNS_WANTED_VERSION): UPGRADE_NEVER_RESTARTS,
     ("bootstrap re-imaged agent", cs.OLD_DELETES_ON_OLD_MACHINES): OLD_DELETE_ON_NEW_HOST,
@@ -219,17 +207,22 @@ def test_a_version_upgrade_updates_every_node_in_place_servers_in_turn():
         assert plan.precedes(starts[2], plan.named(agent)[0])
 
 
-def test_a_new_instance_type_stops_and_starts_the_servers_and_reruns_their_steps():
-    plan, _ = outcome("change the instance type")
-    machines = [s for s in plan.steps if s.type == sm.INSTANCE]
-    assert {s.name for s in machines} == {"dev-server-0", "dev-server-1", "dev-server-2"}
-    assert all(s.kind == sm.UPDATE and s.stop_start for s in machines)
-    # Their public addresses change, so every step that connects to them is updated.
-    assert plan.kinds()["dev-server-1-start"] == sm.UPDATE
+def test_a_new_instance_type_applies_to_new_nodes_only():
+    plan, result = outcome("change the instance type")
+    # issue 10.2: no machine is stopped and started; existing servers keep their type.
+    assert [s for s in plan.steps if s.type == sm.INSTANCE] == []
+    assert result.restarts == []
+    grown = sm.plan_up(cluster(), cluster(servers=5, serverInstanceType="t3.large"))
+    created = {s.name: s for s in grown.steps if s.type == sm.INSTANCE}
+    assert set(created) == {"dev-server-3", "dev-server-4"}
+    assert all(s.kind == sm.CREATE and s.inputs_used["instanceType"] == "t3.large" for s in created.values())
 
 
 @pytest.mark.parametrize("scenario", ["rotate the ssh key", "pin the image", "zone list shifts"])
-def test_machine_wide_changes_replace_every_node(scenario):
-    plan, _ = outcome(scenario)
-    replaced = {s.name for s in plan.steps if s.type == sm.INSTANCE and s.kind == sm.REPLACE}
-    assert replaced == {"dev-server-0", "dev-server-1", "dev-server-2", "dev-agent-0", "dev-agent-1"}
+def test_machine_wide_changes_leave_every_running_node_alone(scenario):
+    # issue 10.2: a new key pair, a pinned image or a shifted zone list used to replace
+    # every instance in one up; existing nodes now keep what they were created with.
+    plan, result = outcome(scenario)
+    assert {s.name for s in plan.steps if s.type == sm.INSTANCE} == set()
+    assert [e for e in result.timeline if "cluster-init" in e.what] == []
+    assert result.restarts == []

@@ -276,9 +276,11 @@ class K3sCluster(pulumi.ComponentResource):
                     key_name=key_name,
                     root_volume_gb=_setting(args, "root_volume_gb"),
                     tags=tags,
-                    image_is_lookup=not args.get("ami_id"),
                     parent=self,
                     instance_profile=profile,
+                    # Pulumi logs in on the public address when there is no bastion: an
+                    # existing subnet may not hand one out by itself.
+                    public_address=True if not bastion else None,
                 )
                 for index in range(count)
             ]
