@@ -132,7 +132,14 @@ def test_load_balancer_is_the_registration_address(prod):
         engine.instance_id(f"prod-server-{i}") for i in range(3)
     )
     tg = prod.by_type("aws:lb/targetGroup:TargetGroup")[0]
-    assert tg.inputs["healthCheck"]["path"] == "/ping" and tg.inputs["port"] == 6443
+    assert tg.inputs["port"] == 6443
+    # issue 10.9: servers reach the balancer themselves, so no client IP preservation (a
+    # target reaching itself would time out), and in service only once the apiserver answers
+    # (401 to an anonymous /readyz), not the supervisor's /ping.
+    assert tg.inputs["preserveClientIp"] == "false"
+    check = tg.inputs["healthCheck"]
+    assert (check["protocol"], check["path"], check["matcher"]) == ("HTTPS", "/readyz", "401")
+    assert check["healthyThreshold"] >= 3
     for i in range(3):
         cfg = stdin_yaml(prod, f"prod-server-{i}-start")
         assert dns in cfg["tls-san"]
