@@ -21,7 +21,8 @@ The node scripts, as modelled here (components/k3s_ha/bootstrap/scripts/*.sh):
   until a restart. install.sh disables the unit (real-behaviour.md).
 - start-server / start-agent: a server with etcd data rejoins its own cluster whatever the
   config says (k3s ignores cluster-init then); a fresh one with `cluster-init` first probes
-  K3S_HA_PEERS and joins the first that answers, else starts a new cluster; `server:` joins
+  K3S_HA_PEERS and joins the first that answers, else starts a new cluster (or, with
+  K3S_HA_CLUSTER_INIT=never, fails without starting anything); `server:` joins
   the cluster behind that address. k3s is (re)started when config.yaml changed, when it is
   not running, or when the script can tell that the binary changed: see `detects_upgrade`.
 - remove-node (a membership's delete): on the holder server, `kubectl delete node NAME`,
@@ -374,6 +375,10 @@ class _Simulation:
                 cluster = self._cluster_behind(peer, NEW, machine)
                 if cluster is not None:
                     break
+            if cluster is None and params.get("K3S_HA_CLUSTER_INIT") == "never":
+                # start-server.sh refuses cluster-init in this mode and fails the step.
+                self.event(step, machine, "refuses cluster-init: no peer answers; the step fails")
+                return
             if cluster is None:
                 cluster = max(self.clusters, default=-1) + 1
                 self.clusters.add(cluster)

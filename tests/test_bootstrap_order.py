@@ -86,12 +86,28 @@ def test_every_resource_is_parented_inside_the_component(run):
 
 def test_a_new_machine_gets_a_fresh_install_and_join(run):
     for name, cmd in commands(run).items():
+        if name == "dev-server-0-start":
+            continue  # never replaced: see test_cluster_init_is_only_ever_in_the_first_servers_create
         if name in ("dev-kubeconfig", "dev-version-guard"):
             machine = "dev-server-0"
         else:
             machine = name.rsplit("-", 1)[0]
         assert cmd.inputs["triggers"] == [engine.instance_id(machine)], name
         assert run.urn(machine) in cmd.property_dependencies["triggers"], name
+
+
+def test_cluster_init_is_only_ever_in_the_first_servers_create(run):
+    """issue 10.3: `create` runs once, on the first up; a new first server is an update (no
+    triggers), whose text forbids cluster-init and joins a peer that answers instead."""
+    first = run.named("dev-server-0-start")
+    assert "triggers" not in first.inputs
+    assert "K3S_HA_CLUSTER_INIT=" not in first.inputs["create"]
+    assert "K3S_HA_CLUSTER_INIT=never" in first.inputs["update"]
+    # The machine's identity is in the text, so a new machine at the same address re-runs it.
+    assert f"K3S_HA_MACHINE={engine.instance_id('dev-server-0')}" in first.inputs["update"]
+    for name, cmd in commands(run).items():
+        if name != "dev-server-0-start":
+            assert "update" not in cmd.inputs, name
 
 
 def test_ssh_retries_outlast_a_booting_vm(run):

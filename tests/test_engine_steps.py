@@ -226,3 +226,23 @@ def test_machine_wide_changes_leave_every_running_node_alone(scenario):
     assert {s.name for s in plan.steps if s.type == sm.INSTANCE} == set()
     assert [e for e in result.timeline if "cluster-init" in e.what] == []
     assert result.restarts == []
+
+
+def test_a_rebuilt_first_server_joins_a_running_peer_and_never_runs_cluster_init():
+    """issue 10.3: the first server's start is updated, not replaced, on a new machine; its
+    update text forbids cluster-init, so it joins through a server that keeps running."""
+    plan, result = outcome("replace the first server")
+    assert plan.kinds()["dev-server-0-start"] == sm.UPDATE
+    start = plan.named("dev-server-0-start")[0]
+    assert "K3S_HA_CLUSTER_INIT=never" in start.command_text()
+    assert result.of(cs.NO_CLUSTER_INIT_AFTER_FIRST_UP) == []
+
+
+def test_with_every_server_rebuilt_at_once_the_first_fails_rather_than_initialise():
+    """issue 10.3: with no peer left to join, the rebuilt first server refuses cluster-init."""
+    before = cluster()
+    replace = [before.urn(f"dev-server-{i}") for i in range(3)]
+    result = cs.simulate(sm.plan_up(before, cluster(), replace))
+    assert result.of(cs.NO_CLUSTER_INIT_AFTER_FIRST_UP) == []
+    first = [e for e in result.timeline if e.step.name == "dev-server-0-start"]
+    assert [e.what for e in first] == ["refuses cluster-init: no peer answers; the step fails"]

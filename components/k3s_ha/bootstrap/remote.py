@@ -40,7 +40,9 @@ def run_script(
     timeout: str = "30m",
     secret_output: bool = False,
     on_delete: tuple[str, Mapping[str, pulumi.Input[str]]] | None = None,
+    on_update: Mapping[str, pulumi.Input[str]] | None = None,
     identity: pulumi.Input[str] | None = None,
+    replace_with_machine: bool = True,
 ) -> command.remote.Command:
     """Run components/k3s_ha/scripts/<script>.sh on `node` as root.
 
@@ -48,8 +50,14 @@ def run_script(
     machine gets a fresh run while a changed script or config runs the (idempotent) script
     again as an update. `on_delete` is the script (and its parameters) that runs when the step
     is deleted: when its node leaves the cluster, or is replaced by a new machine.
+    `on_update`: the script's parameters when the step runs again on a later `up` (the
+    provider runs `update` instead of `create` then; pulumi-command commandController.go).
+    `replace_with_machine=False`: no triggers, so a new machine updates the step (runs the
+    `update` text) instead of replacing it (which would run `create` again).
     """
     identity = node.replace_on if identity is None else identity
+    if not replace_with_machine:
+        identity = None
     options = pulumi.ResourceOptions(
         parent=parent,
         depends_on=list(depends_on),
@@ -60,6 +68,7 @@ def run_script(
         resource_name,
         connection=node.connection,
         create=remote_command_input(script, params),
+        update=remote_command_input(script, on_update) if on_update is not None else None,
         delete=remote_command_input(*on_delete) if on_delete else None,
         stdin=stdin,
         triggers=[identity] if identity is not None else None,

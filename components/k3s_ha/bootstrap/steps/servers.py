@@ -1,7 +1,11 @@
 """Servers, in run order: the first server starts the cluster, the others join one at a time.
 
-Step 1: the first server starts the cluster with `cluster-init` (embedded etcd), unless a
-cluster already answers at one of its peers: then it is a rebuilt first server and joins.
+Step 1: the first server starts the cluster with `cluster-init` (embedded etcd), exactly
+once in the cluster's life: only the step's `create` may do it, and it runs once, on the
+first `up` (the step has no triggers, so a new machine is an update, not a replacement).
+Every later run is the `update` text, with K3S_HA_CLUSTER_INIT=never: a rebuilt first server
+joins through a peer that answers (the registration address, or the next servers, which start
+after it and so are the running ones) and fails with a clear message when none does.
 Step 2: the other servers join one at a time. etcd admits one learner at a time and parallel
 joins fail (k3s-io/k3s#4335, #7000), so each join depends on the previous server's start, and
 that start only finishes once the node is Ready, an etcd voter and /readyz answers ok.
@@ -49,14 +53,20 @@ def start_server(
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
     peers: pulumi.Input[str] | None = None,
+    first: bool = False,
 ) -> command.remote.Command:
     """`config`: the node's `server_config`. `peers` (first server only): space-separated
     addresses to probe before `cluster-init`. If one answers, a cluster already exists (this is
     a rebuilt first server) and the script joins it instead of splitting it in two
     (k3s-ansible#269)."""
-    params = plan.start_params()
+    params: dict[str, pulumi.Input[str]] = {**plan.start_params()}
     if peers is not None:
         params["K3S_HA_PEERS"] = peers
+    on_update = None
+    if first:
+        if node.replace_on is not None:
+            params["K3S_HA_MACHINE"] = node.replace_on
+        on_update = {**params, "K3S_HA_CLUSTER_INIT": "never"}
     return run_script(
         f"{plan.name}-{node.name}-start",
         node,
@@ -66,6 +76,8 @@ def start_server(
         depends_on=after,
         stdin=config,
         timeout=plan.command_timeout,
+        on_update=on_update,
+        replace_with_machine=not first,
     )
 
 
@@ -86,7 +98,9 @@ def start_init_server(
     peers = pulumi.Output.all(node.private_address, *candidates).apply(
         lambda v: " ".join(a for a in dict.fromkeys(v[1:]) if a and a != v[0])
     )
-    return start_server(plan, node, config=server_config(plan, None), after=[installed], parent=parent, peers=peers)
+    return start_server(
+        plan, node, config=server_config(plan, None), after=[installed], parent=parent, peers=peers, first=True
+    )
 
 
 def join_servers_in_turn(
