@@ -14,7 +14,6 @@ import pulumi_aws as aws
 
 from .firewall import API_PORT
 
-
 # In service only once the kube-apiserver itself answers, not the K3s supervisor: `/ping`
 # answers "pong" before etcd and the apiserver are up (real-behaviour.md). An unauthenticated
 # /readyz gets 401 from the apiserver because K3s runs it with anonymous-auth=false
