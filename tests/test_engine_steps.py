@@ -94,22 +94,9 @@ UPGRADE_NEVER_RESTARTS = (
     "issue 10.1: an upgrade replaces the binary but start-server/start-agent never restart k3s "
     "(the /proc/PID/exe '(deleted)' check never fires for the multicall binary)"
 )
-REMOVAL_FROM_LEAVING_SERVER = (
-    "issue 10.4: the first server's membership is held by server-1, which has already left when it is "
-    "deleted, so remove-node runs on a server that is no longer in the cluster"
-)
-OLD_DELETE_ON_NEW_HOST = (
-    "issue 10.5: a K3sBootstrap host re-imaged at the same address gets the old install's delete "
-    "(uninstall-k3s) at the end of the up, which wipes the new machine"
-)
-
 KNOWN_DEFECTS = {
-    ("3->1 servers", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
     ("version upgrade", cs.RUNS_WANTED_VERSION): UPGRADE_NEVER_RESTARTS,
     ("bootstrap version upgrade", cs.RUNS_WANTED_VERSION): UPGRADE_NEVER_RESTARTS,
-    ("bootstrap re-imaged agent", cs.OLD_DELETES_ON_OLD_MACHINES): OLD_DELETE_ON_NEW_HOST,
-    ("bootstrap re-imaged agent", cs.ONE_CLUSTER): OLD_DELETE_ON_NEW_HOST,
-    ("bootstrap re-imaged agent", cs.RUNS_WANTED_VERSION): OLD_DELETE_ON_NEW_HOST,
 }
 
 
@@ -158,22 +145,45 @@ def test_bring_up_runs_cluster_init_once_and_joins_everyone_to_it(scenario):
 
 def test_scaling_out_only_creates_and_joins_the_new_servers_one_at_a_time():
     plan, result = outcome("3->5 servers")
-    assert {s.kind for s in plan.steps} == {sm.CREATE}
+    # The reconcile step sees two more wanted names (and removes nobody); all else is new.
+    assert {s.name for s in plan.steps if s.kind != sm.CREATE} == {"dev-members"}
     starts = [s for s in plan.steps if s.name.endswith("-start")]
     assert [s.name for s in starts] == ["dev-server-3-start", "dev-server-4-start"]
     assert plan.precedes(starts[0], starts[1])
     assert [e.step.name for e in result.timeline if "(re)starts" in e.what] == [s.name for s in starts]
 
 
-def test_scaling_in_removes_the_last_server_first_then_uninstalls_and_terminates():
-    plan, _ = outcome("5->3 servers")
-    assert {s.kind for s in plan.steps} == {sm.DELETE}
-    order = [s.name for s in plan.steps]
-    assert order.index("dev-server-4-member") < order.index("dev-server-3-member")
-    for host in ("dev-server-3", "dev-server-4"):
-        assert order.index(f"{host}-member") < order.index(f"{host}-install") < order.index(host)
-    uninstall = plan.named("dev-server-4-install")[0]
-    assert "k3s-ha-uninstall-k3s" in uninstall.command_text()
+@pytest.mark.parametrize("scenario", ["5->3 servers", "3->1 servers"])
+def test_scaling_in_removes_servers_from_the_first_server_before_any_delete(scenario):
+    """issue 10.4: the removal runs in the create/update phase, from the first server of the
+    new configuration; the delete phase only forgets the old steps and terminates machines."""
+    plan, result = outcome(scenario)
+    (reconcile,) = plan.named("dev-members")
+    assert reconcile.kind == sm.UPDATE and reconcile.phase == sm.APPLY_PHASE
+    assert reconcile.inputs_used["connection"]["host"] == cluster().outputs["serverPublicIps"][0]
+    assert "k3s-ha-reconcile-members" in reconcile.command_text()
+    for step in plan.steps:
+        if step.kind in (sm.DELETE, sm.DELETE_REPLACED):
+            assert step.command_text() is None, step
+            if step.type == sm.INSTANCE:
+                assert plan.precedes(reconcile, step)
+    removed = [e.what for e in result.timeline if e.step is reconcile]
+    assert len(removed) == (2 if scenario == "5->3 servers" else 2)
+    assert all(w.startswith("removes server") for w in removed)
+    assert result.of(cs.REMOVAL_FROM_A_MEMBER) == [] and result.of(cs.ONE_CLUSTER) == []
+
+
+def test_replacing_servers_0_and_1_together_removes_both_from_server_0s_new_machine():
+    before = cluster()
+    plan = sm.plan_up(before, cluster(), [before.urn("dev-server-0"), before.urn("dev-server-1")])
+    result = cs.simulate(plan)
+    assert result.violations == []
+    (reconcile,) = plan.named("dev-members")
+    assert [e.what.split(" (")[0] for e in result.timeline if e.step is reconcile] == [
+        "removes server " + m.hostname
+        for m in result.machines.values()
+        if m.key[0] == "instance" and m.key[2] == 0 and m.key[1].endswith(("dev-server-0", "dev-server-1"))
+    ]
 
 
 def test_replacing_the_first_server_creates_the_new_one_first_and_removes_the_old_one_last():

@@ -21,13 +21,12 @@ class BootstrapPlan:
     tls_sans: Sequence[pulumi.Input[str]]
     ready_timeout_seconds: int
     install_url: str
+    ssh_user: pulumi.Input[str]
+    """Login user on every node; the reconcile and evict steps log in from a server with it."""
+    ssh_private_key: pulumi.Output[str]
+    """The SSH key (secret); it reaches a server only on a step's stdin."""
     server_extra: Mapping[str, Any] = field(default_factory=dict)
     agent_extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def command_timeout(self) -> str:
-        """Pulumi's limit sits above the script's own, so the script's clear error wins."""
-        return f"{self.ready_timeout_seconds + 600}s"
 
     def start_params(self) -> dict[str, str]:
         # The version is here too so a version change re-runs the start steps: the scripts

@@ -75,7 +75,6 @@ def start_server(
         parent=parent,
         depends_on=after,
         stdin=config,
-        timeout=plan.command_timeout,
         on_update=on_update,
         replace_with_machine=not first,
     )
@@ -89,17 +88,18 @@ PEERS_PROBED = 2
 def start_init_server(
     plan: BootstrapPlan,
     node: Node,
-    installed: command.remote.Command,
+    after: Sequence[pulumi.Resource],
     others: Sequence[Node],
     parent: pulumi.Resource,
 ) -> command.remote.Command:
+    """`after`: its install (and its evict step, if any)."""
     candidates = [plan.registration_address, *(n.private_address for n in others[:PEERS_PROBED])]
     # Without a load balancer the registration address is this server itself: drop it.
     peers = pulumi.Output.all(node.private_address, *candidates).apply(
         lambda v: " ".join(a for a in dict.fromkeys(v[1:]) if a and a != v[0])
     )
     return start_server(
-        plan, node, config=server_config(plan, None), after=[installed], parent=parent, peers=peers, first=True
+        plan, node, config=server_config(plan, None), after=after, parent=parent, peers=peers, first=True
     )
 
 
@@ -109,11 +109,14 @@ def join_servers_in_turn(
     installs: Sequence[command.remote.Command],
     init_server: command.remote.Command,
     parent: pulumi.Resource,
+    evicts: Sequence[command.remote.Command | None] = (),
 ) -> list[command.remote.Command]:
     joined: list[command.remote.Command] = []
     previous = init_server
     config = server_config(plan, plan.registration_address)  # the same for every joining server
-    for node, installed in zip(nodes, installs):
-        previous = start_server(plan, node, config=config, after=[installed, previous], parent=parent)
+    evicts = list(evicts) or [None] * len(nodes)
+    for node, installed, evict in zip(nodes, installs, evicts):
+        after = [installed, previous, *([evict] if evict else [])]
+        previous = start_server(plan, node, config=config, after=after, parent=parent)
         joined.append(previous)
     return joined
