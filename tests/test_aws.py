@@ -45,6 +45,7 @@ def test_port_matrix_without_load_balancer(dev):
         ("dev-servers", "tcp", 6443, 6443, "dev-nodes"),  # API from the cluster
         ("dev-servers", "tcp", 6443, 6443, "203.0.113.0/24"),  # API from allowed CIDRs
         ("dev-nodes", "tcp", 22, 22, "203.0.113.7/32"),  # SSH from allowed CIDRs
+        ("dev-nodes", "tcp", 22, 22, "dev-servers"),  # SSH from servers: removing nodes (issue 10.4)
     }
 
 

@@ -256,3 +256,19 @@ def test_with_every_server_rebuilt_at_once_the_first_fails_rather_than_initialis
     assert result.of(cs.NO_CLUSTER_INIT_AFTER_FIRST_UP) == []
     first = [e for e in result.timeline if e.step.name == "dev-server-0-start"]
     assert [e.what for e in first] == ["refuses cluster-init: no peer answers; the step fails"]
+
+
+def test_a_reimaged_bootstrap_host_has_its_stale_node_evicted_before_it_joins_and_no_old_delete_runs():
+    """issue 10.8: a new machine at the same address with the same name: a server removes the
+    old Node (and its node-password secret) before the new machine's start, and no step made
+    for the old machine runs anything against the new one."""
+    plan, result = outcome("bootstrap re-imaged agent")
+    (evict,) = plan.named("lab-agent-1-evict", sm.REPLACE)
+    (start,) = plan.named("lab-agent-1-start", sm.REPLACE)
+    assert plan.precedes(evict, start)
+    assert evict.inputs_used["connection"]["host"] == "192.0.2.10"  # the first server
+    assert "K3S_HA_ADDRESS=192.0.2.21" in evict.command_text()
+    for step in plan.steps:
+        if step.kind in (sm.DELETE, sm.DELETE_REPLACED):
+            assert step.command_text() is None, step
+    assert result.of(cs.OLD_DELETES_ON_OLD_MACHINES) == [] and result.of(cs.ONE_CLUSTER) == []
