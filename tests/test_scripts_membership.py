@@ -96,6 +96,28 @@ def test_three_to_one_removes_both_servers_one_at_a_time_stopping_first_while_qu
     _assert_key_hidden(node, result)
 
 
+def test_behind_a_balancer_a_leaving_server_is_fenced_off_before_it_is_drained(node: Node) -> None:
+    """issue 10.9: the balancer takes it out (its health check fails) before it is drained,
+    stopped and uninstalled; the cluster's nodes may still reach it meanwhile."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _server("10.0.0.3"), "a0": _agent("10.0.1.1")},
+        {"10.0.0.3": {"unit_active": True}},
+    )
+    result = reconcile(node, bin_dir, "s0 s1 a0", K3S_HA_LB_GRACE_SECONDS="1")
+
+    assert result.returncode == 0, result.stderr
+    events = _events(node)
+    fence = next(i for i, e in enumerate(events) if "iptables" in e)
+    assert "10.0.0.3" in events[fence] and "--ctstate NEW -j REJECT" in events[fence]
+    for ip in ("10.0.0.1", "10.0.0.2", "10.0.1.1", "127.0.0.0/8"):
+        assert f"-s {ip} -j ACCEPT" in events[fence]
+    drain = next(i for i, e in enumerate(events) if e.startswith("k3s kubectl drain s2"))
+    later = [e for e in events[drain:] if "systemctl stop" in e or "delete node" in e or "uninstall" in e]
+    assert fence < drain and len(later) == 3
+    assert "waiting 1s for the load balancer" in result.stderr
+
+
 def test_agents_leave_before_servers_and_wanted_nodes_are_labelled(node: Node) -> None:
     bin_dir = _setup(
         node,

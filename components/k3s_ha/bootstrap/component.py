@@ -32,6 +32,7 @@ from .steps.upgrade_guard import guard_upgrade
 DEFAULT_READY_TIMEOUT_SECONDS = 600
 DEFAULT_INSTALL_URL = "https://get.k3s.io"
 TOKEN_LENGTH = 48
+BALANCER_GRACE_SECONDS = 30
 
 
 class HostArgs(TypedDict):
@@ -175,6 +176,10 @@ class K3sBootstrap(pulumi.ComponentResource):
         token = self._token(name, "token", args.get("token"))
         agent_token = self._token(name, "agent-token", args.get("agent_token"))
         registration = args.get("registration_address")
+        # A registration address of its own is a balancer (or VIP) in front of the servers:
+        # a leaving server waits this long for its health check to take it out. 30 s covers
+        # two misses 10 s apart (K3sCluster's own check needs 10 s: load_balancer.py).
+        balancer_grace = BALANCER_GRACE_SECONDS if registration is not None else 0
         api_address = args.get("api_address") or registration or init.address
         registration = registration or init.private_address
         plan = BootstrapPlan(
@@ -187,6 +192,7 @@ class K3sBootstrap(pulumi.ComponentResource):
             tls_sans=[registration, api_address, *(args.get("tls_sans") or [])],
             ready_timeout_seconds=args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS),
             install_url=args.get("install_url", DEFAULT_INSTALL_URL),
+            balancer_grace_seconds=balancer_grace,
             ssh_user=ssh["user"],
             ssh_private_key=ssh["private_key"],  # type: ignore[arg-type]
             server_extra=dict(args.get("server_config") or {}),

@@ -25,6 +25,9 @@ class BootstrapPlan:
     """Login user on every node; the reconcile and evict steps log in from a server with it."""
     ssh_private_key: pulumi.Output[str]
     """The SSH key (secret); it reaches a server only on a step's stdin."""
+    balancer_grace_seconds: int = 0
+    """How long a leaving server waits, refusing new API connections from outside the cluster,
+    for a load balancer's health check to take it out (0: no balancer in front)."""
     server_extra: Mapping[str, Any] = field(default_factory=dict)
     agent_extra: Mapping[str, Any] = field(default_factory=dict)
 

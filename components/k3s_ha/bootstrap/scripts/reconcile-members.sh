@@ -10,10 +10,12 @@
 # first, so a node somebody joined by hand (without the label) is never touched.
 #
 # Each leaving node, one at a time, agents first, then servers:
-#  1. cordon and drain it (bounded; a failed drain is a warning);
-#  2. over SSH: disable its unit and forbid systemd to restart it, before its Node goes: a
+#  1. cordon it, and over SSH disable its unit and forbid systemd to restart it, before its Node goes: a
 #     K3s server whose etcd member is removed and that starts again comes back as a new
 #     member, an agent that starts again registers again (k3s-io/k3s#5404, member_controller.go);
+#  2. behind a load balancer (K3S_HA_LB_GRACE_SECONDS > 0), a server refuses new API
+#     connections from outside the cluster and waits until the balancer's health check has
+#     taken it out; then it is drained (bounded; a failed drain is a warning);
 #  3. a server is stopped first when the other voters keep quorum without it; otherwise (the
 #     last step of 3 -> 1) its member is removed while it runs, and it is stopped right after;
 #  4. delete its Node (K3s removes a server's etcd member with it) and its
@@ -27,7 +29,8 @@
 # for this run. stdout stays empty (logs go to stderr).
 # Parameters (environment): K3S_HA_CLUSTER (required), K3S_HA_NODES (the wanted node names,
 # space-separated), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT (seconds, default 120),
-# K3S_HA_SSH_TIMEOUT (seconds to connect, default 10), and for tests K3S_HA_BIN_DIR.
+# K3S_HA_SSH_TIMEOUT (seconds to connect, default 10), K3S_HA_LB_GRACE_SECONDS (default 0:
+# no load balancer in front of the servers), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -88,6 +91,28 @@ voters_ready_without() {
   ((others_ready >= members / 2 + 1))
 }
 
+# Usage: fence_from_balancer NAME ADDRESS
+# Takes a leaving server out of the load balancer before anything else happens to it: new
+# connections to 6443 from anywhere but the cluster's nodes are refused, so the balancer's
+# health check fails and it stops sending clients there; then waits K3S_HA_LB_GRACE_SECONDS
+# (its unhealthy threshold x interval, with a margin). The nodes themselves (agents' and
+# servers' own connections) still get through while it is drained and removed.
+fence_from_balancer() {
+  local name=$1 address=$2 ip rules="" rows _name _etcd _ready _label
+  rows=$(reconcile_rows) || return 0
+  while IFS="|" read -r _name _etcd _ready ip _label; do
+    if [[ $ip =~ ^[0-9]+([.][0-9]+){3}$ ]]; then
+      rules+="iptables -I INPUT 1 -p tcp --dport 6443 -s $ip -j ACCEPT && "
+    fi
+  done <<<"$rows"
+  if reconcile_ssh "$address" "sudo -n sh -c 'iptables -I INPUT 1 -p tcp --dport 6443 -m conntrack --ctstate NEW -j REJECT --reject-with tcp-reset && ${rules}iptables -I INPUT 1 -p tcp --dport 6443 -s 127.0.0.0/8 -j ACCEPT'" >&2; then
+    k3s_ha_log "$name refuses new API connections from outside the cluster; waiting ${lb_grace}s for the load balancer to take it out"
+    sleep "$lb_grace"
+  else
+    k3s_ha_warn "could not fence $name from the load balancer; clients may see errors while it leaves"
+  fi
+}
+
 # Usage: remove_node NAME ROLE READY ADDRESS
 remove_node() {
   local name=$1 role=$2 ready=$3 address=$4 unit=k3s-agent uninstaller=k3s-agent-uninstall.sh
@@ -97,13 +122,6 @@ remove_node() {
   fi
   k3s_ha_log "removing $role $name ($address) from the cluster"
   reconcile_kubectl cordon "$name" >&2 || k3s_ha_warn "could not cordon $name"
-  if [[ $ready == True ]]; then
-    if ! timeout "$((drain_timeout + 30))" "$(k3s_ha_k3s_bin)" kubectl drain "$name" --ignore-daemonsets \
-      --delete-emptydir-data --force "--timeout=${drain_timeout}s" </dev/null >&2; then
-      k3s_ha_warn "draining $name failed or timed out; removing it anyway"
-    fi
-  fi
-
   if [[ $address =~ ^[0-9A-Fa-f.:]+$ ]] \
     && reconcile_ssh "$address" "sudo -n sh -c 'systemctl disable --quiet $unit 2>/dev/null; mkdir -p /run/systemd/system/$unit.service.d && printf \"[Service]\\nRestart=no\\n\" >/run/systemd/system/$unit.service.d/k3s-ha-leaving.conf && systemctl daemon-reload'" >&2; then
     reachable=1
@@ -112,6 +130,15 @@ remove_node() {
     k3s_ha_die "$name is Ready but SSH from this server to $K3S_HA_SSH_USER@$address fails: it cannot be stopped before it is removed, and removing it while it may restart would bring it back (k3s-io/k3s#5404); let this server reach it on port 22, or stop k3s on it yourself, then run pulumi up again"
   else
     k3s_ha_log "$name is NotReady and does not answer SSH: taking it as gone"
+  fi
+  if [[ $role == server ]] && ((reachable && lb_grace > 0)); then
+    fence_from_balancer "$name" "$address"
+  fi
+  if [[ $ready == True ]]; then
+    if ! timeout "$((drain_timeout + 30))" "$(k3s_ha_k3s_bin)" kubectl drain "$name" --ignore-daemonsets \
+      --delete-emptydir-data --force "--timeout=${drain_timeout}s" </dev/null >&2; then
+      k3s_ha_warn "draining $name failed or timed out; removing it anyway"
+    fi
   fi
 
   if ((reachable)) && { [[ $role == agent ]] || voters_ready_without "$name"; }; then
@@ -146,6 +173,8 @@ main() {
   fi
   drain_timeout=${K3S_DRAIN_TIMEOUT:-120}
   ssh_timeout=${K3S_HA_SSH_TIMEOUT:-10}
+  lb_grace=${K3S_HA_LB_GRACE_SECONDS:-0}
+  k3s_ha_require_seconds lb_grace
   k3s_ha_require_seconds drain_timeout
   k3s_ha_require_seconds ssh_timeout
   read -r -a wanted <<<"${K3S_HA_NODES:-}"

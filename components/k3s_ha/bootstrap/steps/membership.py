@@ -100,6 +100,7 @@ def reconcile_members(
             "K3S_HA_NODES": wanted,
             "K3S_HA_SSH_USER": plan.ssh_user,
             "K3S_DRAIN_TIMEOUT": str(DRAIN_TIMEOUT_SECONDS),
+            "K3S_HA_LB_GRACE_SECONDS": str(plan.balancer_grace_seconds),
         },
         parent=parent,
         depends_on=[*starts, *after],
