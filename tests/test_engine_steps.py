@@ -272,3 +272,17 @@ def test_a_reimaged_bootstrap_host_has_its_stale_node_evicted_before_it_joins_an
         if step.kind in (sm.DELETE, sm.DELETE_REPLACED):
             assert step.command_text() is None, step
     assert result.of(cs.OLD_DELETES_ON_OLD_MACHINES) == [] and result.of(cs.ONE_CLUSTER) == []
+
+
+def test_a_version_change_with_a_new_first_server_is_still_checked_on_a_surviving_server():
+    """issue 10.10: the first server's guard runs on its new, empty machine and passes; the
+    other servers' guards ask the running cluster before anything downloads."""
+    before = cluster()
+    plan = sm.plan_up(before, cluster(k3sVersion=NEXT_VERSION), [before.urn("dev-server-0")])
+    guards = [s for s in plan.steps if s.name.endswith("version-guard")]
+    assert {s.name for s in guards} == {"dev-version-guard", "dev-server-1-version-guard", "dev-server-2-version-guard"}
+    survivor = plan.named("dev-server-1-version-guard")[0]
+    assert survivor.kind == sm.UPDATE
+    assert survivor.inputs_used["connection"]["host"] == before.outputs["serverPublicIps"][1]
+    for install in (s for s in plan.steps if s.name.endswith("-install") and s.phase == sm.APPLY_PHASE):
+        assert plan.precedes(survivor, install), install

@@ -59,7 +59,8 @@ reconcile_stop_agent() {
   fi
 }
 
-# Loads the key from stdin into a private ssh-agent: it is never written to disk.
+# Loads the key from stdin into a private ssh-agent: it is never written to disk (`ssh-add -`
+# reads the key from stdin: openssh ssh-add.c, filename "-").
 reconcile_load_key() {
   local key
   key=$(cat)
