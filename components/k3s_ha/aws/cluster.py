@@ -17,7 +17,7 @@ from ..bootstrap.component import (
     SshArgs,
     validate_bootstrap_args,
 )
-from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT
+from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS
 from ..versions import DEFAULT_K3S_VERSION
 from .firewall import API_PORT, allow, build_firewall
 from .load_balancer import attach_server, build_load_balancer
@@ -387,6 +387,7 @@ class K3sCluster(pulumi.ComponentResource):
                 user=args.get("bastion_user") or _setting(args, "ssh_user"),
                 private_key=key,
                 dial_error_limit=DEFAULT_DIAL_ERROR_LIMIT,
+                per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
             )
         return ssh
 
