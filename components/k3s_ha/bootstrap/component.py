@@ -47,7 +47,8 @@ class HostArgs(TypedDict):
     """Where the other nodes reach it; defaults to `address`."""
     replace_on: NotRequired[pulumi.Input[str]]
     """A value that changes when the machine is a new one (an instance id): the host's steps are
-    replaced, so a new machine gets a fresh install and join."""
+    replaced, so a new machine gets a fresh install and join, after a server has removed any
+    Node its old machine left under the same name or address."""
 
 
 class SshArgs(TypedDict):
@@ -70,7 +71,8 @@ class K3sBootstrapArgs(TypedDict):
     servers: list[HostArgs]
     """The servers, an odd number; the first one initialises the cluster."""
     ssh: SshArgs
-    """SSH login shared by all hosts."""
+    """SSH login shared by all hosts. The first server uses it too (on port 22 of the other
+    hosts' private addresses) to stop and uninstall a node that leaves."""
     agents: NotRequired[list[HostArgs]]
     """The agents (workers); they join after every server has."""
     k3s_version: NotRequired[str]
