@@ -97,7 +97,9 @@ voters_ready_without() {
 # connections to 6443 from anywhere but the cluster's nodes are refused, so the balancer's
 # health check fails and it stops sending clients there; then waits K3S_HA_LB_GRACE_SECONDS
 # (its unhealthy threshold x interval, with a margin). The nodes themselves (agents' and
-# servers' own connections) still get through while it is drained and removed.
+# servers' own connections, and pods elsewhere, which flannel masquerades to their node's
+# address) still get through while it is drained and removed. The balancer's health checks
+# and clients come from its own addresses (no client IP preservation: load_balancer.py).
 fence_from_balancer() {
   local name=$1 address=$2 ip rules="" rows _name _etcd _ready _label
   rows=$(reconcile_rows) || return 0
