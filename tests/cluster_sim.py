@@ -21,13 +21,18 @@ The node scripts, as modelled here (components/k3s_ha/bootstrap/scripts/*.sh):
   until a restart. install.sh disables the unit (real-behaviour.md).
 - start-server / start-agent: a server with etcd data rejoins its own cluster whatever the
   config says (k3s ignores cluster-init then); a fresh one with `cluster-init` first probes
-  K3S_HA_PEERS and joins the first that answers, else starts a new cluster; `server:` joins
+  K3S_HA_PEERS and joins the first that answers, else starts a new cluster (or, with
+  K3S_HA_CLUSTER_INIT=never, fails without starting anything); `server:` joins
   the cluster behind that address. k3s is (re)started when config.yaml changed, when it is
   not running, or when the script can tell that the binary changed: see `detects_upgrade`.
 - remove-node (a membership's delete): on the holder server, `kubectl delete node NAME`,
   which also removes a server's etcd member; it needs a working API on the holder, i.e. a
   holder that is still a member of the cluster (else it warns and removes nothing).
 - uninstall-k3s: stops k3s and wipes it and its data from the machine.
+- reconcile-members (on the first server, after every start): the members no wanted node
+  name (K3S_HA_NODES, mapped through the new run's start steps) belongs to leave, one at a
+  time: a live one is stopped, its Node deleted and K3s uninstalled; a dead one's Node (and
+  so its etcd member) is deleted. It needs a holder that is a running member.
 - An instance stop/start takes the machine down for the step; k3s comes back at boot only
   if its unit is enabled, running whatever binary is on disk.
 
@@ -374,6 +379,10 @@ class _Simulation:
                 cluster = self._cluster_behind(peer, NEW, machine)
                 if cluster is not None:
                     break
+            if cluster is None and params.get("K3S_HA_CLUSTER_INIT") == "never":
+                # start-server.sh refuses cluster-init in this mode and fails the step.
+                self.event(step, machine, "refuses cluster-init: no peer answers; the step fails")
+                return
             if cluster is None:
                 cluster = max(self.clusters, default=-1) + 1
                 self.clusters.add(cluster)
@@ -439,6 +448,39 @@ class _Simulation:
             self.disruptions.append(Disruption(step, leaving, holder.cluster, "leaving"))  # type: ignore[arg-type]
         leaving.member = False
         self.event(step, holder, f"removes node {leaving.hostname} ({leaving.host}) from cluster {holder.cluster}")
+
+    def do_reconcile_members(self, step, holder: Machine, params, text) -> None:
+        """reconcile-members.sh on the first server of the new configuration: every member of
+        its cluster that no wanted node name maps to leaves, one at a time, agents first:
+        a live one is disabled over SSH, stopped, its Node deleted (K3s removes a server's
+        etcd member with it) and K3s uninstalled; a dead one only loses its Node."""
+        if not (holder.alive and holder.member and holder.running and holder.role == "server"):
+            self.violate(
+                REMOVAL_FROM_A_MEMBER,
+                f"{step.name} runs on {holder.hostname}, which is not a running member of the cluster",
+                step,
+            )
+            self.event(step, holder, "reconcile-members: the API does not answer here; nothing removed")
+            return
+        wanted = [self._start_of_node(name, NEW) for name in params.get("K3S_HA_NODES", "").split()]
+        wanted_keys = {m.key for m in wanted if m is not None}
+        leaving = [
+            m for m in self.machines.values() if m.member and m.cluster == holder.cluster and m.key not in wanted_keys
+        ]
+        leaving.sort(key=lambda m: m.role == "server")
+        for machine in leaving:
+            if machine.role == "server":
+                self.disruptions.append(Disruption(step, machine, holder.cluster, "leaving"))  # type: ignore[arg-type]
+            machine.member = False
+            if machine.alive:
+                machine.enabled = False
+                machine.installed = machine.running = machine.config = None
+                machine.cluster = None
+                self.event(
+                    step, holder, f"removes {machine.role} {machine.hostname} ({machine.host}) and uninstalls it"
+                )
+            else:
+                self.event(step, holder, f"deletes the Node of dead {machine.role} {machine.hostname} ({machine.host})")
 
     def do_uninstall_k3s(self, step, machine: Machine, params, text) -> None:
         if machine.member and machine.cluster is not None:

@@ -580,8 +580,10 @@ def test_role_scripts_exist() -> None:
     assert [p.name for p in ROLE_SCRIPTS] == [
         "check-upgrade.sh",
         "confirm-node.sh",
+        "evict-node.sh",
         "install-k3s.sh",
         "print-kubeconfig.sh",
+        "reconcile-members.sh",
         "rejoin-server.sh",
         "remove-node.sh",
         "restore-snapshot.sh",

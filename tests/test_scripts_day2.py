@@ -324,6 +324,32 @@ def test_first_server_initialises_when_no_peer_answers(node: Node) -> None:
     assert_secret_hidden(node, result)
 
 
+@pytest.mark.parametrize("peers", ["10.0.0.2 10.0.0.3", ""])
+def test_first_server_never_initialises_after_the_first_up(node: Node, peers: str) -> None:
+    """issue 10.3: Pulumi's update text (every run after the first) says never: a fresh disk
+    with no peer to join fails, and nothing is written or started."""
+    node.set("ping.10.0.0.3", "404 page not found")
+
+    result = start_server(node, K3S_HA_PEERS=peers, K3S_HA_CLUSTER_INIT="never")
+
+    assert result.returncode == 1
+    assert "refusing to start a new cluster (cluster-init)" in result.stderr
+    assert "starting a new cluster" not in result.stderr
+    assert not (node.config_dir / "config.yaml").exists()
+    assert not any("restart" in c or "start k3s" in c for c in node.calls("systemctl"))
+    assert result.stdout == ""
+    assert_secret_hidden(node, result)
+
+
+def test_first_server_in_never_mode_still_joins_a_peer(node: Node) -> None:
+    node.set("ping.10.0.0.3", "pong")
+
+    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3", K3S_HA_CLUSTER_INIT="never")
+
+    assert result.returncode == 0, result.stderr
+    assert "server: https://10.0.0.3:6443\n" in (node.config_dir / "config.yaml").read_text()
+
+
 def test_first_server_with_etcd_data_keeps_cluster_init_and_probes_nobody(node: Node) -> None:
     make_etcd_data(node)
     node.set("ping.10.0.0.3", "pong")

@@ -10,7 +10,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 
 from ..bootstrap.component import HostArgs, K3sBootstrap, SshArgs
-from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT
+from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS
 from ..bootstrap.settings import BootstrapSettings
 from ..errors import ConfigError
 from ..ports import API_PORT
@@ -177,9 +177,11 @@ def _machines(
                 key_name=key_name,
                 root_volume_gb=settings.root_volume_gb,
                 tags=tags,
-                image_is_lookup=settings.ami_id is None,
                 parent=parent,
                 instance_profile=profile,
+                # Pulumi logs in on the public address when there is no bastion: an existing
+                # subnet may not hand one out by itself.
+                public_address=True if not settings.bastion_host else None,
             )
             for index in range(count)
         ]
@@ -247,6 +249,7 @@ def _ssh(settings: ClusterSettings) -> SshArgs:
             user=settings.bastion_user,
             private_key=key,
             dial_error_limit=DEFAULT_DIAL_ERROR_LIMIT,
+            per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
         )
     return ssh
 

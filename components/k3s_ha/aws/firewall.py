@@ -3,7 +3,8 @@
 - 2379-2380/tcp (etcd): servers <-> servers only.
 - 8472/udp (flannel VXLAN) and 10250/tcp (kubelet): cluster nodes only.
 - 6443/tcp (API, supervisor): cluster nodes, the load balancer, and the allowed CIDRs.
-- 22/tcp: the allowed SSH CIDRs only.
+- 22/tcp: the allowed SSH CIDRs, and the servers (the first server logs in to a leaving node
+  to stop it before removing it, and to a new machine to evict its stale Node: membership.py).
 Nothing is open to the world unless a CIDR list says 0.0.0.0/0.
 """
 
@@ -94,6 +95,7 @@ def build_firewall(
     allow(f"{name}-kubelet", nodes, "tcp", (KUBELET_PORT, KUBELET_PORT), "kubelet between nodes", source_group=nodes)
     allow(f"{name}-etcd", servers, "tcp", ETCD_PORTS, "embedded etcd between servers", source_group=servers)
     allow(f"{name}-api-nodes", servers, "tcp", (API_PORT, API_PORT), "API/supervisor from nodes", source_group=nodes)
+    allow(f"{name}-ssh-from-servers", nodes, "tcp", (22, 22), "SSH from servers: node removal", source_group=servers)
     for index, cidr in enumerate(ssh_cidrs):
         allow(f"{name}-ssh-{index}", nodes, "tcp", (SSH_PORT, SSH_PORT), f"SSH from {cidr}", cidr=cidr)
     # With a load balancer, admins come through it (its group holds their CIDRs);

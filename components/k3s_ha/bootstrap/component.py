@@ -2,9 +2,11 @@
 
 It owns the cluster token and the ordered remote steps, and knows nothing about clouds, so
 the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud.
-Order, one file per step: upgrade_guard.py (first server) -> install.py (all nodes, parallel)
--> init_server.py -> join_servers.py (one at a time) -> agents.py (parallel) ->
-membership.py (held by a server; removes the node when it leaves) and kubeconfig.py.
+Order, one file per step: upgrade_guard.py (every server) -> install.py (all nodes, parallel)
+-> servers.py (the first server, then joins one at a time) -> agents.py (parallel) ->
+membership.py (confirmations, then one reconcile on the first server that removes the nodes
+that left) and kubeconfig.py. A host on a new machine first has its stale Node evicted
+(membership.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .settings import BootstrapSettings, parse_bootstrap_args
 from .steps.agents import start_agents
 from .steps.install import install
 from .steps.kubeconfig import fetch_kubeconfig
-from .steps.membership import hold_memberships
+from .steps.membership import evict_stale_node, hold_memberships, reconcile_members
 from .steps.servers import join_servers_in_turn, start_init_server
 from .steps.upgrade_guard import guard_upgrade
 
@@ -43,7 +45,8 @@ class HostArgs(TypedDict):
     """Where the other nodes reach it; defaults to `address`."""
     replace_on: NotRequired[pulumi.Input[str]]
     """A value that changes when the machine is a new one (an instance id): the host's steps are
-    replaced, so a new machine gets a fresh install and join."""
+    replaced, so a new machine gets a fresh install and join, after a server has removed any
+    Node its old machine left under the same name or address."""
 
 
 class SshArgs(TypedDict):
@@ -56,7 +59,8 @@ class SshArgs(TypedDict):
     proxy: NotRequired[pulumi.Input[command.remote.ProxyConnectionArgs]]
     """A bastion to hop through, for hosts in private subnets."""
     dial_error_limit: NotRequired[int]
-    """Failed SSH dials tolerated per step; the default (100) outlasts a booting VM."""
+    """Failed SSH dials tolerated per step, each waiting up to 10 s; the default (20) gives a
+    booting VM about a minute and bounds an unreachable host to about 4.5 minutes a step."""
 
 
 class K3sBootstrapArgs(TypedDict):
@@ -65,7 +69,8 @@ class K3sBootstrapArgs(TypedDict):
     servers: list[HostArgs]
     """The servers, an odd number; the first one initialises the cluster."""
     ssh: SshArgs
-    """SSH login shared by all hosts."""
+    """SSH login shared by all hosts. The first server uses it too (on port 22 of the other
+    hosts' private addresses) to stop and uninstall a node that leaves."""
     agents: NotRequired[list[HostArgs]]
     """The agents (workers); they join after every server has."""
     k3s_version: NotRequired[str]
@@ -155,17 +160,37 @@ class K3sBootstrap(pulumi.ComponentResource):
 
         token = self._token(name, "token", settings.token)
         agent_token = self._token(name, "agent-token", settings.agent_token)
-        plan = BootstrapPlan.decide(name, settings, token, agent_token, init)
+        plan = BootstrapPlan.decide(name, settings, token, agent_token, init, ssh)
 
-        guard = guard_upgrade(plan, init, self)
-        server_installs = [install(plan, n, "server", guard, self) for n in servers]
-        agent_installs = [install(plan, n, "agent", guard, self) for n in agents]
-        init_start = start_init_server(plan, init, server_installs[0], servers[1:], self)
-        joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self)
+        guards = guard_upgrade(plan, servers, self)
+        server_installs = [install(plan, n, "server", guards, self) for n in servers]
+        agent_installs = [install(plan, n, "agent", guards, self) for n in agents]
+        # The first server's stale Node is evicted from the second server, which is still a
+        # member when the first is rebuilt alone (servers start in order, so it starts after).
+        init_evict = (
+            evict_stale_node(plan, init, "server", servers[1], [server_installs[0], server_installs[1]], self)
+            if len(servers) > 1
+            else None
+        )
+        init_start = start_init_server(
+            plan, init, [server_installs[0], *([init_evict] if init_evict else [])], servers[1:], self
+        )
+        join_evicts = [
+            evict_stale_node(plan, n, "server", init, [installed, init_start], self)
+            for n, installed in zip(servers[1:], server_installs[1:])
+        ]
+        joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self, join_evicts)
         last_server = joins[-1] if joins else init_start
         self.server_starts = [init_start, *joins]
-        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self)
+        agent_evicts = [
+            evict_stale_node(plan, n, "agent", init, [installed, last_server], self)
+            for n, installed in zip(agents, agent_installs)
+        ]
+        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, agent_evicts)
         self.memberships = hold_memberships(plan, servers, self.server_starts, agents, self.agent_starts, self)
+        self.reconcile = reconcile_members(
+            plan, init, [*self.server_starts, *self.agent_starts], self.memberships, self
+        )
 
         self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)
         self.api_endpoint = pulumi.Output.from_input(plan.api_address).apply(api_url)

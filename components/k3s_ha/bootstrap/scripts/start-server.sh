@@ -14,7 +14,10 @@
 # K3S_HA_PEERS (optional, space-separated addresses of the other servers or the fixed
 # registration address: a server whose config says cluster-init but which has no etcd
 # data yet joins the first of them that answers /ping instead of starting a second
-# cluster), K3S_HA_NODE_NAME (needed only when config.yaml sets node-name),
+# cluster), K3S_HA_CLUSTER_INIT (allowed, the default, or never: with never such a server
+# fails when no peer answers instead of running cluster-init), K3S_HA_MACHINE (ignored: the
+# machine's identity, so that a new machine at the same address re-runs this step),
+# K3S_HA_NODE_NAME (needed only when config.yaml sets node-name),
 # K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR,
 # K3S_HA_DATA_DIR (default: the config's data-dir, else /var/lib/rancher/k3s).
 set -euo pipefail
@@ -37,8 +40,14 @@ join_url=$(k3s_ha_config_server_url)
 if k3s_ha_has_etcd_data; then
   # K3s ignores cluster-init once etcd data exists: the config is written as given.
   :
-elif k3s_ha_config_is_true cluster-init && [[ -z $join_url ]] && ((${#peers[@]} > 0)); then
-  if ! k3s_ha_config_join_a_peer "${peers[@]}"; then
+elif k3s_ha_config_is_true cluster-init && [[ -z $join_url ]]; then
+  if ((${#peers[@]} > 0)) && k3s_ha_config_join_a_peer "${peers[@]}"; then
+    :
+  elif [[ ${K3S_HA_CLUSTER_INIT:-allowed} == never ]]; then
+    # Pulumi runs this mode on every run after the cluster's first: a cluster exists, and a
+    # fresh disk here (a rebuilt first server) must join it, never start a second one.
+    k3s_ha_die "this server has no etcd data and none of its peers (${K3S_HA_PEERS:-none given}) answers /ping: refusing to start a new cluster (cluster-init), because this cluster was initialised before; bring one of those servers (or the load balancer) back, then run pulumi up again"
+  else
     k3s_ha_log "no other server answers: starting a new cluster (cluster-init)"
   fi
   join_url=$(k3s_ha_config_server_url)

@@ -30,7 +30,6 @@ def fetch_kubeconfig(
         {},
         parent=parent,
         depends_on=after,
-        timeout="5m",
         secret_output=True,
     )
     return pulumi.Output.secret(
