@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import pulumi
 
+from . import cron_schedule
 from .errors import ConfigError
 from .versions import DEFAULT_K3S_VERSION, Era, K3sVersion, parse_version
 
@@ -191,3 +192,21 @@ def unique_names(names: list[str], arg: str) -> None:
         if name in seen:
             raise ConfigError(field(arg), f"host name {name!r} appears twice", "give every host its own name")
         seen.add(name)
+
+
+DEFAULT_SNAPSHOT_SCHEDULE = "0 */12 * * *"
+
+
+def snapshot_schedule(value: object, name: str = "etcdSnapshotSchedule / etcd_snapshot_schedule") -> str:
+    """The etcd snapshot cron spec, checked with K3s' own grammar (see cron_schedule.py): K3s
+    ignores a spec its parser refuses and then takes no snapshots at all."""
+    try:
+        cron_schedule.parse(value)  # type: ignore[arg-type]
+    except cron_schedule.CronError as error:
+        raise ConfigError(
+            name,
+            f"{value!r} is not a schedule K3s can run ({error}); K3s would ignore it and take no snapshots",
+            f'use five cron fields such as "{DEFAULT_SNAPSHOT_SCHEDULE}" (every 12 hours, the default), '
+            'a descriptor such as "@daily", or "@every 6h"',
+        ) from None
+    return value  # type: ignore[return-value]

@@ -140,6 +140,7 @@ def validate_cluster_args(args: K3sClusterArgs) -> list[str]:
     validation.positive_int(_setting(args, "root_volume_gb"), "root_volume_gb", "use at least 20 (GiB)")
     validation.positive_int(_setting(args, "zone_count"), "zone_count", "use 3 to spread servers over three zones")
     validation.positive_int(_setting(args, "etcd_snapshot_retention"), "etcd_snapshot_retention", "keep at least 1")
+    validation.snapshot_schedule(_setting(args, "etcd_snapshot_schedule"))
     zones = args.get("availability_zones")
     if zones is not None and (
         not isinstance(zones, list) or not zones or not all(isinstance(z, str) and z for z in zones)

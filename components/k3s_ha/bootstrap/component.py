@@ -129,6 +129,9 @@ def validate_bootstrap_args(args: K3sBootstrapArgs) -> list[str]:
     validation.positive_int(
         args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS), "ready_timeout_seconds", "use e.g. 600"
     )
+    schedule = (args.get("server_config") or {}).get("etcd-snapshot-schedule-cron")
+    if schedule is not None:
+        validation.snapshot_schedule(schedule, "serverConfig / server_config: etcd-snapshot-schedule-cron")
     ssh = args.get("ssh") or {}
     validation.non_empty(ssh.get("user"), "ssh_user", "set the login user, e.g. ubuntu")
     validation.non_empty(ssh.get("private_key"), "ssh_private_key", "pass the SSH private key as a secret")
