@@ -40,7 +40,7 @@ def provider() -> ComponentProvider:
         strings = string_annotations()
         cause = (
             "annotations are strings, not types (" + "; ".join(strings[:3]) + ", ...): remove "
-            "`from __future__ import annotations` from components/k3s_ha/aws/cluster.py"
+            "`from __future__ import annotations` from components/k3s_ha/aws/args.py and cluster.py"
             if strings
             else "see the error above"
         )

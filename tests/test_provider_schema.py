@@ -5,7 +5,7 @@ construction from the plain dict the provider hands to the constructor.
 The schema comes from `pulumi.provider.experimental.component.ComponentProvider`, the class
 `component_provider_host` runs, so what is checked here is what `pulumi package add` and every
 generated SDK (TypeScript, Go, C#, Java, YAML) get. The expectations are derived separately, from
-K3sClusterArgs' resolved type hints and the docstrings in cluster.py's source.
+K3sClusterArgs' resolved type hints and the docstrings in aws/args.py's and aws/cluster.py's source.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from component_schema import TOKEN, inferred_schema, string_annotations
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from helpers import PRIVATE_KEY
 from k3s_ha import K3sCluster, K3sClusterArgs
-from k3s_ha.aws import cluster as cluster_module
 from processes import stop
 from pulumi.runtime import rpc
 
@@ -69,10 +68,10 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def _field_docstrings(class_name: str) -> dict[str, str]:
-    """The string right under each annotated field of `class_name` in cluster.py."""
-    tree = ast.parse(Path(inspect.getsourcefile(cluster_module)).read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+def _field_docstrings(cls: type) -> dict[str, str]:
+    """The string right under each annotated field of `cls`, in its module's source."""
+    tree = ast.parse(Path(inspect.getsourcefile(cls)).read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
     docs: dict[str, str] = {}
     for stmt, following in zip(node.body, node.body[1:]):
         if (
@@ -91,11 +90,11 @@ _NOT_REQUIRED = {typing_extensions.NotRequired, getattr(typing, "NotRequired", t
 
 def _args_fields() -> dict[str, tuple[object, bool]]:
     """K3sClusterArgs field -> (its type without NotRequired, optional), read from the class's
-    own annotations (evaluated in cluster.py's namespace if they are strings)."""
+    own annotations (evaluated in its module's namespace if they are strings)."""
     fields = {}
     for name, hint in inspect.get_annotations(K3sClusterArgs).items():
         if isinstance(hint, str):
-            hint = eval(hint, vars(cluster_module))  # noqa: S307 - our own source
+            hint = eval(hint, vars(sys.modules[K3sClusterArgs.__module__]))  # noqa: S307 - our own source
         optional = typing.get_origin(hint) in _NOT_REQUIRED
         hint = typing.get_args(hint)[0] if optional else hint
         # Optional[T] also makes the analyzer list the input as optional.
@@ -151,7 +150,7 @@ def test_the_analyzer_sees_types_not_strings():
     strings = string_annotations()
     assert strings == [], (
         "remove `from __future__ import annotations` (and any quoted type) from "
-        f"components/k3s_ha/aws/cluster.py; the analyzer would see strings: {strings}"
+        f"components/k3s_ha/aws/args.py and cluster.py; the analyzer would see strings: {strings}"
     )
 
 
@@ -192,11 +191,12 @@ def test_the_inputs_users_rely_on(resource):
 
 
 def test_every_input_and_output_is_described_by_its_docstring(resource):
-    for class_name, properties in (
-        ("K3sClusterArgs", resource["inputProperties"]),
-        ("K3sCluster", resource["properties"]),
+    for cls, properties in (
+        (K3sClusterArgs, resource["inputProperties"]),
+        (K3sCluster, resource["properties"]),
     ):
-        docs = _field_docstrings(class_name)
+        class_name = cls.__name__
+        docs = _field_docstrings(cls)
         for name, doc in docs.items():
             if name.startswith("_"):
                 continue

@@ -100,7 +100,7 @@ def test_a_bad_schedule_creates_nothing(spec):
 
 
 def test_a_bad_schedule_in_a_bootstrap_server_config_is_refused_too():
-    from k3s_ha.bootstrap.component import validate_bootstrap_args
+    from k3s_ha.bootstrap.settings import parse_bootstrap_args as validate_bootstrap_args
 
     with pytest.raises(ConfigError) as caught:
         validate_bootstrap_args(

@@ -1,54 +1,32 @@
-"""Stack config (camelCase keys declared in Pulumi.yaml) -> K3sClusterArgs (snake_case)."""
+"""Stack config (camelCase keys declared in Pulumi.yaml) -> K3sClusterArgs (snake_case).
+
+Every K3sClusterArgs field is a config key, read by the kind of its annotation; nothing is
+listed twice. tests/test_project_config.py keeps Pulumi.yaml's `config:` block in step.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pulumi
 
-from .aws.cluster import K3sClusterArgs
+from .aws.args import ARG_KINDS, K3sClusterArgs
+from .validation import camel_case
 
-# config key -> (argument, kind). Pulumi.yaml declares the same keys; a test keeps them in step.
+# Read as a secret: the key Pulumi logs in with. `token` and `agentToken` are secret in
+# Pulumi.yaml too, but are read as plain text so the component can check them before anything
+# is created; the component wraps them as secrets at once.
+_READ_AS_SECRET = {"ssh_private_key"}
+
 CONFIG_KEYS: dict[str, tuple[str, str]] = {
-    "servers": ("servers", "int"),
-    "agents": ("agents", "int"),
-    "k3sVersion": ("k3s_version", "str"),
-    "allowDqlite": ("allow_dqlite", "bool"),
-    "serverInstanceType": ("server_instance_type", "str"),
-    "agentInstanceType": ("agent_instance_type", "str"),
-    "rootVolumeGb": ("root_volume_gb", "int"),
-    "amiId": ("ami_id", "str"),
-    "sshUser": ("ssh_user", "str"),
-    "sshPublicKey": ("ssh_public_key", "str"),
-    "keyName": ("key_name", "str"),
-    "sshPrivateKey": ("ssh_private_key", "secret"),
-    "sshAllowedCidrs": ("ssh_allowed_cidrs", "list"),
-    "apiAllowedCidrs": ("api_allowed_cidrs", "list"),
-    "vpcCidr": ("vpc_cidr", "str"),
-    "vpcId": ("vpc_id", "str"),
-    "subnetIds": ("subnet_ids", "list"),
-    "extraSecurityGroupIds": ("extra_security_group_ids", "list"),
-    "bastionHost": ("bastion_host", "str"),
-    "bastionUser": ("bastion_user", "str"),
-    "availabilityZones": ("availability_zones", "list"),
-    "zoneCount": ("zone_count", "int"),
-    "loadBalancer": ("load_balancer", "bool"),
-    "loadBalancerInternal": ("load_balancer_internal", "bool"),
-    # Read as plain text so the component can check it before anything is created; the
-    # component wraps it as a secret at once.
-    "token": ("token", "str"),
-    "agentToken": ("agent_token", "str"),
-    "etcdSnapshotSchedule": ("etcd_snapshot_schedule", "str"),
-    "etcdSnapshotRetention": ("etcd_snapshot_retention", "int"),
-    "etcdS3": ("etcd_s3", "bool"),
-    "etcdS3Bucket": ("etcd_s3_bucket", "str"),
-    "readyTimeoutSeconds": ("ready_timeout_seconds", "int"),
-    "tags": ("tags", "object"),
+    camel_case(arg): (arg, "secret" if arg in _READ_AS_SECRET else kind) for arg, kind in ARG_KINDS.items()
 }
+"""Config key -> (argument, kind: int, str, bool, list, object or secret)."""
 
 
 def cluster_args_from_config(config: pulumi.Config) -> K3sClusterArgs:
-    readers = {
+    readers: dict[str, Callable[[str], Any]] = {
         "int": config.get_int,
         "str": config.get,
         "bool": config.get_bool,
@@ -61,6 +39,6 @@ def cluster_args_from_config(config: pulumi.Config) -> K3sClusterArgs:
         value = readers[kind](key)
         if value is not None:
             args[arg] = value
-    if "ssh_private_key" not in args:
-        args["ssh_private_key"] = config.require_secret("sshPrivateKey")
-    return args  # type: ignore[return-value]
+    for required in K3sClusterArgs.__required_keys__ - args.keys():
+        args[required] = config.require_secret(camel_case(required))
+    return cast(K3sClusterArgs, args)

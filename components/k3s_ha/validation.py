@@ -9,12 +9,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import TypeGuard
 
 import pulumi
 
 from . import cron_schedule
 from .errors import ConfigError
 from .versions import DEFAULT_K3S_VERSION, Era, K3sVersion, parse_version
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # K3s' own default pod and service networks: a VPC overlapping them breaks routing.
 K3S_DEFAULT_NETWORKS = (ipaddress.ip_network("10.42.0.0/16"), ipaddress.ip_network("10.43.0.0/16"))
@@ -24,38 +27,60 @@ _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 MIN_TOKEN_LENGTH = 16
 
 
+def camel_case(arg: str) -> str:
+    """`k3s_version` -> `k3sVersion`: the stack config key (and schema name) of an argument."""
+    head, *rest = arg.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
 def field(arg: str) -> str:
     """`k3s_version` -> `k3sVersion / k3s_version`; single words stay as they are."""
-    head, *rest = arg.split("_")
-    camel = head + "".join(part.capitalize() for part in rest)
+    camel = camel_case(arg)
     return arg if camel == arg else f"{camel} / {arg}"
 
 
-def _is_int(value: object) -> bool:
+def is_whole_number(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def server_count(value: object) -> int:
-    if not _is_int(value) or value < 1 or value % 2 == 0:  # type: ignore[operator]
+    if not is_whole_number(value) or value < 1 or value % 2 == 0:
         raise ConfigError(
             field("servers"),
             f"{value!r} servers: embedded etcd needs an odd number (quorum is n/2+1, "
             "so an even count adds no fault tolerance)",
             "use 3 (survives one server loss) or 5 (survives two); 1 only for a throwaway test",
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def agent_count(value: object) -> int:
-    if not _is_int(value) or value < 0:  # type: ignore[operator]
+    if not is_whole_number(value) or value < 0:
         raise ConfigError(field("agents"), f"{value!r} is not a whole number of agents", "use 0 or more")
-    return value  # type: ignore[return-value]
+    return value
+
+
+def whole_number(value: object, arg: str, fix: str, minimum: int | None = None) -> int:
+    if not is_whole_number(value) or (minimum is not None and value < minimum):
+        what = {None: "a whole number", 1: "a positive whole number"}.get(
+            minimum, f"a whole number of at least {minimum}"
+        )
+        raise ConfigError(field(arg), f"{value!r} is not {what}", fix)
+    return value
 
 
 def positive_int(value: object, arg: str, fix: str) -> int:
-    if not _is_int(value) or value <= 0:  # type: ignore[operator]
-        raise ConfigError(field(arg), f"{value!r} is not a positive whole number", fix)
-    return value  # type: ignore[return-value]
+    return whole_number(value, arg, fix, minimum=1)
+
+
+def of_kind(value: object, kind: str, arg: str, fix: str, minimum: int | None = None) -> object:
+    """A value of a plain input kind (int, str, bool), as the stack config would give it."""
+    if kind == "int":
+        return whole_number(value, arg, fix, minimum)
+    expected = {"str": str, "bool": bool}[kind]
+    if not isinstance(value, expected):
+        raise ConfigError(field(arg), f"{value!r} is not a {expected.__name__}", fix)
+    return value
 
 
 def k3s_version(tag: object, allow_dqlite: bool) -> K3sVersion:
@@ -121,9 +146,9 @@ def token(value: object, arg: str) -> None:
         )
 
 
-def cidrs(values: object, arg: str) -> list[str]:
+def cidrs(values: object, arg: str) -> tuple[Network, ...]:
     if values is None:
-        return []
+        return ()
     if isinstance(values, str) or not isinstance(values, Iterable):
         raise ConfigError(field(arg), f"{values!r} is not a list of CIDR blocks", 'use a list, e.g. ["203.0.113.7/32"]')
     result = []
@@ -136,12 +161,12 @@ def cidrs(values: object, arg: str) -> list[str]:
                 f"{value!r} is not a valid CIDR block",
                 "write an address with its prefix length and no host bits set, e.g. 203.0.113.7/32",
             ) from None
-        result.append(str(network))
-    return result
+        result.append(network)
+    return tuple(result)
 
 
-def world_open(values: Iterable[str]) -> bool:
-    return any(ipaddress.ip_network(value).prefixlen == 0 for value in values)
+def world_open(networks: Iterable[Network]) -> bool:
+    return any(network.prefixlen == 0 for network in networks)
 
 
 def vpc_cidr(value: object, subnet_count: int) -> ipaddress.IPv4Network:
@@ -149,7 +174,7 @@ def vpc_cidr(value: object, subnet_count: int) -> ipaddress.IPv4Network:
         network = ipaddress.ip_network(str(value), strict=True)
     except ValueError:
         raise ConfigError(field("vpc_cidr"), f"{value!r} is not a valid CIDR block", "use e.g. 10.0.0.0/16") from None
-    if network.version != 4 or not 16 <= network.prefixlen <= 24:
+    if not isinstance(network, ipaddress.IPv4Network) or not 16 <= network.prefixlen <= 24:
         raise ConfigError(
             field("vpc_cidr"), f"{value} must be an IPv4 block from /16 to /24 (AWS VPC limits)", "use e.g. 10.0.0.0/16"
         )
@@ -164,7 +189,7 @@ def vpc_cidr(value: object, subnet_count: int) -> ipaddress.IPv4Network:
         raise ConfigError(
             field("vpc_cidr"), f"{value} is too small for {subnet_count} subnets", "use a larger block, e.g. a /16"
         )
-    return network  # type: ignore[return-value]
+    return network
 
 
 def instance_type(value: object, arg: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .firewall import API_PORT
+from ..ports import API_PORT
 
 
 @dataclass(frozen=True)

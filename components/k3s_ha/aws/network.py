@@ -16,7 +16,7 @@ import pulumi_aws as aws
 @dataclass(frozen=True)
 class Network:
     vpc_id: pulumi.Output[str]
-    subnet_ids: list[pulumi.Input[str]]
+    subnet_ids: Sequence[pulumi.Input[str]]
 
 
 def subnet_cidrs(vpc_cidr: ipaddress.IPv4Network, count: int) -> list[str]:

@@ -25,7 +25,7 @@ class SnapshotStore:
     folder: str
     instance_profile: pulumi.Output[str]
 
-    def server_config(self) -> dict[str, Any]:
+    def etcd_s3_settings(self) -> dict[str, Any]:
         """config.yaml keys that send every scheduled snapshot to S3 too."""
         return {
             "etcd-s3": True,

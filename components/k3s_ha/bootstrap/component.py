@@ -17,9 +17,10 @@ import pulumi_random as random
 from typing_extensions import NotRequired
 
 from .. import validation
-from ..versions import DEFAULT_K3S_VERSION
+from ..ports import api_url
 from .plan import BootstrapPlan
 from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node
+from .settings import BootstrapSettings, parse_bootstrap_args
 from .steps.agents import start_agents
 from .steps.install import install
 from .steps.kubeconfig import fetch_kubeconfig
@@ -27,8 +28,6 @@ from .steps.membership import hold_memberships
 from .steps.servers import join_servers_in_turn, start_init_server
 from .steps.upgrade_guard import guard_upgrade
 
-DEFAULT_READY_TIMEOUT_SECONDS = 600
-DEFAULT_INSTALL_URL = "https://get.k3s.io"
 TOKEN_LENGTH = 48
 
 
@@ -117,28 +116,6 @@ def _checked_token(value: pulumi.Input[str], arg: str) -> pulumi.Output[str]:
     return pulumi.Output.secret(pulumi.Output.from_input(value).apply(check))
 
 
-def validate_bootstrap_args(args: K3sBootstrapArgs) -> list[str]:
-    """Check every argument; return warnings to log. Raises ConfigError on bad input."""
-    servers = args.get("servers") or []
-    agents = args.get("agents") or []
-    validation.server_count(len(servers))
-    validation.unique_names([h.get("name") for h in [*servers, *agents]], "servers")
-    version = validation.k3s_version(args.get("k3s_version", DEFAULT_K3S_VERSION), bool(args.get("allow_dqlite")))
-    validation.token(args.get("token"), "token")
-    validation.token(args.get("agent_token"), "agent_token")
-    validation.positive_int(
-        args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS), "ready_timeout_seconds", "use e.g. 600"
-    )
-    schedule = (args.get("server_config") or {}).get("etcd-snapshot-schedule-cron")
-    if schedule is not None:
-        validation.snapshot_schedule(schedule, "serverConfig / server_config: etcd-snapshot-schedule-cron")
-    ssh = args.get("ssh") or {}
-    validation.non_empty(ssh.get("user"), "ssh_user", "set the login user, e.g. ubuntu")
-    validation.non_empty(ssh.get("private_key"), "ssh_private_key", "pass the SSH private key as a secret")
-    warning = validation.version_warning(version)
-    return [warning] if warning else []
-
-
 class K3sBootstrap(pulumi.ComponentResource):
     """Installs K3s on the given hosts in HA order and returns the admin kubeconfig."""
 
@@ -149,14 +126,18 @@ class K3sBootstrap(pulumi.ComponentResource):
     token: pulumi.Output[str]
     """The cluster token (secret): keep it, etcd snapshots cannot be restored without it."""
 
-    def __init__(self, name: str, args: K3sBootstrapArgs, opts: pulumi.ResourceOptions | None = None):
-        warnings = validate_bootstrap_args(args)
+    def __init__(
+        self, name: str, args: K3sBootstrapArgs | BootstrapSettings, opts: pulumi.ResourceOptions | None = None
+    ):
+        """`args`: the inputs, or BootstrapSettings a caller has already checked (K3sCluster
+        builds them from its own checked settings, so nothing is checked twice)."""
+        settings, warnings = (args, []) if isinstance(args, BootstrapSettings) else parse_bootstrap_args(args)
         super().__init__("k3s-ha:index:K3sBootstrap", name, {}, opts)
         for warning in warnings:
             pulumi.log.warn(warning, resource=self)
 
         # One secret Output for the key, shared by every node's connection.
-        ssh = SshArgs(**{**args["ssh"], "private_key": pulumi.Output.secret(args["ssh"]["private_key"])})
+        ssh = SshArgs(**{**settings.ssh, "private_key": pulumi.Output.secret(settings.ssh["private_key"])})
 
         def node(host: HostArgs) -> Node:
             address = host["address"]
@@ -168,28 +149,13 @@ class K3sBootstrap(pulumi.ComponentResource):
                 replace_on=host.get("replace_on"),
             )
 
-        servers = [node(h) for h in args["servers"]]
-        agents = [node(h) for h in args.get("agents") or []]
+        servers = [node(h) for h in settings.servers]
+        agents = [node(h) for h in settings.agents]
         init = servers[0]
 
-        token = self._token(name, "token", args.get("token"))
-        agent_token = self._token(name, "agent-token", args.get("agent_token"))
-        registration = args.get("registration_address")
-        api_address = args.get("api_address") or registration or init.address
-        registration = registration or init.private_address
-        plan = BootstrapPlan(
-            name=name,
-            k3s_version=validation.k3s_version(args.get("k3s_version", DEFAULT_K3S_VERSION), True).tag,
-            token=token,
-            agent_token=agent_token,
-            registration_address=registration,
-            api_address=api_address,
-            tls_sans=[registration, api_address, *(args.get("tls_sans") or [])],
-            ready_timeout_seconds=args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS),
-            install_url=args.get("install_url", DEFAULT_INSTALL_URL),
-            server_extra=dict(args.get("server_config") or {}),
-            agent_extra=dict(args.get("agent_config") or {}),
-        )
+        token = self._token(name, "token", settings.token)
+        agent_token = self._token(name, "agent-token", settings.agent_token)
+        plan = BootstrapPlan.decide(name, settings, token, agent_token, init)
 
         guard = guard_upgrade(plan, init, self)
         server_installs = [install(plan, n, "server", guard, self) for n in servers]
@@ -202,7 +168,7 @@ class K3sBootstrap(pulumi.ComponentResource):
         self.memberships = hold_memberships(plan, servers, self.server_starts, agents, self.agent_starts, self)
 
         self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)
-        self.api_endpoint = pulumi.Output.concat("https://", api_address, ":6443")
+        self.api_endpoint = pulumi.Output.from_input(plan.api_address).apply(api_url)
         self.token = token
         self.register_outputs({"kubeconfig": self.kubeconfig, "api_endpoint": self.api_endpoint, "token": self.token})
 

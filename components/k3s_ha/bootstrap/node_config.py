@@ -1,4 +1,4 @@
-"""The /etc/rancher/k3s/config.yaml each role receives on stdin.
+"""Render the /etc/rancher/k3s/config.yaml each role receives on stdin.
 
 Settings live in config.yaml (mode 0600) rather than on the command line, because
 flags land in the unit's ExecStart where anyone can read them.
@@ -11,18 +11,14 @@ from typing import Any
 
 import yaml
 
-API_PORT = 6443
-
-
-def server_url(address: str) -> str:
-    return f"https://{address}:{API_PORT}"
+from ..ports import api_url
 
 
 def _render(settings: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(settings), sort_keys=True, default_flow_style=False)
 
 
-def server_config(
+def render_server_config_yaml(
     *,
     token: str,
     agent_token: str,
@@ -30,7 +26,7 @@ def server_config(
     join_address: str | None,
     extra: Mapping[str, Any],
 ) -> str:
-    """Config for a server: `cluster-init` on the first, `server:` on the ones that join it.
+    """A server's config.yaml: `cluster-init` on the first, `server:` on the ones that join it.
 
     Everything but the join line must be identical on every server, or K3s refuses the join
     with "critical configuration value mismatch".
@@ -45,9 +41,9 @@ def server_config(
     if join_address is None:
         settings["cluster-init"] = True
     else:
-        settings["server"] = server_url(join_address)
+        settings["server"] = api_url(join_address)
     return _render(settings)
 
 
-def agent_config(*, agent_token: str, join_address: str, extra: Mapping[str, Any]) -> str:
-    return _render({**extra, "server": server_url(join_address), "token": agent_token})
+def render_agent_config_yaml(*, agent_token: str, join_address: str, extra: Mapping[str, Any]) -> str:
+    return _render({**extra, "server": api_url(join_address), "token": agent_token})

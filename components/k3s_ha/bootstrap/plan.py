@@ -8,6 +8,9 @@ from typing import Any
 
 import pulumi
 
+from .remote import Node
+from .settings import BootstrapSettings
+
 
 @dataclass(frozen=True)
 class BootstrapPlan:
@@ -22,7 +25,36 @@ class BootstrapPlan:
     ready_timeout_seconds: int
     install_url: str
     server_extra: Mapping[str, Any] = field(default_factory=dict)
+    """Further config.yaml settings, the same on every server (K3sBootstrapArgs.server_config)."""
     agent_extra: Mapping[str, Any] = field(default_factory=dict)
+    """Further config.yaml settings for every agent (K3sBootstrapArgs.agent_config)."""
+
+    @classmethod
+    def decide(
+        cls,
+        name: str,
+        settings: BootstrapSettings,
+        token: pulumi.Output[str],
+        agent_token: pulumi.Output[str],
+        init: Node,
+    ) -> BootstrapPlan:
+        """Fill in the addresses: without a registration address (a load balancer), nodes join
+        through the first server's private address and the kubeconfig points at its `address`."""
+        api_address = settings.api_address or settings.registration_address or init.address
+        registration = settings.registration_address or init.private_address
+        return cls(
+            name=name,
+            k3s_version=settings.k3s.version.tag,
+            token=token,
+            agent_token=agent_token,
+            registration_address=registration,
+            api_address=api_address,
+            tls_sans=[registration, api_address, *settings.tls_sans],
+            ready_timeout_seconds=settings.k3s.ready_timeout_seconds,
+            install_url=settings.install_url,
+            server_extra=dict(settings.server_config),
+            agent_extra=dict(settings.agent_config),
+        )
 
     @property
     def command_timeout(self) -> str:

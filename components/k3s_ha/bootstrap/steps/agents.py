@@ -24,7 +24,7 @@ def start_agents(
 ) -> list[command.remote.Command]:
     config = pulumi.Output.secret(
         pulumi.Output.all(plan.agent_token, plan.registration_address).apply(
-            lambda values: node_config.agent_config(
+            lambda values: node_config.render_agent_config_yaml(
                 agent_token=values[0], join_address=values[1], extra=plan.agent_extra
             )
         )

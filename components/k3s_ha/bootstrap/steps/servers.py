@@ -20,7 +20,7 @@ from ..plan import BootstrapPlan
 from ..remote import Node, run_script
 
 
-def server_config(plan: BootstrapPlan, join_address: pulumi.Input[str] | None) -> pulumi.Output[str]:
+def secret_server_config_yaml(plan: BootstrapPlan, join_address: pulumi.Input[str] | None) -> pulumi.Output[str]:
     """A server's config.yaml (secret): the same text for every server that joins, so build it
     once and pass it to each (`config=`)."""
     config = pulumi.Output.all(
@@ -30,7 +30,7 @@ def server_config(plan: BootstrapPlan, join_address: pulumi.Input[str] | None) -
         join_address,
         pulumi.Output.from_input(plan.server_extra),
     ).apply(
-        lambda values: node_config.server_config(
+        lambda values: node_config.render_server_config_yaml(
             token=values[0],
             agent_token=values[1],
             tls_sans=values[2],
@@ -50,7 +50,7 @@ def start_server(
     parent: pulumi.Resource,
     peers: pulumi.Input[str] | None = None,
 ) -> command.remote.Command:
-    """`config`: the node's `server_config`. `peers` (first server only): space-separated
+    """`config`: the node's `secret_server_config_yaml`. `peers` (first server only): space-separated
     addresses to probe before `cluster-init`. If one answers, a cluster already exists (this is
     a rebuilt first server) and the script joins it instead of splitting it in two
     (k3s-ansible#269)."""
@@ -86,7 +86,9 @@ def start_init_server(
     peers = pulumi.Output.all(node.private_address, *candidates).apply(
         lambda v: " ".join(a for a in dict.fromkeys(v[1:]) if a and a != v[0])
     )
-    return start_server(plan, node, config=server_config(plan, None), after=[installed], parent=parent, peers=peers)
+    return start_server(
+        plan, node, config=secret_server_config_yaml(plan, None), after=[installed], parent=parent, peers=peers
+    )
 
 
 def join_servers_in_turn(
@@ -98,7 +100,7 @@ def join_servers_in_turn(
 ) -> list[command.remote.Command]:
     joined: list[command.remote.Command] = []
     previous = init_server
-    config = server_config(plan, plan.registration_address)  # the same for every joining server
+    config = secret_server_config_yaml(plan, plan.registration_address)  # the same for every joining server
     for node, installed in zip(nodes, installs):
         previous = start_server(plan, node, config=config, after=[installed, previous], parent=parent)
         joined.append(previous)
