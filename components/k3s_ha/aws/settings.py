@@ -223,6 +223,6 @@ def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]
         agent_token=given.get("agent_token"),
         k3s_server_settings=k3s_server_settings,
         snapshot_bucket=SnapshotBucket(etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None,
-        tags=dict(given.get("tags") or {}),
+        tags=validation.tags(given.get("tags")),
     )
     return settings, warnings + k3s_warnings
