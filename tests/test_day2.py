@@ -48,7 +48,13 @@ def test_one_more_agent_adds_only_that_agents_resources(base):
     more = _run(agents=3)
     change = _changed(base, more)
     assert change["removed"] == [] and change["inputs"] == []
-    assert change["added"] == ["dev-agent-2", "dev-agent-2-install", "dev-agent-2-member", "dev-agent-2-start"]
+    assert change["added"] == [
+        "dev-agent-2",
+        "dev-agent-2-host-key",
+        "dev-agent-2-install",
+        "dev-agent-2-member",
+        "dev-agent-2-start",
+    ]
 
 
 def test_three_to_five_servers_leaves_existing_nodes_alone_and_joins_one_at_a_time(base):
@@ -57,10 +63,12 @@ def test_three_to_five_servers_leaves_existing_nodes_alone_and_joins_one_at_a_ti
     assert change["removed"] == [] and change["inputs"] == []
     assert change["added"] == [
         "dev-server-3",
+        "dev-server-3-host-key",
         "dev-server-3-install",
         "dev-server-3-member",
         "dev-server-3-start",
         "dev-server-4",
+        "dev-server-4-host-key",
         "dev-server-4-install",
         "dev-server-4-member",
         "dev-server-4-start",
@@ -104,14 +112,20 @@ def test_a_newly_published_image_changes_only_ignored_inputs(base):
     for name in change["inputs"]:
         old, new = _by_key(base)[("aws:ec2/instance:Instance", name)], newer.named(name)
         assert {k for k in new.inputs if new.inputs[k] != old.inputs.get(k)} == {"ami"}
-        assert new.options["ignoreChanges"] == ["ami"]
+        assert new.options["ignoreChanges"] == ["ami", "userData", 'tags["k3s-ha-ssh-host-key"]']
 
 
 def test_removing_an_agent_leaves_the_others_alone(base):
     fewer = _run(agents=1)
     change = _changed(base, fewer)
     assert change["added"] == [] and change["inputs"] == []
-    assert change["removed"] == ["dev-agent-1", "dev-agent-1-install", "dev-agent-1-member", "dev-agent-1-start"]
+    assert change["removed"] == [
+        "dev-agent-1",
+        "dev-agent-1-host-key",
+        "dev-agent-1-install",
+        "dev-agent-1-member",
+        "dev-agent-1-start",
+    ]
 
 
 def test_a_leaving_agent_is_drained_and_deleted_from_a_server_then_uninstalled(base):
@@ -137,10 +151,12 @@ def test_servers_leave_one_at_a_time():
     assert change["inputs"] == [] and change["added"] == []
     assert change["removed"] == [
         "dev-server-3",
+        "dev-server-3-host-key",
         "dev-server-3-install",
         "dev-server-3-member",
         "dev-server-3-start",
         "dev-server-4",
+        "dev-server-4-host-key",
         "dev-server-4-install",
         "dev-server-4-member",
         "dev-server-4-start",

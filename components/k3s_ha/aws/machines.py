@@ -49,7 +49,12 @@ def build_instance(
     image_is_lookup: bool,
     parent: pulumi.Resource,
     instance_profile: pulumi.Input[str] | None = None,
+    user_data: pulumi.Input[str] | None = None,
+    creation_tags: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> aws.ec2.Instance:
+    """`user_data` takes effect at first boot only: later changes are ignored, because applying
+    them stops and starts the instance (pulumi-aws Instance.user_data). `creation_tags` are set
+    when the instance is created and never changed, so they record how it was launched."""
     node_tags = {**tags, "Name": name, "k3s-role": role, "k3s-cluster": cluster}
     return aws.ec2.Instance(
         name,
@@ -59,6 +64,7 @@ def build_instance(
         vpc_security_group_ids=list(security_group_ids),
         key_name=key_name,
         iam_instance_profile=instance_profile,
+        user_data=user_data,
         # IMDSv2 only; hop limit 1 keeps pods from reaching the node's credentials.
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
@@ -66,7 +72,14 @@ def build_instance(
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             encrypted=True, volume_type="gp3", volume_size=root_volume_gb, delete_on_termination=True
         ),
-        tags=node_tags,
+        tags={**node_tags, **(creation_tags or {})},
         volume_tags=node_tags,
-        opts=pulumi.ResourceOptions(parent=parent, ignore_changes=["ami"] if image_is_lookup else None),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            ignore_changes=[
+                *(["ami"] if image_is_lookup else []),
+                *(["user_data"] if user_data else []),
+                *(f'tags["{key}"]' for key in creation_tags or {}),
+            ],
+        ),
     )
