@@ -47,7 +47,7 @@ class K3sCluster(pulumi.ComponentResource):
     """Cluster token (secret): needed to restore etcd snapshots."""
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        settings, warnings = parse_cluster_args(args)
+        settings, warnings = parse_cluster_args(args, name)
         super().__init__("k3s-ha:index:K3sCluster", name, {}, opts)
         for warning in warnings:
             pulumi.log.warn(warning, resource=self)
@@ -137,7 +137,13 @@ def _snapshot_store(
 ) -> SnapshotStore | None:
     if settings.snapshot_bucket is None:
         return None
-    return build_snapshot_store(name, existing_bucket=settings.snapshot_bucket.existing, tags=tags, parent=parent)
+    return build_snapshot_store(
+        name,
+        folder=settings.snapshot_bucket.folder,
+        existing_bucket=settings.snapshot_bucket.existing,
+        tags=tags,
+        parent=parent,
+    )
 
 
 def _machines(
