@@ -4,8 +4,10 @@ constant has one home. The links a new config key relies on are checked here."""
 from __future__ import annotations
 
 import ast
+import io
 import ipaddress
 import re
+import tokenize
 from pathlib import Path
 
 import engine
@@ -193,17 +195,20 @@ PORTS = {6443, 2379, 2380, 8472, 10250}
 
 
 def _port_literals(source: str) -> list[int]:
-    """Line numbers of K3s port numbers in code: int literals, and ":6443" in strings that are
-    not docstrings (prose may name the port; code must use ports.API_PORT)."""
-    tree = ast.parse(source)
-    prose = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
-    return [
-        node.lineno
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant)
-        and id(node) not in prose
-        and (type(node.value) is int and node.value in PORTS or isinstance(node.value, str) and ":6443" in node.value)
-    ]
+    """Line numbers of K3s port numbers in code: number literals, and ":6443" in strings that are
+    not triple-quoted (prose and docstrings may name the port; code must use ports.API_PORT).
+    tokenize, not ast: CPython 3.11's ast.parse can fail spuriously while another thread builds
+    an AST (python/cpython#106905)."""
+    lines = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        text = token.string
+        number = token.type == tokenize.NUMBER and text.isdigit() and int(text) in PORTS
+        url = (
+            token.type == tokenize.STRING and ":6443" in text and not text.lstrip("rbfuRBFU").startswith(('"""', "'''"))
+        )
+        if number or url:
+            lines.append(token.start[0])
+    return lines
 
 
 def test_k3s_ports_are_written_only_in_ports_py():

@@ -54,15 +54,7 @@ class K3sCluster(pulumi.ComponentResource):
 
         tags = {**settings.tags, "k3s-cluster": name}
         network = _network(name, settings, tags, self)
-        firewall = build_firewall(
-            name,
-            network.vpc_id,
-            ssh_cidrs=[str(cidr) for cidr in settings.ssh_cidrs],
-            api_cidrs=[str(cidr) for cidr in settings.api_cidrs],
-            load_balancer=settings.load_balancer,
-            tags=tags,
-            parent=self,
-        )
+        firewall = _firewall(name, settings, network, tags, self)
         key_name = _key_pair(name, settings, tags, self)
         snapshots = _snapshot_store(name, settings, tags, self)
         servers, agents, host_keys = _machines(name, settings, network, firewall, key_name, snapshots, tags, self)
@@ -121,6 +113,20 @@ def _zones(vpc: NewVpc, parent: pulumi.Resource) -> list[pulumi.Input[str]]:
         return names.apply(pick)
 
     return [zone(i) for i in range(vpc.zone_count)]
+
+
+def _firewall(
+    name: str, settings: ClusterSettings, network: Network, tags: dict[str, str], parent: pulumi.Resource
+) -> Firewall:
+    return build_firewall(
+        name,
+        network.vpc_id,
+        ssh_cidrs=[str(cidr) for cidr in settings.ssh_cidrs],
+        api_cidrs=[str(cidr) for cidr in settings.api_cidrs],
+        load_balancer=settings.load_balancer,
+        tags=tags,
+        parent=parent,
+    )
 
 
 def _key_pair(name: str, settings: ClusterSettings, tags: dict[str, str], parent: pulumi.Resource) -> pulumi.Input[str]:
