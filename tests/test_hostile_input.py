@@ -222,3 +222,11 @@ def test_a_bad_output_token_in_a_bootstrap_stops_before_any_node_step():
     with pytest.raises(ValueError, match="K10") as caught:
         engine.run(_bootstrap(token=late("K10" + "a" * 40)))
     assert [r.name for r in caught.value.registrations if r.type == "command:remote:Command"] == []
+
+
+def test_an_api_address_known_only_at_deploy_time_is_checked_before_it_enters_the_kubeconfig():
+    from k3s_ha.bootstrap.steps.kubeconfig import rewrite_server
+
+    with pytest.raises(ConfigError, match="apiAddress / api_address"):
+        rewrite_server(engine.SAMPLE_KUBECONFIG, "lb.example.com\n    evil: true")
+    assert "server: https://lb.example.com:6443" in rewrite_server(engine.SAMPLE_KUBECONFIG, "lb.example.com")

@@ -118,3 +118,12 @@ def test_a_good_schedule_reaches_every_server_config():
     for index in range(3):
         server = stdin_yaml(run, f"dev-server-{index}-start")
         assert server["etcd-snapshot-schedule-cron"] == "CRON_TZ=UTC 0 3 * * *"
+
+
+def test_without_a_time_zone_database_zone_names_are_checked_by_shape_only(monkeypatch):
+    import zoneinfo
+
+    monkeypatch.setattr(zoneinfo, "available_timezones", lambda: set())
+    parse("CRON_TZ=Europe/Berlin 0 3 * * *")
+    with pytest.raises(CronError, match="not a time zone name"):
+        parse("CRON_TZ=../../etc/passwd 0 3 * * *")

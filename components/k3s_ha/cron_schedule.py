@@ -50,6 +50,7 @@ _FIELDS = (
 )
 DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _EVERY = "@every "
+_IANA_NAME = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
 MIN_EVERY_SECONDS = 60
 _ATOI = re.compile(r"[+-]?[0-9]+")  # Go's strconv.Atoi: optional sign, ASCII digits only
 # Go's time.ParseDuration: a signed sequence of decimal numbers, each with a unit ("0" alone too).
@@ -87,6 +88,10 @@ def _check_zone(name: str) -> None:
     # Go's time.LoadLocation: "" and "UTC" are UTC, "Local" the node's zone, else the IANA database.
     if name in ("", "UTC", "Local"):
         return
+    if not _IANA_NAME.fullmatch(name) or ".." in name:
+        raise CronError(f"provided bad location {name}: not a time zone name")
+    if not zoneinfo.available_timezones():
+        return  # no time zone database here to check against (the node has its own)
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
