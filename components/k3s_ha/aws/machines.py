@@ -78,7 +78,7 @@ def build_instance(
             parent=parent,
             ignore_changes=[
                 *(["ami"] if image_is_lookup else []),
-                *(["user_data"] if user_data else []),
+                *(["user_data"] if user_data is not None else []),
                 *(f'tags["{key}"]' for key in creation_tags or {}),
             ],
         ),
