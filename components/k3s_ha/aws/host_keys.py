@@ -13,6 +13,9 @@ pinned in every connection, so whoever answers on a node's address cannot pose a
   stops and starts an instance (pulumi-aws Instance.user_data), so the instance ignores its
   changes. Whether a node was launched with its key is read from its HOST_KEY_TAG tag, set at
   creation with the user data; a node without it (created before this existed) is not pinned.
+  The tag's changes are ignored too: for a path missing from an instance's old inputs the
+  engine deletes it from the new ones (PropertyPath.Reset, pulumi/pulumi
+  sdk/go/common/resource/properties_path.go), so a running node never gains the tag.
 """
 
 from __future__ import annotations
