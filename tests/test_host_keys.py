@@ -1,6 +1,8 @@
 """Each EC2 node's SSH host key is generated, handed to cloud-init and pinned in every
 connection (issue 12.4); running nodes are neither restarted nor pinned to a key they lack."""
 
+import json
+
 import engine
 import yaml
 from helpers import SECRET_KEYS, commands, config
@@ -93,3 +95,16 @@ def test_a_bootstrap_host_key_is_pinned_for_that_host_only():
     run = engine.run(program)
     assert run.named("lab-pi-0-install").inputs["connection"]["hostKey"] == pin
     assert "hostKey" not in run.named("lab-pi-1-install").inputs["connection"]
+
+
+def test_the_host_private_key_appears_only_in_secret_inputs():
+    run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS)
+    private = {
+        yaml.safe_load(i.inputs["userData"])["ssh_keys"]["ed25519_private"].splitlines()[1]
+        for i in run.by_type(INSTANCE)
+    }
+    assert len(private) == 4
+    for r in run.registrations:
+        for key, value in r.inputs.items():
+            if any(p in json.dumps(value) for p in private):
+                assert r.is_secret(key), f"{r.name}.{key} carries a host private key in the clear"
