@@ -230,3 +230,14 @@ def test_an_api_address_known_only_at_deploy_time_is_checked_before_it_enters_th
     with pytest.raises(ConfigError, match="apiAddress / api_address"):
         rewrite_server(engine.SAMPLE_KUBECONFIG, "lb.example.com\n    evil: true")
     assert "server: https://lb.example.com:6443" in rewrite_server(engine.SAMPLE_KUBECONFIG, "lb.example.com")
+
+
+def test_keys_the_cli_hands_over_in_pulumi_config_are_seen_too(monkeypatch):
+    """`pulumi up` passes the stack config to the program as the PULUMI_CONFIG JSON."""
+    import json
+
+    from k3s_ha.stack_config import project_config_keys
+
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"k3s-ha:servrs": "5", "aws:region": "eu-west-1"}))
+    assert "servrs" in project_config_keys("k3s-ha")
+    assert not any(":" in key for key in project_config_keys("k3s-ha"))
