@@ -241,3 +241,9 @@ def test_keys_the_cli_hands_over_in_pulumi_config_are_seen_too(monkeypatch):
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"k3s-ha:servrs": "5", "aws:region": "eu-west-1"}))
     assert "servrs" in project_config_keys("k3s-ha")
     assert not any(":" in key for key in project_config_keys("k3s-ha"))
+
+
+@pytest.mark.parametrize("bastion", ["bastion.example.com\n", "203.0.113.9:22", "user@203.0.113.9"])
+def test_a_bastion_that_is_not_an_ip_or_dns_name_is_refused(bastion):
+    error = refuse(bastionHost=bastion)
+    assert error.field == "bastionHost / bastion_host"

@@ -192,6 +192,7 @@ def parse_cluster_args(args: K3sClusterArgs, name: str = "cluster") -> tuple[Clu
     k3s_server_settings = _k3s_server_settings(setting)
     network = _network(given, setting, _zones(given.get("availability_zones")), warnings)
     bastion_host = given.get("bastion_host")
+    validation.host_address(bastion_host, field("bastion_host"))
     if bastion_host and setting("load_balancer") and not setting("load_balancer_internal"):
         warnings.append(
             "bastionHost with an internet-facing load balancer: nodes in private subnets reach it through "
