@@ -12,6 +12,7 @@ Differences from a real engine, handled here on purpose:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from collections.abc import Callable
@@ -121,6 +122,18 @@ class CloudMocks(pulumi.runtime.Mocks):
             state.update(name=f"{name}-generated", arn=f"arn:aws:iam::123456789012:role/{name}")
         elif typ == "aws:ec2/keyPair:KeyPair":
             state["keyName"] = state.get("keyName") or f"{name}-key"
+        elif typ == "tls:index/privateKey:PrivateKey":
+            # Stand-in key material, deterministic per name, in the formats pulumi-tls returns
+            # (OpenSSH private key; authorized_keys public key with a trailing newline).
+            blob = base64.b64encode(
+                b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + hashlib.sha256(name.encode()).digest()
+            )
+            state.update(
+                privateKeyOpenssh="-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-"
+                + hashlib.sha256(b"private" + name.encode()).hexdigest()
+                + "\n-----END OPENSSH PRIVATE KEY-----\n",
+                publicKeyOpenssh=f"ssh-ed25519 {blob.decode()}\n",
+            )
         elif typ == "random:index/randomPassword:RandomPassword":
             alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
             seed = hashlib.sha256(name.encode()).digest() * 2

@@ -13,11 +13,23 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "components" / "k3s_ha"
 
 
+def _parse(text: str) -> ast.Module:
+    """CPython 3.11's ast.parse can fail spuriously ("AST constructor recursion depth mismatch")
+    while another thread of the test process builds an AST (python/cpython#106905); the same
+    text parses on the next try."""
+    for _ in range(4):
+        try:
+            return ast.parse(text)
+        except SystemError:
+            continue
+    return ast.parse(text)
+
+
 def _imports(path: Path) -> set[str]:
     """Absolute module names a file imports, relative imports resolved against its package."""
     package = path.relative_to(ROOT / "components").with_suffix("").parts[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(_parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):

@@ -10,6 +10,7 @@ import engine
 import pytest
 import yaml
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
+from k3s_ha.aws.machines import NEW_NODES_ONLY
 
 CMD = "command:remote:Command"
 
@@ -52,6 +53,7 @@ def test_one_more_agent_adds_only_that_agents_resources(base):
     assert change["added"] == [
         "dev-agent-2",
         "dev-agent-2-evict",
+        "dev-agent-2-host-key",
         "dev-agent-2-install",
         "dev-agent-2-member",
         "dev-agent-2-start",
@@ -65,7 +67,7 @@ def test_three_to_five_servers_leaves_existing_nodes_alone_and_joins_one_at_a_ti
     assert change["added"] == [
         f"dev-server-{i}{suffix}"
         for i in (3, 4)
-        for suffix in ("", "-evict", "-install", "-member", "-start", "-version-guard")
+        for suffix in ("", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
     ]
     assert five.depends_on("dev-server-3-start", "dev-server-2-start")
     assert five.depends_on("dev-server-4-start", "dev-server-3-start")
@@ -109,7 +111,7 @@ def test_a_newly_published_image_changes_only_ignored_inputs(base):
     for name in change["inputs"]:
         old, new = _by_key(base)[("aws:ec2/instance:Instance", name)], newer.named(name)
         assert {k for k in new.inputs if new.inputs[k] != old.inputs.get(k)} == {"ami"}
-        assert "ami" in new.options["ignoreChanges"]
+        assert new.options["ignoreChanges"] == [*NEW_NODES_ONLY, 'tags["k3s-ha-ssh-host-key"]']
 
 
 def test_removing_an_agent_leaves_the_others_alone(base):
@@ -119,6 +121,7 @@ def test_removing_an_agent_leaves_the_others_alone(base):
     assert change["removed"] == [
         "dev-agent-1",
         "dev-agent-1-evict",
+        "dev-agent-1-host-key",
         "dev-agent-1-install",
         "dev-agent-1-member",
         "dev-agent-1-start",
@@ -154,7 +157,7 @@ def test_servers_leave_one_at_a_time():
     assert change["removed"] == [
         f"dev-server-{i}{suffix}"
         for i in (3, 4)
-        for suffix in ("", "-evict", "-install", "-member", "-start", "-version-guard")
+        for suffix in ("", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
     ]
     # One reconcile step removes both, one after the other (reconcile-members.sh).
     for name in change["removed"]:
@@ -196,14 +199,18 @@ def test_s3_snapshots_get_a_private_encrypted_versioned_bucket_kept_on_destroy()
     )
     policy = json.loads(run.by_type("aws:iam/rolePolicy:RolePolicy")[0].inputs["policy"])
     resources = {r for s in policy["Statement"] for r in [s["Resource"]]}
-    assert resources == {"arn:aws:s3:::dev-etcd-snapshots-20261126", "arn:aws:s3:::dev-etcd-snapshots-20261126/dev/*"}
-    assert not any("*" == a or a.endswith(":*") for s in policy["Statement"] for a in s["Action"])
+    assert resources == {
+        "arn:aws:s3:::dev-etcd-snapshots-20261126",
+        "arn:aws:s3:::dev-etcd-snapshots-20261126/k3s-ha/k3s-ha/dev/dev/*",
+    }
+    actions = [a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    assert not any("*" == a or a.endswith(":*") for a in actions)
     for machine in run.by_type("aws:ec2/instance:Instance"):
         has_profile = machine.inputs.get("iamInstanceProfile") == "dev-server-generated"
         assert has_profile == ("-server-" in machine.name), machine.name
     cfg = yaml.safe_load(run.named("dev-server-0-start").inputs["stdin"])
     assert cfg["etcd-s3"] is True and cfg["etcd-s3-bucket"] == "dev-etcd-snapshots-20261126"
-    assert cfg["etcd-s3-region"] == "eu-west-1" and cfg["etcd-s3-folder"] == "dev"
+    assert cfg["etcd-s3-region"] == "eu-west-1" and cfg["etcd-s3-folder"] == "k3s-ha/k3s-ha/dev/dev/"
 
 
 def test_an_existing_bucket_is_used_without_creating_one():

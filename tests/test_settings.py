@@ -35,6 +35,8 @@ def _changed(value):
         return not value
     if isinstance(value, int):
         return value + 2
+    if value == "0 */12 * * *":  # a cron spec is checked with K3s' grammar (test_snapshot_schedule.py)
+        return "30 */6 * * *"
     return f"{value} changed"
 
 

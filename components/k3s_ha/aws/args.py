@@ -10,12 +10,14 @@ and the README's table repeat them for people; tests/test_project_config.py keep
 import collections.abc
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import pulumi
 from typing_extensions import NotRequired
 
+from .. import validation
 from ..bootstrap.settings import DEFAULT_READY_TIMEOUT_SECONDS
 from ..versions import DEFAULT_K3S_VERSION
 
@@ -106,6 +108,8 @@ class K3sServerSetting:
     """What to tell someone who gave a value of the wrong type (or an int below `minimum`)."""
     minimum: int | None = None
     """For whole numbers: the smallest accepted value."""
+    check: Callable[[Any], Any] | None = None
+    """A further check of the value's content, raising ConfigError (e.g. the cron grammar)."""
 
 
 # Adding a K3s server setting as a stack config key: one row here, plus the K3sClusterArgs
@@ -117,6 +121,7 @@ K3S_SERVER_SETTINGS: tuple[K3sServerSetting, ...] = (
         "etcd-snapshot-schedule-cron",
         "0 */12 * * *",
         "use a cron expression, e.g. 0 */12 * * *",
+        check=validation.snapshot_schedule,
     ),
     K3sServerSetting("etcd_snapshot_retention", "etcd-snapshot-retention", 5, "keep at least 1", minimum=1),
 )

@@ -12,11 +12,13 @@ import pulumi_command as command
 from ..bootstrap.component import HostArgs, K3sBootstrap, SshArgs
 from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS
 from ..bootstrap.settings import BootstrapSettings
+from ..bootstrap.token_check import check_tokens
 from ..errors import ConfigError
 from ..ports import API_PORT
 from ..validation import field
 from .args import K3sClusterArgs
 from .firewall import Firewall, allow, build_firewall
+from .host_keys import HOST_KEY_TAG, generate_host_key, pinned_host_key, user_data
 from .load_balancer import attach_server, build_load_balancer
 from .machines import build_instance, ubuntu_image
 from .network import Network, build_network
@@ -45,7 +47,7 @@ class K3sCluster(pulumi.ComponentResource):
     """Cluster token (secret): needed to restore etcd snapshots."""
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        settings, warnings = parse_cluster_args(args)
+        settings, warnings = parse_cluster_args(args, name)
         super().__init__("k3s-ha:index:K3sCluster", name, {}, opts)
         for warning in warnings:
             pulumi.log.warn(warning, resource=self)
@@ -55,11 +57,11 @@ class K3sCluster(pulumi.ComponentResource):
         firewall = _firewall(name, settings, network, tags, self)
         key_name = _key_pair(name, settings, tags, self)
         snapshots = _snapshot_store(name, settings, tags, self)
-        servers, agents = _machines(name, settings, network, firewall, key_name, snapshots, tags, self)
+        servers, agents, host_keys = _machines(name, settings, network, firewall, key_name, snapshots, tags, self)
         registration, lb_rules = _load_balancer(name, settings, network, firewall, servers, agents, tags, self)
         bootstrap = K3sBootstrap(
             name,
-            _bootstrap_settings(settings, servers, agents, registration, lb_rules, snapshots),
+            _bootstrap_settings(settings, servers, agents, registration, lb_rules, snapshots, host_keys),
             pulumi.ResourceOptions(parent=self),
         )
 
@@ -141,7 +143,13 @@ def _snapshot_store(
 ) -> SnapshotStore | None:
     if settings.snapshot_bucket is None:
         return None
-    return build_snapshot_store(name, existing_bucket=settings.snapshot_bucket.existing, tags=tags, parent=parent)
+    return build_snapshot_store(
+        name,
+        folder=settings.snapshot_bucket.folder,
+        existing_bucket=settings.snapshot_bucket.existing,
+        tags=tags,
+        parent=parent,
+    )
 
 
 def _machines(
@@ -153,9 +161,24 @@ def _machines(
     snapshots: SnapshotStore | None,
     tags: dict[str, str],
     parent: pulumi.Resource,
-) -> tuple[list[aws.ec2.Instance], list[aws.ec2.Instance]]:
+) -> tuple[list[aws.ec2.Instance], list[aws.ec2.Instance], dict[str, pulumi.Output[str | None]]]:
     """The servers, then the agents, spread round-robin over the subnets' zones: 3 servers in 3
-    zones survive the loss of one zone."""
+    zones survive the loss of one zone. Also, per node (`server-0`), the host key to pin (None
+    for a node launched before host keys were generated; see host_keys.py).
+
+    Tokens given as Outputs are checked before any instance is created: every instance's user
+    data waits for the check."""
+    gate = check_tokens(settings.token, settings.agent_token).gate
+    host_keys: dict[str, pulumi.Output[str | None]] = {}
+
+    def instance(node: str, index: int, **kwargs) -> aws.ec2.Instance:
+        key = generate_host_key(f"{name}-{node}-{index}", parent)
+        rendered = user_data(key, *([gate] if gate is not None else []))
+        machine = build_instance(
+            f"{name}-{node}-{index}", user_data=rendered, creation_tags={HOST_KEY_TAG: key.public_openssh}, **kwargs
+        )
+        host_keys[f"{node}-{index}"] = pinned_host_key(machine)
+        return machine
 
     def machines(
         role: str,
@@ -166,8 +189,9 @@ def _machines(
     ) -> list[aws.ec2.Instance]:
         image = settings.ami_id or ubuntu_image(instance_type, parent)
         return [
-            build_instance(
-                f"{name}-{role}-{index}",
+            instance(
+                role,
+                index,
                 role=role,
                 cluster=name,
                 ami=image,
@@ -194,7 +218,7 @@ def _machines(
         snapshots.instance_profile if snapshots else None,
     )
     agents = machines("agent", settings.agents, settings.agent_instance_type, [firewall.node_group])
-    return servers, agents
+    return servers, agents, host_keys
 
 
 def _load_balancer(
@@ -261,6 +285,7 @@ def _bootstrap_settings(
     registration: pulumi.Output[str] | None,
     lb_rules: dict[str, aws.vpc.SecurityGroupIngressRule],
     snapshots: SnapshotStore | None,
+    host_keys: dict[str, pulumi.Output[str | None]],
 ) -> BootstrapSettings:
     """What the bootstrap needs, from settings already checked (the bootstrap does not check
     them again)."""
@@ -272,7 +297,11 @@ def _bootstrap_settings(
             # load balancer it joins through.
             address = pulumi.Output.all(address, lb_rules[f"{role}-{index}"].id).apply(lambda v: v[0])
         return HostArgs(
-            name=f"{role}-{index}", address=address, private_address=instance.private_ip, replace_on=instance.id
+            name=f"{role}-{index}",
+            address=address,
+            private_address=instance.private_ip,
+            replace_on=instance.id,
+            host_key=host_keys[f"{role}-{index}"],
         )
 
     return BootstrapSettings(

@@ -69,9 +69,15 @@ def build_instance(
     parent: pulumi.Resource,
     instance_profile: pulumi.Input[str] | None = None,
     public_address: bool | None = None,
+    user_data: pulumi.Input[str] | None = None,
+    creation_tags: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> aws.ec2.Instance:
     """`public_address`: ask for a public IP whatever the subnet's `map_public_ip_on_launch`
-    says (an existing VPC reached without a bastion); None leaves it to the subnet."""
+    says (an existing VPC reached without a bastion); None leaves it to the subnet.
+    `user_data` takes effect at first boot only: later changes are ignored (NEW_NODES_ONLY),
+    because applying them stops and starts the instance (pulumi-aws Instance.user_data).
+    `creation_tags` are set when the instance is created and never changed, so they record how
+    it was launched."""
     node_tags = {**tags, "Name": name, "k3s-role": role, "k3s-cluster": cluster}
     return aws.ec2.Instance(
         name,
@@ -82,6 +88,7 @@ def build_instance(
         key_name=key_name,
         iam_instance_profile=instance_profile,
         associate_public_ip_address=public_address,
+        user_data=user_data,
         # IMDSv2 only; hop limit 1 keeps pods from reaching the node's credentials.
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
@@ -89,7 +96,10 @@ def build_instance(
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             encrypted=True, volume_type="gp3", volume_size=root_volume_gb, delete_on_termination=True
         ),
-        tags=node_tags,
+        tags={**node_tags, **(creation_tags or {})},
         volume_tags=node_tags,
-        opts=pulumi.ResourceOptions(parent=parent, ignore_changes=list(NEW_NODES_ONLY)),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            ignore_changes=[*NEW_NODES_ONLY, *(f'tags["{key}"]' for key in creation_tags or {})],
+        ),
     )

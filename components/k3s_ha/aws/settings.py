@@ -19,6 +19,7 @@ from ..bootstrap.settings import K3sInputs, parse_k3s_inputs
 from ..errors import ConfigError
 from ..validation import Network, field
 from .args import ARG_KINDS, DEFAULTS, K3S_SERVER_SETTINGS, K3sClusterArgs
+from .snapshots import snapshot_folder
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class SnapshotBucket:
     """Where etcd snapshots go besides the servers' disks."""
 
     existing: str | None
-    """None: a new bucket is created (and kept on destroy)."""
+    """None: a new bucket is created (and kept on destroy). Checked with the S3 naming rules."""
+    folder: str
+    """`k3s-ha/<project>/<stack>/<cluster>/`: the only prefix the servers may touch."""
 
 
 @dataclass(frozen=True)
@@ -154,13 +157,23 @@ def _firewall_cidrs(args: Mapping[str, Any], warnings: list[str]) -> tuple[tuple
 
 
 def _k3s_server_settings(setting: Callable[[str], Any]) -> dict[str, Any]:
-    return {
-        s.k3s_key: validation.of_kind(setting(s.arg), ARG_KINDS[s.arg], s.arg, s.fix, s.minimum)
-        for s in K3S_SERVER_SETTINGS
+    values = {
+        s: validation.of_kind(setting(s.arg), ARG_KINDS[s.arg], s.arg, s.fix, s.minimum) for s in K3S_SERVER_SETTINGS
     }
+    for s, value in values.items():
+        if s.check:
+            s.check(value)
+    return {s.k3s_key: value for s, value in values.items()}
 
 
-def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]]:
+def _snapshot_bucket(name: str, existing: object) -> SnapshotBucket:
+    return SnapshotBucket(
+        existing=validation.s3_bucket_name(existing) if existing is not None else None,
+        folder=snapshot_folder(pulumi.get_project(), pulumi.get_stack(), name),
+    )
+
+
+def parse_cluster_args(args: K3sClusterArgs, name: str = "cluster") -> tuple[ClusterSettings, list[str]]:
     """Check every argument; return the settings and the warnings to log. Raises ConfigError
     naming the field and the fix on bad input, before anything is registered."""
     given = _whole_numbers(args)
@@ -179,6 +192,7 @@ def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]
     k3s_server_settings = _k3s_server_settings(setting)
     network = _network(given, setting, _zones(given.get("availability_zones")), warnings)
     bastion_host = given.get("bastion_host")
+    validation.host_address(bastion_host, field("bastion_host"))
     if bastion_host and setting("load_balancer") and not setting("load_balancer_internal"):
         warnings.append(
             "bastionHost with an internet-facing load balancer: nodes in private subnets reach it through "
@@ -219,7 +233,7 @@ def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]
         token=given.get("token"),
         agent_token=given.get("agent_token"),
         k3s_server_settings=k3s_server_settings,
-        snapshot_bucket=SnapshotBucket(etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None,
-        tags=dict(given.get("tags") or {}),
+        snapshot_bucket=_snapshot_bucket(name, etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None,
+        tags=validation.tags(given.get("tags")),
     )
     return settings, warnings + k3s_warnings

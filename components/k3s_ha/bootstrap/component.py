@@ -29,6 +29,7 @@ from .steps.kubeconfig import fetch_kubeconfig
 from .steps.membership import evict_stale_node, hold_memberships, reconcile_members
 from .steps.servers import join_servers_in_turn, start_init_server
 from .steps.upgrade_guard import guard_upgrade
+from .token_check import check_tokens
 
 TOKEN_LENGTH = 48
 
@@ -47,6 +48,10 @@ class HostArgs(TypedDict):
     """A value that changes when the machine is a new one (an instance id): the host's steps are
     replaced, so a new machine gets a fresh install and join, after a server has removed any
     Node its old machine left under the same name or address."""
+    host_key: NotRequired[pulumi.Input[str]]
+    """The host's SSH public host key in authorized_keys format (`ssh-ed25519 AAAA...`, the
+    content of /etc/ssh/ssh_host_ed25519_key.pub). Without it any host key is accepted, so
+    whoever answers on `address` receives root commands and the tokens (see the README)."""
 
 
 class SshArgs(TypedDict):
@@ -100,9 +105,12 @@ class K3sBootstrapArgs(TypedDict):
     """Where the K3s installer is downloaded from (default https://get.k3s.io)."""
 
 
-def _connection(ssh: SshArgs, address: pulumi.Input[str]) -> command.remote.ConnectionArgs:
+def _connection(
+    ssh: SshArgs, address: pulumi.Input[str], host_key: pulumi.Input[str] | None = None
+) -> command.remote.ConnectionArgs:
     return command.remote.ConnectionArgs(
         host=address,
+        host_key=host_key,
         user=ssh["user"],
         private_key=ssh["private_key"],  # made secret once, in K3sBootstrap
         proxy=ssh.get("proxy"),
@@ -144,11 +152,14 @@ class K3sBootstrap(pulumi.ComponentResource):
         # One secret Output for the key, shared by every node's connection.
         ssh = SshArgs(**{**settings.ssh, "private_key": pulumi.Output.secret(settings.ssh["private_key"])})
 
+        # Tokens given as Outputs are checked once known; every node step waits for that check.
+        tokens = check_tokens(settings.token, settings.agent_token)
+
         def node(host: HostArgs) -> Node:
             address = host["address"]
             return Node(
                 name=host["name"],
-                connection=_connection(ssh, address),
+                connection=_connection(ssh, tokens.after_check(address), host.get("host_key")),
                 address=address,
                 private_address=host.get("private_address", address),
                 replace_on=host.get("replace_on"),
@@ -158,8 +169,8 @@ class K3sBootstrap(pulumi.ComponentResource):
         agents = [node(h) for h in settings.agents]
         init = servers[0]
 
-        token = self._token(name, "token", settings.token)
-        agent_token = self._token(name, "agent-token", settings.agent_token)
+        token = self._token(name, "token", tokens.token)
+        agent_token = self._token(name, "agent-token", tokens.agent_token)
         plan = BootstrapPlan.decide(name, settings, token, agent_token, init, ssh)
 
         guards = guard_upgrade(plan, servers, self)

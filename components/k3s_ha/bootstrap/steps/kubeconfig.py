@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pulumi
 
+from ... import validation
 from ...ports import api_url
 from ..plan import BootstrapPlan
 from ..remote import Node, run_script
@@ -14,6 +15,9 @@ LOCAL_SERVER = api_url("127.0.0.1")
 
 
 def rewrite_server(kubeconfig: str, api_address: str) -> str:
+    # Given as an Output (a balancer's name) the address is only known here: it is spliced into
+    # the kubeconfig's text, so it must be a bare IP or DNS name (no newline, no YAML).
+    validation.host_address(api_address, "apiAddress / api_address")
     if LOCAL_SERVER not in kubeconfig:
         raise ValueError(f"the kubeconfig read from the first server has no {LOCAL_SERVER} server entry")
     return kubeconfig.replace(LOCAL_SERVER, api_url(api_address))
