@@ -121,6 +121,13 @@ class CloudMocks(pulumi.runtime.Mocks):
             state.update(name=f"{name}-generated", arn=f"arn:aws:iam::123456789012:role/{name}")
         elif typ == "aws:ec2/keyPair:KeyPair":
             state["keyName"] = state.get("keyName") or f"{name}-key"
+        elif typ == "tls:index/privateKey:PrivateKey":
+            # Stand-in key text, not a usable key: the real provider returns an OpenSSH pair and
+            # lists the private halves in additional_secret_outputs (pulumi_tls/private_key.py).
+            state.update(
+                publicKeyOpenssh=f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5standin{name} \n",
+                privateKeyOpenssh=f"-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-{name}\n-----END OPENSSH PRIVATE KEY-----\n",
+            )
         elif typ == "random:index/randomPassword:RandomPassword":
             alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
             seed = hashlib.sha256(name.encode()).digest() * 2

@@ -22,10 +22,16 @@ NEW_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nrotated-stand-in\n-----E
 
 
 @functools.cache
-def cluster(zones: tuple[str, ...] = ("eu-west-1a", "eu-west-1b", "eu-west-1c"), **overrides) -> engine.Run:
-    """The project's program; `zones`: what get_availability_zones(state="available") answers."""
+def cluster(
+    zones: tuple[str, ...] = ("eu-west-1a", "eu-west-1b", "eu-west-1c"), generated_key: bool = False, **overrides
+) -> engine.Run:
+    """The project's program; `zones`: what get_availability_zones(state="available") answers;
+    `generated_key`: no SSH key configured, so the component generates one."""
     mocks = engine.CloudMocks(zones=zones)
-    return engine.run(engine.main_program, config(**{"agents": 2, **overrides}), SECRET_KEYS, mocks=mocks)
+    cfg = config(**{"agents": 2, **overrides})
+    if generated_key:
+        del cfg["sshPrivateKey"], cfg["sshPublicKey"]
+    return engine.run(engine.main_program, cfg, SECRET_KEYS, mocks=mocks)
 
 
 def bootstrap_program(servers: int = 3, agents: int = 2, version: str | None = None, reimaged: tuple[str, ...] = ()):
@@ -78,6 +84,10 @@ SCENARIOS = {
         cluster(sshPublicKey="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIrotated test@k3s-ha", sshPrivateKey=NEW_PRIVATE_KEY),
         (),
     ),
+    "generated key, unchanged": lambda: (cluster(generated_key=True), cluster(generated_key=True), ()),
+    "generated key, 3->5 servers": lambda: (cluster(generated_key=True), cluster(generated_key=True, servers=5), ()),
+    # Switching from the generated key to one of your own is a key rotation.
+    "generated key -> given key": lambda: (cluster(generated_key=True), cluster(), ()),
     "pin the image": lambda: (cluster(), cluster(amiId="ami-0ffffffffffffffff"), ()),
     # Zone a impaired: the available zones, sorted, shift by one and every subnet moves.
     "zone list shifts": lambda: (cluster(), cluster(zones=("eu-west-1b", "eu-west-1c", "eu-west-1d")), ()),
@@ -112,6 +122,8 @@ KNOWN_DEFECTS = {
     ("3->1 servers", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
     ("rotate the ssh key", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
     ("rotate the ssh key", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
+    ("generated key -> given key", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
+    ("generated key -> given key", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
     ("pin the image", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
     ("pin the image", cs.REMOVAL_FROM_A_MEMBER): REMOVAL_FROM_LEAVING_SERVER,
     ("zone list shifts", cs.NO_CLUSTER_INIT_AFTER_FIRST_UP): ALL_SERVERS_REPLACED,
@@ -151,7 +163,7 @@ def test_every_known_defect_names_a_scenario_and_an_invariant():
         assert scenario in SCENARIOS and invariant in cs.INVARIANTS
 
 
-@pytest.mark.parametrize("scenario", ["unchanged", "bootstrap unchanged"])
+@pytest.mark.parametrize("scenario", ["unchanged", "bootstrap unchanged", "generated key, unchanged"])
 def test_an_unchanged_config_runs_nothing(scenario):
     plan, result = outcome(scenario)
     assert plan.steps == [] and result.timeline == []
@@ -233,3 +245,23 @@ def test_machine_wide_changes_replace_every_node(scenario):
     plan, _ = outcome(scenario)
     replaced = {s.name for s in plan.steps if s.type == sm.INSTANCE and s.kind == sm.REPLACE}
     assert replaced == {"dev-server-0", "dev-server-1", "dev-server-2", "dev-agent-0", "dev-agent-1"}
+
+
+def test_a_generated_key_is_kept_across_runs_and_scaling():
+    """The generated key is created once and stays in the state: a later `up` neither replaces
+    it nor the key pair, so Pulumi keeps logging in with the key the machines were given."""
+    plan, _ = outcome("generated key, 3->5 servers")
+    touched = {s.name for s in plan.steps}
+    assert "dev-ssh-key" not in touched and "dev-ssh" not in touched
+    assert {"dev-ssh-key", "dev-ssh"} <= {s.name for s in plan.sames}
+    assert {s.name for s in plan.steps if s.kind == sm.CREATE} >= {"dev-server-3", "dev-server-4"}
+
+
+def test_switching_from_the_generated_key_to_your_own_replaces_every_machine():
+    """A key rotation (README, "The SSH key"): EC2 puts a key on a machine only at launch, and a
+    new public key is a new key pair, so every instance is replaced (issue 10.2 for servers)."""
+    plan, _ = outcome("generated key -> given key")
+    assert plan.named("dev-ssh-key", sm.DELETE)
+    assert plan.named("dev-ssh", sm.REPLACE)
+    replaced = {s.name for s in plan.steps if s.kind == sm.REPLACE}
+    assert {"dev-server-0", "dev-server-1", "dev-server-2", "dev-agent-0", "dev-agent-1"} <= replaced

@@ -49,6 +49,7 @@ EXPECTED_OUTPUTS = {
     "serverPrivateIps": {"type": "array", "items": {"type": "string"}},
     "agentPublicIps": {"type": "array", "items": {"type": "string"}},
     "agentPrivateIps": {"type": "array", "items": {"type": "string"}},
+    "sshPrivateKey": {"type": "string"},
 }
 SECRET_INPUTS = ("sshPrivateKey", "token", "agentToken")
 
@@ -177,9 +178,11 @@ def test_every_args_field_is_an_input_with_the_camelcase_name_type_and_optionali
 
 def test_the_inputs_users_rely_on(resource):
     inputs = resource["inputProperties"]
-    assert resource["requiredInputs"] == ["sshPrivateKey"]
-    # Secrets are pulumi.Input: another language may pass an Output (a secret config value).
-    for name in SECRET_INPUTS:
+    # Nothing is required: without sshPrivateKey (and sshPublicKey/keyName) a key is generated.
+    assert resource["requiredInputs"] == []
+    # Secrets are pulumi.Input: another language may pass an Output (a secret config value), and
+    # so is the public key (e.g. a tls.PrivateKey's publicKeyOpenssh).
+    for name in (*SECRET_INPUTS, "sshPublicKey"):
         assert inputs[name]["type"] == "string" and not inputs[name].get("plain"), name
     # Names as the SDK camel-cases them, digits kept in place.
     for name in ("k3sVersion", "rootVolumeGb", "etcdS3", "etcdS3Bucket", "readyTimeoutSeconds", "loadBalancerInternal"):
@@ -212,7 +215,7 @@ def test_secrets_are_marked_in_the_descriptions(resource):
     # time (tests below and tests/test_secrets.py).
     for name in SECRET_INPUTS:
         assert "secret" in resource["inputProperties"][name]["description"], name
-    for name in ("kubeconfig", "token"):
+    for name in ("kubeconfig", "token", "sshPrivateKey"):
         assert "secret" in resource["properties"][name]["description"], name
     assert "secret" not in json.dumps(
         {k: {kk: vv for kk, vv in v.items() if kk != "description"} for k, v in resource["inputProperties"].items()}
@@ -225,7 +228,8 @@ def test_the_outputs(resource):
     }
     outputs = {k: {**v, "items": {"type": v["items"]["type"]}} if "items" in v else v for k, v in outputs.items()}
     assert outputs == EXPECTED_OUTPUTS
-    assert resource["required"] == sorted(EXPECTED_OUTPUTS)
+    # sshPrivateKey is optional: there is one only when the component generated the key.
+    assert resource["required"] == sorted(set(EXPECTED_OUTPUTS) - {"sshPrivateKey"})
     for prop in resource["properties"].values():
         assert not prop.get("plain")
 

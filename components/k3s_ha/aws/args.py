@@ -24,10 +24,10 @@ class K3sClusterArgs(TypedDict):
     """Inputs of a K3sCluster on AWS. Counts, types and CIDRs are plain values: they shape the
     resource graph and are checked before anything is created."""
 
-    ssh_private_key: pulumi.Input[str]
-    """SSH private key (secret) Pulumi logs in with to install K3s."""
-    ssh_public_key: NotRequired[str]
-    """Its public half, registered as an EC2 key pair. Give this or `key_name`."""
+    ssh_private_key: NotRequired[pulumi.Input[str]]
+    """SSH private key (secret) Pulumi logs in with to install K3s; required with `ssh_public_key` or `key_name`. Leave all three unset to have an ED25519 key generated (output `ssh_private_key`)."""
+    ssh_public_key: NotRequired[pulumi.Input[str]]
+    """Public half of `ssh_private_key` (OpenSSH format; may be an output, e.g. of a tls key), registered as an EC2 key pair. Give this or `key_name`, or neither for a generated key."""
     key_name: NotRequired[str]
     """An existing EC2 key pair name, instead of `ssh_public_key`."""
     ssh_allowed_cidrs: NotRequired[list[str]]

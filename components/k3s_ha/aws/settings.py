@@ -56,10 +56,7 @@ class ClusterSettings:
     ami_id: str | None
     """None: the newest Ubuntu LTS image, looked up per node."""
     ssh_user: str
-    ssh_private_key: pulumi.Input[str]
-    ssh_public_key: str | None
-    key_name: str | None
-    """Exactly one of `ssh_public_key` and `key_name` is set."""
+    ssh_key: SshKey
     ssh_cidrs: tuple[Network, ...]
     api_cidrs: tuple[Network, ...]
     network: NewVpc | ExistingVpc
@@ -122,19 +119,57 @@ def _network(
     return ExistingVpc(args["vpc_id"], tuple(subnets))
 
 
-def _key_pair(args: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    public_key, key_name = args.get("ssh_public_key"), args.get("key_name")
-    if not public_key and not key_name:
-        raise ConfigError(
-            "sshPublicKey / ssh_public_key",
-            "neither an SSH public key nor an existing key pair name (keyName / key_name) was given",
-            "set sshPublicKey to the public half of sshPrivateKey",
-        )
-    if public_key and key_name:
+@dataclass(frozen=True)
+class SshKey:
+    """How Pulumi logs in: a key the user gave (with its public half or an existing key pair's
+    name), or, with none of the three set, a key generated once and kept in the state."""
+
+    private_key: pulumi.Input[str] | None
+    """None: generated."""
+    public_key: pulumi.Input[str] | None
+    key_name: str | None
+
+    @property
+    def generated(self) -> bool:
+        return self.private_key is None
+
+
+def _given(value: object) -> bool:
+    """Set: an Output counts (its value is known only at deploy time), an empty string not."""
+    return isinstance(value, pulumi.Output) or bool(value)
+
+
+def _ssh_key(args: Mapping[str, Any]) -> SshKey:
+    private_key, public_key, key_name = (args.get(k) for k in ("ssh_private_key", "ssh_public_key", "key_name"))
+    if _given(public_key) and key_name:
         raise ConfigError(
             "sshPublicKey / ssh_public_key", "both sshPublicKey and keyName are set", "set only one of them"
         )
-    return public_key or None, key_name or None
+    if not _given(public_key) and not key_name:
+        if _given(private_key):
+            raise ConfigError(
+                "sshPublicKey / ssh_public_key",
+                "sshPrivateKey is set, but neither its public half nor an existing key pair name (keyName / key_name)",
+                "set sshPublicKey to the public half of sshPrivateKey, or unset sshPrivateKey to have a key generated",
+            )
+        return SshKey(private_key=None, public_key=None, key_name=None)
+    if not _given(private_key):
+        given = "sshPublicKey" if _given(public_key) else "keyName"
+        raise ConfigError(
+            field("ssh_private_key"),
+            f"{given} is set, so Pulumi needs the matching private key to log in to the nodes",
+            'set it with `pulumi config set --secret sshPrivateKey -- "$(cat ~/.ssh/<key>)"`, '
+            f"or unset {given} to have a key generated",
+        )
+    if public_key is not None and not isinstance(public_key, pulumi.Output) and not isinstance(public_key, str):
+        raise ConfigError(
+            field("ssh_public_key"),
+            f"{public_key!r} is not a string",
+            "give the OpenSSH public key text (ssh-ed25519 ...)",
+        )
+    return SshKey(
+        private_key=private_key, public_key=public_key if _given(public_key) else None, key_name=key_name or None
+    )
 
 
 def _firewall_cidrs(args: Mapping[str, Any], warnings: list[str]) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
@@ -185,7 +220,7 @@ def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]
             "your NAT gateway's address, which apiAllowedCidrs must then include (or set loadBalancerInternal)"
         )
     ssh_cidrs, api_cidrs = _firewall_cidrs(given, warnings)
-    public_key, key_name = _key_pair(given)
+    ssh_key = _ssh_key(given)
     k3s, k3s_warnings = parse_k3s_inputs(
         k3s_version=setting("k3s_version"),
         allow_dqlite=bool(setting("allow_dqlite")),
@@ -193,7 +228,6 @@ def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]
         agent_token=given.get("agent_token"),
         ready_timeout_seconds=setting("ready_timeout_seconds"),
         ssh_user=setting("ssh_user"),
-        ssh_private_key=given.get("ssh_private_key"),
     )
     etcd_s3_bucket = given.get("etcd_s3_bucket")
     settings = ClusterSettings(
@@ -205,9 +239,7 @@ def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]
         root_volume_gb=root_volume_gb,
         ami_id=given.get("ami_id") or None,
         ssh_user=setting("ssh_user"),
-        ssh_private_key=given["ssh_private_key"],
-        ssh_public_key=public_key,
-        key_name=key_name,
+        ssh_key=ssh_key,
         ssh_cidrs=ssh_cidrs,
         api_cidrs=api_cidrs,
         network=network,

@@ -39,14 +39,12 @@ def parse_k3s_inputs(
     agent_token: object,
     ready_timeout_seconds: object,
     ssh_user: object,
-    ssh_private_key: object,
 ) -> tuple[K3sInputs, list[str]]:
     version = validation.k3s_version(k3s_version, allow_dqlite)
     validation.token(token, "token")
     validation.token(agent_token, "agent_token")
     timeout = validation.positive_int(ready_timeout_seconds, "ready_timeout_seconds", "use e.g. 600")
     validation.non_empty(ssh_user, "ssh_user", "set the login user, e.g. ubuntu")
-    validation.non_empty(ssh_private_key, "ssh_private_key", "pass the SSH private key as a secret")
     warning = validation.version_warning(version)
     return K3sInputs(version=version, ready_timeout_seconds=timeout), [warning] if warning else []
 
@@ -88,8 +86,8 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         agent_token=args.get("agent_token"),
         ready_timeout_seconds=args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS),
         ssh_user=ssh.get("user"),
-        ssh_private_key=ssh.get("private_key"),
     )
+    validation.non_empty(ssh.get("private_key"), "ssh_private_key", "pass the SSH private key as a secret")
     settings = BootstrapSettings(
         servers=servers,
         agents=agents,
