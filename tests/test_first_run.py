@@ -6,13 +6,18 @@ With neither sshPrivateKey, sshPublicKey nor keyName set, the component generate
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import engine
 import pulumi
 import pytest
+import yaml
+from conftest import OPERATOR_ADDRESS
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha import K3sCluster
 from k3s_ha.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parent.parent
 TLS_KEY = "tls:index/privateKey:PrivateKey"
 KEY_PAIR = "aws:ec2/keyPair:KeyPair"
 # What the stand-in tls provider (tests/engine.py) returns for the key named dev-ssh-key.
@@ -123,3 +128,21 @@ def test_the_public_key_may_be_an_output_of_another_resource():
     run = engine.run(program)
     assert run.named("k3s-ssh").inputs["publicKey"] == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5fromoutput caller"
     assert run.by_type(TLS_KEY) == []
+
+
+def test_the_dev_stack_file_alone_is_a_whole_cluster():
+    """What the README's first command runs: the dev stack with nothing set by hand (no key, no
+    address): a generated key and the operator's address (`auto`, looked up by the stub)."""
+    stack = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())["config"]
+    values = {k.removeprefix("k3s-ha:"): v for k, v in stack.items()}
+    run = engine.run(engine.main_program, values, SECRET_KEYS)
+    assert run.warnings == []
+    assert len(run.by_type("aws:ec2/instance:Instance")) == 4
+    assert run.by_type(TLS_KEY) and "sshPrivateKey" in run.secret_outputs
+    ssh = [
+        r
+        for r in run.by_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs.get("fromPort") == 22
+    ]
+    assert [r.inputs["cidrIpv4"] for r in ssh] == [f"{OPERATOR_ADDRESS}/32"]
+    assert "kubeconfig" in run.secret_outputs

@@ -31,9 +31,9 @@ class K3sClusterArgs(TypedDict):
     key_name: NotRequired[str]
     """An existing EC2 key pair name, instead of `ssh_public_key`."""
     ssh_allowed_cidrs: NotRequired[list[str]]
-    """Who may reach port 22 (Pulumi itself must be among them), e.g. ["203.0.113.7/32"]."""
+    """Who may reach port 22 (Pulumi itself must be among them), e.g. ["203.0.113.7/32"]; the item "auto" is the public IPv4 address of the machine running Pulumi, looked up on every run."""
     api_allowed_cidrs: NotRequired[list[str]]
-    """Who may reach the Kubernetes API on 6443 from outside the cluster."""
+    """Who may reach the Kubernetes API on 6443 from outside the cluster; "auto" as for `ssh_allowed_cidrs`."""
     servers: NotRequired[int]
     """Number of servers, odd (default 3)."""
     agents: NotRequired[int]

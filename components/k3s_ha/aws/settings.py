@@ -14,9 +14,10 @@ from typing import Any
 
 import pulumi
 
-from .. import validation
+from .. import operator_address, validation
 from ..bootstrap.settings import K3sInputs, parse_k3s_inputs
 from ..errors import ConfigError
+from ..operator_address import AUTO, OperatorAddressError
 from ..validation import Network, field
 from .args import ARG_KINDS, DEFAULTS, K3S_SERVER_SETTINGS, K3sClusterArgs
 
@@ -172,14 +173,43 @@ def _ssh_key(args: Mapping[str, Any]) -> SshKey:
     )
 
 
-def _firewall_cidrs(args: Mapping[str, Any], warnings: list[str]) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
-    ssh_cidrs = validation.cidrs(args.get("ssh_allowed_cidrs"), "ssh_allowed_cidrs")
-    api_cidrs = validation.cidrs(args.get("api_allowed_cidrs"), "api_allowed_cidrs")
+def _with_operator_address(values: object, arg: str, operator_address: Callable[[], str]) -> object:
+    """`auto` items -> the operator's public address as a /32 (operator_address.py)."""
+    if not isinstance(values, list) or AUTO not in values:
+        return values
+    try:
+        own = f"{operator_address()}/32"
+    except OperatorAddressError as error:
+        raise ConfigError(
+            field(arg),
+            f"`{AUTO}` stands for the public address of the machine running Pulumi, which could not be learned: {error}",
+            'list the address instead, e.g. ["203.0.113.7/32"], or check that this machine reaches '
+            "https://checkip.amazonaws.com",
+        ) from None
+    return [own if value == AUTO else value for value in values]
+
+
+def _firewall_cidrs(
+    args: Mapping[str, Any], warnings: list[str], operator_address: Callable[[], str]
+) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
+    learned: list[str] = []
+
+    def once() -> str:  # one lookup even when both lists say auto
+        if not learned:
+            learned.append(operator_address())
+        return learned[0]
+
+    ssh_cidrs = validation.cidrs(
+        _with_operator_address(args.get("ssh_allowed_cidrs"), "ssh_allowed_cidrs", once), "ssh_allowed_cidrs"
+    )
+    api_cidrs = validation.cidrs(
+        _with_operator_address(args.get("api_allowed_cidrs"), "api_allowed_cidrs", once), "api_allowed_cidrs"
+    )
     if not ssh_cidrs:
         raise ConfigError(
             field("ssh_allowed_cidrs"),
             "is empty, so Pulumi could not reach the nodes over SSH to install K3s",
-            'set it to the address you run Pulumi from, e.g. ["203.0.113.7/32"]',
+            f'set it to the address you run Pulumi from, e.g. ["203.0.113.7/32"], or to ["{AUTO}"] to have it looked up',
         )
     if validation.world_open(ssh_cidrs):
         warnings.append("sshAllowedCidrs opens SSH (22) to the whole internet; narrow it to your own address")
@@ -195,9 +225,14 @@ def _k3s_server_settings(setting: Callable[[str], Any]) -> dict[str, Any]:
     }
 
 
-def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]]:
+def parse_cluster_args(
+    args: K3sClusterArgs, resolve_operator_address: Callable[[], str] | None = None
+) -> tuple[ClusterSettings, list[str]]:
     """Check every argument; return the settings and the warnings to log. Raises ConfigError
-    naming the field and the fix on bad input, before anything is registered."""
+    naming the field and the fix on bad input, before anything is registered.
+
+    `resolve_operator_address` answers `auto` in the CIDR lists (default:
+    operator_address.resolver, which asks checkip.amazonaws.com); it is called at most once."""
     given = _whole_numbers(args)
 
     def setting(arg: str) -> Any:
@@ -219,7 +254,7 @@ def parse_cluster_args(args: K3sClusterArgs) -> tuple[ClusterSettings, list[str]
             "bastionHost with an internet-facing load balancer: nodes in private subnets reach it through "
             "your NAT gateway's address, which apiAllowedCidrs must then include (or set loadBalancerInternal)"
         )
-    ssh_cidrs, api_cidrs = _firewall_cidrs(given, warnings)
+    ssh_cidrs, api_cidrs = _firewall_cidrs(given, warnings, resolve_operator_address or operator_address.resolver)
     ssh_key = _ssh_key(given)
     k3s, k3s_warnings = parse_k3s_inputs(
         k3s_version=setting("k3s_version"),
