@@ -34,6 +34,17 @@ def cluster(
     return engine.run(engine.main_program, cfg, SECRET_KEYS, mocks=mocks)
 
 
+@functools.cache
+def cluster_with_passthrough() -> engine.Run:
+    """cluster(), plus a registries.yaml and a server setting (passed through to every node)."""
+    cfg = config(
+        agents=2,
+        registries={"mirrors": {"docker.io": {"endpoint": ["https://mirror.example.internal"]}}},
+        serverConfig={"disable": ["traefik"]},
+    )
+    return engine.run(engine.main_program, cfg, SECRET_KEYS)
+
+
 def bootstrap_program(servers: int = 3, agents: int = 2, version: str | None = None, reimaged: tuple[str, ...] = ()):
     """K3sBootstrap on hosts the user brings (plain addresses); a host in `reimaged` is a new
     machine at the same address (its `replace_on` changed)."""
@@ -88,6 +99,7 @@ SCENARIOS = {
     "generated key, 3->5 servers": lambda: (cluster(generated_key=True), cluster(generated_key=True, servers=5), ()),
     # Switching from the generated key to one of your own is a key rotation.
     "generated key -> given key": lambda: (cluster(generated_key=True), cluster(), ()),
+    "add registries and server settings": lambda: (cluster(), cluster_with_passthrough(), ()),
     "pin the image": lambda: (cluster(), cluster(amiId="ami-0ffffffffffffffff"), ()),
     # Zone a impaired: the available zones, sorted, shift by one and every subnet moves.
     "zone list shifts": lambda: (cluster(), cluster(zones=("eu-west-1b", "eu-west-1c", "eu-west-1d")), ()),
@@ -265,3 +277,18 @@ def test_switching_from_the_generated_key_to_your_own_replaces_every_machine():
     assert plan.named("dev-ssh", sm.REPLACE)
     replaced = {s.name for s in plan.steps if s.kind == sm.REPLACE}
     assert {"dev-server-0", "dev-server-1", "dev-server-2", "dev-agent-0", "dev-agent-1"} <= replaced
+
+
+def test_new_registries_and_server_settings_restart_servers_one_at_a_time_then_agents():
+    """Every node's start step gets a new stdin; the join chain keeps the restarts in order."""
+    plan, result = outcome("add registries and server settings")
+    assert {s.kind for s in plan.steps} == {sm.UPDATE}
+    starts = [s for s in plan.steps if s.name.endswith("-start")]
+    assert {s.name for s in starts} == {f"dev-server-{i}-start" for i in range(3)} | {
+        "dev-agent-0-start",
+        "dev-agent-1-start",
+    }
+    servers = [plan.named(f"dev-server-{i}-start")[0] for i in range(3)]
+    assert plan.precedes(servers[0], servers[1]) and plan.precedes(servers[1], servers[2])
+    for agent in ("dev-agent-0-start", "dev-agent-1-start"):
+        assert plan.precedes(servers[2], plan.named(agent)[0])

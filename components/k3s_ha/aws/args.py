@@ -88,6 +88,12 @@ class K3sClusterArgs(TypedDict):
     """How long one node may take to become ready (default 600)."""
     tags: NotRequired[dict[str, str]]
     """Tags for every AWS resource."""
+    server_config: NotRequired[dict[str, Any]]
+    """Further config.yaml settings for every server, e.g. {"disable": ["traefik", "servicelb"], "flannel-backend": "none", "node-taint": ["CriticalAddonsOnly=true:NoExecute"]}: K3s server flags without dashes, values scalars or lists of them; `tls-san` entries are added to the bootstrap's."""
+    agent_config: NotRequired[dict[str, Any]]
+    """Further config.yaml settings for every agent, e.g. {"node-label": ["team=data"]}."""
+    registries: NotRequired[dict[str, Any]]
+    """/etc/rancher/k3s/registries.yaml for every node ({"mirrors": ..., "configs": ...}); sent on stdin and kept secret, as it may hold registry passwords."""
 
 
 @dataclass(frozen=True)

@@ -302,5 +302,11 @@ def _bootstrap_settings(
         token=settings.token,
         agent_token=settings.agent_token,
         registration_address=registration,
-        server_config={**settings.k3s_server_settings, **(snapshots.etcd_s3_settings() if snapshots else {})},
+        server_config={
+            **settings.server_config,
+            **settings.k3s_server_settings,
+            **(snapshots.etcd_s3_settings() if snapshots else {}),
+        },
+        agent_config=settings.agent_config,
+        registries=settings.registries,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from .. import operator_address, validation
+from .. import operator_address, passthrough, validation
 from ..bootstrap.settings import K3sInputs, parse_k3s_inputs
 from ..errors import ConfigError
 from ..operator_address import AUTO, OperatorAddressError
@@ -70,6 +70,10 @@ class ClusterSettings:
     agent_token: pulumi.Input[str] | None
     k3s_server_settings: Mapping[str, Any]
     """config.yaml keys from K3S_SERVER_SETTINGS, identical on every server."""
+    server_config: Mapping[str, Any]
+    """Further config.yaml settings for every server (`server_config`), checked."""
+    agent_config: Mapping[str, Any]
+    registries: Mapping[str, Any] | None
     snapshot_bucket: SnapshotBucket | None
     tags: Mapping[str, str]
 
@@ -225,6 +229,26 @@ def _k3s_server_settings(setting: Callable[[str], Any]) -> dict[str, Any]:
     }
 
 
+# config.yaml keys K3sCluster writes when the snapshot bucket is on (snapshots.py), by the input
+# that sets them.
+_ETCD_S3_KEYS = {k: "etcd_s3" for k in ("etcd-s3", "etcd-s3-bucket", "etcd-s3-region", "etcd-s3-folder")}
+
+
+def _passthrough(
+    args: Mapping[str, Any], snapshots_to_s3: bool
+) -> tuple[dict[str, Any], dict[str, Any], Mapping[str, Any] | None]:
+    """serverConfig / agentConfig / registries, checked. A K3s setting that has its own input
+    (etcdSnapshotRetention, etcdS3 while it is on) is refused here, so the two never disagree."""
+    own_inputs = {s.k3s_key: s.arg for s in K3S_SERVER_SETTINGS}
+    if snapshots_to_s3:
+        own_inputs |= _ETCD_S3_KEYS
+    return (
+        passthrough.k3s_settings(args.get("server_config"), "server_config", "server", own_inputs),
+        passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent"),
+        passthrough.registries(args.get("registries")),
+    )
+
+
 def parse_cluster_args(
     args: K3sClusterArgs, resolve_operator_address: Callable[[], str] | None = None
 ) -> tuple[ClusterSettings, list[str]]:
@@ -265,6 +289,8 @@ def parse_cluster_args(
         ssh_user=setting("ssh_user"),
     )
     etcd_s3_bucket = given.get("etcd_s3_bucket")
+    snapshot_bucket = SnapshotBucket(etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None
+    server_config, agent_config, registries = _passthrough(given, snapshot_bucket is not None)
     settings = ClusterSettings(
         servers=servers,
         agents=agents,
@@ -286,7 +312,10 @@ def parse_cluster_args(
         token=given.get("token"),
         agent_token=given.get("agent_token"),
         k3s_server_settings=k3s_server_settings,
-        snapshot_bucket=SnapshotBucket(etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None,
+        server_config=server_config,
+        agent_config=agent_config,
+        registries=registries,
+        snapshot_bucket=snapshot_bucket,
         tags=dict(given.get("tags") or {}),
     )
     return settings, warnings + k3s_warnings

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from .. import validation
+from .. import passthrough, validation
 from ..versions import DEFAULT_K3S_VERSION, K3sVersion
 
 if TYPE_CHECKING:  # component.py imports this module; the TypedDicts live there
@@ -68,6 +68,8 @@ class BootstrapSettings:
     tls_sans: tuple[pulumi.Input[str], ...] = ()
     server_config: Mapping[str, Any] = field(default_factory=dict)
     agent_config: Mapping[str, Any] = field(default_factory=dict)
+    registries: Mapping[str, Any] | None = None
+    """None: no registries.yaml is managed (one k3s-ha wrote before is removed)."""
     install_url: str = DEFAULT_INSTALL_URL
 
 
@@ -98,8 +100,9 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         registration_address=args.get("registration_address"),
         api_address=args.get("api_address"),
         tls_sans=tuple(args.get("tls_sans") or ()),
-        server_config=dict(args.get("server_config") or {}),
-        agent_config=dict(args.get("agent_config") or {}),
+        server_config=passthrough.k3s_settings(args.get("server_config"), "server_config", "server"),
+        agent_config=passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent"),
+        registries=passthrough.registries(args.get("registries")),
         install_url=args.get("install_url", DEFAULT_INSTALL_URL),
     )
     return settings, warnings

@@ -2,7 +2,8 @@
 # Starts (or keeps running) a K3s agent. Agents do not touch etcd membership, so Python
 # may run this on all agents in parallel once the servers are up.
 #
-# stdin: the complete config.yaml (`server:` and `token:`; never echoed).
+# stdin: the complete config.yaml (`server:` and `token:`; never echoed), optionally
+# followed by registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries).
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
 # Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until the
 # agent must be active, restart included; default 600), K3S_VERSION (optional: refuse to
@@ -18,7 +19,10 @@ fi
 # Only the node name may reach stdout (fd 3): Python reads it from there.
 k3s_ha_begin_start
 
-k3s_ha_write_config "$(k3s_ha_config_dir)/config.yaml"
+k3s_ha_config_from_stdin
+k3s_ha_config_split_registries
+k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
+k3s_ha_registries_save "$(k3s_ha_config_dir)/registries.yaml"
 k3s_ha_start_service k3s-agent "$K3S_READY_TIMEOUT"
 
 # `systemctl restart` already waits for the agent's ready notification; this catches an

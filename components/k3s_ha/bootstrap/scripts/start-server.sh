@@ -3,7 +3,8 @@
 # cluster. The same script serves the first server and every joining server: config.yaml
 # alone says which (`cluster-init: true` or `server: https://...:6443`).
 #
-# stdin: the complete config.yaml (holds the token; never echoed).
+# stdin: the complete config.yaml (holds the token; never echoed), optionally followed by
+# registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries).
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
 # Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until
 # the server must be ready, waits and restart included; default 600), K3S_VERSION
@@ -24,6 +25,7 @@ fi
 k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
+k3s_ha_config_split_registries
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
 join_url=$(k3s_ha_config_server_url)
 if k3s_ha_has_etcd_data; then
@@ -36,6 +38,7 @@ elif k3s_ha_config_is_true cluster-init && [[ -z $join_url ]] && ((${#peers[@]} 
   join_url=$(k3s_ha_config_server_url)
 fi
 k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
+k3s_ha_registries_save "$(k3s_ha_config_dir)/registries.yaml"
 
 # A first join needs the cluster behind `server:` to answer, and a load balancer there may
 # not have marked the first server healthy yet. A member with etcd data starts without it.
