@@ -22,4 +22,4 @@ pulumi.export("agentPublicIps", cluster.agent_public_ips)
 pulumi.export("agentPrivateIps", cluster.agent_private_ips)
 pulumi.export("token", cluster.token)  # secret; etcd snapshots restore only with the token of their time
 pulumi.export("sshUser", cluster_args.get("ssh_user", DEFAULTS["ssh_user"]))
-pulumi.export("sshPrivateKey", cluster.ssh_private_key)  # secret; only when the key was generated
+pulumi.export("sshPrivateKey", cluster.ssh_private_key)  # secret; null unless the key was generated

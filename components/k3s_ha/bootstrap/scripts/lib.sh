@@ -470,7 +470,7 @@ k3s_ha_config_split_registries() {
 # file only when it starts, so K3S_HA_CONFIG_CHANGED ends up 1 when either file changed.
 k3s_ha_registries_save() {
   local path=$1 config_changed=${K3S_HA_CONFIG_CHANGED:-0} first=""
-  if ((K3S_HA_HAS_REGISTRIES)); then
+  if ((${K3S_HA_HAS_REGISTRIES:-0})); then
     k3s_ha_write_config "$path" < <(printf '%s' "$K3S_HA_REGISTRIES")
   else
     K3S_HA_CONFIG_CHANGED=0
