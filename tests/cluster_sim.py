@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 import step_model as sm
 import yaml
 from engine import Registration, Run
+from k3s_ha.bootstrap.node_config import REGISTRIES_SEPARATOR
 
 ONE_SERVER_AT_A_TIME = "at most one server down, restarting or leaving at any moment"
 NO_CLUSTER_INIT_AFTER_FIRST_UP = "cluster-init never runs after the first up"
@@ -369,7 +370,8 @@ class _Simulation:
 
     def _start(self, step: sm.Step, machine: Machine, params: dict, text: str, role: str) -> None:
         stdin = step.inputs_used.get("stdin") or ""
-        config = yaml.safe_load(stdin) or {}
+        # The start scripts split registries.yaml off first (lib.sh k3s_ha_config_split_registries).
+        config = yaml.safe_load(stdin.split(REGISTRIES_SEPARATOR)[0]) or {}
         machine.role = role
         if machine.cluster is not None and machine.member:
             cluster = machine.cluster  # etcd data (or an agent's registration) wins over the config

@@ -78,6 +78,19 @@ class Registration:
         return any(p == key or p.startswith(key + ".") or p.startswith(key + "[") for p in self.secret_paths)
 
 
+def standin_public_key(name: str) -> str:
+    """The stand-in public key the mock gives the tls.PrivateKey called `name`: deterministic,
+    in the authorized_keys format pulumi-tls returns (with a trailing newline)."""
+    blob = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + hashlib.sha256(name.encode()).digest())
+    return f"ssh-ed25519 {blob.decode()}\n"
+
+
+def standin_private_key(name: str) -> str:
+    """The stand-in (unusable) OpenSSH private key text of the tls.PrivateKey called `name`."""
+    digest = hashlib.sha256(b"private" + name.encode()).hexdigest()
+    return f"-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-{digest}\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
 def instance_id(name: str) -> str:
     """The id the mock gives the instance called `name`."""
     return "i-" + hashlib.sha256(name.encode()).hexdigest()[:17]
@@ -123,17 +136,7 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ == "aws:ec2/keyPair:KeyPair":
             state["keyName"] = state.get("keyName") or f"{name}-key"
         elif typ == "tls:index/privateKey:PrivateKey":
-            # Stand-in key material, deterministic per name, in the formats pulumi-tls returns
-            # (OpenSSH private key; authorized_keys public key with a trailing newline).
-            blob = base64.b64encode(
-                b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + hashlib.sha256(name.encode()).digest()
-            )
-            state.update(
-                privateKeyOpenssh="-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-"
-                + hashlib.sha256(b"private" + name.encode()).hexdigest()
-                + "\n-----END OPENSSH PRIVATE KEY-----\n",
-                publicKeyOpenssh=f"ssh-ed25519 {blob.decode()}\n",
-            )
+            state.update(privateKeyOpenssh=standin_private_key(name), publicKeyOpenssh=standin_public_key(name))
         elif typ == "random:index/randomPassword:RandomPassword":
             alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
             seed = hashlib.sha256(name.encode()).digest() * 2

@@ -34,7 +34,9 @@ docs/step-model.md):
   internal/service/ec2/ec2_instance.go schema and resourceInstanceUpdate).
 - aws.ec2.KeyPair: publicKey/keyName/keyNamePrefix are ForceNew (ec2_key_pair.go);
   random.RandomPassword: every input is ForceNew (terraform-provider-random
-  resource_password.go); aws.ec2.Subnet: vpcId, cidrBlock, availabilityZone(Id);
+  resource_password.go); tls.PrivateKey: every input is RequiresReplace and Read is a no-op,
+  so the key lives in the state until an input changes (terraform-provider-tls
+  internal/provider/resource_private_key.go); aws.ec2.Subnet: vpcId, cidrBlock, availabilityZone(Id);
   aws.ec2.Vpc: cidrBlock; aws.ec2.SecurityGroup: name, namePrefix, description, vpcId.
 - Any other type, or any other input: an in-place update (the DEFAULT when we do not know
   that a field is ForceNew; add the provider's ForceNew fields to FORCE_NEW when it matters).
@@ -80,6 +82,7 @@ COMMAND = "command:remote:Command"
 INSTANCE = "aws:ec2/instance:Instance"
 KEY_PAIR = "aws:ec2/keyPair:KeyPair"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+TLS_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 SUBNET = "aws:ec2/subnet:Subnet"
 VPC = "aws:ec2/vpc:Vpc"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
@@ -102,6 +105,7 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     ),
     KEY_PAIR: frozenset({"publicKey", "keyName", "keyNamePrefix"}),
     RANDOM_PASSWORD: frozenset({EVERY_INPUT}),
+    TLS_PRIVATE_KEY: frozenset({EVERY_INPUT}),
     SUBNET: frozenset({"vpcId", "cidrBlock", "availabilityZone", "availabilityZoneId"}),
     VPC: frozenset({"cidrBlock"}),
     SECURITY_GROUP: frozenset({"name", "namePrefix", "description", "vpcId"}),

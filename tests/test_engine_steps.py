@@ -22,10 +22,27 @@ NEW_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nrotated-stand-in\n-----E
 
 
 @functools.cache
-def cluster(zones: tuple[str, ...] = ("eu-west-1a", "eu-west-1b", "eu-west-1c"), **overrides) -> engine.Run:
-    """The project's program; `zones`: what get_availability_zones(state="available") answers."""
+def cluster(
+    zones: tuple[str, ...] = ("eu-west-1a", "eu-west-1b", "eu-west-1c"), generated_key: bool = False, **overrides
+) -> engine.Run:
+    """The project's program; `zones`: what get_availability_zones(state="available") answers;
+    `generated_key`: no SSH key configured, so the component generates one."""
     mocks = engine.CloudMocks(zones=zones)
-    return engine.run(engine.main_program, config(**{"agents": 2, **overrides}), SECRET_KEYS, mocks=mocks)
+    cfg = config(**{"agents": 2, **overrides})
+    if generated_key:
+        del cfg["sshPrivateKey"], cfg["sshPublicKey"]
+    return engine.run(engine.main_program, cfg, SECRET_KEYS, mocks=mocks)
+
+
+@functools.cache
+def cluster_with_passthrough() -> engine.Run:
+    """cluster(), plus a registries.yaml and a server setting (passed through to every node)."""
+    cfg = config(
+        agents=2,
+        registries={"mirrors": {"docker.io": {"endpoint": ["https://mirror.example.internal"]}}},
+        serverConfig={"disable": ["traefik"]},
+    )
+    return engine.run(engine.main_program, cfg, SECRET_KEYS)
 
 
 def bootstrap_program(servers: int = 3, agents: int = 2, version: str | None = None, reimaged: tuple[str, ...] = ()):
@@ -78,6 +95,11 @@ SCENARIOS = {
         cluster(sshPublicKey="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIrotated test@k3s-ha", sshPrivateKey=NEW_PRIVATE_KEY),
         (),
     ),
+    "generated key, unchanged": lambda: (cluster(generated_key=True), cluster(generated_key=True), ()),
+    "generated key, 3->5 servers": lambda: (cluster(generated_key=True), cluster(generated_key=True, servers=5), ()),
+    # Switching from the generated key to one of your own is a key rotation.
+    "generated key -> given key": lambda: (cluster(generated_key=True), cluster(), ()),
+    "add registries and server settings": lambda: (cluster(), cluster_with_passthrough(), ()),
     "pin the image": lambda: (cluster(), cluster(amiId="ami-0ffffffffffffffff"), ()),
     # Zone a impaired: the available zones, sorted, shift by one and every subnet moves.
     "zone list shifts": lambda: (cluster(), cluster(zones=("eu-west-1b", "eu-west-1c", "eu-west-1d")), ()),
@@ -110,7 +132,7 @@ def test_invariant(scenario, invariant):
     assert result.of(invariant) == []
 
 
-@pytest.mark.parametrize("scenario", ["unchanged", "bootstrap unchanged"])
+@pytest.mark.parametrize("scenario", ["unchanged", "bootstrap unchanged", "generated key, unchanged"])
 def test_an_unchanged_config_runs_nothing(scenario):
     plan, result = outcome(scenario)
     assert plan.steps == [] and result.timeline == []
@@ -270,3 +292,39 @@ def test_a_version_change_with_a_new_first_server_is_still_checked_on_a_survivin
     assert survivor.inputs_used["connection"]["host"] == before.outputs["serverPublicIps"][1]
     for install in (s for s in plan.steps if s.name.endswith("-install") and s.phase == sm.APPLY_PHASE):
         assert plan.precedes(survivor, install), install
+
+
+def test_a_generated_key_is_kept_across_runs_and_scaling():
+    """The generated key is created once and stays in the state: a later `up` neither replaces
+    it nor the key pair, so Pulumi keeps logging in with the key the machines were given."""
+    plan, _ = outcome("generated key, 3->5 servers")
+    touched = {s.name for s in plan.steps}
+    assert "dev-ssh-key" not in touched and "dev-ssh" not in touched
+    assert {"dev-ssh-key", "dev-ssh"} <= {s.name for s in plan.sames}
+    assert {s.name for s in plan.steps if s.kind == sm.CREATE} >= {"dev-server-3", "dev-server-4"}
+
+
+def test_switching_from_the_generated_key_to_your_own_applies_to_new_nodes_only():
+    """A key rotation (README, "Day 2"): a new public key is a new key pair, but running machines
+    ignore `keyName` (issue 10.2), so none is replaced; they keep the generated key until you
+    add yours to them by hand or replace them one at a time."""
+    plan, result = outcome("generated key -> given key")
+    assert plan.named("dev-ssh-key", sm.DELETE)
+    assert plan.named("dev-ssh", sm.REPLACE)
+    assert {s.name for s in plan.steps if s.type == sm.INSTANCE} == set()
+    assert result.of(cs.NO_CLUSTER_INIT_AFTER_FIRST_UP) == []
+
+
+def test_new_registries_and_server_settings_restart_servers_one_at_a_time_then_agents():
+    """Every node's start step gets a new stdin; the join chain keeps the restarts in order."""
+    plan, result = outcome("add registries and server settings")
+    assert {s.kind for s in plan.steps} == {sm.UPDATE}
+    starts = [s for s in plan.steps if s.name.endswith("-start")]
+    assert {s.name for s in starts} == {f"dev-server-{i}-start" for i in range(3)} | {
+        "dev-agent-0-start",
+        "dev-agent-1-start",
+    }
+    servers = [plan.named(f"dev-server-{i}-start")[0] for i in range(3)]
+    assert plan.precedes(servers[0], servers[1]) and plan.precedes(servers[1], servers[2])
+    for agent in ("dev-agent-0-start", "dev-agent-1-start"):
+        assert plan.precedes(servers[2], plan.named(agent)[0])

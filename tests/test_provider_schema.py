@@ -49,6 +49,7 @@ EXPECTED_OUTPUTS = {
     "serverPrivateIps": {"type": "array", "items": {"type": "string"}},
     "agentPublicIps": {"type": "array", "items": {"type": "string"}},
     "agentPrivateIps": {"type": "array", "items": {"type": "string"}},
+    "sshPrivateKey": {"type": "string"},
 }
 SECRET_INPUTS = ("sshPrivateKey", "token", "agentToken")
 
@@ -127,6 +128,8 @@ def _expected_property(hint) -> dict:
         key, value = typing.get_args(hint)
         assert key is str, f"map keys must be str: {hint}"
         prop = {"type": "object", "additionalProperties": _expected_property(value)}
+    elif hint is typing.Any:  # the values of serverConfig / agentConfig / registries
+        prop = {"$ref": "pulumi.json#/Any"}
     else:
         assert hint in simple, f"a type the schema cannot express: {hint}"
         prop = {"type": simple[hint]}
@@ -177,9 +180,11 @@ def test_every_args_field_is_an_input_with_the_camelcase_name_type_and_optionali
 
 def test_the_inputs_users_rely_on(resource):
     inputs = resource["inputProperties"]
-    assert resource["requiredInputs"] == ["sshPrivateKey"]
-    # Secrets are pulumi.Input: another language may pass an Output (a secret config value).
-    for name in SECRET_INPUTS:
+    # Nothing is required: without sshPrivateKey (and sshPublicKey/keyName) a key is generated.
+    assert resource["requiredInputs"] == []
+    # Secrets are pulumi.Input: another language may pass an Output (a secret config value), and
+    # so is the public key (e.g. a tls.PrivateKey's publicKeyOpenssh).
+    for name in (*SECRET_INPUTS, "sshPublicKey"):
         assert inputs[name]["type"] == "string" and not inputs[name].get("plain"), name
     # Names as the SDK camel-cases them, digits kept in place.
     for name in ("k3sVersion", "rootVolumeGb", "etcdS3", "etcdS3Bucket", "readyTimeoutSeconds", "loadBalancerInternal"):
@@ -295,11 +300,9 @@ def test_secrets_are_marked_in_the_descriptions(resource):
     # time (tests below and tests/test_secrets.py).
     for name in SECRET_INPUTS:
         assert "secret" in resource["inputProperties"][name]["description"], name
-    for name in ("kubeconfig", "token"):
+    for name in ("kubeconfig", "token", "sshPrivateKey"):
         assert "secret" in resource["properties"][name]["description"], name
-    assert "secret" not in json.dumps(
-        {k: {kk: vv for kk, vv in v.items() if kk != "description"} for k, v in resource["inputProperties"].items()}
-    )
+    assert "secret" not in json.dumps({k: _strip(v) for k, v in resource["inputProperties"].items()})
 
 
 def test_the_outputs(resource):
@@ -308,7 +311,8 @@ def test_the_outputs(resource):
     }
     outputs = {k: {**v, "items": {"type": v["items"]["type"]}} if "items" in v else v for k, v in outputs.items()}
     assert outputs == EXPECTED_OUTPUTS
-    assert resource["required"] == sorted(EXPECTED_OUTPUTS)
+    # sshPrivateKey is optional: there is one only when the component generated the key.
+    assert resource["required"] == sorted(set(EXPECTED_OUTPUTS) - {"sshPrivateKey"})
     for prop in resource["properties"].values():
         assert not prop.get("plain")
 

@@ -146,7 +146,7 @@ def test_cluster_settings_hold_typed_values_with_defaults_filled_in():
     assert isinstance(settings.network, NewVpc) and settings.network.cidr == ipaddress.ip_network("10.0.0.0/16")
     assert settings.network.zones is None and settings.network.zone_count == 3
     assert settings.k3s_server_settings == {s.k3s_key: s.default for s in K3S_SERVER_SETTINGS}
-    assert settings.snapshot_bucket is None and settings.key_name is None
+    assert settings.snapshot_bucket is None and settings.ssh_key.key_name is None
     assert warnings == ["apiAllowedCidrs opens the Kubernetes API (6443) to the whole internet; narrow it"]
     with pytest.raises(AttributeError):
         settings.servers = 3  # frozen: decided once

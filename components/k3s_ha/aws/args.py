@@ -26,16 +26,16 @@ class K3sClusterArgs(TypedDict):
     """Inputs of a K3sCluster on AWS. Counts, types and CIDRs are plain values: they shape the
     resource graph and are checked before anything is created."""
 
-    ssh_private_key: pulumi.Input[str]
-    """SSH private key (secret) Pulumi logs in with to install K3s."""
-    ssh_public_key: NotRequired[str]
-    """Its public half, registered as an EC2 key pair. Give this or `key_name`."""
+    ssh_private_key: NotRequired[pulumi.Input[str]]
+    """SSH private key (secret) Pulumi logs in with to install K3s; required with `ssh_public_key` or `key_name`. Leave all three unset to have an ED25519 key generated (output `ssh_private_key`)."""
+    ssh_public_key: NotRequired[pulumi.Input[str]]
+    """Public half of `ssh_private_key` (OpenSSH format; may be an output, e.g. of a tls key), registered as an EC2 key pair. Give this or `key_name`, or neither for a generated key."""
     key_name: NotRequired[str]
     """An existing EC2 key pair name, instead of `ssh_public_key`."""
     ssh_allowed_cidrs: NotRequired[list[str]]
-    """Who may reach port 22 (Pulumi itself must be among them), e.g. ["203.0.113.7/32"]."""
+    """Who may reach port 22 (Pulumi itself must be among them), e.g. ["203.0.113.7/32"]; the item "auto" is the public IPv4 address of the machine running Pulumi, looked up on every run."""
     api_allowed_cidrs: NotRequired[list[str]]
-    """Who may reach the Kubernetes API on 6443 from outside the cluster."""
+    """Who may reach the Kubernetes API on 6443 from outside the cluster; "auto" as for `ssh_allowed_cidrs`."""
     servers: NotRequired[int]
     """Number of servers, odd (default 3)."""
     agents: NotRequired[int]
@@ -90,6 +90,12 @@ class K3sClusterArgs(TypedDict):
     """How long one node may take to become ready (default 600)."""
     tags: NotRequired[dict[str, str]]
     """Tags for every AWS resource."""
+    server_config: NotRequired[dict[str, Any]]
+    """Further config.yaml settings for every server, e.g. {"disable": ["traefik", "servicelb"], "flannel-backend": "none", "node-taint": ["CriticalAddonsOnly=true:NoExecute"]}: K3s server flags without dashes, values scalars or lists of them; `tls-san` entries are added to the bootstrap's."""
+    agent_config: NotRequired[dict[str, Any]]
+    """Further config.yaml settings for every agent, e.g. {"node-label": ["team=data"]}."""
+    registries: NotRequired[dict[str, Any]]
+    """/etc/rancher/k3s/registries.yaml for every node ({"mirrors": ..., "configs": ...}); sent on stdin and kept secret, as it may hold registry passwords."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ and returns typed settings; the steps below build only from those.
 import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
+import pulumi_tls as tls
 
 from ..bootstrap.component import HostArgs, K3sBootstrap, SshArgs
 from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS
@@ -45,9 +46,11 @@ class K3sCluster(pulumi.ComponentResource):
     """Private addresses of the agents."""
     token: pulumi.Output[str]
     """Cluster token (secret): needed to restore etcd snapshots."""
+    ssh_private_key: pulumi.Output[str | None]
+    """The generated SSH private key (secret, OpenSSH format) to log in to the nodes as `ssh_user`; none when you gave `ssh_private_key`."""
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        settings, warnings = parse_cluster_args(args, name)
+        settings, warnings = parse_cluster_args(args, name=name)
         super().__init__("k3s-ha:index:K3sCluster", name, {}, opts)
         for warning in warnings:
             pulumi.log.warn(warning, resource=self)
@@ -55,19 +58,20 @@ class K3sCluster(pulumi.ComponentResource):
         tags = {**settings.tags, "k3s-cluster": name}
         network = _network(name, settings, tags, self)
         firewall = _firewall(name, settings, network, tags, self)
-        key_name = _key_pair(name, settings, tags, self)
+        key_name, private_key, generated_key = _ssh_key(name, settings, tags, self)
         snapshots = _snapshot_store(name, settings, tags, self)
         servers, agents, host_keys = _machines(name, settings, network, firewall, key_name, snapshots, tags, self)
         registration, lb_rules = _load_balancer(name, settings, network, firewall, servers, agents, tags, self)
         bootstrap = K3sBootstrap(
             name,
-            _bootstrap_settings(settings, servers, agents, registration, lb_rules, snapshots, host_keys),
+            _bootstrap_settings(settings, private_key, servers, agents, registration, lb_rules, snapshots, host_keys),
             pulumi.ResourceOptions(parent=self),
         )
 
         self.kubeconfig = bootstrap.kubeconfig
         self.api_endpoint = bootstrap.api_endpoint
         self.token = bootstrap.token
+        self.ssh_private_key = generated_key if generated_key is not None else pulumi.Output.from_input(None)
         self.server_public_ips = pulumi.Output.all(*[m.public_ip for m in servers])
         self.server_private_ips = pulumi.Output.all(*[m.private_ip for m in servers])
         self.agent_public_ips = pulumi.Output.all(*[m.public_ip for m in agents])
@@ -77,6 +81,7 @@ class K3sCluster(pulumi.ComponentResource):
                 "kubeconfig": self.kubeconfig,
                 "api_endpoint": self.api_endpoint,
                 "token": self.token,
+                "ssh_private_key": self.ssh_private_key,
                 "server_public_ips": self.server_public_ips,
                 "server_private_ips": self.server_private_ips,
                 "agent_public_ips": self.agent_public_ips,
@@ -129,13 +134,30 @@ def _firewall(
     )
 
 
-def _key_pair(name: str, settings: ClusterSettings, tags: dict[str, str], parent: pulumi.Resource) -> pulumi.Input[str]:
-    if settings.key_name:
-        return settings.key_name
+def _ssh_key(
+    name: str, settings: ClusterSettings, tags: dict[str, str], parent: pulumi.Resource
+) -> tuple[pulumi.Input[str], pulumi.Output[str], pulumi.Output[str] | None]:
+    """The key pair name the instances launch with, the private key Pulumi logs in with (secret)
+    and, when generated, that key again for the stack output.
+
+    A generated key is a tls.PrivateKey: created on the first `up` and then kept in the state (its
+    only input never changes), so later runs log in with the same key. Its private half is a
+    secret output of the provider (pulumi-tls sdk/python/pulumi_tls/private_key.py sets
+    additional_secret_outputs)."""
+    key = settings.ssh_key
+    if key.generated:
+        generated = tls.PrivateKey(f"{name}-ssh-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=parent))
+        public_key: pulumi.Input[str] = generated.public_key_openssh
+        private_key = pulumi.Output.secret(generated.private_key_openssh)
+    else:
+        public_key = key.public_key  # type: ignore[assignment]
+        private_key = pulumi.Output.secret(key.private_key)
+    if key.key_name:
+        return key.key_name, private_key, None
     key_pair = aws.ec2.KeyPair(
-        f"{name}-ssh", public_key=settings.ssh_public_key, tags=tags, opts=pulumi.ResourceOptions(parent=parent)
+        f"{name}-ssh", public_key=public_key, tags=tags, opts=pulumi.ResourceOptions(parent=parent)
     )
-    return key_pair.key_name
+    return key_pair.key_name, private_key, private_key if key.generated else None
 
 
 def _snapshot_store(
@@ -264,8 +286,7 @@ def _load_balancer(
     return lb.dns_name, rules
 
 
-def _ssh(settings: ClusterSettings) -> SshArgs:
-    key = pulumi.Output.secret(settings.ssh_private_key)
+def _ssh(settings: ClusterSettings, key: pulumi.Output[str]) -> SshArgs:
     ssh = SshArgs(user=settings.ssh_user, private_key=key)
     if settings.bastion_host:
         ssh["proxy"] = command.remote.ProxyConnectionArgs(
@@ -280,6 +301,7 @@ def _ssh(settings: ClusterSettings) -> SshArgs:
 
 def _bootstrap_settings(
     settings: ClusterSettings,
+    private_key: pulumi.Output[str],
     servers: list[aws.ec2.Instance],
     agents: list[aws.ec2.Instance],
     registration: pulumi.Output[str] | None,
@@ -307,10 +329,16 @@ def _bootstrap_settings(
     return BootstrapSettings(
         servers=tuple(host(m, "server", i) for i, m in enumerate(servers)),
         agents=tuple(host(m, "agent", i) for i, m in enumerate(agents)),
-        ssh=_ssh(settings),
+        ssh=_ssh(settings, private_key),
         k3s=settings.k3s,
         token=settings.token,
         agent_token=settings.agent_token,
         registration_address=registration,
-        server_config={**settings.k3s_server_settings, **(snapshots.etcd_s3_settings() if snapshots else {})},
+        server_config={
+            **settings.server_config,
+            **settings.k3s_server_settings,
+            **(snapshots.etcd_s3_settings() if snapshots else {}),
+        },
+        agent_config=settings.agent_config,
+        registries=settings.registries,
     )

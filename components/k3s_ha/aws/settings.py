@@ -14,9 +14,10 @@ from typing import Any
 
 import pulumi
 
-from .. import validation
+from .. import operator_address, passthrough, validation
 from ..bootstrap.settings import K3sInputs, parse_k3s_inputs
 from ..errors import ConfigError
+from ..operator_address import AUTO, OperatorAddressError
 from ..validation import Network, field
 from .args import ARG_KINDS, DEFAULTS, K3S_SERVER_SETTINGS, K3sClusterArgs
 from .snapshots import snapshot_folder
@@ -59,10 +60,7 @@ class ClusterSettings:
     ami_id: str | None
     """None: the newest Ubuntu LTS image, looked up per node."""
     ssh_user: str
-    ssh_private_key: pulumi.Input[str]
-    ssh_public_key: str | None
-    key_name: str | None
-    """Exactly one of `ssh_public_key` and `key_name` is set."""
+    ssh_key: SshKey
     ssh_cidrs: tuple[Network, ...]
     api_cidrs: tuple[Network, ...]
     network: NewVpc | ExistingVpc
@@ -75,6 +73,10 @@ class ClusterSettings:
     agent_token: pulumi.Input[str] | None
     k3s_server_settings: Mapping[str, Any]
     """config.yaml keys from K3S_SERVER_SETTINGS, identical on every server."""
+    server_config: Mapping[str, Any]
+    """Further config.yaml settings for every server (`server_config`), checked."""
+    agent_config: Mapping[str, Any]
+    registries: Mapping[str, Any] | None
     snapshot_bucket: SnapshotBucket | None
     tags: Mapping[str, str]
 
@@ -125,29 +127,96 @@ def _network(
     return ExistingVpc(args["vpc_id"], tuple(subnets))
 
 
-def _key_pair(args: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    public_key, key_name = args.get("ssh_public_key"), args.get("key_name")
-    if not public_key and not key_name:
-        raise ConfigError(
-            "sshPublicKey / ssh_public_key",
-            "neither an SSH public key nor an existing key pair name (keyName / key_name) was given",
-            "set sshPublicKey to the public half of sshPrivateKey",
-        )
-    if public_key and key_name:
+@dataclass(frozen=True)
+class SshKey:
+    """How Pulumi logs in: a key the user gave (with its public half or an existing key pair's
+    name), or, with none of the three set, a key generated once and kept in the state."""
+
+    private_key: pulumi.Input[str] | None
+    """None: generated."""
+    public_key: pulumi.Input[str] | None
+    key_name: str | None
+
+    @property
+    def generated(self) -> bool:
+        return self.private_key is None
+
+
+def _given(value: object) -> bool:
+    """Set: an Output counts (its value is known only at deploy time), an empty string not."""
+    return isinstance(value, pulumi.Output) or bool(value)
+
+
+def _ssh_key(args: Mapping[str, Any]) -> SshKey:
+    private_key, public_key, key_name = (args.get(k) for k in ("ssh_private_key", "ssh_public_key", "key_name"))
+    if _given(public_key) and key_name:
         raise ConfigError(
             "sshPublicKey / ssh_public_key", "both sshPublicKey and keyName are set", "set only one of them"
         )
-    return public_key or None, key_name or None
+    if not _given(public_key) and not key_name:
+        if _given(private_key):
+            raise ConfigError(
+                "sshPublicKey / ssh_public_key",
+                "sshPrivateKey is set, but neither its public half nor an existing key pair name (keyName / key_name)",
+                "set sshPublicKey to the public half of sshPrivateKey, or unset sshPrivateKey to have a key generated",
+            )
+        return SshKey(private_key=None, public_key=None, key_name=None)
+    if not _given(private_key):
+        given = "sshPublicKey" if _given(public_key) else "keyName"
+        raise ConfigError(
+            field("ssh_private_key"),
+            f"{given} is set, so Pulumi needs the matching private key to log in to the nodes",
+            'set it with `pulumi config set --secret sshPrivateKey -- "$(cat ~/.ssh/<key>)"`, '
+            f"or unset {given} to have a key generated",
+        )
+    if public_key is not None and not isinstance(public_key, pulumi.Output) and not isinstance(public_key, str):
+        raise ConfigError(
+            field("ssh_public_key"),
+            f"{public_key!r} is not a string",
+            "give the OpenSSH public key text (ssh-ed25519 ...)",
+        )
+    return SshKey(
+        private_key=private_key, public_key=public_key if _given(public_key) else None, key_name=key_name or None
+    )
 
 
-def _firewall_cidrs(args: Mapping[str, Any], warnings: list[str]) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
-    ssh_cidrs = validation.cidrs(args.get("ssh_allowed_cidrs"), "ssh_allowed_cidrs")
-    api_cidrs = validation.cidrs(args.get("api_allowed_cidrs"), "api_allowed_cidrs")
+def _with_operator_address(values: object, arg: str, operator_address: Callable[[], str]) -> object:
+    """`auto` items -> the operator's public address as a /32 (operator_address.py)."""
+    if not isinstance(values, list) or AUTO not in values:
+        return values
+    try:
+        own = f"{operator_address()}/32"
+    except OperatorAddressError as error:
+        raise ConfigError(
+            field(arg),
+            f"`{AUTO}` stands for the public address of the machine running Pulumi, which could not be learned: {error}",
+            'list the address instead, e.g. ["203.0.113.7/32"], or check that this machine reaches '
+            "https://checkip.amazonaws.com",
+        ) from None
+    return [own if value == AUTO else value for value in values]
+
+
+def _firewall_cidrs(
+    args: Mapping[str, Any], warnings: list[str], operator_address: Callable[[], str]
+) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
+    learned: list[str] = []
+
+    def once() -> str:  # one lookup even when both lists say auto
+        if not learned:
+            learned.append(operator_address())
+        return learned[0]
+
+    ssh_cidrs = validation.cidrs(
+        _with_operator_address(args.get("ssh_allowed_cidrs"), "ssh_allowed_cidrs", once), "ssh_allowed_cidrs"
+    )
+    api_cidrs = validation.cidrs(
+        _with_operator_address(args.get("api_allowed_cidrs"), "api_allowed_cidrs", once), "api_allowed_cidrs"
+    )
     if not ssh_cidrs:
         raise ConfigError(
             field("ssh_allowed_cidrs"),
             "is empty, so Pulumi could not reach the nodes over SSH to install K3s",
-            'set it to the address you run Pulumi from, e.g. ["203.0.113.7/32"]',
+            f'set it to the address you run Pulumi from, e.g. ["203.0.113.7/32"], or to ["{AUTO}"] to have it looked up',
         )
     if validation.world_open(ssh_cidrs):
         warnings.append("sshAllowedCidrs opens SSH (22) to the whole internet; narrow it to your own address")
@@ -173,9 +242,34 @@ def _snapshot_bucket(name: str, existing: object) -> SnapshotBucket:
     )
 
 
-def parse_cluster_args(args: K3sClusterArgs, name: str = "cluster") -> tuple[ClusterSettings, list[str]]:
+# config.yaml keys K3sCluster writes when the snapshot bucket is on (snapshots.py), by the input
+# that sets them.
+_ETCD_S3_KEYS = {k: "etcd_s3" for k in ("etcd-s3", "etcd-s3-bucket", "etcd-s3-region", "etcd-s3-folder")}
+
+
+def _passthrough(
+    args: Mapping[str, Any], snapshots_to_s3: bool
+) -> tuple[dict[str, Any], dict[str, Any], Mapping[str, Any] | None]:
+    """serverConfig / agentConfig / registries, checked. A K3s setting that has its own input
+    (etcdSnapshotRetention, etcdS3 while it is on) is refused here, so the two never disagree."""
+    own_inputs = {s.k3s_key: s.arg for s in K3S_SERVER_SETTINGS}
+    if snapshots_to_s3:
+        own_inputs |= _ETCD_S3_KEYS
+    return (
+        passthrough.k3s_settings(args.get("server_config"), "server_config", "server", own_inputs),
+        passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent"),
+        passthrough.registries(args.get("registries")),
+    )
+
+
+def parse_cluster_args(
+    args: K3sClusterArgs, resolve_operator_address: Callable[[], str] | None = None, *, name: str = "cluster"
+) -> tuple[ClusterSettings, list[str]]:
     """Check every argument; return the settings and the warnings to log. Raises ConfigError
-    naming the field and the fix on bad input, before anything is registered."""
+    naming the field and the fix on bad input, before anything is registered.
+
+    `resolve_operator_address` answers `auto` in the CIDR lists (default:
+    operator_address.resolver, which asks checkip.amazonaws.com); it is called at most once."""
     given = _whole_numbers(args)
 
     def setting(arg: str) -> Any:
@@ -198,8 +292,8 @@ def parse_cluster_args(args: K3sClusterArgs, name: str = "cluster") -> tuple[Clu
             "bastionHost with an internet-facing load balancer: nodes in private subnets reach it through "
             "your NAT gateway's address, which apiAllowedCidrs must then include (or set loadBalancerInternal)"
         )
-    ssh_cidrs, api_cidrs = _firewall_cidrs(given, warnings)
-    public_key, key_name = _key_pair(given)
+    ssh_cidrs, api_cidrs = _firewall_cidrs(given, warnings, resolve_operator_address or operator_address.resolver)
+    ssh_key = _ssh_key(given)
     k3s, k3s_warnings = parse_k3s_inputs(
         k3s_version=setting("k3s_version"),
         allow_dqlite=bool(setting("allow_dqlite")),
@@ -207,9 +301,10 @@ def parse_cluster_args(args: K3sClusterArgs, name: str = "cluster") -> tuple[Clu
         agent_token=given.get("agent_token"),
         ready_timeout_seconds=setting("ready_timeout_seconds"),
         ssh_user=setting("ssh_user"),
-        ssh_private_key=given.get("ssh_private_key"),
     )
     etcd_s3_bucket = given.get("etcd_s3_bucket")
+    snapshot_bucket = _snapshot_bucket(name, etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None
+    server_config, agent_config, registries = _passthrough(given, snapshot_bucket is not None)
     settings = ClusterSettings(
         servers=servers,
         agents=agents,
@@ -219,9 +314,7 @@ def parse_cluster_args(args: K3sClusterArgs, name: str = "cluster") -> tuple[Clu
         root_volume_gb=root_volume_gb,
         ami_id=given.get("ami_id") or None,
         ssh_user=setting("ssh_user"),
-        ssh_private_key=given["ssh_private_key"],
-        ssh_public_key=public_key,
-        key_name=key_name,
+        ssh_key=ssh_key,
         ssh_cidrs=ssh_cidrs,
         api_cidrs=api_cidrs,
         network=network,
@@ -233,7 +326,10 @@ def parse_cluster_args(args: K3sClusterArgs, name: str = "cluster") -> tuple[Clu
         token=given.get("token"),
         agent_token=given.get("agent_token"),
         k3s_server_settings=k3s_server_settings,
-        snapshot_bucket=_snapshot_bucket(name, etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None,
+        server_config=server_config,
+        agent_config=agent_config,
+        registries=registries,
+        snapshot_bucket=snapshot_bucket,
         tags=validation.tags(given.get("tags")),
     )
     return settings, warnings + k3s_warnings

@@ -98,7 +98,9 @@ class K3sBootstrapArgs(TypedDict):
     """Further config.yaml settings for every server (identical on all of them), e.g.
     `etcd-snapshot-retention`."""
     agent_config: NotRequired[dict[str, Any]]
-    """Further config.yaml settings for every agent."""
+    """Further config.yaml settings for every agent, e.g. `node-label`."""
+    registries: NotRequired[dict[str, Any]]
+    """/etc/rancher/k3s/registries.yaml for every node (`mirrors`, `configs`); sent on stdin, secret."""
     ready_timeout_seconds: NotRequired[int]
     """How long a node may take to become ready before its step fails (default 600)."""
     install_url: NotRequired[str]

@@ -43,6 +43,8 @@ class BootstrapPlan:
     """Further config.yaml settings, the same on every server (K3sBootstrapArgs.server_config)."""
     agent_extra: Mapping[str, Any] = field(default_factory=dict)
     """Further config.yaml settings for every agent (K3sBootstrapArgs.agent_config)."""
+    registries: Mapping[str, Any] | None = None
+    """registries.yaml for every node (K3sBootstrapArgs.registries); None: none is managed."""
 
     @classmethod
     def decide(
@@ -73,6 +75,7 @@ class BootstrapPlan:
             balancer_grace_seconds=BALANCER_GRACE_SECONDS if settings.registration_address is not None else 0,
             server_extra=dict(settings.server_config),
             agent_extra=dict(settings.agent_config),
+            registries=settings.registries,
         )
 
     def start_params(self) -> dict[str, str]:

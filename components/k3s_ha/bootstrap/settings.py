@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from .. import validation
+from .. import passthrough, validation
 from ..versions import DEFAULT_K3S_VERSION, K3sVersion
 
 if TYPE_CHECKING:  # component.py imports this module; the TypedDicts live there
@@ -39,7 +39,6 @@ def parse_k3s_inputs(
     agent_token: object,
     ready_timeout_seconds: object,
     ssh_user: object,
-    ssh_private_key: object,
 ) -> tuple[K3sInputs, list[str]]:
     version = validation.k3s_version(k3s_version, allow_dqlite)
     validation.token(token, "token")
@@ -47,7 +46,6 @@ def parse_k3s_inputs(
     validation.tokens_differ(token, agent_token)
     timeout = validation.positive_int(ready_timeout_seconds, "ready_timeout_seconds", "use e.g. 600")
     validation.non_empty(ssh_user, "ssh_user", "set the login user, e.g. ubuntu")
-    validation.non_empty(ssh_private_key, "ssh_private_key", "pass the SSH private key as a secret")
     warning = validation.version_warning(version)
     return K3sInputs(version=version, ready_timeout_seconds=timeout), [warning] if warning else []
 
@@ -71,6 +69,8 @@ class BootstrapSettings:
     tls_sans: tuple[pulumi.Input[str], ...] = ()
     server_config: Mapping[str, Any] = field(default_factory=dict)
     agent_config: Mapping[str, Any] = field(default_factory=dict)
+    registries: Mapping[str, Any] | None = None
+    """None: no registries.yaml is managed (one k3s-ha wrote before is removed)."""
     install_url: str = DEFAULT_INSTALL_URL
 
 
@@ -102,8 +102,8 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         agent_token=args.get("agent_token"),
         ready_timeout_seconds=args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS),
         ssh_user=ssh.get("user"),
-        ssh_private_key=ssh.get("private_key"),
     )
+    validation.non_empty(ssh.get("private_key"), "ssh_private_key", "pass the SSH private key as a secret")
     settings = BootstrapSettings(
         servers=servers,
         agents=agents,
@@ -114,8 +114,9 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         registration_address=args.get("registration_address"),
         api_address=args.get("api_address"),
         tls_sans=tuple(args.get("tls_sans") or ()),
-        server_config=dict(args.get("server_config") or {}),
-        agent_config=dict(args.get("agent_config") or {}),
+        server_config=passthrough.k3s_settings(args.get("server_config"), "server_config", "server"),
+        agent_config=passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent"),
+        registries=passthrough.registries(args.get("registries")),
         install_url=args.get("install_url", DEFAULT_INSTALL_URL),
     )
     return settings, warnings

@@ -620,6 +620,50 @@ k3s_ha_config_save() {
   k3s_ha_write_config "$1" < <(printf '%s' "$K3S_HA_CONFIG")
 }
 
+# --- registries.yaml ------------------------------------------------------------------
+# A start script's stdin may carry a second document: config.yaml, then the line
+# "--- # k3s-ha: registries.yaml follows", then /etc/rancher/k3s/registries.yaml (which may
+# hold registry passwords, so it travels on stdin like the token). bootstrap/node_config.py
+# writes that line; a rendered config.yaml never has a line starting with "---".
+
+# After k3s_ha_config_from_stdin: moves the registries.yaml part out of K3S_HA_CONFIG into
+# K3S_HA_REGISTRIES and sets K3S_HA_HAS_REGISTRIES to 1, or to 0 when stdin had none.
+k3s_ha_config_split_registries() {
+  local separator=$'\n--- # k3s-ha: registries.yaml follows\n'
+  K3S_HA_REGISTRIES=""
+  K3S_HA_HAS_REGISTRIES=0
+  if [[ $K3S_HA_CONFIG == *"$separator"* ]]; then
+    K3S_HA_REGISTRIES=${K3S_HA_CONFIG#*"$separator"}
+    K3S_HA_CONFIG=${K3S_HA_CONFIG%%"$separator"*}$'\n'
+    K3S_HA_HAS_REGISTRIES=1
+  fi
+}
+
+# Usage: k3s_ha_registries_save PATH
+# After k3s_ha_config_save: writes K3S_HA_REGISTRIES to PATH like config.yaml (atomic, 0600)
+# when stdin carried one; otherwise removes PATH if k3s-ha wrote it (its first line is the
+# header node_config.py puts there) and leaves a file written by hand alone. K3s reads the
+# file only when it starts, so K3S_HA_CONFIG_CHANGED ends up 1 when either file changed.
+k3s_ha_registries_save() {
+  local path=$1 config_changed=${K3S_HA_CONFIG_CHANGED:-0} first=""
+  if ((${K3S_HA_HAS_REGISTRIES:-0})); then
+    k3s_ha_write_config "$path" < <(printf '%s' "$K3S_HA_REGISTRIES")
+  else
+    K3S_HA_CONFIG_CHANGED=0
+    if [[ -f $path ]]; then
+      IFS= read -r first <"$path" || true
+    fi
+    if [[ $first == "# Written by k3s-ha from the registries input;"* ]]; then
+      rm -f -- "$path" || k3s_ha_die "could not remove $path"
+      k3s_ha_log "removed $path (no registries given any more)"
+      K3S_HA_CONFIG_CHANGED=1
+    fi
+  fi
+  if ((config_changed)); then
+    K3S_HA_CONFIG_CHANGED=1
+  fi
+}
+
 # Usage: k3s_ha_config_value KEY
 # Prints the value of top-level scalar KEY (quotes and a trailing comment removed); fails
 # when the key is absent. Never use it on a secret outside a variable assignment.

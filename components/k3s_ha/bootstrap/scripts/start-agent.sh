@@ -2,8 +2,9 @@
 # Starts (or keeps running) a K3s agent. Agents do not touch etcd membership, so Python
 # may run this on all agents in parallel once the servers are up.
 #
-# stdin: the complete config.yaml (`server:` and `token:`; never echoed), ending with the
-# end marker line (k3s_ha_config_end_marker); without it nothing is written.
+# stdin: the complete config.yaml (`server:` and `token:`; never echoed), optionally
+# followed by registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries);
+# stdin ends with the end marker line (k3s_ha_config_end_marker); without it nothing is written.
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
 # Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until the
 # agent must be up, restart included; default 600), K3S_VERSION (optional: refuse to start
@@ -30,7 +31,9 @@ k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
 k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
+k3s_ha_config_split_registries
 k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
+k3s_ha_registries_save "$(k3s_ha_config_dir)/registries.yaml"
 node=$(k3s_ha_node_name)
 K3S_HA_KUBECONFIG=$(k3s_ha_data_dir)/agent/kubelet.kubeconfig
 k3s_ha_start_service k3s-agent "$K3S_READY_TIMEOUT" "$node"

@@ -3,8 +3,9 @@
 # cluster. The same script serves the first server and every joining server: config.yaml
 # alone says which (`cluster-init: true` or `server: https://...:6443`).
 #
-# stdin: the complete config.yaml (holds the token; never echoed), ending with the end
-# marker line (k3s_ha_config_end_marker); without it nothing is written or restarted.
+# stdin: the complete config.yaml (holds the token; never echoed), optionally followed by
+# registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries); stdin ends
+# with the end marker line (k3s_ha_config_end_marker); without it nothing is written or restarted.
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
 # Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until
 # the server must be ready, waits and restart included; default 600), K3S_VERSION
@@ -34,6 +35,7 @@ k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
 k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
+k3s_ha_config_split_registries
 k3s_ha_refuse_token_change
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
 join_url=$(k3s_ha_config_server_url)
@@ -53,6 +55,7 @@ elif k3s_ha_config_is_true cluster-init && [[ -z $join_url ]]; then
   join_url=$(k3s_ha_config_server_url)
 fi
 k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
+k3s_ha_registries_save "$(k3s_ha_config_dir)/registries.yaml"
 
 # A first join needs the cluster behind `server:` to answer, and a load balancer there may
 # not have marked the first server healthy yet. A member with etcd data starts without it.

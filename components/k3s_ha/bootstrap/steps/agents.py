@@ -24,9 +24,12 @@ def start_agents(
     evicts: Sequence[command.remote.Command | None] = (),
 ) -> list[command.remote.Command]:
     config = pulumi.Output.secret(
-        pulumi.Output.all(plan.agent_token, plan.registration_address).apply(
-            lambda values: node_config.render_agent_config_yaml(
-                agent_token=values[0], join_address=values[1], extra=plan.agent_extra
+        pulumi.Output.all(plan.agent_token, plan.registration_address, pulumi.Output.from_input(plan.registries)).apply(
+            lambda values: node_config.with_registries(
+                node_config.render_agent_config_yaml(
+                    agent_token=values[0], join_address=values[1], extra=plan.agent_extra
+                ),
+                values[2],
             )
         )
     )

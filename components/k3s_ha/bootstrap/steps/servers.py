@@ -25,21 +25,25 @@ from ..remote import Node, run_script
 
 
 def secret_server_config_yaml(plan: BootstrapPlan, join_address: pulumi.Input[str] | None) -> pulumi.Output[str]:
-    """A server's config.yaml (secret): the same text for every server that joins, so build it
-    once and pass it to each (`config=`)."""
+    """A server's stdin (secret): its config.yaml, then registries.yaml when one is given. The
+    same text for every server that joins, so build it once and pass it to each (`config=`)."""
     config = pulumi.Output.all(
         plan.token,
         plan.agent_token,
         pulumi.Output.all(*plan.tls_sans),
         join_address,
         pulumi.Output.from_input(plan.server_extra),
+        pulumi.Output.from_input(plan.registries),
     ).apply(
-        lambda values: node_config.render_server_config_yaml(
-            token=values[0],
-            agent_token=values[1],
-            tls_sans=values[2],
-            join_address=values[3],
-            extra=values[4],
+        lambda values: node_config.with_registries(
+            node_config.render_server_config_yaml(
+                token=values[0],
+                agent_token=values[1],
+                tls_sans=values[2],
+                join_address=values[3],
+                extra=values[4],
+            ),
+            values[5],
         )
     )
     return pulumi.Output.secret(config)
