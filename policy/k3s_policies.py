@@ -63,7 +63,10 @@ def resource_dict(resource: PolicyResource) -> dict:
 
 def _resource_validation(rule: Callable[[str, Mapping[str, Any]], list[str]]):
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        for message in rule(args.resource_type, plain(args.props)):
+        props = plain(args.props)
+        if not rules.in_cluster(args.urn, props):
+            return  # another part of the program: not this pack's business
+        for message in rule(args.resource_type, props):
             report_violation(message, None)
 
     return validate
@@ -79,26 +82,26 @@ def _stack_validation(rule: Callable[[list[dict]], list[rules.Violation]]):
 
 IMDSV2 = ResourceValidationPolicy(
     name="k3s-imdsv2-required",
-    description="EC2 instances require IMDSv2 session tokens (metadataOptions.httpTokens = required).",
+    description="The cluster's EC2 instances require IMDSv2 session tokens (metadataOptions.httpTokens = required).",
     validate=_resource_validation(rules.imdsv2_required),
     enforcement_level=ENFORCEMENT,
 )
 ENCRYPTED_VOLUMES = ResourceValidationPolicy(
     name="k3s-encrypted-volumes",
-    description="EC2 instances declare an encrypted root volume (and encrypt every inline EBS volume).",
+    description="The cluster's EC2 instances declare an encrypted root volume (and encrypt every inline EBS volume).",
     validate=_resource_validation(rules.encrypted_volumes),
     enforcement_level=ENFORCEMENT,
 )
 CLUSTER_PORTS = ResourceValidationPolicy(
     name="k3s-no-world-open-cluster-ports",
-    description="No ingress from 0.0.0.0/0 or ::/0 to etcd (2379-2380/tcp), the kubelet (10250/tcp) or "
+    description="No ingress of the cluster from 0.0.0.0/0 or ::/0 to etcd (2379-2380/tcp), the kubelet (10250/tcp) or "
     "flannel VXLAN (8472/udp).",
     validate=_resource_validation(rules.cluster_ports_not_world_open),
     enforcement_level=ENFORCEMENT,
 )
 SSH = ResourceValidationPolicy(
     name="k3s-no-world-open-ssh",
-    description="No ingress from 0.0.0.0/0 or ::/0 to SSH (22/tcp).",
+    description="No ingress of the cluster from 0.0.0.0/0 or ::/0 to SSH (22/tcp).",
     validate=_resource_validation(rules.ssh_not_world_open),
     enforcement_level=ENFORCEMENT,
 )
@@ -123,4 +126,12 @@ JOIN_IN_TURN = StackValidationPolicy(
     enforcement_level=ENFORCEMENT,
 )
 
-POLICIES = [IMDSV2, ENCRYPTED_VOLUMES, CLUSTER_PORTS, SSH, ODD_SERVERS, INIT_FIRST, JOIN_IN_TURN]
+CLUSTER_GROUPS = StackValidationPolicy(
+    name="k3s-no-world-open-cluster-groups",
+    description="No ingress declared outside the cluster opens a security group of the cluster's machines "
+    "(its own, or one given as extraSecurityGroupIds) to 0.0.0.0/0 or ::/0 on SSH or the cluster ports.",
+    validate=_stack_validation(rules.cluster_groups_not_world_open),
+    enforcement_level=ENFORCEMENT,
+)
+
+POLICIES = [IMDSV2, ENCRYPTED_VOLUMES, CLUSTER_PORTS, SSH, ODD_SERVERS, INIT_FIRST, JOIN_IN_TURN, CLUSTER_GROUPS]

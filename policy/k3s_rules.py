@@ -8,6 +8,11 @@ value: resource policies run again with every input known before each create or 
 
 Resource rules take `(resource_type, props)` and return messages; stack rules take the list
 of resources and return `Violation`s. `k3s_policies.py` wires them into pulumi_policy.
+
+Scope: the pack guards the cluster, not the whole program it sits in. A rule applies to a
+resource of the cluster (`in_cluster`): one tagged `k3s-cluster` or a descendant of a k3s-ha
+component. A bastion or web server of a larger program is left alone, unless it opens a
+cluster security group to the world (`k3s-no-world-open-cluster-groups`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ INGRESS_TYPES = (SECURITY_GROUP, SECURITY_GROUP_RULE, INGRESS_RULE)
 
 ROLE_TAG = "k3s-role"
 CLUSTER_TAG = "k3s-cluster"
+# The components' type tokens (components/k3s_ha/aws/cluster.py, bootstrap/component.py).
+COMPONENT_TYPES = frozenset({"k3s-ha:index:K3sCluster", "k3s-ha:index:K3sBootstrap"})
 
 # The bootstrap's start steps, as K3sBootstrap names them: `<cluster>-server-<i>-start`,
 # `<cluster>-agent-<i>-start`; server 0 initialises the cluster.
@@ -57,6 +64,26 @@ UNKNOWN_SENTINELS = frozenset(
 
 def is_unknown(value: Any) -> bool:
     return value is UNKNOWN or (isinstance(value, str) and value in UNKNOWN_SENTINELS)
+
+
+def ancestor_types(urn: str | None) -> list[str]:
+    """The types of a resource's parents, outermost first, read from its URN:
+    `urn:pulumi:<stack>::<project>::<parent type>$...$<type>::<name>` (Pulumi's URN format,
+    pulumi/pulumi sdk/go/common/resource/urn.go). A name may contain `::`; the others may not."""
+    parts = (urn or "").split("::", 3)
+    if len(parts) < 4:
+        return []
+    return parts[2].split("$")[:-1]
+
+
+def in_cluster(urn: str | None, props: Mapping[str, Any]) -> bool:
+    """A resource of a k3s-ha cluster: created inside a K3sCluster or K3sBootstrap (at any
+    depth), or tagged `k3s-cluster` (the component tags its AWS resources so; a program that
+    builds its own machines for K3sBootstrap can tag them to opt in)."""
+    if COMPONENT_TYPES.intersection(ancestor_types(urn)):
+        return True
+    tags = props.get("tags") if isinstance(props, Mapping) else None
+    return isinstance(tags, Mapping) and CLUSTER_TAG in tags
 
 
 class Violation(NamedTuple):
@@ -270,10 +297,10 @@ class Step(NamedTuple):
 
 
 def start_steps(resources: Iterable[Mapping[str, Any]]) -> list[Step]:
-    """The start steps (remote commands) by cluster, role and index."""
+    """The clusters' start steps (remote commands) by cluster, role and index."""
     steps = []
     for resource in resources:
-        if resource.get("type") != COMMAND:
+        if resource.get("type") != COMMAND or not in_cluster(resource.get("urn"), resource.get("props") or {}):
             continue
         match = START_STEP.match(str(resource.get("name", "")))
         if match:
@@ -292,7 +319,11 @@ def odd_server_count(resources: Sequence[Mapping[str, Any]]) -> list[Violation]:
     violations = []
     instances: dict[str, list[Mapping[str, Any]]] = {}
     for resource in resources:
-        if resource.get("type") == INSTANCE and _tags(resource).get(ROLE_TAG) == "server":
+        if (
+            resource.get("type") == INSTANCE
+            and _tags(resource).get(ROLE_TAG) == "server"
+            and in_cluster(resource.get("urn"), resource.get("props") or {})
+        ):
             cluster = _tags(resource).get(CLUSTER_TAG)
             instances.setdefault("" if cluster is None or is_unknown(cluster) else str(cluster), []).append(resource)
     for cluster, members in sorted(instances.items()):
@@ -390,6 +421,59 @@ def servers_join_in_turn(resources: Sequence[Mapping[str, Any]]) -> list[Violati
     return violations
 
 
+def _dependencies_of(resource: Mapping[str, Any], prop: str) -> set[str]:
+    return set((resource.get("property_dependencies") or {}).get(prop) or ())
+
+
+def cluster_groups(resources: Sequence[Mapping[str, Any]]) -> set[str]:
+    """URNs of the security groups that guard a cluster's machines: the cluster's own, and any
+    other group its instances are placed in (extraSecurityGroupIds: a program's bastion or
+    monitoring group), seen through the instances' vpcSecurityGroupIds dependencies."""
+    groups = set()
+    for resource in resources:
+        props = resource.get("props") or {}
+        if not in_cluster(resource.get("urn"), props):
+            continue
+        if resource.get("type") == SECURITY_GROUP:
+            groups.add(resource.get("urn"))
+        elif resource.get("type") == INSTANCE:
+            groups |= _dependencies_of(resource, "vpcSecurityGroupIds") | _dependencies_of(resource, "securityGroups")
+    groups.discard(None)
+    return groups
+
+
+def cluster_groups_not_world_open(resources: Sequence[Mapping[str, Any]]) -> list[Violation]:
+    """What the cluster-scoped resource rules cannot see: ingress declared outside the cluster
+    (a larger program's own group or rule) that opens a group guarding the cluster's machines
+    to the world on SSH or the cluster ports."""
+    guarded = cluster_groups(resources)
+    by_urn = {r.get("urn"): r for r in resources}
+    violations = []
+    for resource in resources:
+        props = resource.get("props") or {}
+        if in_cluster(resource.get("urn"), props):
+            continue  # the resource policies judge the cluster's own resources
+        kind = resource.get("type")
+        if kind == SECURITY_GROUP and resource.get("urn") in guarded:
+            target = resource
+        elif kind in (INGRESS_RULE, SECURITY_GROUP_RULE):
+            targets = _dependencies_of(resource, "securityGroupId") & guarded
+            if not targets:
+                continue
+            target = by_urn.get(min(targets), {"name": min(targets)})
+        else:
+            continue
+        for message in world_open(kind, props, SSH_PORTS + CLUSTER_PORTS):
+            violations.append(
+                Violation(
+                    f"{resource.get('name')} opens {target.get('name')}, which guards a k3s-ha cluster's machines: "
+                    + message,
+                    resource.get("urn"),
+                )
+            )
+    return violations
+
+
 RESOURCE_RULES = {
     "k3s-imdsv2-required": imdsv2_required,
     "k3s-encrypted-volumes": encrypted_volumes,
@@ -400,13 +484,17 @@ STACK_RULES = {
     "k3s-odd-server-count": odd_server_count,
     "k3s-init-server-starts-first": init_server_first,
     "k3s-servers-join-in-turn": servers_join_in_turn,
+    "k3s-no-world-open-cluster-groups": cluster_groups_not_world_open,
 }
 
 
 def evaluate(resources: Sequence[Mapping[str, Any]]) -> dict[str, list[Violation]]:
-    """Every rule over plain resources: {policy name: violations}, empty lists included."""
+    """Every rule over plain resources: {policy name: violations}, empty lists included. The
+    resource rules see the cluster's resources only, as the pack's wiring does."""
     results: dict[str, list[Violation]] = {name: [] for name in [*RESOURCE_RULES, *STACK_RULES]}
     for resource in resources:
+        if not in_cluster(resource.get("urn"), resource.get("props") or {}):
+            continue
         for name, rule in RESOURCE_RULES.items():
             for message in rule(resource.get("type", ""), resource.get("props") or {}):
                 results[name].append(Violation(message, resource.get("urn")))

@@ -1,13 +1,21 @@
-"""The package schema exactly as the component provider host infers it (shared by the tests)."""
+"""The package schema exactly as the component provider in provider/ serves it (shared by the
+tests): the SDK's inference, plus the package version and descriptions in schema names."""
 
 from __future__ import annotations
 
 import inspect
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from k3s_ha import K3sCluster, K3sClusterArgs
-from pulumi.provider.experimental.component import ComponentProvider
+
+PROVIDER_DIR = Path(__file__).resolve().parent.parent / "provider"
+if str(PROVIDER_DIR) not in sys.path:
+    sys.path.insert(0, str(PROVIDER_DIR))
+
+from k3s_ha_provider import K3sHaProvider  # noqa: E402
 
 PACKAGE = "k3s-ha"
 TOKEN = "k3s-ha:index:K3sCluster"
@@ -31,16 +39,16 @@ def string_annotations() -> list[str]:
     return found
 
 
-def provider() -> ComponentProvider:
-    """What `component_provider_host([K3sCluster], "k3s-ha")` builds; fails the test, with the
-    cause, when the SDK's inference rejects the component."""
+def provider() -> K3sHaProvider:
+    """What `python provider/` serves; fails the test, with the cause, when the SDK's inference
+    rejects the component."""
     try:
-        return ComponentProvider([K3sCluster], PACKAGE)
+        return K3sHaProvider()
     except Exception as error:  # noqa: BLE001 - reported with its cause
         strings = string_annotations()
         cause = (
             "annotations are strings, not types (" + "; ".join(strings[:3]) + ", ...): remove "
-            "`from __future__ import annotations` from components/k3s_ha/aws/cluster.py"
+            "`from __future__ import annotations` from components/k3s_ha/aws/args.py and cluster.py"
             if strings
             else "see the error above"
         )

@@ -12,6 +12,7 @@ Differences from a real engine, handled here on purpose:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from collections.abc import Callable
@@ -68,9 +69,26 @@ class Registration:
     dependencies: set[str]
     property_dependencies: dict[str, set[str]]
     options: dict
+    # What the (mock) provider returned: the resource's id and its output state, secrets
+    # revealed. The step model (step_model.py) reads which outputs a replacement renews.
+    id: str = ""
+    outputs: dict = field(default_factory=dict)
 
     def is_secret(self, key: str) -> bool:
         return any(p == key or p.startswith(key + ".") or p.startswith(key + "[") for p in self.secret_paths)
+
+
+def standin_public_key(name: str) -> str:
+    """The stand-in public key the mock gives the tls.PrivateKey called `name`: deterministic,
+    in the authorized_keys format pulumi-tls returns (with a trailing newline)."""
+    blob = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + hashlib.sha256(name.encode()).digest())
+    return f"ssh-ed25519 {blob.decode()}\n"
+
+
+def standin_private_key(name: str) -> str:
+    """The stand-in (unusable) OpenSSH private key text of the tls.PrivateKey called `name`."""
+    digest = hashlib.sha256(b"private" + name.encode()).hexdigest()
+    return f"-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-{digest}\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
 def instance_id(name: str) -> str:
@@ -117,6 +135,8 @@ class CloudMocks(pulumi.runtime.Mocks):
             state.update(name=f"{name}-generated", arn=f"arn:aws:iam::123456789012:role/{name}")
         elif typ == "aws:ec2/keyPair:KeyPair":
             state["keyName"] = state.get("keyName") or f"{name}-key"
+        elif typ == "tls:index/privateKey:PrivateKey":
+            state.update(privateKeyOpenssh=standin_private_key(name), publicKeyOpenssh=standin_public_key(name))
         elif typ == "random:index/randomPassword:RandomPassword":
             alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
             seed = hashlib.sha256(name.encode()).digest() * 2
@@ -158,6 +178,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             return response
         secret_paths: set[str] = set()
         inputs = _reveal(json_format.MessageToDict(request.object), "", secret_paths)
+        outputs = _reveal(json_format.MessageToDict(response.object), "", set()) if response.object else {}
         timeouts = request.customTimeouts
         self.registrations.append(
             Registration(
@@ -179,6 +200,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "customTimeouts": {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete},
                     "provider": request.provider,
                 },
+                id=response.id,
+                outputs=outputs,
             )
         )
         # The engine marks these outputs secret; do the same so the SDK sees what it would.

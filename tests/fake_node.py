@@ -15,13 +15,16 @@ STANDINS = Path(__file__).parent / "standins"
 STANDIN_TOOLS = ("sudo", "k3s", "systemctl", "curl", "hostname", "cloud-init")
 VERSION = "v1.36.4+k3s1"
 SECRET = "S3cretTokenValue0123456789abcdefXYZ"
+# The last line of every config.yaml Python sends (node_config.END_MARKER): without it the
+# scripts take stdin for truncated and write nothing.
+END = "# k3s-ha: end of config.yaml\n"
 SERVER_CONFIG = f"""cluster-init: true
 token: {SECRET}
 agent-token: {SECRET}-agent
 tls-san:
   - k3s.example.internal
-"""
-AGENT_CONFIG = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n"
+{END}"""
+AGENT_CONFIG = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n{END}"
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Node:
         env = {
             "PATH": f"{self.path_dir}:{os.environ['PATH']}",
             "STANDIN_STATE": str(self.state),
+            # Where the stand-ins put what K3s writes under its data dir on a start.
+            "STANDIN_K3S_DATA_DIR": str(self.data_dir),
             "TMPDIR": str(self.tmp_dir),
             "LC_ALL": "C",
             **(extra_env or {}),
@@ -77,17 +82,23 @@ class Node:
         log = self.state / f"{tool}.log"
         return log.read_text().splitlines() if log.exists() else []
 
+    def agent_is_healthy(self, node: str = "k3s-server-1") -> None:
+        self.set(f"node.{node}.Ready", "True")
+
     def server_is_healthy(self, node: str = "k3s-server-1") -> None:
         self.set("readyz", "ok")
         self.set(f"node.{node}.Ready", "True")
         self.set(f"node.{node}.EtcdIsVoter", "True")
 
     def install_fake_k3s(self, version: str, unit: str | None) -> None:
-        """A k3s binary reporting `version` (and the unit), as a previous install left them."""
+        """A k3s binary reporting `version` (and the unit), as a previous install left them: like
+        the stand-in installer's, a wrapper around the k3s stand-in, with the version in the
+        state file "version"."""
         self.install_bin.mkdir(exist_ok=True)
         binary = self.install_bin / "k3s"
-        binary.write_text(f'#!/bin/sh\n# stand-in, not the real k3s\necho "k3s version {version} (x)"\n')
+        binary.write_text(f'#!/bin/sh\n# stand-in, not the real k3s\nexec {STANDINS / "k3s"} "$@"\n')
         binary.chmod(0o755)
+        self.set("version", version)
         if unit:
             self.systemd_dir.mkdir(exist_ok=True)
             (self.systemd_dir / unit).write_text("[Service]\n")
@@ -96,6 +107,19 @@ class Node:
 def server_params(node: Node, **extra: str) -> dict[str, str]:
     # The k3s stand-in sits in the PATH dir, where production has /usr/local/bin.
     return {"K3S_HA_BIN_DIR": str(node.path_dir), "K3S_READY_TIMEOUT": "10", **extra}
+
+
+def agent_params(node: Node, **extra: str) -> dict[str, str]:
+    """An agent node: the k3s stand-in on PATH, and no admin kubeconfig (agent_only), so the
+    scripts must read the node's own Node with the kubelet's kubeconfig."""
+    node.set("agent_only", "")
+    return {"K3S_HA_BIN_DIR": str(node.path_dir), "K3S_READY_TIMEOUT": "10", **extra}
+
+
+def with_lines(config: str, *lines: str) -> str:
+    """`config` with `lines` added before its end marker line."""
+    assert config.endswith(END)
+    return config[: -len(END)] + "".join(f"{line}\n" for line in lines) + END
 
 
 def install_params(node: Node, role: str, **extra: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 from engine import Run
+from k3s_ha.bootstrap.node_config import REGISTRIES_SEPARATOR
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-key-material\n-----END OPENSSH PRIVATE KEY-----"
 USER_TOKEN = "usertoken0123456789abcdefghijklmnopqrstuvwxyz01"
@@ -27,7 +28,14 @@ def commands(run: Run):
 
 
 def stdin_yaml(run: Run, name: str) -> dict:
-    return yaml.safe_load(run.named(name).inputs["stdin"])
+    """The config.yaml a start step sends (without the registries.yaml that may follow it)."""
+    return yaml.safe_load(run.named(name).inputs["stdin"].split(REGISTRIES_SEPARATOR)[0])
+
+
+def stdin_registries(run: Run, name: str) -> dict | None:
+    """The registries.yaml a start step sends after config.yaml, None when it sends none."""
+    parts = run.named(name).inputs["stdin"].split(REGISTRIES_SEPARATOR)
+    return yaml.safe_load(parts[1]) if len(parts) == 2 else None
 
 
 def ingress_rules(run: Run):

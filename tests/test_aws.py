@@ -5,6 +5,7 @@ import ipaddress
 import engine
 import pytest
 from helpers import SECRET_KEYS, config, ingress_rules, stdin_yaml
+from k3s_ha.aws.machines import NEW_NODES_ONLY
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
 INSTANCE = "aws:ec2/instance:Instance"
@@ -45,6 +46,7 @@ def test_port_matrix_without_load_balancer(dev):
         ("dev-servers", "tcp", 6443, 6443, "dev-nodes"),  # API from the cluster
         ("dev-servers", "tcp", 6443, 6443, "203.0.113.0/24"),  # API from allowed CIDRs
         ("dev-nodes", "tcp", 22, 22, "203.0.113.7/32"),  # SSH from allowed CIDRs
+        ("dev-nodes", "tcp", 22, 22, "dev-servers"),  # SSH from servers: removing nodes (issue 10.4)
     }
 
 
@@ -87,14 +89,15 @@ def test_instances_require_imdsv2_encrypt_disks_and_are_tagged(dev):
 
 def test_a_newly_published_image_never_replaces_nodes(dev, prod):
     for r in dev.by_type(INSTANCE):
-        assert r.options["ignoreChanges"] == ["ami"], r.name
+        assert r.options["ignoreChanges"] == [*NEW_NODES_ONLY, 'tags["k3s-ha-ssh-host-key"]'], r.name
     ami_lookups = [args for token, args in dev.calls if token == "aws:ec2/getAmi:getAmi"]
     assert ami_lookups and all(a["owners"] == ["099720109477"] for a in ami_lookups)
     assert "ubuntu-noble-24.04-amd64-server" in ami_lookups[0]["filters"][0]["values"][0]
-    # A pinned image is used as given, and changing the pin is a real change.
+    # A pinned image is used as given; like the looked-up one it applies to new nodes only
+    # (issue 10.2: changing the pin must not replace every node at once).
     for r in prod.by_type(INSTANCE):
         assert r.inputs["ami"] == "ami-0pinned0000000000"
-        assert r.options["ignoreChanges"] == []
+        assert r.options["ignoreChanges"] == [*NEW_NODES_ONLY, 'tags["k3s-ha-ssh-host-key"]']
     assert not any(token == "aws:ec2/getAmi:getAmi" for token, _ in prod.calls)
 
 
@@ -131,7 +134,18 @@ def test_load_balancer_is_the_registration_address(prod):
         engine.instance_id(f"prod-server-{i}") for i in range(3)
     )
     tg = prod.by_type("aws:lb/targetGroup:TargetGroup")[0]
-    assert tg.inputs["healthCheck"]["path"] == "/ping" and tg.inputs["port"] == 6443
+    assert tg.inputs["port"] == 6443
+    # issue 10.9: servers reach the balancer themselves, so no client IP preservation (a
+    # target reaching itself would time out), and in service only once the apiserver answers
+    # (401 to an anonymous /readyz), not the supervisor's /ping.
+    assert tg.inputs["preserveClientIp"] == "false"
+    check = tg.inputs["healthCheck"]
+    assert (check["protocol"], check["path"], check["matcher"]) == ("HTTPS", "/readyz", "401")
+    assert check["healthyThreshold"] >= 3
+    # A leaving server is fenced off from the balancer for longer than two missed checks
+    # before it is drained and uninstalled (reconcile-members.sh).
+    grace = int(prod.named("prod-members").inputs["create"].split("K3S_HA_LB_GRACE_SECONDS=")[1].split()[0])
+    assert grace >= check["unhealthyThreshold"] * check["interval"] + 5
     for i in range(3):
         cfg = stdin_yaml(prod, f"prod-server-{i}-start")
         assert dns in cfg["tls-san"]
@@ -154,6 +168,7 @@ def test_api_access_goes_through_the_load_balancer_group(prod):
 
 
 def test_without_load_balancer_joins_use_the_init_servers_private_address(dev):
+    assert "K3S_HA_LB_GRACE_SECONDS=0 " in dev.named("dev-members").inputs["create"]
     init_private = dev.outputs["serverPrivateIps"][0]
     for i in (1, 2):
         assert stdin_yaml(dev, f"dev-server-{i}-start")["server"] == f"https://{init_private}:6443"

@@ -9,7 +9,8 @@ import json
 import engine
 import pytest
 import yaml
-from helpers import SECRET_KEYS, commands, config
+from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
+from k3s_ha.aws.machines import NEW_NODES_ONLY
 
 CMD = "command:remote:Command"
 
@@ -47,23 +48,26 @@ def test_unchanged_config_changes_nothing(base):
 def test_one_more_agent_adds_only_that_agents_resources(base):
     more = _run(agents=3)
     change = _changed(base, more)
-    assert change["removed"] == [] and change["inputs"] == []
-    assert change["added"] == ["dev-agent-2", "dev-agent-2-install", "dev-agent-2-member", "dev-agent-2-start"]
+    # The reconcile step's list of wanted nodes grows; no existing node's step changes.
+    assert change["removed"] == [] and change["inputs"] == ["dev-members"]
+    assert change["added"] == [
+        "dev-agent-2",
+        "dev-agent-2-evict",
+        "dev-agent-2-host-key",
+        "dev-agent-2-install",
+        "dev-agent-2-member",
+        "dev-agent-2-start",
+    ]
 
 
 def test_three_to_five_servers_leaves_existing_nodes_alone_and_joins_one_at_a_time(base):
     five = _run(servers=5, agents=2)
     change = _changed(base, five)
-    assert change["removed"] == [] and change["inputs"] == []
+    assert change["removed"] == [] and change["inputs"] == ["dev-members"]
     assert change["added"] == [
-        "dev-server-3",
-        "dev-server-3-install",
-        "dev-server-3-member",
-        "dev-server-3-start",
-        "dev-server-4",
-        "dev-server-4-install",
-        "dev-server-4-member",
-        "dev-server-4-start",
+        f"dev-server-{i}{suffix}"
+        for i in (3, 4)
+        for suffix in ("", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
     ]
     assert five.depends_on("dev-server-3-start", "dev-server-2-start")
     assert five.depends_on("dev-server-4-start", "dev-server-3-start")
@@ -78,6 +82,8 @@ def test_a_version_bump_upgrades_in_place_servers_one_at_a_time_then_agents(base
     assert all(bumped.named(n).type == CMD for n in change["inputs"]), "no instance changes"
     assert set(change["inputs"]) == {
         "dev-version-guard",
+        "dev-server-1-version-guard",
+        "dev-server-2-version-guard",
         *[f"dev-{h}-install" for h in ("server-0", "server-1", "server-2", "agent-0", "agent-1")],
         *[f"dev-{h}-start" for h in ("server-0", "server-1", "server-2", "agent-0", "agent-1")],
     }
@@ -88,7 +94,8 @@ def test_a_version_bump_upgrades_in_place_servers_one_at_a_time_then_agents(base
     # Nothing downloads before the guard has accepted the new version on the running cluster.
     for name in change["inputs"]:
         if name.endswith("-install"):
-            assert bumped.depends_on(name, "dev-version-guard")
+            for guard in ("dev-version-guard", "dev-server-1-version-guard", "dev-server-2-version-guard"):
+                assert bumped.depends_on(name, guard)
     assert bumped.depends_on("dev-server-1-start", "dev-server-0-start")
     assert bumped.depends_on("dev-server-2-start", "dev-server-1-start")
     for i in range(2):
@@ -104,51 +111,58 @@ def test_a_newly_published_image_changes_only_ignored_inputs(base):
     for name in change["inputs"]:
         old, new = _by_key(base)[("aws:ec2/instance:Instance", name)], newer.named(name)
         assert {k for k in new.inputs if new.inputs[k] != old.inputs.get(k)} == {"ami"}
-        assert new.options["ignoreChanges"] == ["ami"]
+        assert new.options["ignoreChanges"] == [*NEW_NODES_ONLY, 'tags["k3s-ha-ssh-host-key"]']
 
 
 def test_removing_an_agent_leaves_the_others_alone(base):
     fewer = _run(agents=1)
     change = _changed(base, fewer)
-    assert change["added"] == [] and change["inputs"] == []
-    assert change["removed"] == ["dev-agent-1", "dev-agent-1-install", "dev-agent-1-member", "dev-agent-1-start"]
+    assert change["added"] == [] and change["inputs"] == ["dev-members"]
+    assert change["removed"] == [
+        "dev-agent-1",
+        "dev-agent-1-evict",
+        "dev-agent-1-host-key",
+        "dev-agent-1-install",
+        "dev-agent-1-member",
+        "dev-agent-1-start",
+    ]
 
 
-def test_a_leaving_agent_is_drained_and_deleted_from_a_server_then_uninstalled(base):
-    member, start, install = (base.named(f"dev-agent-1-{s}") for s in ("member", "start", "install"))
-    node = engine.node_name("dev-agent-1-start")
-    # Held by the first server: kubectl runs there, not on the leaving node.
-    assert member.inputs["connection"]["host"] == base.outputs["serverPublicIps"][0]
-    assert "k3s-ha-remove-node" in member.inputs["delete"] and f"K3S_HA_NODE={node}" in member.inputs["delete"]
-    assert "k3s-ha-confirm-node" in member.inputs["create"]
-    assert "k3s-ha-uninstall-k3s" in install.inputs["delete"] and "K3S_ROLE=agent" in install.inputs["delete"]
-    assert install.inputs["connection"]["host"] == base.outputs["agentPublicIps"][1]
-    # The engine deletes dependents first: member (drain, delete Node) -> start -> install
-    # (uninstall) -> instance (terminate).
-    assert base.depends_on("dev-agent-1-member", "dev-agent-1-start")
-    assert base.transitively_depends_on("dev-agent-1-start", "dev-agent-1-install")
-    assert base.urn("dev-agent-1") in install.property_dependencies["connection"]
+def test_a_leaving_agent_is_removed_by_the_first_server_and_its_old_steps_run_nothing(base):
+    """issue 10.4: removal runs in the create/update phase from the first server of the new
+    configuration (reconcile-members.sh); the old steps' deletes run nothing on the old host."""
+    fewer = _run(agents=1)
+    reconcile = fewer.named("dev-members")
+    assert reconcile.inputs["connection"]["host"] == fewer.outputs["serverPublicIps"][0]
+    assert "k3s-ha-reconcile-members" in reconcile.inputs["create"]
+    wanted = reconcile.inputs["create"].split("K3S_HA_NODES='")[1].split("'")[0].split()
+    assert engine.node_name("dev-agent-1-start") not in wanted
+    assert sorted(wanted) == sorted(
+        engine.node_name(f"dev-{h}-start") for h in ("server-0", "server-1", "server-2", "agent-0")
+    )
+    # It runs after every node has started, and the SSH key reaches it only on stdin.
+    for start in ("dev-server-2-start", "dev-agent-0-start"):
+        assert fewer.depends_on("dev-members", start)
+    assert reconcile.inputs["stdin"] == PRIVATE_KEY and reconcile.is_secret("stdin")
+    assert PRIVATE_KEY not in reconcile.inputs["create"]
+    for name in ("dev-agent-1-member", "dev-agent-1-start", "dev-agent-1-install"):
+        assert "delete" not in base.named(name).inputs, name
 
 
 def test_servers_leave_one_at_a_time():
     five = _run(servers=5)
     fewer = _run(servers=3)
     change = _changed(five, fewer)
-    assert change["inputs"] == [] and change["added"] == []
+    assert change["inputs"] == ["dev-members"] and change["added"] == []
     assert change["removed"] == [
-        "dev-server-3",
-        "dev-server-3-install",
-        "dev-server-3-member",
-        "dev-server-3-start",
-        "dev-server-4",
-        "dev-server-4-install",
-        "dev-server-4-member",
-        "dev-server-4-start",
+        f"dev-server-{i}{suffix}"
+        for i in (3, 4)
+        for suffix in ("", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
     ]
-    # member-4 depends on member-3, so the engine removes server-4's etcd member first.
-    for i in range(1, 5):
-        assert five.depends_on(f"dev-server-{i}-member", f"dev-server-{i - 1}-member")
-    assert "K3S_ROLE=server" in five.named("dev-server-4-install").inputs["delete"]
+    # One reconcile step removes both, one after the other (reconcile-members.sh).
+    for name in change["removed"]:
+        if five.named(name).type == CMD:
+            assert "delete" not in five.named(name).inputs, name
 
 
 def test_memberships_are_replaced_only_with_their_own_machine(base):
@@ -185,14 +199,18 @@ def test_s3_snapshots_get_a_private_encrypted_versioned_bucket_kept_on_destroy()
     )
     policy = json.loads(run.by_type("aws:iam/rolePolicy:RolePolicy")[0].inputs["policy"])
     resources = {r for s in policy["Statement"] for r in [s["Resource"]]}
-    assert resources == {"arn:aws:s3:::dev-etcd-snapshots-20261126", "arn:aws:s3:::dev-etcd-snapshots-20261126/dev/*"}
-    assert not any("*" == a or a.endswith(":*") for s in policy["Statement"] for a in s["Action"])
+    assert resources == {
+        "arn:aws:s3:::dev-etcd-snapshots-20261126",
+        "arn:aws:s3:::dev-etcd-snapshots-20261126/k3s-ha/k3s-ha/dev/dev/*",
+    }
+    actions = [a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    assert not any("*" == a or a.endswith(":*") for a in actions)
     for machine in run.by_type("aws:ec2/instance:Instance"):
         has_profile = machine.inputs.get("iamInstanceProfile") == "dev-server-generated"
         assert has_profile == ("-server-" in machine.name), machine.name
     cfg = yaml.safe_load(run.named("dev-server-0-start").inputs["stdin"])
     assert cfg["etcd-s3"] is True and cfg["etcd-s3-bucket"] == "dev-etcd-snapshots-20261126"
-    assert cfg["etcd-s3-region"] == "eu-west-1" and cfg["etcd-s3-folder"] == "dev"
+    assert cfg["etcd-s3-region"] == "eu-west-1" and cfg["etcd-s3-folder"] == "k3s-ha/k3s-ha/dev/dev/"
 
 
 def test_an_existing_bucket_is_used_without_creating_one():

@@ -27,6 +27,10 @@ def test_an_existing_vpc_and_subnets_are_used_and_no_network_is_created():
     assert [s.inputs["subnetId"] for s in servers] == ["subnet-a", "subnet-b", "subnet-c"]
     for machine in run.by_type(INSTANCE):
         assert "sg-monitoring" in machine.inputs["vpcSecurityGroupIds"]
+        # issue 10: Pulumi logs in on the public address, which a subnet without
+        # map_public_ip_on_launch would not give; asking for it is ignored on running nodes.
+        assert machine.inputs["associatePublicIpAddress"] is True
+        assert "associatePublicIpAddress" in machine.options["ignoreChanges"]
 
 
 def test_an_existing_vpc_needs_its_subnets():
@@ -49,6 +53,8 @@ def test_a_bastion_reaches_nodes_on_their_private_addresses():
         assert conn["proxy"]["privateKey"] == PRIVATE_KEY
         assert cmd.is_secret("connection")
     assert run.named("dev-server-0-install").inputs["connection"]["host"] == private[0]
+    # Behind a bastion nodes need no public address: the subnet decides.
+    assert all("associatePublicIpAddress" not in m.inputs for m in run.by_type(INSTANCE))
 
 
 def test_an_existing_key_pair_is_used_by_name():

@@ -33,6 +33,7 @@ POLICY_DIR = ROOT / "policy"  # on the path through pytest.ini
 
 
 ALL_POLICIES = {
+    "k3s-no-world-open-cluster-groups",
     "k3s-imdsv2-required",
     "k3s-encrypted-volumes",
     "k3s-no-world-open-cluster-ports",
@@ -47,17 +48,51 @@ ALL_POLICIES = {
 # Recorded runs of the project's program, as plain resources
 
 
+def engine_urns(run: engine.Run) -> dict[str, str]:
+    """{recorded URN: the URN the real engine gives}. The SDK's MockMonitor.make_urn prefixes
+    only the parent's last type (pulumi/runtime/mocks.py); the engine prefixes the parent's
+    whole qualified type and leaves the root stack out (pulumi/pulumi
+    pkg/resource/deploy/deployment.go generateURN, sdk/go/common/resource/urn.go NewURN), so
+    a security group rule of a K3sCluster is
+    `...::k3s-ha:index:K3sCluster$aws:ec2/securityGroup:SecurityGroup$aws:vpc/...::dev-etcd`.
+    The policies read a resource's ancestry from that chain."""
+    by_urn = {r.urn: r for r in run.registrations}
+    real: dict[str, str] = {}
+
+    def convert(urn: str) -> str:
+        if urn in real or urn not in by_urn:
+            return real.get(urn, urn)
+        r = by_urn[urn]
+        parent = by_urn.get(r.parent or "")
+        prefix = (
+            "" if parent is None or parent.type == "pulumi:pulumi:Stack" else convert(parent.urn).split("::")[2] + "$"
+        )
+        stack, project = urn.split("::")[:2]
+        real[urn] = "::".join([stack, project, prefix + r.type, r.name])
+        return real[urn]
+
+    for urn in by_urn:
+        convert(urn)
+    return real
+
+
 def as_resources(run: engine.Run) -> list[dict]:
-    """Every registration as the rules (and a stack policy) see a resource: a fresh deep copy."""
+    """Every registration as the rules (and a stack policy) see a resource, with the engine's
+    URNs: a fresh deep copy."""
+    urns = engine_urns(run)
+
+    def real(urn):
+        return urns.get(urn, urn)
+
     return [
         {
             "type": r.type,
             "name": r.name,
-            "urn": r.urn,
-            "parent": r.parent or None,
+            "urn": real(r.urn),
+            "parent": real(r.parent) if r.parent else None,
             "props": copy.deepcopy(r.inputs),
-            "dependencies": sorted(r.dependencies),
-            "property_dependencies": {k: sorted(v) for k, v in r.property_dependencies.items()},
+            "dependencies": sorted(map(real, r.dependencies)),
+            "property_dependencies": {k: sorted(map(real, v)) for k, v in r.property_dependencies.items()},
         }
         for r in run.registrations
     ]
@@ -125,7 +160,7 @@ def test_ssh_open_to_the_world_is_only_a_warning_in_the_program_but_fails_the_po
     assert any("ssh" in w.lower() for w in run.warnings)
     found = flagged(as_resources(run))
     assert set(found) == {"k3s-no-world-open-ssh"}
-    assert [v.urn for v in found["k3s-no-world-open-ssh"]] == [run.urn("dev-ssh-0")]
+    assert [v.urn for v in found["k3s-no-world-open-ssh"]] == [engine_urns(run)[run.urn("dev-ssh-0")]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,11 +247,9 @@ def test_a_join_that_does_not_wait_for_the_init_server_is_flagged(dev):
     join["property_dependencies"] = {}
     found = flagged(dev)
     assert set(found) == {"k3s-init-server-starts-first", "k3s-servers-join-in-turn"}
-    # Everything after it in the chain lost the init server too.
-    assert {v.urn for v in found["k3s-init-server-starts-first"]} == {
-        named(dev, n)["urn"]
-        for n in ("dev-server-1-start", "dev-server-2-start", "dev-agent-0-start", "dev-agent-1-start")
-    }
+    # The later starts still wait for the init server through their evict steps, which run
+    # on it (membership.py), so only this one is flagged.
+    assert {v.urn for v in found["k3s-init-server-starts-first"]} == {named(dev, "dev-server-1-start")["urn"]}
     assert [v.urn for v in found["k3s-servers-join-in-turn"]] == [join["urn"]]
 
 
@@ -382,14 +415,19 @@ def test_ingress_rules_in_every_shape(resource_type, props, cluster, ssh):
     assert _labels(rules.ssh_not_world_open(resource_type, props)) == ssh
 
 
-def _step(cluster, role, index, *deps):
+def _step_urn(name: str, parents: str = "k3s-ha:index:K3sBootstrap") -> str:
+    return f"urn:pulumi:dev::p::{parents}$command:remote:Command::{name}"
+
+
+def _step(cluster, role, index, *deps, parents="k3s-ha:index:K3sBootstrap"):
+    """A start step of a K3sBootstrap (or, with other `parents`, of something else)."""
     name = f"{cluster}-{role}-{index}-start"
     return {
         "type": rules.COMMAND,
         "name": name,
-        "urn": f"urn:{name}",
+        "urn": _step_urn(name, parents),
         "props": {},
-        "dependencies": [f"urn:{cluster}-{d}-start" for d in deps],
+        "dependencies": [_step_urn(f"{cluster}-{d}-start", parents) for d in deps],
     }
 
 
@@ -409,7 +447,7 @@ def test_stack_rules_on_hand_made_graphs():
     assert [v.message for v in rules.odd_server_count(two)] == [
         "cluster 'b' starts 2 servers: embedded etcd needs an odd number; use 3 or 5"
     ]
-    assert [v.urn for v in rules.init_server_first(two)] == ["urn:b-agent-0-start"]
+    assert [v.urn for v in rules.init_server_first(two)] == [_step_urn("b-agent-0-start")]
 
     # A cluster name may itself contain "-server-".
     tricky = [_step("my-server-x", "server", 0), _step("my-server-x", "agent", 0, "server-0")]
@@ -614,3 +652,177 @@ def test_the_analyzer_passes_the_program_and_blocks_a_mutated_one(analyzer, dev)
         ]
     )
     assert {d.enforcementLevel for d in diagnostics} == {analyzer_pb2.MANDATORY}
+
+
+# ---------------------------------------------------------------------------------------------
+# A larger program: the pack guards the cluster, not its neighbours
+
+
+def larger_program(attach_bastion_group: bool = False):
+    """A platform program with its own world-open bastion (inline SSH ingress and a separate
+    IPv6 rule), an instance with neither IMDSv2 nor an encrypted root volume, and a web app
+    whose remote steps happen to be called `web-server-<i>-start`, beside a K3sCluster."""
+
+    def program():
+        import pulumi
+        import pulumi_aws as aws
+        from helpers import PRIVATE_KEY
+        from k3s_ha import K3sCluster
+        from pulumi_command import remote
+
+        bastion_group = aws.ec2.SecurityGroup(
+            "bastion",
+            description="bastion",
+            ingress=[{"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": ["0.0.0.0/0"]}],
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            "bastion-ssh-v6",
+            security_group_id=bastion_group.id,
+            ip_protocol="tcp",
+            from_port=22,
+            to_port=22,
+            cidr_ipv6="::/0",
+        )
+        aws.ec2.Instance(
+            "bastion",
+            ami="ami-0bastion000000000",
+            instance_type="t3.micro",
+            vpc_security_group_ids=[bastion_group.id],
+            tags={"Name": "bastion"},
+        )
+        connection = {"host": "198.51.100.20", "user": "ubuntu"}
+        first = remote.Command("web-server-0-start", connection=connection, create="systemctl start web")
+        remote.Command("web-server-1-start", connection=connection, create="systemctl start web")
+        cluster = K3sCluster(
+            "k3s",
+            {
+                "ssh_private_key": pulumi.Output.secret(PRIVATE_KEY),
+                "ssh_public_key": "ssh-ed25519 AAAA test",
+                "ssh_allowed_cidrs": ["203.0.113.7/32"],
+                **({"extra_security_group_ids": [bastion_group.id]} if attach_bastion_group else {}),
+            },
+        )
+        return {"endpoint": cluster.api_endpoint, "web": first.stdout}
+
+    return program
+
+
+@pytest.fixture(scope="module")
+def larger_run():
+    return engine.run(larger_program())
+
+
+@pytest.fixture
+def larger(larger_run):
+    return as_resources(larger_run)
+
+
+def test_a_larger_programs_own_resources_are_not_the_packs_business(larger):
+    assert flagged(larger) == {}
+    # ...though, judged like the cluster's, they would break five of the rules.
+    bastion = named_of_type(larger, "bastion", rules.INSTANCE)
+    group = named_of_type(larger, "bastion", rules.SECURITY_GROUP)
+    assert rules.imdsv2_required(rules.INSTANCE, bastion["props"])
+    assert rules.encrypted_volumes(rules.INSTANCE, bastion["props"])
+    assert rules.ssh_not_world_open(rules.SECURITY_GROUP, group["props"])
+    assert rules.ssh_not_world_open(rules.INGRESS_RULE, named(larger, "bastion-ssh-v6")["props"])
+    web = [r for r in larger if r["name"].startswith("web-server-")]
+    assert len(web) == 2 and rules.start_steps(web) == []
+    inside = [{**r, "urn": r["urn"].replace("::command:", "::k3s-ha:index:K3sBootstrap$command:")} for r in web]
+    assert rules.odd_server_count(inside) and rules.init_server_first(inside)
+
+
+def named_of_type(resources: list[dict], name: str, typ: str) -> dict:
+    [found] = [r for r in resources if r["name"] == name and r["type"] == typ]
+    return found
+
+
+def test_what_belongs_to_the_cluster(larger):
+    def scope(name, typ):
+        resource = named_of_type(larger, name, typ)
+        return rules.in_cluster(resource["urn"], resource["props"])
+
+    # Tagged by the component, or created inside it (the rules have no tags).
+    assert scope("k3s-server-0", rules.INSTANCE) and scope("k3s-nodes", rules.SECURITY_GROUP)
+    assert scope("k3s-etcd", rules.INGRESS_RULE) and scope("k3s-server-1-start", rules.COMMAND)
+    assert not scope("bastion", rules.INSTANCE) and not scope("bastion", rules.SECURITY_GROUP)
+    assert not scope("bastion-ssh-v6", rules.INGRESS_RULE) and not scope("web-server-1-start", rules.COMMAND)
+    # The cluster's own steps are still judged in the same program.
+    assert [s.resource["name"] for s in rules.start_steps(larger) if s.role == "server"] == [
+        "k3s-server-0-start",
+        "k3s-server-1-start",
+        "k3s-server-2-start",
+    ]
+
+
+def test_an_instance_of_the_program_tagged_k3s_cluster_is_judged(larger):
+    bastion = named_of_type(larger, "bastion", rules.INSTANCE)
+    bastion["props"]["tags"]["k3s-cluster"] = "k3s"
+    found = flagged(larger)
+    assert set(found) == {"k3s-imdsv2-required", "k3s-encrypted-volumes", "k3s-no-world-open-cluster-groups"}
+    assert {v.urn for v in found["k3s-imdsv2-required"] + found["k3s-encrypted-volumes"]} == {bastion["urn"]}
+    # A machine of the cluster now, so its world-open group guards the cluster too.
+    assert {v.urn for v in found["k3s-no-world-open-cluster-groups"]} == {
+        named_of_type(larger, "bastion", rules.SECURITY_GROUP)["urn"],
+        named(larger, "bastion-ssh-v6")["urn"],
+    }
+
+
+def test_a_world_open_group_given_to_the_cluster_as_an_extra_group_is_flagged():
+    """The bastion group is the program's own, but as extraSecurityGroupIds it guards the nodes:
+    SSH on every node is then open to the world."""
+    resources = as_resources(engine.run(larger_program(attach_bastion_group=True)))
+    found = flagged(resources)
+    assert set(found) == {"k3s-no-world-open-cluster-groups"}
+    assert sorted(v.urn for v in found["k3s-no-world-open-cluster-groups"]) == sorted(
+        [
+            named_of_type(resources, "bastion", rules.SECURITY_GROUP)["urn"],
+            named(resources, "bastion-ssh-v6")["urn"],
+        ]
+    )
+    assert all("guards a k3s-ha cluster's machines" in v.message for v in found["k3s-no-world-open-cluster-groups"])
+
+
+def test_a_rule_outside_the_cluster_that_opens_a_cluster_group_is_flagged(larger):
+    nodes = named_of_type(larger, "k3s-nodes", rules.SECURITY_GROUP)
+    stray = {
+        "type": rules.INGRESS_RULE,
+        "name": "debug-kubelet",
+        "urn": "urn:pulumi:dev::k3s-ha::aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule::debug-kubelet",
+        "parent": None,
+        "props": {"ipProtocol": "tcp", "fromPort": 10250, "toPort": 10250, "cidrIpv4": "0.0.0.0/0"},
+        "dependencies": [nodes["urn"]],
+        "property_dependencies": {"securityGroupId": [nodes["urn"]]},
+    }
+    found = flagged([*larger, stray])
+    assert set(found) == {"k3s-no-world-open-cluster-groups"}
+    [violation] = found["k3s-no-world-open-cluster-groups"]
+    assert violation.urn == stray["urn"] and "kubelet" in violation.message and "k3s-nodes" in violation.message
+    # Pointed at the bastion's group instead, it is the program's own business.
+    bastion = named_of_type(larger, "bastion", rules.SECURITY_GROUP)
+    stray["property_dependencies"] = {"securityGroupId": [bastion["urn"]]}
+    assert flagged([*larger, stray]) == {}
+
+
+def test_the_policy_objects_leave_the_program_alone_and_judge_the_cluster(larger):
+    bastion = named_of_type(larger, "bastion", rules.INSTANCE)
+    assert _validate_resource(k3s_policies.IMDSV2, bastion) == []
+    assert _validate_resource(k3s_policies.ENCRYPTED_VOLUMES, bastion) == []
+    assert _validate_resource(k3s_policies.SSH, named_of_type(larger, "bastion", rules.SECURITY_GROUP)) == []
+    assert _validate_stack(k3s_policies.ODD_SERVERS, larger) == []
+    assert _validate_stack(k3s_policies.INIT_FIRST, larger) == []
+    assert _validate_stack(k3s_policies.CLUSTER_GROUPS, larger) == []
+    server = named(larger, "k3s-server-0")
+    server["props"]["metadataOptions"]["httpTokens"] = "optional"
+    assert len(_validate_resource(k3s_policies.IMDSV2, server)) == 1
+
+
+def test_the_analyzer_passes_the_larger_program(analyzer, larger):
+    from pulumi.runtime.proto import analyzer_pb2
+
+    assert list(analyzer.AnalyzeStack(_stack_request(larger)).diagnostics) == []
+    for resource in larger:
+        request = analyzer_pb2.AnalyzeRequest(
+            type=resource["type"], urn=resource["urn"], name=resource["name"], properties=_struct(resource["props"])
+        )
+        assert list(analyzer.Analyze(request).diagnostics) == [], resource["name"]

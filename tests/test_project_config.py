@@ -6,7 +6,7 @@ import engine
 import pytest
 import yaml
 from helpers import BASE_CONFIG, SECRET_KEYS
-from k3s_ha.aws.cluster import DEFAULTS
+from k3s_ha.aws.args import DEFAULTS
 from k3s_ha.stack_config import CONFIG_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ construction from the plain dict the provider hands to the constructor.
 The schema comes from `pulumi.provider.experimental.component.ComponentProvider`, the class
 `component_provider_host` runs, so what is checked here is what `pulumi package add` and every
 generated SDK (TypeScript, Go, C#, Java, YAML) get. The expectations are derived separately, from
-K3sClusterArgs' resolved type hints and the docstrings in cluster.py's source.
+K3sClusterArgs' resolved type hints and the docstrings in aws/args.py's and aws/cluster.py's source.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from component_schema import TOKEN, inferred_schema, string_annotations
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from helpers import PRIVATE_KEY
 from k3s_ha import K3sCluster, K3sClusterArgs
-from k3s_ha.aws import cluster as cluster_module
 from processes import stop
 from pulumi.runtime import rpc
 
@@ -50,6 +49,7 @@ EXPECTED_OUTPUTS = {
     "serverPrivateIps": {"type": "array", "items": {"type": "string"}},
     "agentPublicIps": {"type": "array", "items": {"type": "string"}},
     "agentPrivateIps": {"type": "array", "items": {"type": "string"}},
+    "sshPrivateKey": {"type": "string"},
 }
 SECRET_INPUTS = ("sshPrivateKey", "token", "agentToken")
 
@@ -69,10 +69,10 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def _field_docstrings(class_name: str) -> dict[str, str]:
-    """The string right under each annotated field of `class_name` in cluster.py."""
-    tree = ast.parse(Path(inspect.getsourcefile(cluster_module)).read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+def _field_docstrings(cls: type) -> dict[str, str]:
+    """The string right under each annotated field of `cls`, in its module's source."""
+    tree = ast.parse(Path(inspect.getsourcefile(cls)).read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
     docs: dict[str, str] = {}
     for stmt, following in zip(node.body, node.body[1:]):
         if (
@@ -91,11 +91,11 @@ _NOT_REQUIRED = {typing_extensions.NotRequired, getattr(typing, "NotRequired", t
 
 def _args_fields() -> dict[str, tuple[object, bool]]:
     """K3sClusterArgs field -> (its type without NotRequired, optional), read from the class's
-    own annotations (evaluated in cluster.py's namespace if they are strings)."""
+    own annotations (evaluated in its module's namespace if they are strings)."""
     fields = {}
     for name, hint in inspect.get_annotations(K3sClusterArgs).items():
         if isinstance(hint, str):
-            hint = eval(hint, vars(cluster_module))  # noqa: S307 - our own source
+            hint = eval(hint, vars(sys.modules[K3sClusterArgs.__module__]))  # noqa: S307 - our own source
         optional = typing.get_origin(hint) in _NOT_REQUIRED
         hint = typing.get_args(hint)[0] if optional else hint
         # Optional[T] also makes the analyzer list the input as optional.
@@ -128,6 +128,8 @@ def _expected_property(hint) -> dict:
         key, value = typing.get_args(hint)
         assert key is str, f"map keys must be str: {hint}"
         prop = {"type": "object", "additionalProperties": _expected_property(value)}
+    elif hint is typing.Any:  # the values of serverConfig / agentConfig / registries
+        prop = {"$ref": "pulumi.json#/Any"}
     else:
         assert hint in simple, f"a type the schema cannot express: {hint}"
         prop = {"type": simple[hint]}
@@ -151,7 +153,7 @@ def test_the_analyzer_sees_types_not_strings():
     strings = string_annotations()
     assert strings == [], (
         "remove `from __future__ import annotations` (and any quoted type) from "
-        f"components/k3s_ha/aws/cluster.py; the analyzer would see strings: {strings}"
+        f"components/k3s_ha/aws/args.py and cluster.py; the analyzer would see strings: {strings}"
     )
 
 
@@ -178,9 +180,11 @@ def test_every_args_field_is_an_input_with_the_camelcase_name_type_and_optionali
 
 def test_the_inputs_users_rely_on(resource):
     inputs = resource["inputProperties"]
-    assert resource["requiredInputs"] == ["sshPrivateKey"]
-    # Secrets are pulumi.Input: another language may pass an Output (a secret config value).
-    for name in SECRET_INPUTS:
+    # Nothing is required: without sshPrivateKey (and sshPublicKey/keyName) a key is generated.
+    assert resource["requiredInputs"] == []
+    # Secrets are pulumi.Input: another language may pass an Output (a secret config value), and
+    # so is the public key (e.g. a tls.PrivateKey's publicKeyOpenssh).
+    for name in (*SECRET_INPUTS, "sshPublicKey"):
         assert inputs[name]["type"] == "string" and not inputs[name].get("plain"), name
     # Names as the SDK camel-cases them, digits kept in place.
     for name in ("k3sVersion", "rootVolumeGb", "etcdS3", "etcdS3Bucket", "readyTimeoutSeconds", "loadBalancerInternal"):
@@ -191,19 +195,103 @@ def test_the_inputs_users_rely_on(resource):
     assert inputs["tags"]["type"] == "object" and inputs["tags"]["additionalProperties"]["type"] == "string"
 
 
-def test_every_input_and_output_is_described_by_its_docstring(resource):
-    for class_name, properties in (
-        ("K3sClusterArgs", resource["inputProperties"]),
-        ("K3sCluster", resource["properties"]),
+def _in_schema_names(doc: str, python_names) -> str:
+    """A docstring as a non-Python user should read it: each Python name of a field written as
+    the schema names it (derived here with camel(), apart from the provider's own mapping)."""
+    for name in sorted(python_names, key=len, reverse=True):
+        doc = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", camel(name), doc)
+    return doc
+
+
+def _python_only_names() -> set[str]:
+    return {n for n in [*_field_docstrings(K3sClusterArgs), *_field_docstrings(K3sCluster)] if camel(n) != n}
+
+
+def test_every_input_and_output_is_described_by_its_docstring_in_schema_names(resource):
+    python_names = _python_only_names()
+    for cls, properties in (
+        (K3sClusterArgs, resource["inputProperties"]),
+        (K3sCluster, resource["properties"]),
     ):
-        docs = _field_docstrings(class_name)
+        class_name = cls.__name__
+        docs = _field_docstrings(cls)
         for name, doc in docs.items():
             if name.startswith("_"):
                 continue
             description = properties[camel(name)].get("description")
             assert description and description.strip(), f"{class_name}.{name} has no docstring under it"
-            assert description == doc, f"{class_name}.{name}"
+            assert description == _in_schema_names(doc, python_names), f"{class_name}.{name}"
         assert {camel(n) for n in docs if not n.startswith("_")} >= set(properties), class_name
+
+
+def test_no_description_names_a_property_the_python_way(schema, resource):
+    """A TypeScript, Go or YAML user sees `keyName`; a description saying `key_name` names
+    nothing they can set."""
+    python_names = _python_only_names()
+    # The docstrings do cross-reference other fields (else this test would check nothing).
+    raw = inferred_raw_descriptions()
+    assert any(re.search(rf"(?<!\w){n}(?!\w)", d) for d in raw for n in python_names)
+    descriptions = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            descriptions.extend(v for k, v in node.items() if k == "description" and isinstance(v, str))
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+
+    collect(schema)
+    found = {(n, d) for d in descriptions for n in python_names if re.search(rf"(?<!\w){n}(?!\w)", d)}
+    assert found == set()
+
+
+def inferred_raw_descriptions() -> list[str]:
+    """Descriptions exactly as the SDK's analyzer copies them from the docstrings."""
+    from pulumi.provider.experimental.component import ComponentProvider
+
+    raw = json.loads(ComponentProvider([K3sCluster], component_schema.PACKAGE).schema)
+    resource = raw["resources"][TOKEN]
+    return [p.get("description", "") for s in ("inputProperties", "properties") for p in resource[s].values()]
+
+
+def test_descriptions_are_rewritten_only_where_a_whole_python_name_stands():
+    import k3s_ha_provider as hosted
+
+    names = hosted.python_to_schema_names([{"sshUser": "ssh_user", "tags": "tags"}, {"keyName": "key_name"}])
+    assert names == {"ssh_user": "sshUser", "key_name": "keyName"}
+    schema = {
+        "description": "Give `key_name` or ssh_user.",
+        "resources": {
+            "p:index:C": {
+                "inputProperties": {
+                    "keyName": {"type": "string", "description": "not my_key_name, key_names or ssh_user_x; key_name"}
+                },
+                "properties": {"tags": {"type": "object", "description": "tags, then ssh_user."}},
+            }
+        },
+    }
+    rewritten = hosted.describe_with_schema_names(schema, names)
+    assert rewritten["description"] == "Give `keyName` or sshUser."
+    component = rewritten["resources"]["p:index:C"]
+    assert component["inputProperties"]["keyName"] == {
+        "type": "string",
+        "description": "not my_key_name, key_names or ssh_user_x; keyName",
+    }
+    assert component["properties"]["tags"]["description"] == "tags, then sshUser."
+    assert schema["description"] == "Give `key_name` or ssh_user."  # the input is left alone
+    with pytest.raises(ValueError, match="key_name is keyName in one place"):
+        hosted.python_to_schema_names([{"keyName": "key_name"}, {"keyId": "key_name"}])
+
+
+def test_the_schema_version_is_the_package_version(schema):
+    """Not the host's default 0.0.0: generated SDKs and `pulumi package add ...@vX.Y.Z` carry it."""
+    import k3s_ha
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+", k3s_ha.__version__)
+    assert schema["version"] == k3s_ha.__version__
+    assert component_schema.provider().version == k3s_ha.__version__
 
 
 def test_secrets_are_marked_in_the_descriptions(resource):
@@ -212,11 +300,9 @@ def test_secrets_are_marked_in_the_descriptions(resource):
     # time (tests below and tests/test_secrets.py).
     for name in SECRET_INPUTS:
         assert "secret" in resource["inputProperties"][name]["description"], name
-    for name in ("kubeconfig", "token"):
+    for name in ("kubeconfig", "token", "sshPrivateKey"):
         assert "secret" in resource["properties"][name]["description"], name
-    assert "secret" not in json.dumps(
-        {k: {kk: vv for kk, vv in v.items() if kk != "description"} for k, v in resource["inputProperties"].items()}
-    )
+    assert "secret" not in json.dumps({k: _strip(v) for k, v in resource["inputProperties"].items()})
 
 
 def test_the_outputs(resource):
@@ -225,7 +311,8 @@ def test_the_outputs(resource):
     }
     outputs = {k: {**v, "items": {"type": v["items"]["type"]}} if "items" in v else v for k, v in outputs.items()}
     assert outputs == EXPECTED_OUTPUTS
-    assert resource["required"] == sorted(EXPECTED_OUTPUTS)
+    # sshPrivateKey is optional: there is one only when the component generated the key.
+    assert resource["required"] == sorted(set(EXPECTED_OUTPUTS) - {"sshPrivateKey"})
     for prop in resource["properties"].values():
         assert not prop.get("plain")
 
@@ -247,15 +334,27 @@ def test_the_plugin_manifest_and_requirements():
     assert ignored.returncode == 0, "provider/venv (created by Pulumi) must be git-ignored"
 
 
-def test_importing_the_entry_point_starts_nothing_and_running_it_hosts_k3scluster(monkeypatch):
-    import pulumi.provider.experimental as experimental
+def test_importing_the_entry_point_starts_nothing_and_running_it_serves_the_provider(monkeypatch):
+    import k3s_ha_provider as hosted
 
     calls = []
-    monkeypatch.setattr(experimental, "component_provider_host", lambda *a, **k: calls.append((a, k)))
-    runpy.run_path(str(PROVIDER / "__main__.py"), run_name="k3s_ha_provider")
+    monkeypatch.setattr(hosted, "serve", lambda args: calls.append(args))
+    monkeypatch.setattr(sys, "argv", [str(PROVIDER), "127.0.0.1:1", "--logtostderr"])
+    runpy.run_path(str(PROVIDER / "__main__.py"), run_name="k3s_ha_provider_main")
     assert calls == []
     runpy.run_path(str(PROVIDER / "__main__.py"), run_name="__main__")
-    assert calls == [(([K3sCluster], "k3s-ha"), {})]
+    assert calls == [["127.0.0.1:1", "--logtostderr"]]
+
+
+def test_serve_hands_the_hosted_provider_to_the_sdk_server(monkeypatch):
+    import k3s_ha_provider as hosted
+
+    served = []
+    monkeypatch.setattr(hosted, "main", lambda provider, args: served.append((provider, args)))
+    hosted.serve(["127.0.0.1:1"])
+    [(provider, args)] = served
+    assert isinstance(provider, hosted.K3sHaProvider) and args == ["127.0.0.1:1"]
+    assert list(json.loads(provider.schema)["resources"]) == [TOKEN]
 
 
 def test_the_language_host_command_serves_the_inferred_schema(schema):
@@ -285,9 +384,15 @@ def test_the_language_host_command_serves_the_inferred_schema(schema):
             served = json.loads(stub.GetSchema(provider_pb2.GetSchemaRequest(version=0), timeout=30).schema)
             info = stub.GetPluginInfo(empty_pb2.Empty(), timeout=30)
         assert served == schema
-        assert info.version == served["version"]
+        assert info.version == served["version"] == k3s_ha_version()
     finally:
         stop(process)
+
+
+def k3s_ha_version() -> str:
+    import k3s_ha
+
+    return k3s_ha.__version__
 
 
 # --- construction from a plain dict ----------------------------------------------------------

@@ -23,10 +23,12 @@ from fake_node import (
     SERVER_CONFIG,
     VERSION,
     Node,
+    agent_params,
     assert_only_config_file,
     assert_secret_hidden,
     install_params,
     server_params,
+    with_lines,
 )
 from k3s_ha.bootstrap.commands import SCRIPT_DIR
 
@@ -193,7 +195,7 @@ def test_start_server_rerun_with_same_config_does_not_restart(node: Node) -> Non
 def test_start_server_rerun_with_changed_config_restarts(node: Node) -> None:
     node.server_is_healthy()
     assert node.run("start-server", server_params(node), stdin=SERVER_CONFIG).returncode == 0
-    changed = SERVER_CONFIG + "node-label:\n  - tier=control\n"
+    changed = with_lines(SERVER_CONFIG, "node-label:", "  - tier=control")
 
     result = node.run("start-server", server_params(node), stdin=changed)
 
@@ -215,26 +217,20 @@ def test_start_server_restarts_a_stopped_service_with_same_config(node: Node) ->
     assert "restarting k3s because it is not running" in result.stderr
 
 
-def test_start_server_restarts_after_binary_upgrade(node: Node, tmp_path: Path) -> None:
-    # A running process whose executable was replaced on disk, as after the installer
-    # moved a new k3s binary over the one the service runs.
-    old_binary = tmp_path / "old-k3s"
-    shutil.copy(shutil.which("sleep") or "/bin/sleep", old_binary)
-    process = subprocess.Popen([str(old_binary), "30"])
-    try:
-        old_binary.unlink()
-        node.server_is_healthy()
-        assert node.run("start-server", server_params(node), stdin=SERVER_CONFIG).returncode == 0
-        node.set("mainpid.k3s", str(process.pid))
+def test_start_server_restarts_after_binary_upgrade(node: Node) -> None:
+    # issue 10.1: the installer replaced the binary; the running process (a copy under
+    # DATA_DIR/data/<hash>/) still runs the old version and nothing shows "(deleted)".
+    node.server_is_healthy()
+    node.set("version", "v1.35.2+k3s1")
+    assert node.run("start-server", server_params(node), stdin=SERVER_CONFIG).returncode == 0
+    node.set("version", VERSION)  # install-k3s.sh ran
 
-        result = node.run("start-server", server_params(node), stdin=SERVER_CONFIG)
-    finally:
-        process.kill()
-        process.wait()
+    result = node.run("start-server", server_params(node, K3S_VERSION=VERSION), stdin=SERVER_CONFIG)
 
     assert result.returncode == 0, result.stderr
     assert node.calls("systemctl").count("restart k3s") == 2
-    assert "because its binary was replaced" in result.stderr
+    assert f"because it runs k3s v1.35.2+k3s1 and {VERSION} is installed (upgrade)" in result.stderr
+    assert (node.state / "running.k3s").read_text().strip() == VERSION
 
 
 def test_start_server_reports_failed_restart(node: Node) -> None:
@@ -266,7 +262,7 @@ def test_start_server_refuses_empty_config(node: Node) -> None:
     assert result.returncode == 1
     assert "refusing to write an empty" in result.stderr
     assert "stdin" in result.stderr
-    assert list(node.config_dir.iterdir()) == []
+    assert not node.config_dir.exists()
     assert node.calls("systemctl") == []
 
 
@@ -297,7 +293,9 @@ def test_start_server_node_name_override(node: Node) -> None:
 
 
 def test_start_agent_writes_config_enables_and_starts(node: Node) -> None:
-    result = node.run("start-agent", {"K3S_READY_TIMEOUT": "10"}, stdin=AGENT_CONFIG)
+    node.agent_is_healthy()
+
+    result = node.run("start-agent", agent_params(node), stdin=AGENT_CONFIG)
 
     assert result.returncode == 0, result.stderr
     config = node.config_dir / "config.yaml"
@@ -307,14 +305,19 @@ def test_start_agent_writes_config_enables_and_starts(node: Node) -> None:
     assert calls[0] == "enable k3s-agent"
     assert "restart k3s-agent" in calls
     assert "is-active --quiet k3s-agent" in calls[calls.index("restart k3s-agent") :]
-    assert node.calls("k3s") == []
+    # An agent has no admin kubeconfig: it reads its own Node with the kubelet's.
+    kubelet_kubeconfig = f"--kubeconfig {node.data_dir}/agent/kubelet.kubeconfig"
+    assert node.calls("k3s") and all(
+        c.startswith(f"kubectl {kubelet_kubeconfig} get node k3s-server-1 ") for c in node.calls("k3s")
+    )
     assert_secret_hidden(node, result)
 
 
 def test_start_agent_rerun_with_same_config_does_not_restart(node: Node) -> None:
-    assert node.run("start-agent", {}, stdin=AGENT_CONFIG).returncode == 0
+    node.agent_is_healthy()
+    assert node.run("start-agent", agent_params(node), stdin=AGENT_CONFIG).returncode == 0
 
-    result = node.run("start-agent", {}, stdin=AGENT_CONFIG)
+    result = node.run("start-agent", agent_params(node, K3S_VERSION=VERSION), stdin=AGENT_CONFIG)
 
     assert result.returncode == 0, result.stderr
     assert node.calls("systemctl").count("restart k3s-agent") == 1
@@ -323,17 +326,95 @@ def test_start_agent_rerun_with_same_config_does_not_restart(node: Node) -> None
 def test_start_agent_times_out_when_never_active(node: Node) -> None:
     node.set("stays_inactive.k3s-agent", "")
 
-    result = node.run("start-agent", {"K3S_READY_TIMEOUT": "0"}, stdin=AGENT_CONFIG)
+    result = node.run("start-agent", agent_params(node, K3S_READY_TIMEOUT="0"), stdin=AGENT_CONFIG)
 
     assert result.returncode == 1
     last_line = result.stderr.strip().splitlines()[-1]
-    assert "timed out after 0s waiting for k3s-agent to be active" in last_line
+    assert "timed out after 0s waiting for k3s-agent to be up (active, Ready=True)" in last_line
     assert "k3s-agent is activating" in last_line
     assert "journalctl -u k3s-agent" in last_line
     assert_secret_hidden(node, result)
 
 
 # --- install-k3s -----------------------------------------------------------------------
+
+
+def unit_env_file(node: Node, unit: str) -> str:
+    return (node.systemd_dir / f"{unit}.env").read_text()
+
+
+@pytest.mark.parametrize(("role", "unit"), [("server", "k3s.service"), ("agent", "k3s-agent.service")])
+def test_install_keeps_the_script_text_out_of_the_units_env_file(node: Node, role: str, unit: str) -> None:
+    # issue 10.6: real sudo exports SUDO_COMMAND, the whole `bash -c '<script>'` text, and
+    # install.sh copies every line of `export` that reads "WORD K3S_..." into the env file.
+    result = node.run("install-k3s", install_params(node, role))
+
+    assert result.returncode == 0, result.stderr
+    assert "SUDO_COMMAND" not in (node.state / "installer.env").read_text()
+    assert unit_env_file(node, unit) == ""
+
+
+@pytest.mark.parametrize("role", ["server", "agent"])
+def test_install_leaves_an_enabled_unit_enabled(node: Node, role: str) -> None:
+    # issue 10.6: install.sh always disables the unit, and INSTALL_K3S_SKIP_ENABLE keeps it so.
+    service = "k3s" if role == "server" else "k3s-agent"
+    node.install_fake_k3s("v1.35.2+k3s1", f"{service}.service")
+    node.set(f"enabled.{service}", "")
+
+    result = node.run("install-k3s", install_params(node, role))
+
+    assert result.returncode == 0, result.stderr
+    assert f"disable {service}" in node.calls("systemctl")  # what the real installer does
+    assert (node.state / f"enabled.{service}").exists()
+    assert node.calls("systemctl")[-1] == f"enable {service}"
+
+
+def test_install_enables_again_when_the_installer_fails_half_way(node: Node) -> None:
+    node.install_fake_k3s("v1.35.2+k3s1", "k3s.service")
+    node.set("enabled.k3s", "")
+    node.set("installer_fails", "")
+
+    result = node.run("install-k3s", install_params(node, "server"))
+
+    assert result.returncode == 1
+    assert "disable k3s" in node.calls("systemctl")
+    assert (node.state / "enabled.k3s").exists()
+    assert "enabled k3s.service again" not in result.stderr
+    assert "enabled k3s again, as it was before the installer ran" in result.stderr
+
+
+def test_install_leaves_a_new_unit_disabled(node: Node) -> None:
+    result = node.run("install-k3s", install_params(node, "server"))
+
+    assert result.returncode == 0, result.stderr
+    assert not (node.state / "enabled.k3s").exists()  # start-server.sh enables it
+
+
+def test_install_bounds_the_download(node: Node) -> None:
+    node.set("curl_hangs", "")
+    started = time.monotonic()
+
+    result = node.run("install-k3s", install_params(node, "server", K3S_HA_DOWNLOAD_TIMEOUT="1"))
+
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    assert "did not finish within 1s" in result.stderr
+    assert list(node.tmp_dir.iterdir()) == []
+
+
+def test_install_bounds_the_installer_and_enables_again(node: Node) -> None:
+    node.install_fake_k3s("v1.35.2+k3s1", "k3s.service")
+    node.set("enabled.k3s", "")
+    node.set("installer_hangs", "")
+    started = time.monotonic()
+
+    result = node.run("install-k3s", install_params(node, "server", K3S_HA_INSTALLER_TIMEOUT="1"))
+
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    assert "the K3s installer did not finish within 1s (K3S_HA_INSTALLER_TIMEOUT)" in result.stderr
+    assert (node.state / "enabled.k3s").exists()
+    assert list(node.tmp_dir.iterdir()) == []
 
 
 def installer_env(node: Node) -> dict[str, str]:
@@ -371,7 +452,7 @@ def test_install_runs_installer_with_pinned_settings_only(node: Node, role: str,
         "INSTALL_K3S_VERSION",
     ]
     (curl_call,) = node.calls("curl")
-    assert curl_call.startswith("-sSfL --retry 10 --retry-delay 5 --retry-connrefused -o ")
+    assert curl_call.startswith("-sSfL --connect-timeout 20 --max-time 120 --retry 10 --retry-delay 5 ")
     assert curl_call.endswith(" https://get.k3s.io")
     assert node.calls("cloud-init") == ["status --wait"]  # its "degraded" exit is ignored
     assert "daemon-reload" in node.calls("systemctl")
@@ -499,8 +580,10 @@ def test_role_scripts_exist() -> None:
     assert [p.name for p in ROLE_SCRIPTS] == [
         "check-upgrade.sh",
         "confirm-node.sh",
+        "evict-node.sh",
         "install-k3s.sh",
         "print-kubeconfig.sh",
+        "reconcile-members.sh",
         "rejoin-server.sh",
         "remove-node.sh",
         "restore-snapshot.sh",

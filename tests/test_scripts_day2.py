@@ -16,13 +16,16 @@ from pathlib import Path
 
 import pytest
 from fake_node import (
+    END,
     SECRET,
     SERVER_CONFIG,
     VERSION,
     Node,
+    agent_params,
     assert_secret_hidden,
     install_params,
     server_params,
+    with_lines,
 )
 from k3s_ha.bootstrap.commands import SCRIPT_DIR
 
@@ -31,7 +34,7 @@ server: https://k3s.example.internal:6443
 tls-san:
   - k3s.example.internal
 token: {SECRET}
-"""
+{END}"""
 REFUSED = "!The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?"
 
 
@@ -59,9 +62,12 @@ def write_config(node: Node, text: str) -> Path:
 
 
 def make_etcd_data(node: Node) -> Path:
+    """What a server that has been an etcd member holds: K3s counts only member/wal as data
+    (k3s-io/k3s pkg/etcd/etcd.go, IsInitialized); the name file is written on every start."""
     db = node.data_dir / "server" / "db"
-    (db / "etcd" / "member").mkdir(parents=True)
-    (db / "etcd" / "member" / "wal").write_text("etcd data\n")
+    (db / "etcd" / "member" / "wal").mkdir(parents=True)
+    (db / "etcd" / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("etcd data\n")
+    (db / "etcd" / "name").write_text("k3s-server-1-0a1b2c3d\n")
     return db
 
 
@@ -318,6 +324,32 @@ def test_first_server_initialises_when_no_peer_answers(node: Node) -> None:
     assert_secret_hidden(node, result)
 
 
+@pytest.mark.parametrize("peers", ["10.0.0.2 10.0.0.3", ""])
+def test_first_server_never_initialises_after_the_first_up(node: Node, peers: str) -> None:
+    """issue 10.3: Pulumi's update text (every run after the first) says never: a fresh disk
+    with no peer to join fails, and nothing is written or started."""
+    node.set("ping.10.0.0.3", "404 page not found")
+
+    result = start_server(node, K3S_HA_PEERS=peers, K3S_HA_CLUSTER_INIT="never")
+
+    assert result.returncode == 1
+    assert "refusing to start a new cluster (cluster-init)" in result.stderr
+    assert "starting a new cluster" not in result.stderr
+    assert not (node.config_dir / "config.yaml").exists()
+    assert not any("restart" in c or "start k3s" in c for c in node.calls("systemctl"))
+    assert result.stdout == ""
+    assert_secret_hidden(node, result)
+
+
+def test_first_server_in_never_mode_still_joins_a_peer(node: Node) -> None:
+    node.set("ping.10.0.0.3", "pong")
+
+    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3", K3S_HA_CLUSTER_INIT="never")
+
+    assert result.returncode == 0, result.stderr
+    assert "server: https://10.0.0.3:6443\n" in (node.config_dir / "config.yaml").read_text()
+
+
 def test_first_server_with_etcd_data_keeps_cluster_init_and_probes_nobody(node: Node) -> None:
     make_etcd_data(node)
     node.set("ping.10.0.0.3", "pong")
@@ -340,9 +372,9 @@ def test_first_server_without_peers_probes_nobody(node: Node) -> None:
 
 def test_first_server_finds_etcd_data_in_the_configs_data_dir(node: Node) -> None:
     data_dir = node.root / "custom-data"
-    (data_dir / "server" / "db" / "etcd").mkdir(parents=True)
+    (data_dir / "server" / "db" / "etcd" / "member" / "wal").mkdir(parents=True)
     node.set("ping.10.0.0.3", "pong")
-    config = SERVER_CONFIG + f'data-dir: "{data_dir}"  # on the big disk\n'
+    config = with_lines(SERVER_CONFIG, f'data-dir: "{data_dir}"  # on the big disk')
 
     node.server_is_healthy()
     result = node.run("start-server", server_params(node, K3S_HA_PEERS="10.0.0.3", K3S_HA_DATA_DIR=""), stdin=config)
@@ -428,10 +460,11 @@ def test_start_server_prints_only_the_node_name(node: Node) -> None:
 
 
 def test_start_agent_prints_only_the_node_name(node: Node) -> None:
-    agent_config = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n"
+    agent_config = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n{END}"
     node.set("chatty", "")
+    node.agent_is_healthy("worker-7")
 
-    result = node.run("start-agent", {"K3S_HA_NODE_NAME": "worker-7"}, stdin=agent_config)
+    result = node.run("start-agent", agent_params(node, K3S_HA_NODE_NAME="worker-7"), stdin=agent_config)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "worker-7\n"
@@ -680,7 +713,9 @@ def test_restore_snapshot_by_name(node: Node) -> None:
     # The k3s stand-in refuses --cluster-reset while the unit is active: stop came first.
     assert node.calls("systemctl") == ["stop k3s", "start k3s"]
     k3s = node.calls("k3s")
-    assert k3s[0] == f"server --cluster-reset --cluster-reset-restore-path={path}"
+    assert (
+        k3s[0] == f"server --cluster-reset --cluster-reset-restore-path={path} --config {node.config_dir}/config.yaml"
+    )
     assert any("EtcdIsVoter" in c for c in k3s[1:])
     assert "Managed etcd cluster membership has been reset" in result.stderr  # k3s's output, on stderr
     assert "now run rejoin-server.sh on each other server" in result.stderr
@@ -698,7 +733,11 @@ def test_restore_snapshot_by_path_as_a_person_runs_it(node: Node) -> None:
     result = by_hand(node, "restore-snapshot", {"K3S_HA_SNAPSHOT": str(path)})
 
     assert result.returncode == 0, result.stderr
-    assert node.calls("k3s")[0] == f"server --cluster-reset --cluster-reset-restore-path={path} --etcd-s3=false"
+    config = node.config_dir / "config.yaml"
+    assert (
+        node.calls("k3s")[0]
+        == f"server --cluster-reset --cluster-reset-restore-path={path} --config {config} --etcd-s3=false"
+    )
     assert node.calls("systemctl") == ["stop k3s", "start k3s"]
     assert_secret_hidden(node, result)
 
@@ -804,7 +843,9 @@ def test_rejoin_server_moves_db_aside_and_rejoins(node: Node) -> None:
     assert result.stdout == ""
     assert not db.exists()
     (aside,) = moved_aside(node)
-    assert (aside / "etcd" / "member" / "wal").read_text() == "etcd data\n"  # kept, never deleted
+    assert (
+        aside / "etcd" / "member" / "wal" / "0000000000000000-0000000000000000.wal"
+    ).read_text() == "etcd data\n"  # kept, never deleted
     assert node.calls("systemctl") == ["stop k3s", "start k3s"]
     assert pings(node) == ["https://k3s.example.internal:6443/ping"]
     assert any("EtcdIsVoter" in c for c in node.calls("k3s"))
@@ -834,7 +875,9 @@ def test_rejoin_first_server_refuses_without_an_answering_peer(node: Node, peers
     result = node.run("rejoin-server", server_params(node, K3S_HA_PEERS=peers))
 
     assert result.returncode == 1
-    assert "would start a new, empty cluster" in last_error(result)
+    message = last_error(result)
+    assert "would start a new, empty cluster" in message or "no server in K3S_HA_PEERS (10.0.0.2) answers" in message
+    assert "set K3S_HA_PEERS to the restored server's address" in message
     assert db.exists() and moved_aside(node) == []
     assert node.calls("systemctl") == []
     assert (node.config_dir / "config.yaml").read_text() == SERVER_CONFIG

@@ -1,54 +1,54 @@
-"""Stack config (camelCase keys declared in Pulumi.yaml) -> K3sClusterArgs (snake_case)."""
+"""Stack config (camelCase keys declared in Pulumi.yaml) -> K3sClusterArgs (snake_case).
+
+Every K3sClusterArgs field is a config key, read by the kind of its annotation; nothing is
+listed twice. tests/test_project_config.py keeps Pulumi.yaml's `config:` block in step.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pulumi
 
-from .aws.cluster import K3sClusterArgs
+from .aws.args import ARG_KINDS, K3sClusterArgs
+from .errors import ConfigError
+from .validation import camel_case, field, unknown_config_keys
 
-# config key -> (argument, kind). Pulumi.yaml declares the same keys; a test keeps them in step.
+# Read as a secret: the key Pulumi logs in with. `token` and `agentToken` are secret in
+# Pulumi.yaml too, but are read as plain text so the component can check them before anything
+# is created; the component wraps them as secrets at once.
+_READ_AS_SECRET = {"ssh_private_key"}
+
 CONFIG_KEYS: dict[str, tuple[str, str]] = {
-    "servers": ("servers", "int"),
-    "agents": ("agents", "int"),
-    "k3sVersion": ("k3s_version", "str"),
-    "allowDqlite": ("allow_dqlite", "bool"),
-    "serverInstanceType": ("server_instance_type", "str"),
-    "agentInstanceType": ("agent_instance_type", "str"),
-    "rootVolumeGb": ("root_volume_gb", "int"),
-    "amiId": ("ami_id", "str"),
-    "sshUser": ("ssh_user", "str"),
-    "sshPublicKey": ("ssh_public_key", "str"),
-    "keyName": ("key_name", "str"),
-    "sshPrivateKey": ("ssh_private_key", "secret"),
-    "sshAllowedCidrs": ("ssh_allowed_cidrs", "list"),
-    "apiAllowedCidrs": ("api_allowed_cidrs", "list"),
-    "vpcCidr": ("vpc_cidr", "str"),
-    "vpcId": ("vpc_id", "str"),
-    "subnetIds": ("subnet_ids", "list"),
-    "extraSecurityGroupIds": ("extra_security_group_ids", "list"),
-    "bastionHost": ("bastion_host", "str"),
-    "bastionUser": ("bastion_user", "str"),
-    "availabilityZones": ("availability_zones", "list"),
-    "zoneCount": ("zone_count", "int"),
-    "loadBalancer": ("load_balancer", "bool"),
-    "loadBalancerInternal": ("load_balancer_internal", "bool"),
-    # Read as plain text so the component can check it before anything is created; the
-    # component wraps it as a secret at once.
-    "token": ("token", "str"),
-    "agentToken": ("agent_token", "str"),
-    "etcdSnapshotSchedule": ("etcd_snapshot_schedule", "str"),
-    "etcdSnapshotRetention": ("etcd_snapshot_retention", "int"),
-    "etcdS3": ("etcd_s3", "bool"),
-    "etcdS3Bucket": ("etcd_s3_bucket", "str"),
-    "readyTimeoutSeconds": ("ready_timeout_seconds", "int"),
-    "tags": ("tags", "object"),
+    camel_case(arg): (arg, "secret" if arg in _READ_AS_SECRET else kind) for arg, kind in ARG_KINDS.items()
+}
+"""Config key -> (argument, kind: int, str, bool, list, object or secret)."""
+
+
+_KIND_WORDS = {
+    "int": ("a whole number", "a whole number, e.g. `pulumi config set KEY 3`"),
+    "bool": ("true or false", "`pulumi config set KEY true` or false"),
+    "list": ("a list", 'a list, e.g. `pulumi config set --path "KEY[0]" value`'),
+    "object": ("a map", 'a map, e.g. `pulumi config set --path "KEY.team" platform`'),
 }
 
 
+def project_config_keys(namespace: str) -> set[str]:
+    """Every key set under `namespace:` in the stack config. The language host hands the config
+    to the program as the PULUMI_CONFIG environment JSON (and tests through set_all_config):
+    pulumi/runtime/config.py reads both, so both are read here."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
+    prefix = f"{namespace}:"
+    return {key[len(prefix) :] for key in keys if key.startswith(prefix)}
+
+
 def cluster_args_from_config(config: pulumi.Config) -> K3sClusterArgs:
-    readers = {
+    # A misspelt key would otherwise be ignored and its default used in its place.
+    unknown_config_keys(project_config_keys(config.name), CONFIG_KEYS, config.name)
+    readers: dict[str, Callable[[str], Any]] = {
         "int": config.get_int,
         "str": config.get,
         "bool": config.get_bool,
@@ -58,9 +58,16 @@ def cluster_args_from_config(config: pulumi.Config) -> K3sClusterArgs:
     }
     args: dict[str, Any] = {}
     for key, (arg, kind) in CONFIG_KEYS.items():
-        value = readers[kind](key)
+        try:
+            value = readers[kind](key)
+        except pulumi.ConfigTypeError:
+            raise ConfigError(
+                field(arg),
+                f"is not {_KIND_WORDS[kind][0]}",
+                f"set it again as {_KIND_WORDS[kind][1]}".replace("KEY", key),
+            ) from None
         if value is not None:
             args[arg] = value
-    if "ssh_private_key" not in args:
-        args["ssh_private_key"] = config.require_secret("sshPrivateKey")
-    return args  # type: ignore[return-value]
+    for required in K3sClusterArgs.__required_keys__ - args.keys():
+        args[required] = config.require_secret(camel_case(required))
+    return cast(K3sClusterArgs, args)

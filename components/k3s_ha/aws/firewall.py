@@ -3,7 +3,8 @@
 - 2379-2380/tcp (etcd): servers <-> servers only.
 - 8472/udp (flannel VXLAN) and 10250/tcp (kubelet): cluster nodes only.
 - 6443/tcp (API, supervisor): cluster nodes, the load balancer, and the allowed CIDRs.
-- 22/tcp: the allowed SSH CIDRs only.
+- 22/tcp: the allowed SSH CIDRs, and the servers (the first server logs in to a leaving node
+  to stop it before removing it, and to a new machine to evict its stale Node: membership.py).
 Nothing is open to the world unless a CIDR list says 0.0.0.0/0.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-API_PORT = 6443
+from ..ports import API_PORT, ETCD_PORTS, FLANNEL_VXLAN_PORT, KUBELET_PORT, SSH_PORT
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class Firewall:
     load_balancer_group: aws.ec2.SecurityGroup | None
 
 
-def _group(name: str, description: str, vpc_id: pulumi.Input[str], tags: Mapping[str, str], parent: pulumi.Resource):
+def _group(
+    name: str, description: str, vpc_id: pulumi.Input[str], tags: Mapping[str, str], parent: pulumi.Resource
+) -> aws.ec2.SecurityGroup:
     group = aws.ec2.SecurityGroup(
         name,
         description=description,
@@ -81,12 +84,20 @@ def build_firewall(
     servers = _group(f"{name}-servers", "K3s servers (API and embedded etcd)", vpc_id, tags, parent)
     lb = _group(f"{name}-api-lb", "K3s API load balancer", vpc_id, tags, parent) if load_balancer else None
 
-    allow(f"{name}-vxlan", nodes, "udp", (8472, 8472), "flannel VXLAN between nodes", source_group=nodes)
-    allow(f"{name}-kubelet", nodes, "tcp", (10250, 10250), "kubelet between nodes", source_group=nodes)
-    allow(f"{name}-etcd", servers, "tcp", (2379, 2380), "embedded etcd between servers", source_group=servers)
+    allow(
+        f"{name}-vxlan",
+        nodes,
+        "udp",
+        (FLANNEL_VXLAN_PORT, FLANNEL_VXLAN_PORT),
+        "flannel VXLAN between nodes",
+        source_group=nodes,
+    )
+    allow(f"{name}-kubelet", nodes, "tcp", (KUBELET_PORT, KUBELET_PORT), "kubelet between nodes", source_group=nodes)
+    allow(f"{name}-etcd", servers, "tcp", ETCD_PORTS, "embedded etcd between servers", source_group=servers)
     allow(f"{name}-api-nodes", servers, "tcp", (API_PORT, API_PORT), "API/supervisor from nodes", source_group=nodes)
+    allow(f"{name}-ssh-from-servers", nodes, "tcp", (22, 22), "SSH from servers: node removal", source_group=servers)
     for index, cidr in enumerate(ssh_cidrs):
-        allow(f"{name}-ssh-{index}", nodes, "tcp", (22, 22), f"SSH from {cidr}", cidr=cidr)
+        allow(f"{name}-ssh-{index}", nodes, "tcp", (SSH_PORT, SSH_PORT), f"SSH from {cidr}", cidr=cidr)
     # With a load balancer, admins come through it (its group holds their CIDRs);
     # without one they reach the servers directly.
     api_front = lb if lb is not None else servers

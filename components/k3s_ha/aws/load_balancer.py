@@ -12,7 +12,25 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .firewall import API_PORT
+from ..ports import API_PORT
+
+# In service only once the kube-apiserver itself answers, not the K3s supervisor: `/ping`
+# answers "pong" before etcd and the apiserver are up (real-behaviour.md). An unauthenticated
+# /readyz gets 401 from the apiserver because K3s runs it with anonymous-auth=false
+# (k3s-io/k3s pkg/daemons/control/server.go); a balancer cannot authenticate, so 401 is the
+# strongest answer it can get, and a stopped or still-starting server gives none. Three
+# answers 10 s apart before a new server is in service; a server taken out (stopped before it
+# leaves the cluster, README "Removing nodes") is out after two misses, about 10 s.
+HEALTH_CHECK = aws.lb.TargetGroupHealthCheckArgs(
+    protocol="HTTPS",
+    path="/readyz",
+    port="traffic-port",
+    matcher="401",
+    healthy_threshold=3,
+    unhealthy_threshold=2,
+    interval=5,
+    timeout=4,
+)
 
 
 @dataclass(frozen=True)
@@ -46,17 +64,11 @@ def build_load_balancer(
         port=API_PORT,
         protocol="TCP",
         target_type="instance",
-        vpc_id=vpc_id,
-        # Unauthenticated probe K3s answers with "pong" on the supervisor port.
-        health_check=aws.lb.TargetGroupHealthCheckArgs(
-            protocol="HTTPS",
-            path="/ping",
-            port="traffic-port",
-            matcher="200",
-            healthy_threshold=2,
-            unhealthy_threshold=2,
-            interval=10,
-        ),
+        # Servers join and talk through the balancer themselves: with the client IP kept, a
+        # target that lands on itself drops the connection (AWS NLB troubleshooting,
+        # "loopback"/"hairpin"; real-behaviour.md).
+        preserve_client_ip="false",
+        health_check=HEALTH_CHECK,
         deregistration_delay=30,
         tags=dict(tags),
         opts=pulumi.ResourceOptions(parent=balancer),

@@ -16,7 +16,7 @@ import pulumi_aws as aws
 @dataclass(frozen=True)
 class Network:
     vpc_id: pulumi.Output[str]
-    subnet_ids: list[pulumi.Input[str]]
+    subnet_ids: Sequence[pulumi.Input[str]]
 
 
 def subnet_cidrs(vpc_cidr: ipaddress.IPv4Network, count: int) -> list[str]:
@@ -58,7 +58,9 @@ def build_network(
             availability_zone=zone,
             map_public_ip_on_launch=True,
             tags={**tags, "Name": f"{name}-public-{index}"},
-            opts=in_vpc,
+            # get_availability_zones(state="available") shifts when a zone is impaired; a
+            # subnet keeps the zone it was made in rather than being replaced (its nodes with it).
+            opts=pulumi.ResourceOptions(parent=vpc, ignore_changes=["availabilityZone"]),
         )
         aws.ec2.RouteTableAssociation(
             f"{name}-public-{index}",

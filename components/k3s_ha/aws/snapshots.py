@@ -3,11 +3,19 @@
 The bucket is encrypted, versioned, private, and kept when the stack is destroyed
 (`retain_on_delete`): snapshots are what you restore from after losing the cluster, so they
 must outlive it. Servers get read/write on the cluster's folder and nothing else.
+
+The folder, `k3s-ha/<project>/<stack>/<cluster>/`, is unique per project, stack and cluster, so
+stacks sharing a bucket never see or prune each other's snapshots. It ends in `/` because K3s
+lists with the folder as a plain prefix (`ListObjects(Prefix: Folder)` in k3s-io/k3s
+pkg/etcd/s3/s3.go ListSnapshots) and builds keys with `path.Join(Folder, name)`: without it,
+cluster `dev` would list `dev2/`'s snapshots. Every ARN is built from a checked bucket name and
+checked folder parts, so no `*`, `?` or `/` from an input can widen a grant.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +23,25 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from .. import validation
+from ..errors import ConfigError
+
 NONCURRENT_DAYS = 30
+FOLDER_ROOT = "k3s-ha"
+# Pulumi project and stack names use these characters; none of them means anything to IAM.
+_FOLDER_PART = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def snapshot_folder(project: str, stack: str, cluster: str) -> str:
+    """`k3s-ha/<project>/<stack>/<cluster>/`, from parts that cannot widen an IAM grant."""
+    for what, part in (("the project name", project), ("the stack name", stack), ("the cluster's name", cluster)):
+        if not isinstance(part, str) or not _FOLDER_PART.fullmatch(part) or part in (".", ".."):
+            raise ConfigError(
+                "name",
+                f"{what} {part!r} cannot name an S3 snapshot folder (it goes into an IAM policy)",
+                "use letters, digits, '-', '_' and '.' only",
+            )
+    return f"{FOLDER_ROOT}/{project}/{stack}/{cluster}/"
 
 
 @dataclass(frozen=True)
@@ -25,7 +51,7 @@ class SnapshotStore:
     folder: str
     instance_profile: pulumi.Output[str]
 
-    def server_config(self) -> dict[str, Any]:
+    def etcd_s3_settings(self) -> dict[str, Any]:
         """config.yaml keys that send every scheduled snapshot to S3 too."""
         return {
             "etcd-s3": True,
@@ -87,30 +113,39 @@ def _bucket(name: str, tags: Mapping[str, str], parent: pulumi.Resource) -> aws.
 
 
 def snapshot_policy(bucket: str, folder: str) -> str:
-    """Least privilege for `k3s etcd-snapshot` to S3: list the bucket, read/write one folder."""
+    """Least privilege for K3s' etcd snapshots in S3: list only the folder, read/write/delete
+    only objects under it."""
+    bucket = validation.s3_bucket_name(bucket)
+    parts = folder.split("/")
+    if parts[0] != FOLDER_ROOT or parts[-1] != "" or len(parts) != 5:
+        raise ValueError(f"{folder!r} is not a folder built by snapshot_folder")
+    snapshot_folder(*parts[1:4])  # each part checked again: this text becomes a grant
+    bucket_arn = f"arn:aws:s3:::{bucket}"
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
                 {
                     "Effect": "Allow",
-                    "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-                    "Resource": f"arn:aws:s3:::{bucket}",
+                    "Action": "s3:ListBucket",
+                    "Resource": bucket_arn,
+                    "Condition": {"StringLike": {"s3:prefix": [folder, folder + "*"]}},
                 },
+                {"Effect": "Allow", "Action": "s3:GetBucketLocation", "Resource": bucket_arn},
                 {
                     "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                    "Resource": f"arn:aws:s3:::{bucket}/{folder}/*",
+                    "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                    "Resource": f"{bucket_arn}/{folder}*",
                 },
             ],
         },
-        sort_keys=True,
     )
 
 
 def build_snapshot_store(
     name: str,
     *,
+    folder: str,
     existing_bucket: str | None,
     tags: Mapping[str, str],
     parent: pulumi.Resource,
@@ -138,10 +173,10 @@ def build_snapshot_store(
     aws.iam.RolePolicy(
         f"{name}-etcd-snapshots",
         role=role.id,
-        policy=bucket_name.apply(lambda b: snapshot_policy(b, name)),
+        policy=bucket_name.apply(lambda b: snapshot_policy(b, folder)),
         opts=pulumi.ResourceOptions(parent=role),
     )
     profile = aws.iam.InstanceProfile(
         f"{name}-server", role=role.name, tags=dict(tags), opts=pulumi.ResourceOptions(parent=role)
     )
-    return SnapshotStore(bucket=bucket_name, region=region, folder=name, instance_profile=profile.name)
+    return SnapshotStore(bucket=bucket_name, region=region, folder=folder, instance_profile=profile.name)

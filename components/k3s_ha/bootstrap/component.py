@@ -2,9 +2,11 @@
 
 It owns the cluster token and the ordered remote steps, and knows nothing about clouds, so
 the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud.
-Order, one file per step: upgrade_guard.py (first server) -> install.py (all nodes, parallel)
--> init_server.py -> join_servers.py (one at a time) -> agents.py (parallel) ->
-membership.py (held by a server; removes the node when it leaves) and kubeconfig.py.
+Order, one file per step: upgrade_guard.py (every server) -> install.py (all nodes, parallel)
+-> servers.py (the first server, then joins one at a time) -> agents.py (parallel) ->
+membership.py (confirmations, then one reconcile on the first server that removes the nodes
+that left) and kubeconfig.py. A host on a new machine first has its stale Node evicted
+(membership.py).
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import pulumi_random as random
 from typing_extensions import NotRequired
 
 from .. import validation
-from ..versions import DEFAULT_K3S_VERSION
+from ..ports import api_url
 from .plan import BootstrapPlan
 from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node
+from .settings import BootstrapSettings, parse_bootstrap_args
 from .steps.agents import start_agents
 from .steps.install import install
 from .steps.kubeconfig import fetch_kubeconfig
-from .steps.membership import hold_memberships
+from .steps.membership import evict_stale_node, hold_memberships, reconcile_members
 from .steps.servers import join_servers_in_turn, start_init_server
 from .steps.upgrade_guard import guard_upgrade
+from .token_check import check_tokens
 
-DEFAULT_READY_TIMEOUT_SECONDS = 600
-DEFAULT_INSTALL_URL = "https://get.k3s.io"
 TOKEN_LENGTH = 48
 
 
@@ -44,7 +46,12 @@ class HostArgs(TypedDict):
     """Where the other nodes reach it; defaults to `address`."""
     replace_on: NotRequired[pulumi.Input[str]]
     """A value that changes when the machine is a new one (an instance id): the host's steps are
-    replaced, so a new machine gets a fresh install and join."""
+    replaced, so a new machine gets a fresh install and join, after a server has removed any
+    Node its old machine left under the same name or address."""
+    host_key: NotRequired[pulumi.Input[str]]
+    """The host's SSH public host key in authorized_keys format (`ssh-ed25519 AAAA...`, the
+    content of /etc/ssh/ssh_host_ed25519_key.pub). Without it any host key is accepted, so
+    whoever answers on `address` receives root commands and the tokens (see the README)."""
 
 
 class SshArgs(TypedDict):
@@ -57,7 +64,8 @@ class SshArgs(TypedDict):
     proxy: NotRequired[pulumi.Input[command.remote.ProxyConnectionArgs]]
     """A bastion to hop through, for hosts in private subnets."""
     dial_error_limit: NotRequired[int]
-    """Failed SSH dials tolerated per step; the default (100) outlasts a booting VM."""
+    """Failed SSH dials tolerated per step, each waiting up to 10 s; the default (20) gives a
+    booting VM about a minute and bounds an unreachable host to about 4.5 minutes a step."""
 
 
 class K3sBootstrapArgs(TypedDict):
@@ -66,7 +74,8 @@ class K3sBootstrapArgs(TypedDict):
     servers: list[HostArgs]
     """The servers, an odd number; the first one initialises the cluster."""
     ssh: SshArgs
-    """SSH login shared by all hosts."""
+    """SSH login shared by all hosts. The first server uses it too (on port 22 of the other
+    hosts' private addresses) to stop and uninstall a node that leaves."""
     agents: NotRequired[list[HostArgs]]
     """The agents (workers); they join after every server has."""
     k3s_version: NotRequired[str]
@@ -89,16 +98,21 @@ class K3sBootstrapArgs(TypedDict):
     """Further config.yaml settings for every server (identical on all of them), e.g.
     `etcd-snapshot-retention`."""
     agent_config: NotRequired[dict[str, Any]]
-    """Further config.yaml settings for every agent."""
+    """Further config.yaml settings for every agent, e.g. `node-label`."""
+    registries: NotRequired[dict[str, Any]]
+    """/etc/rancher/k3s/registries.yaml for every node (`mirrors`, `configs`); sent on stdin, secret."""
     ready_timeout_seconds: NotRequired[int]
     """How long a node may take to become ready before its step fails (default 600)."""
     install_url: NotRequired[str]
     """Where the K3s installer is downloaded from (default https://get.k3s.io)."""
 
 
-def _connection(ssh: SshArgs, address: pulumi.Input[str]) -> command.remote.ConnectionArgs:
+def _connection(
+    ssh: SshArgs, address: pulumi.Input[str], host_key: pulumi.Input[str] | None = None
+) -> command.remote.ConnectionArgs:
     return command.remote.ConnectionArgs(
         host=address,
+        host_key=host_key,
         user=ssh["user"],
         private_key=ssh["private_key"],  # made secret once, in K3sBootstrap
         proxy=ssh.get("proxy"),
@@ -117,25 +131,6 @@ def _checked_token(value: pulumi.Input[str], arg: str) -> pulumi.Output[str]:
     return pulumi.Output.secret(pulumi.Output.from_input(value).apply(check))
 
 
-def validate_bootstrap_args(args: K3sBootstrapArgs) -> list[str]:
-    """Check every argument; return warnings to log. Raises ConfigError on bad input."""
-    servers = args.get("servers") or []
-    agents = args.get("agents") or []
-    validation.server_count(len(servers))
-    validation.unique_names([h.get("name") for h in [*servers, *agents]], "servers")
-    version = validation.k3s_version(args.get("k3s_version", DEFAULT_K3S_VERSION), bool(args.get("allow_dqlite")))
-    validation.token(args.get("token"), "token")
-    validation.token(args.get("agent_token"), "agent_token")
-    validation.positive_int(
-        args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS), "ready_timeout_seconds", "use e.g. 600"
-    )
-    ssh = args.get("ssh") or {}
-    validation.non_empty(ssh.get("user"), "ssh_user", "set the login user, e.g. ubuntu")
-    validation.non_empty(ssh.get("private_key"), "ssh_private_key", "pass the SSH private key as a secret")
-    warning = validation.version_warning(version)
-    return [warning] if warning else []
-
-
 class K3sBootstrap(pulumi.ComponentResource):
     """Installs K3s on the given hosts in HA order and returns the admin kubeconfig."""
 
@@ -146,60 +141,72 @@ class K3sBootstrap(pulumi.ComponentResource):
     token: pulumi.Output[str]
     """The cluster token (secret): keep it, etcd snapshots cannot be restored without it."""
 
-    def __init__(self, name: str, args: K3sBootstrapArgs, opts: pulumi.ResourceOptions | None = None):
-        warnings = validate_bootstrap_args(args)
+    def __init__(
+        self, name: str, args: K3sBootstrapArgs | BootstrapSettings, opts: pulumi.ResourceOptions | None = None
+    ):
+        """`args`: the inputs, or BootstrapSettings a caller has already checked (K3sCluster
+        builds them from its own checked settings, so nothing is checked twice)."""
+        settings, warnings = (args, []) if isinstance(args, BootstrapSettings) else parse_bootstrap_args(args)
         super().__init__("k3s-ha:index:K3sBootstrap", name, {}, opts)
         for warning in warnings:
             pulumi.log.warn(warning, resource=self)
 
         # One secret Output for the key, shared by every node's connection.
-        ssh = SshArgs(**{**args["ssh"], "private_key": pulumi.Output.secret(args["ssh"]["private_key"])})
+        ssh = SshArgs(**{**settings.ssh, "private_key": pulumi.Output.secret(settings.ssh["private_key"])})
+
+        # Tokens given as Outputs are checked once known; every node step waits for that check.
+        tokens = check_tokens(settings.token, settings.agent_token)
 
         def node(host: HostArgs) -> Node:
             address = host["address"]
             return Node(
                 name=host["name"],
-                connection=_connection(ssh, address),
+                connection=_connection(ssh, tokens.after_check(address), host.get("host_key")),
                 address=address,
                 private_address=host.get("private_address", address),
                 replace_on=host.get("replace_on"),
             )
 
-        servers = [node(h) for h in args["servers"]]
-        agents = [node(h) for h in args.get("agents") or []]
+        servers = [node(h) for h in settings.servers]
+        agents = [node(h) for h in settings.agents]
         init = servers[0]
 
-        token = self._token(name, "token", args.get("token"))
-        agent_token = self._token(name, "agent-token", args.get("agent_token"))
-        registration = args.get("registration_address")
-        api_address = args.get("api_address") or registration or init.address
-        registration = registration or init.private_address
-        plan = BootstrapPlan(
-            name=name,
-            k3s_version=validation.k3s_version(args.get("k3s_version", DEFAULT_K3S_VERSION), True).tag,
-            token=token,
-            agent_token=agent_token,
-            registration_address=registration,
-            api_address=api_address,
-            tls_sans=[registration, api_address, *(args.get("tls_sans") or [])],
-            ready_timeout_seconds=args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS),
-            install_url=args.get("install_url", DEFAULT_INSTALL_URL),
-            server_extra=dict(args.get("server_config") or {}),
-            agent_extra=dict(args.get("agent_config") or {}),
-        )
+        token = self._token(name, "token", tokens.token)
+        agent_token = self._token(name, "agent-token", tokens.agent_token)
+        plan = BootstrapPlan.decide(name, settings, token, agent_token, init, ssh)
 
-        guard = guard_upgrade(plan, init, self)
-        server_installs = [install(plan, n, "server", guard, self) for n in servers]
-        agent_installs = [install(plan, n, "agent", guard, self) for n in agents]
-        init_start = start_init_server(plan, init, server_installs[0], servers[1:], self)
-        joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self)
+        guards = guard_upgrade(plan, servers, self)
+        server_installs = [install(plan, n, "server", guards, self) for n in servers]
+        agent_installs = [install(plan, n, "agent", guards, self) for n in agents]
+        # The first server's stale Node is evicted from the second server, which is still a
+        # member when the first is rebuilt alone (servers start in order, so it starts after).
+        init_evict = (
+            evict_stale_node(plan, init, "server", servers[1], [server_installs[0], server_installs[1]], self)
+            if len(servers) > 1
+            else None
+        )
+        init_start = start_init_server(
+            plan, init, [server_installs[0], *([init_evict] if init_evict else [])], servers[1:], self
+        )
+        join_evicts = [
+            evict_stale_node(plan, n, "server", init, [installed, init_start], self)
+            for n, installed in zip(servers[1:], server_installs[1:])
+        ]
+        joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self, join_evicts)
         last_server = joins[-1] if joins else init_start
         self.server_starts = [init_start, *joins]
-        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self)
+        agent_evicts = [
+            evict_stale_node(plan, n, "agent", init, [installed, last_server], self)
+            for n, installed in zip(agents, agent_installs)
+        ]
+        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, agent_evicts)
         self.memberships = hold_memberships(plan, servers, self.server_starts, agents, self.agent_starts, self)
+        self.reconcile = reconcile_members(
+            plan, init, [*self.server_starts, *self.agent_starts], self.memberships, self
+        )
 
         self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)
-        self.api_endpoint = pulumi.Output.concat("https://", api_address, ":6443")
+        self.api_endpoint = pulumi.Output.from_input(plan.api_address).apply(api_url)
         self.token = token
         self.register_outputs({"kubeconfig": self.kubeconfig, "api_endpoint": self.api_endpoint, "token": self.token})
 

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
+
+from .remote import Node
+from .settings import BootstrapSettings
+
+if TYPE_CHECKING:
+    from .component import SshArgs
+
+# A registration address of its own is a balancer (or VIP) in front of the servers: a leaving
+# server waits this long for its health check to take it out. 30 s covers two misses 10 s
+# apart (K3sCluster's own check needs 10 s: aws/load_balancer.py).
+BALANCER_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -21,13 +32,51 @@ class BootstrapPlan:
     tls_sans: Sequence[pulumi.Input[str]]
     ready_timeout_seconds: int
     install_url: str
+    ssh_user: pulumi.Input[str]
+    """Login user on every node; the reconcile and evict steps log in from a server with it."""
+    ssh_private_key: pulumi.Output[str]
+    """The SSH key (secret); it reaches a server only on a step's stdin."""
+    balancer_grace_seconds: int = 0
+    """How long a leaving server waits, refusing new API connections from outside the cluster,
+    for a load balancer's health check to take it out (0: no balancer in front)."""
     server_extra: Mapping[str, Any] = field(default_factory=dict)
+    """Further config.yaml settings, the same on every server (K3sBootstrapArgs.server_config)."""
     agent_extra: Mapping[str, Any] = field(default_factory=dict)
+    """Further config.yaml settings for every agent (K3sBootstrapArgs.agent_config)."""
+    registries: Mapping[str, Any] | None = None
+    """registries.yaml for every node (K3sBootstrapArgs.registries); None: none is managed."""
 
-    @property
-    def command_timeout(self) -> str:
-        """Pulumi's limit sits above the script's own, so the script's clear error wins."""
-        return f"{self.ready_timeout_seconds + 600}s"
+    @classmethod
+    def decide(
+        cls,
+        name: str,
+        settings: BootstrapSettings,
+        token: pulumi.Output[str],
+        agent_token: pulumi.Output[str],
+        init: Node,
+        ssh: SshArgs,
+    ) -> BootstrapPlan:
+        """Fill in the addresses: without a registration address (a load balancer), nodes join
+        through the first server's private address and the kubeconfig points at its `address`."""
+        api_address = settings.api_address or settings.registration_address or init.address
+        registration = settings.registration_address or init.private_address
+        return cls(
+            name=name,
+            k3s_version=settings.k3s.version.tag,
+            token=token,
+            agent_token=agent_token,
+            registration_address=registration,
+            api_address=api_address,
+            tls_sans=[registration, api_address, *settings.tls_sans],
+            ready_timeout_seconds=settings.k3s.ready_timeout_seconds,
+            install_url=settings.install_url,
+            ssh_user=ssh["user"],
+            ssh_private_key=pulumi.Output.secret(ssh["private_key"]),
+            balancer_grace_seconds=BALANCER_GRACE_SECONDS if settings.registration_address is not None else 0,
+            server_extra=dict(settings.server_config),
+            agent_extra=dict(settings.agent_config),
+            registries=settings.registries,
+        )
 
     def start_params(self) -> dict[str, str]:
         # The version is here too so a version change re-runs the start steps: the scripts

@@ -10,11 +10,14 @@ import pulumi_command as command
 
 from .commands import remote_command_input
 
-# A booting VM refuses SSH for a minute or two; the provider's default of 10 dial errors
-# gives up after about 11 s (pulumi-command #1238). 100 errors at the 5 s backoff cap
-# is roughly 8 minutes of waiting.
-DEFAULT_DIAL_ERROR_LIMIT = 100
-PER_DIAL_TIMEOUT_SECONDS = 30
+# Dialing (pulumi-command, real-behaviour.md): a dial that gets no answer (a dead host: security
+# groups drop packets) waits the whole per-dial timeout; a refused one (a booting VM) fails at
+# once; between dials a backoff of 100 ms x1.5, capped at 5 s. The provider's default of 10
+# errors gives a booting VM about 11 s (pulumi-command #1238). 20 errors of at most 10 s: a VM
+# that refuses SSH while it boots gets about a minute, and a dead host costs at most about
+# 4.5 minutes per step (20 x 10 s + ~66 s of backoff) instead of an hour.
+DEFAULT_DIAL_ERROR_LIMIT = 20
+PER_DIAL_TIMEOUT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,11 @@ def run_script(
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource] = (),
     stdin: pulumi.Input[str] | None = None,
-    timeout: str = "30m",
     secret_output: bool = False,
     on_delete: tuple[str, Mapping[str, pulumi.Input[str]]] | None = None,
+    on_update: Mapping[str, pulumi.Input[str]] | None = None,
     identity: pulumi.Input[str] | None = None,
+    replace_with_machine: bool = True,
 ) -> command.remote.Command:
     """Run components/k3s_ha/scripts/<script>.sh on `node` as root.
 
@@ -48,22 +52,33 @@ def run_script(
     machine gets a fresh run while a changed script or config runs the (idempotent) script
     again as an update. `on_delete` is the script (and its parameters) that runs when the step
     is deleted: when its node leaves the cluster, or is replaced by a new machine.
+    `on_update`: the script's parameters when the step runs again on a later `up` (the
+    provider runs `update` instead of `create` then; pulumi-command commandController.go).
+    `replace_with_machine=False`: no triggers, so a new machine updates the step (runs the
+    `update` text) instead of replacing it (which would run `create` again).
     """
     identity = node.replace_on if identity is None else identity
+    if not replace_with_machine:
+        identity = None
+    # No custom_timeouts: pulumi-command ignores them (the engine calls providers with
+    # context.TODO(), real-behaviour.md); every script bounds itself on the node.
     options = pulumi.ResourceOptions(
         parent=parent,
         depends_on=list(depends_on),
-        custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout, delete=timeout),
         additional_secret_outputs=["stdout", "stderr"] if secret_output else None,
     )
     return command.remote.Command(
         resource_name,
         connection=node.connection,
         create=remote_command_input(script, params),
+        update=remote_command_input(script, on_update) if on_update is not None else None,
         delete=remote_command_input(*on_delete) if on_delete else None,
         stdin=stdin,
         triggers=[identity] if identity is not None else None,
         # Output that carries a secret must not reach the logs either (pulumi-command #260).
         logging=command.remote.Logging.NONE if secret_output else None,
+        # Otherwise every run sends the previous stdout/stderr as SSH env requests, which
+        # sshd refuses with a warning, and stdout here carries the node name or the kubeconfig.
+        add_previous_output_in_env=False,
         opts=options,
     )

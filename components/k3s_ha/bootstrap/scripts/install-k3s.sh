@@ -6,7 +6,17 @@
 #
 # Parameters (environment): K3S_VERSION (required, e.g. v1.36.4+k3s1), K3S_ROLE (required,
 # server|agent), K3S_INSTALL_URL (default https://get.k3s.io), K3S_HA_CLOUD_INIT_TIMEOUT
-# (seconds, default 600), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR.
+# (seconds, default 600), K3S_HA_DOWNLOAD_TIMEOUT (seconds for fetching the installer,
+# default 300), K3S_HA_INSTALLER_TIMEOUT (seconds for the installer, which downloads the
+# binary, default 900), K3S_HA_STEP_TIMEOUT (seconds for the whole step, default the sum
+# of those three plus 120), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR.
+#
+# The unit's enabled state is the same afterwards as before: install.sh always disables
+# the unit and, with INSTALL_K3S_SKIP_ENABLE, never enables it again (k3s-io/k3s
+# install.sh, systemd_disable and service_enable_and_start), so an upgrade that stopped
+# half way would leave a node that a reboot takes down. The installer runs with a clean
+# environment: it copies K3S_*/CONTAINERD_* lines of `export` into the unit's env file
+# (create_env_file), and sudo's SUDO_COMMAND holds this whole script.
 # Refuses (exit 1, before downloading) a version the installed k3s cannot move to: see
 # k3s_ha_check_upgrade in lib.sh. stdin is not read. No secret is needed here: tokens go
 # into config.yaml later.
@@ -16,6 +26,14 @@ if ! declare -F k3s_ha_log >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
+K3S_HA_CLOUD_INIT_TIMEOUT=${K3S_HA_CLOUD_INIT_TIMEOUT:-600}
+K3S_HA_DOWNLOAD_TIMEOUT=${K3S_HA_DOWNLOAD_TIMEOUT:-300}
+K3S_HA_INSTALLER_TIMEOUT=${K3S_HA_INSTALLER_TIMEOUT:-900}
+k3s_ha_require_seconds K3S_HA_CLOUD_INIT_TIMEOUT
+k3s_ha_require_seconds K3S_HA_DOWNLOAD_TIMEOUT
+k3s_ha_require_seconds K3S_HA_INSTALLER_TIMEOUT
+k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_HA_CLOUD_INIT_TIMEOUT + K3S_HA_DOWNLOAD_TIMEOUT + K3S_HA_INSTALLER_TIMEOUT + 120))}"
+
 k3s_ha_require_param K3S_VERSION
 k3s_ha_require_param K3S_ROLE
 # The version ends up in the installer's download URL: accept only release tag shapes
@@ -24,18 +42,16 @@ if ! k3s_ha_version_key "$K3S_VERSION" >/dev/null; then
   k3s_ha_die "K3S_VERSION must look like v1.36.4+k3s1, got '$K3S_VERSION'"
 fi
 case $K3S_ROLE in
-  server) unit=k3s.service ;;
-  agent) unit=k3s-agent.service ;;
+  server) service=k3s ;;
+  agent) service=k3s-agent ;;
   *) k3s_ha_die "K3S_ROLE must be server or agent, got '$K3S_ROLE'" ;;
 esac
-K3S_HA_CLOUD_INIT_TIMEOUT=${K3S_HA_CLOUD_INIT_TIMEOUT:-600}
-k3s_ha_require_seconds K3S_HA_CLOUD_INIT_TIMEOUT
 
 version=$K3S_VERSION
 role=$K3S_ROLE
 install_url=${K3S_INSTALL_URL:-https://get.k3s.io}
 k3s_bin=$(k3s_ha_k3s_bin)
-unit_path=${K3S_HA_SYSTEMD_DIR:-/etc/systemd/system}/$unit
+unit_path=${K3S_HA_SYSTEMD_DIR:-/etc/systemd/system}/$service.service
 
 # A version the installed one cannot move to (downgrade, skipped minor, Dqlite to etcd) is
 # refused before anything is downloaded, so the node keeps running what it has.
@@ -46,7 +62,7 @@ k3s_ha_check_upgrade "$current" "$version"
 # touches. Its exit status only reports how cloud-init fared, which is not our business.
 if command -v cloud-init >/dev/null 2>&1; then
   k3s_ha_log "waiting for cloud-init to finish"
-  timeout "$((K3S_HA_CLOUD_INIT_TIMEOUT > 0 ? K3S_HA_CLOUD_INIT_TIMEOUT : 1))" \
+  timeout --foreground "$((K3S_HA_CLOUD_INIT_TIMEOUT > 0 ? K3S_HA_CLOUD_INIT_TIMEOUT : 1))" \
     cloud-init status --wait >/dev/null 2>&1 || true
 fi
 
@@ -61,16 +77,27 @@ else
 fi
 
 installer=$(mktemp "${TMPDIR:-/tmp}/k3s-ha-install.XXXXXX")
-trap 'rm -f -- "$installer"' EXIT
-curl -sSfL --retry 10 --retry-delay 5 --retry-connrefused -o "$installer" "$install_url" \
-  || k3s_ha_die "could not download the K3s installer from $install_url"
+k3s_ha_at_exit rm -f -- "$installer"
+status=0
+timeout --foreground "$(k3s_ha_at_least_one "$K3S_HA_DOWNLOAD_TIMEOUT")" curl -sSfL --connect-timeout 20 --max-time 120 \
+  --retry 10 --retry-delay 5 --retry-connrefused -o "$installer" "$install_url" </dev/null || status=$?
+if ((status == 124)); then
+  k3s_ha_die "downloading the K3s installer from $install_url did not finish within ${K3S_HA_DOWNLOAD_TIMEOUT}s"
+elif ((status != 0)); then
+  k3s_ha_die "could not download the K3s installer from $install_url"
+fi
 
+# Only what the installer needs, and nothing it would copy into the unit's env file.
 installer_env=(
+  PATH="$PATH"
   INSTALL_K3S_VERSION="$version"
   INSTALL_K3S_SKIP_START=true
   INSTALL_K3S_SKIP_ENABLE=true
   INSTALL_K3S_EXEC="$role"
 )
+if [[ -n ${TMPDIR:-} ]]; then
+  installer_env+=(TMPDIR="$TMPDIR")
+fi
 if [[ -n ${K3S_HA_BIN_DIR:-} ]]; then
   installer_env+=(INSTALL_K3S_BIN_DIR="$K3S_HA_BIN_DIR")
 fi
@@ -78,23 +105,20 @@ if [[ -n ${K3S_HA_SYSTEMD_DIR:-} ]]; then
   installer_env+=(INSTALL_K3S_SYSTEMD_DIR="$K3S_HA_SYSTEMD_DIR")
 fi
 
-# The installer copies every K3S_* variable into the unit's env file, where it would beat
-# or duplicate config.yaml (K3S_TOKEN, K3S_URL would even turn a server into an agent),
-# and reads any INSTALL_K3S_* it finds. Only the settings above may reach it; this also
-# keeps our own K3S_VERSION / K3S_HA_* parameters out of the unit. A subshell, so that the
-# checks below still see those parameters.
-run_installer() (
-  while IFS= read -r name; do
-    case $name in
-      K3S_* | INSTALL_K3S_*) unset "$name" ;;
-    esac
-  done < <(compgen -e)
-  exec env "${installer_env[@]}" sh "$installer" </dev/null
-)
+# A node whose unit was enabled (it ran before) gets it enabled again whatever happens
+# from here on, the installer failing or timing out included.
+if [[ $(systemctl is-enabled "$service" 2>/dev/null) == enabled ]]; then
+  k3s_ha_at_exit k3s_ha_enable_again "$service"
+fi
 
+# Its own process group (timeout without --foreground): on expiry the installer and
+# everything it started (curl has no time limit there) are signalled.
 status=0
-run_installer || status=$?
-if ((status != 0)); then
+timeout --kill-after=10 "$(k3s_ha_at_least_one "$K3S_HA_INSTALLER_TIMEOUT")" \
+  env -i "${installer_env[@]}" sh "$installer" </dev/null || status=$?
+if ((status == 124 || status == 137)); then
+  k3s_ha_die "the K3s installer did not finish within ${K3S_HA_INSTALLER_TIMEOUT}s (K3S_HA_INSTALLER_TIMEOUT)"
+elif ((status != 0)); then
   k3s_ha_die "the K3s installer failed (exit $status)"
 fi
 

@@ -38,6 +38,57 @@ k3s_ha_exit_zero() {
   exit 0
 }
 
+# Usage: k3s_ha_at_exit COMMAND...
+# Runs COMMAND (words kept as given) when the script ends, however it ends: normally, by an
+# error, or by SIGTERM/SIGINT/SIGHUP (e.g. from the step's time bound, k3s_ha_bound_step).
+# Used to remove temporary files that hold a token and to undo half-done changes.
+k3s_ha_at_exit() {
+  local quoted
+  printf -v quoted '%q ' "$@"
+  K3S_HA_AT_EXIT+=("$quoted")
+  trap k3s_ha_run_at_exit EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+k3s_ha_run_at_exit() {
+  local status=$? i
+  set +e
+  for ((i = ${#K3S_HA_AT_EXIT[@]} - 1; i >= 0; i--)); do
+    eval "${K3S_HA_AT_EXIT[i]}"
+  done
+  K3S_HA_AT_EXIT=()
+  exit "$status"
+}
+
+# Usage: k3s_ha_bound_step SECONDS
+# Bounds the whole step, not only its waits: pulumi-command gives a step no time limit of
+# its own, and a dropped SSH session leaves the script running. The first call re-runs the
+# script (from BASH_EXECUTION_STRING, how Python sends it: `bash -c '<script>'`) under
+# coreutils `timeout`, which makes itself a process group leader and on expiry signals
+# the whole group (the script and everything it started: kubectl, sleep, systemctl), then
+# kills it 10 s later. Timeouts inside a step use --foreground (no group of their own) so
+# that this reaches what they run; only the installer, the uninstaller and cluster-reset,
+# which start children of their own, get their own group under a shorter bound of their
+# own. This copy waits and turns the expiry into a clear error. Call it
+# first, before anything reads stdin; run from a file or `bash -s` (by hand) it does
+# nothing, and the script's own waits bound it.
+k3s_ha_bound_step() {
+  local limit=$1 status=0
+  if [[ ! $limit =~ ^[0-9]+$ ]] || ((limit == 0)); then
+    k3s_ha_die "K3S_HA_STEP_TIMEOUT must be a positive whole number of seconds, got '$limit'"
+  fi
+  if [[ -n ${K3S_HA_BOUNDED:-} || -z ${BASH_EXECUTION_STRING:-} ]]; then
+    return 0
+  fi
+  K3S_HA_BOUNDED=$limit timeout --kill-after=10 "$limit" bash -c "$BASH_EXECUTION_STRING" "$0" || status=$?
+  if ((status == 124 || status == 137)); then
+    k3s_ha_die "the step did not finish within ${limit}s (K3S_HA_STEP_TIMEOUT) and was stopped, with everything it had started; see the log above"
+  fi
+  exit "$status"
+}
+
 # Fails unless the named parameter is set and not empty.
 k3s_ha_require_param() {
   local name=$1
@@ -51,6 +102,21 @@ k3s_ha_require_seconds() {
   local name=$1
   if [[ ! ${!name:-} =~ ^[0-9]+$ ]]; then
     k3s_ha_die "parameter $name must be a whole number of seconds, got '${!name:-}'"
+  fi
+}
+
+# Prints its argument, or 1 when it is 0: `timeout 0` means no limit at all.
+k3s_ha_at_least_one() {
+  printf '%s\n' "$(($1 > 0 ? $1 : 1))"
+}
+
+# Usage: k3s_ha_enable_again UNIT
+# For k3s_ha_at_exit: enables UNIT again after the installer disabled it.
+k3s_ha_enable_again() {
+  if systemctl enable "$1" >/dev/null 2>&1; then
+    k3s_ha_log "enabled $1 again, as it was before the installer ran"
+  else
+    k3s_ha_warn "could not enable $1 again: run systemctl enable $1, or a reboot leaves this node without K3s"
   fi
 }
 
@@ -76,7 +142,10 @@ k3s_ha_data_dir() {
 # Succeeds once this server has embedded etcd data: from then on K3s ignores cluster-init
 # and rejoins its own cluster from that data.
 k3s_ha_has_etcd_data() {
-  [[ -e "$(k3s_ha_data_dir)/server/db/etcd" ]]
+  # Not the db/etcd directory: K3s creates it and writes its `name` file on every start,
+  # before joining; only member/wal means etcd has run here (k3s-io/k3s pkg/etcd/etcd.go,
+  # IsInitialized and walDir). A server whose join failed has the directory and no data.
+  [[ -d "$(k3s_ha_data_dir)/server/db/etcd/member/wal" ]]
 }
 
 # The path the installer puts k3s at. A fixed path rather than a PATH lookup, so that the
@@ -106,29 +175,38 @@ k3s_ha_node_name() {
 # Replaces PATH atomically with mode 0600, because k3s may read config.yaml at any moment
 # and the file holds the cluster token. Sets K3S_HA_CONFIG_CHANGED to 1 when the content
 # differs from what was there before, 0 otherwise, so callers restart only when needed.
+# The content is read into memory first, so the temporary file (same directory, so that
+# the final mv is a rename; umask 077) exists only for a few builtins and is removed on
+# any exit or signal; one that a SIGKILL left behind is removed by the next run.
 k3s_ha_write_config() {
-  local path=$1 dir tmp
+  local path=$1 dir name tmp content stale setting=$'\n''[[:space:]]*[^#[:space:]]'
   dir=$(dirname -- "$path")
-  if [[ ! -d $dir ]]; then
-    (umask 022 && mkdir -p -- "$dir") || k3s_ha_die "could not create $dir"
-  fi
-  # Same directory as the target, so the final mv is a rename and never a copy.
-  tmp=$(umask 077 && mktemp "$dir/.$(basename -- "$path").XXXXXX") \
-    || k3s_ha_die "could not create a temporary file in $dir"
-  if ! (umask 077 && cat >"$tmp"); then
-    rm -f -- "$tmp"
-    k3s_ha_die "could not write $path from stdin"
+  name=$(basename -- "$path")
+  content=""
+  if IFS= read -r -d '' content; then
+    k3s_ha_die "the content for $path contains a NUL byte"
   fi
   # An empty file would make k3s start with defaults, e.g. a fresh single-node cluster
   # instead of a join, which is far worse than failing here.
-  if ! grep -q '[^[:space:]]' "$tmp"; then
-    rm -f -- "$tmp"
+  # A regex, not grep: a here-string may go through a file in TMPDIR, and this is a token.
+  if [[ ! $'\n'$content =~ $setting ]]; then
     k3s_ha_die "refusing to write an empty $path: its content must arrive on stdin"
   fi
-  if ! chmod 600 -- "$tmp"; then
-    rm -f -- "$tmp"
-    k3s_ha_die "could not set mode 0600 on a temporary file in $dir"
+  if [[ ! -d $dir ]]; then
+    (umask 022 && mkdir -p -- "$dir") || k3s_ha_die "could not create $dir"
   fi
+  for stale in "$dir/.$name".*; do
+    if [[ -f $stale ]]; then
+      rm -f -- "$stale" && k3s_ha_log "removed $stale, left by an earlier run that was killed"
+    fi
+  done
+  tmp=$(umask 077 && mktemp "$dir/.$name.XXXXXX") \
+    || k3s_ha_die "could not create a temporary file in $dir"
+  k3s_ha_at_exit rm -f -- "$tmp"
+  if ! (umask 077 && printf '%s' "$content" >"$tmp"); then
+    k3s_ha_die "could not write $path"
+  fi
+  chmod 600 -- "$tmp" || k3s_ha_die "could not set mode 0600 on a temporary file in $dir"
   # sha256sum rather than cmp: coreutils is on every node, diffutils is not.
   if [[ -f $path && $(sha256sum <"$tmp") == "$(sha256sum <"$path")" ]]; then
     K3S_HA_CONFIG_CHANGED=0
@@ -136,10 +214,7 @@ k3s_ha_write_config() {
     K3S_HA_CONFIG_CHANGED=1
   fi
   # Replace even when unchanged: this also repairs a too-open mode on the old file.
-  if ! mv -f -- "$tmp" "$path"; then
-    rm -f -- "$tmp"
-    k3s_ha_die "could not replace $path"
-  fi
+  mv -f -- "$tmp" "$path" || k3s_ha_die "could not replace $path"
   if [[ $K3S_HA_CONFIG_CHANGED == 1 ]]; then
     k3s_ha_log "wrote $path (changed)"
   else
@@ -211,18 +286,6 @@ k3s_ha_require_installed_version() {
   fi
 }
 
-# Succeeds when the unit's running process was started from a binary that has since been
-# replaced on disk. The installer runs with INSTALL_K3S_SKIP_START and moves the new binary
-# over the old one, so after an upgrade the kernel shows the old executable as deleted;
-# without this check an upgrade with an unchanged config would never take effect.
-k3s_ha_binary_replaced() {
-  local unit=$1 pid exe
-  pid=$(systemctl show --property=MainPID --value "$unit" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ && $pid != 0 ]] || return 1
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [[ $exe == *" (deleted)" ]]
-}
-
 # Usage: k3s_ha_time_left TIMEOUT_SECONDS
 # Prints how much of TIMEOUT_SECONDS is left, counted from K3S_HA_STARTED_AT like
 # k3s_ha_wait_until does (the whole of it when that is unset), and at least 1, because
@@ -244,7 +307,7 @@ k3s_ha_systemctl_bounded() {
   if [[ $verb == stop ]]; then
     doing=stopping
   fi
-  timeout "$(k3s_ha_time_left "$timeout")" systemctl "$verb" "$unit" || status=$?
+  timeout --foreground "$(k3s_ha_time_left "$timeout")" systemctl "$verb" "$unit" || status=$?
   if ((status == 124)); then
     k3s_ha_die "$unit did not finish $doing within ${timeout}s; see journalctl -u $unit"
   elif ((status != 0)); then
@@ -266,13 +329,20 @@ k3s_ha_begin_start() {
   fi
 }
 
-# Usage: k3s_ha_start_service UNIT [TIMEOUT_SECONDS]
+# Usage: k3s_ha_start_service UNIT TIMEOUT_SECONDS NODE
 # Enables UNIT and restarts it only when that changes something: a new config, a stopped
-# or failed unit, or a replaced binary. A restart of a healthy server costs an etcd
-# leader election, so a re-run with nothing new must leave it alone. The restart gets
-# what is left of TIMEOUT_SECONDS (default 600).
+# or failed unit, or a node that runs another version than K3S_VERSION. A restart of a
+# healthy server costs an etcd leader election, so a re-run with nothing new must leave it
+# alone. The restart gets what is left of TIMEOUT_SECONDS; K3S_HA_RESTARTED_AT is set to
+# when it began, so that the readiness checks only take what K3s reported after it.
+#
+# What a node RUNS is not what /usr/local/bin/k3s reports: that is a multicall wrapper
+# that execs a copy extracted under DATA_DIR/data/<hash>/ (k3s-io/k3s cmd/k3s/main.go,
+# stageAndRun), so after the installer replaced it the running process is unchanged and
+# its /proc/PID/exe never shows "(deleted)". The version the node runs is its Node's
+# status.nodeInfo.kubeletVersion, which the kubelet posts when it starts.
 k3s_ha_start_service() {
-  local unit=$1 timeout=${2:-600} reason=""
+  local unit=$1 timeout=$2 node=$3 reason=""
   if [[ ! $timeout =~ ^[0-9]+$ ]]; then
     k3s_ha_die "timeout for starting $unit must be a whole number of seconds, got '$timeout'"
   fi
@@ -281,14 +351,20 @@ k3s_ha_start_service() {
     reason="its config changed"
   elif ! systemctl is-active --quiet "$unit"; then
     reason="it is not running"
-  elif k3s_ha_binary_replaced "$unit"; then
-    reason="its binary was replaced (upgrade)"
+  elif [[ -n ${K3S_VERSION:-} ]]; then
+    k3s_ha_read_running_version "$node"
+    if [[ -z $K3S_HA_RUNNING ]]; then
+      reason="the version it runs cannot be read ($K3S_HA_VERSION_ERROR); a restart starts $K3S_VERSION for sure"
+    elif [[ $K3S_HA_RUNNING != "$K3S_VERSION" ]]; then
+      reason="it runs k3s $K3S_HA_RUNNING and $K3S_VERSION is installed (upgrade)"
+    fi
   fi
   if [[ -z $reason ]]; then
-    k3s_ha_log "$unit is already running with this config; not restarting"
+    k3s_ha_log "$unit is already running with this config${K3S_VERSION:+ and $K3S_VERSION}; not restarting"
     return 0
   fi
   k3s_ha_log "restarting $unit because $reason"
+  K3S_HA_RESTARTED_AT=$(date +%s)
   k3s_ha_systemctl_bounded restart "$unit" "$timeout"
 }
 
@@ -308,60 +384,144 @@ k3s_ha_is_node_name() {
   [[ $1 =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]]
 }
 
-# Usage: k3s_ha_node_condition NODE TYPE
-# Prints the status (True, False, Unknown) of condition TYPE of NODE as the local API sees
-# it, or "error: <what kubectl said>".
-k3s_ha_node_condition() {
-  local node=$1 type=$2 out
-  if out=$("$(k3s_ha_k3s_bin)" kubectl get node "$node" --request-timeout=10s \
-    -o "jsonpath={.status.conditions[?(@.type==\"$type\")].status}" 2>&1); then
-    k3s_ha_brief "$out"
+# Usage: k3s_ha_kubectl ARGS...
+# `k3s kubectl` with the credentials this node has: the admin kubeconfig on a server (the
+# default of k3s kubectl), or the file K3S_HA_KUBECONFIG names. An agent has no admin
+# kubeconfig; start-agent.sh points K3S_HA_KUBECONFIG at the kubelet's own,
+# DATA_DIR/agent/kubelet.kubeconfig (k3s-io/k3s pkg/agent/config/config.go), with which a
+# node may read Node objects (Kubernetes Node authorizer).
+k3s_ha_kubectl() {
+  local k3s_bin
+  k3s_bin=$(k3s_ha_k3s_bin)
+  if [[ -n ${K3S_HA_KUBECONFIG:-} ]]; then
+    "$k3s_bin" kubectl --kubeconfig "$K3S_HA_KUBECONFIG" "$@" </dev/null
   else
-    k3s_ha_brief "error: $out"
+    "$k3s_bin" kubectl "$@" </dev/null
   fi
+}
+
+# Usage: k3s_ha_read_running_version NODE
+# Sets K3S_HA_RUNNING to the k3s version NODE runs (its Node's
+# status.nodeInfo.kubeletVersion), or to nothing when the API does not say; what it said
+# then is in K3S_HA_VERSION_ERROR.
+k3s_ha_read_running_version() {
+  local out
+  K3S_HA_RUNNING="" K3S_HA_VERSION_ERROR=""
+  if out=$(k3s_ha_kubectl get node "$1" --request-timeout=10s \
+    -o 'jsonpath={.status.nodeInfo.kubeletVersion}' 2>&1) && k3s_ha_version_key "$out" >/dev/null; then
+    K3S_HA_RUNNING=$out
+  else
+    K3S_HA_VERSION_ERROR=$(k3s_ha_brief "${out:-<empty>}")
+  fi
+}
+
+# Usage: k3s_ha_read_condition NODE TYPE
+# Reads condition TYPE of NODE into K3S_HA_CONDITION (True, False, Unknown, or
+# "error: <what kubectl said>"), K3S_HA_HEARTBEAT and K3S_HA_TRANSITION (its
+# lastHeartbeatTime and lastTransitionTime in epoch seconds, 0 when unknown).
+k3s_ha_read_condition() {
+  local node=$1 type=$2 out selector status heartbeat transition
+  selector="{.status.conditions[?(@.type==\"$type\")]"
+  K3S_HA_CONDITION="" K3S_HA_HEARTBEAT=0 K3S_HA_TRANSITION=0
+  if ! out=$(k3s_ha_kubectl get node "$node" --request-timeout=10s \
+    -o "jsonpath=$selector.status} $selector.lastHeartbeatTime} $selector.lastTransitionTime}" 2>&1); then
+    K3S_HA_CONDITION=$(k3s_ha_brief "error: $out")
+    return 0
+  fi
+  read -r status heartbeat transition _ <<<"$out" || true
+  K3S_HA_CONDITION=$(k3s_ha_brief "$status")
+  K3S_HA_HEARTBEAT=$(date -u -d "$heartbeat" +%s 2>/dev/null) || K3S_HA_HEARTBEAT=0
+  K3S_HA_TRANSITION=$(date -u -d "$transition" +%s 2>/dev/null) || K3S_HA_TRANSITION=0
+}
+
+# An epoch time for messages.
+k3s_ha_time() {
+  date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ
 }
 
 # Wait check: node K3S_HA_WAIT_NODE is Ready.
 k3s_ha_node_ready() {
-  local ready
-  ready=$(k3s_ha_node_condition "$K3S_HA_WAIT_NODE" Ready)
-  if [[ $ready == True ]]; then
+  k3s_ha_read_condition "$K3S_HA_WAIT_NODE" Ready
+  if [[ $K3S_HA_CONDITION == True ]]; then
     return 0
   fi
-  K3S_HA_WAIT_STATUS="Ready (last seen: $ready)"
+  K3S_HA_WAIT_STATUS="Ready (last seen: $K3S_HA_CONDITION)"
   return 1
 }
 
-# Wait check: server K3S_HA_WAIT_NODE is a full member. Ready alone is not enough: a
-# joining server is Ready while etcd still holds it as a learner, and the next server's
-# join fails if it starts before this one is promoted.
-k3s_ha_server_ready() {
-  local readyz ready voter unmet=() item joined=""
-  if readyz=$("$(k3s_ha_k3s_bin)" kubectl get --raw=/readyz --request-timeout=10s 2>&1); then
-    readyz=$(k3s_ha_brief "$readyz")
-  else
-    readyz=$(k3s_ha_brief "error: $readyz")
+# Adds to K3S_HA_UNMET what keeps the node K3S_HA_WAIT_NODE from counting as up after its
+# own restart (K3S_HA_RESTARTED_AT, when this run restarted it):
+# - Ready must be True in a status the kubelet posted after the restart (lastHeartbeatTime
+#   not before it): right after a restart the Node still shows the old kubelet's Ready=True
+#   until the new one posts its first status, which it does as soon as it runs, stamping
+#   Ready's lastHeartbeatTime with its own clock, the one `date` reads here
+#   (kubernetes pkg/kubelet/nodestatus/setters.go, ReadyCondition);
+# - with K3S_VERSION, the Node's kubeletVersion must be it: the node RUNS the new version.
+k3s_ha_check_node_after_restart() {
+  local node=$K3S_HA_WAIT_NODE since=${K3S_HA_RESTARTED_AT:-}
+  k3s_ha_read_condition "$node" Ready
+  if [[ $K3S_HA_CONDITION != True ]]; then
+    K3S_HA_UNMET+=("Ready (last seen: $K3S_HA_CONDITION)")
+  elif [[ -n $since ]] && ((K3S_HA_HEARTBEAT < since)); then
+    K3S_HA_UNMET+=("Ready (last seen: True, but from $(k3s_ha_time "$K3S_HA_HEARTBEAT"), before the restart at $(k3s_ha_time "$since"))")
   fi
-  ready=$(k3s_ha_node_condition "$K3S_HA_WAIT_NODE" Ready)
-  voter=$(k3s_ha_node_condition "$K3S_HA_WAIT_NODE" EtcdIsVoter)
-  [[ $readyz == ok ]] || unmet+=("readyz (last seen: $readyz)")
-  [[ $ready == True ]] || unmet+=("Ready (last seen: $ready)")
-  [[ $voter == True ]] || unmet+=("EtcdIsVoter (last seen: $voter)")
-  if ((${#unmet[@]} == 0)); then
+  if [[ -n ${K3S_VERSION:-} ]]; then
+    k3s_ha_read_running_version "$node"
+    if [[ $K3S_HA_RUNNING != "$K3S_VERSION" ]]; then
+      K3S_HA_UNMET+=("running version $K3S_VERSION (last seen: ${K3S_HA_RUNNING:-$K3S_HA_VERSION_ERROR})")
+    fi
+  fi
+}
+
+# Sets K3S_HA_WAIT_STATUS from K3S_HA_UNMET; succeeds when nothing is unmet.
+k3s_ha_report_unmet() {
+  local item joined=""
+  if ((${#K3S_HA_UNMET[@]} == 0)); then
     return 0
   fi
-  for item in "${unmet[@]}"; do
+  for item in "${K3S_HA_UNMET[@]}"; do
     joined+="${joined:+; }$item"
   done
   K3S_HA_WAIT_STATUS="not yet satisfied: $joined"
   return 1
 }
 
+# Wait check: server K3S_HA_WAIT_NODE is a full member. Ready alone is not enough: a
+# joining server is Ready while etcd still holds it as a learner, and the next server's
+# join fails if it starts before this one is promoted. /ping is not enough either: the
+# supervisor answers it before etcd and the apiserver are up; /readyz answers ok only
+# once the apiserver (and its etcd) is.
+# EtcdIsVoter is set by the etcd leader, which refreshes an unchanged condition only every
+# 5 minutes (k3s-io/k3s pkg/etcd/etcd.go, setEtcdStatusCondition, heartbeatInterval). A
+# restart of a member with its data keeps its membership, so its True stands; but a server
+# that starts without etcd data (K3S_HA_JOINING: a join, a rejoin after a restore, a
+# rebuilt machine whose Node still shows the old True) must show a transition to True
+# after its start.
+k3s_ha_server_ready() {
+  local readyz since=${K3S_HA_RESTARTED_AT:-}
+  K3S_HA_UNMET=()
+  if readyz=$(k3s_ha_kubectl get --raw=/readyz --request-timeout=10s 2>&1); then
+    readyz=$(k3s_ha_brief "$readyz")
+  else
+    readyz=$(k3s_ha_brief "error: $readyz")
+  fi
+  [[ $readyz == ok ]] || K3S_HA_UNMET+=("readyz (last seen: $readyz)")
+  k3s_ha_check_node_after_restart
+  k3s_ha_read_condition "$K3S_HA_WAIT_NODE" EtcdIsVoter
+  if [[ $K3S_HA_CONDITION != True ]]; then
+    K3S_HA_UNMET+=("EtcdIsVoter (last seen: $K3S_HA_CONDITION)")
+  elif [[ -n $since && -n ${K3S_HA_JOINING:-} ]] && ((K3S_HA_TRANSITION < since)); then
+    K3S_HA_UNMET+=("EtcdIsVoter (last seen: True, but since $(k3s_ha_time "$K3S_HA_TRANSITION"), before this server started without etcd data at $(k3s_ha_time "$since"))")
+  fi
+  k3s_ha_report_unmet
+}
+
 # Usage: k3s_ha_wait_server_ready NODE TIMEOUT_SECONDS
-# Waits until the local server NODE answers /readyz with ok, is Ready and an etcd voter.
+# Waits until the local server NODE answers /readyz with ok, is Ready and an etcd voter
+# (after its restart, and running K3S_VERSION when that is set: k3s_ha_server_ready).
 k3s_ha_wait_server_ready() {
   K3S_HA_WAIT_NODE=$1
-  k3s_ha_wait_until "k3s server $1 to be ready (readyz ok, Ready=True, EtcdIsVoter=True)" \
+  k3s_ha_wait_until "k3s server $1 to be ready (readyz ok, Ready=True, EtcdIsVoter=True${K3S_VERSION:+, running $K3S_VERSION})" \
     "$2" k3s_ha_server_ready "see journalctl -u k3s"
 }
 
@@ -419,11 +579,27 @@ k3s_ha_wait_for_ping() {
 # The config text lives in K3S_HA_CONFIG, in memory: it holds the token, so it is only
 # ever passed to bash functions and builtins, never to a command line or an output.
 
-# Loads config.yaml from stdin into K3S_HA_CONFIG, byte for byte.
+# The last line of every config.yaml Python sends (node_config.END_MARKER). A YAML
+# comment, so it stays in the file harmlessly.
+k3s_ha_config_end_marker() {
+  printf '%s\n' '# k3s-ha: end of config.yaml'
+}
+
+# Loads config.yaml from stdin into K3S_HA_CONFIG, byte for byte. Refuses stdin whose last
+# line is not the end marker: a dropped SSH session or a killed sender can cut stdin short
+# anywhere, and a config cut after `token:` but before `server:` would start a new cluster.
 k3s_ha_config_from_stdin() {
+  local end
   K3S_HA_CONFIG=""
   if IFS= read -r -d '' K3S_HA_CONFIG; then
     k3s_ha_die "the config.yaml on stdin contains a NUL byte"
+  fi
+  end=$(k3s_ha_config_end_marker)
+  if [[ $'\n'$K3S_HA_CONFIG != *$'\n'"$end"$'\n' ]]; then
+    if [[ -z ${K3S_HA_CONFIG//[[:space:]]/} ]]; then
+      k3s_ha_die "refusing to write an empty config.yaml: its content must arrive on stdin"
+    fi
+    k3s_ha_die "the config.yaml on stdin does not end with the line '$end': it was cut short (or not sent by k3s-ha); nothing was written or restarted"
   fi
 }
 
@@ -442,6 +618,50 @@ k3s_ha_config_from_file() {
 # K3S_HA_CONFIG_CHANGED, refuses empty content).
 k3s_ha_config_save() {
   k3s_ha_write_config "$1" < <(printf '%s' "$K3S_HA_CONFIG")
+}
+
+# --- registries.yaml ------------------------------------------------------------------
+# A start script's stdin may carry a second document: config.yaml, then the line
+# "--- # k3s-ha: registries.yaml follows", then /etc/rancher/k3s/registries.yaml (which may
+# hold registry passwords, so it travels on stdin like the token). bootstrap/node_config.py
+# writes that line; a rendered config.yaml never has a line starting with "---".
+
+# After k3s_ha_config_from_stdin: moves the registries.yaml part out of K3S_HA_CONFIG into
+# K3S_HA_REGISTRIES and sets K3S_HA_HAS_REGISTRIES to 1, or to 0 when stdin had none.
+k3s_ha_config_split_registries() {
+  local separator=$'\n--- # k3s-ha: registries.yaml follows\n'
+  K3S_HA_REGISTRIES=""
+  K3S_HA_HAS_REGISTRIES=0
+  if [[ $K3S_HA_CONFIG == *"$separator"* ]]; then
+    K3S_HA_REGISTRIES=${K3S_HA_CONFIG#*"$separator"}
+    K3S_HA_CONFIG=${K3S_HA_CONFIG%%"$separator"*}$'\n'
+    K3S_HA_HAS_REGISTRIES=1
+  fi
+}
+
+# Usage: k3s_ha_registries_save PATH
+# After k3s_ha_config_save: writes K3S_HA_REGISTRIES to PATH like config.yaml (atomic, 0600)
+# when stdin carried one; otherwise removes PATH if k3s-ha wrote it (its first line is the
+# header node_config.py puts there) and leaves a file written by hand alone. K3s reads the
+# file only when it starts, so K3S_HA_CONFIG_CHANGED ends up 1 when either file changed.
+k3s_ha_registries_save() {
+  local path=$1 config_changed=${K3S_HA_CONFIG_CHANGED:-0} first=""
+  if ((${K3S_HA_HAS_REGISTRIES:-0})); then
+    k3s_ha_write_config "$path" < <(printf '%s' "$K3S_HA_REGISTRIES")
+  else
+    K3S_HA_CONFIG_CHANGED=0
+    if [[ -f $path ]]; then
+      IFS= read -r first <"$path" || true
+    fi
+    if [[ $first == "# Written by k3s-ha from the registries input;"* ]]; then
+      rm -f -- "$path" || k3s_ha_die "could not remove $path"
+      k3s_ha_log "removed $path (no registries given any more)"
+      K3S_HA_CONFIG_CHANGED=1
+    fi
+  fi
+  if ((config_changed)); then
+    K3S_HA_CONFIG_CHANGED=1
+  fi
 }
 
 # Usage: k3s_ha_config_value KEY
@@ -487,23 +707,44 @@ k3s_ha_config_server_url() {
 }
 
 # Usage: k3s_ha_config_join URL
-# Turns the config of a would-be first server into one that joins URL: the cluster-init
-# line gives way to `server: URL`; every other line (token included) stays as it was.
+# Turns K3S_HA_CONFIG into one that joins URL: its cluster-init and server lines give way
+# to one `server: URL` where the first of them was; every other line (token included)
+# stays as it was.
 k3s_ha_config_join() {
-  local url=$1 line text="" replaced=0 lines=()
+  k3s_ha_config_replace_keys "server: $1" cluster-init server
+}
+
+# Usage: k3s_ha_config_replace_keys NEW_LINE KEY...
+# Removes every top-level line of K3S_HA_CONFIG that sets one of KEYs (quoted keys too:
+# other tools write "server":) and puts NEW_LINE (if not empty) where the first of them
+# was, or at the end, before the end marker line if there is one.
+k3s_ha_config_replace_keys() {
+  local new=$1 line key text="" placed=0 matched end lines=()
+  shift
+  end=$(k3s_ha_config_end_marker)
   mapfile -t lines < <(printf '%s' "$K3S_HA_CONFIG")
   for line in "${lines[@]}"; do
-    if [[ $line =~ ^cluster-init: ]]; then
-      if ((replaced == 0)); then
-        text+="server: $url"$'\n'
-        replaced=1
+    matched=0
+    for key in "$@"; do
+      if [[ $line =~ ^[\"\']?${key}[\"\']?: ]]; then
+        matched=1
       fi
+    done
+    if ((matched == 0)); then
+      if [[ $line == "$end" && $placed == 0 && -n $new ]]; then
+        text+="$new"$'\n'
+        placed=1
+      fi
+      text+="$line"$'\n'
       continue
     fi
-    text+="$line"$'\n'
+    if ((placed == 0)) && [[ -n $new ]]; then
+      text+="$new"$'\n'
+    fi
+    placed=1
   done
-  if ((replaced == 0)); then
-    text+="server: $url"$'\n'
+  if ((placed == 0)) && [[ -n $new ]]; then
+    text+="$new"$'\n'
   fi
   K3S_HA_CONFIG=$text
 }
@@ -525,6 +766,49 @@ k3s_ha_config_join_a_peer() {
     k3s_ha_log "peer $address: $K3S_HA_PING_RESULT"
   done
   return 1
+}
+
+# --- tokens --------------------------------------------------------------------------
+
+# Usage: k3s_ha_token_password TOKEN
+# Prints the password part of a K3s token: TOKEN itself in the short form, the part after
+# "K10<ca hash>::server:" (or ::node:) in the secure form K3s writes to server/token and
+# server/agent-token (k3s-io/k3s pkg/server/server.go writeToken, clientaccess.FormatToken).
+# Only for command substitutions into variables: never echo it anywhere else.
+k3s_ha_token_password() {
+  local token=$1
+  if [[ $token =~ ^K10[0-9a-fA-F]*::(.*)$ ]]; then
+    token=${BASH_REMATCH[1]}
+    token=${token#server:}
+    token=${token#node:}
+  fi
+  printf '%s\n' "$token"
+}
+
+# Usage: k3s_ha_refuse_token_change
+# On a server that already holds cluster data, refuses (before anything is written or
+# restarted) a config.yaml whose token or agent-token differs from the one K3s stored
+# when the cluster was built (DATA_DIR/server/token, server/agent-token): K3s would not
+# start ("bootstrap data already found and encrypted with different token"). The same
+# value pinned again passes.
+k3s_ha_refuse_token_change() {
+  local key file stored wanted server_dir name
+  server_dir=$(k3s_ha_data_dir)/server
+  for key in token agent-token; do
+    file=$server_dir/$key
+    [[ -s $file ]] || continue
+    wanted=$(k3s_ha_config_value "$key") || continue
+    [[ -n $wanted ]] || continue
+    IFS= read -r stored <"$file" || true
+    if [[ $(k3s_ha_token_password "$stored") == "$(k3s_ha_token_password "$wanted")" ]]; then
+      continue
+    fi
+    name=token
+    if [[ $key == agent-token ]]; then
+      name="agentToken (agent_token)"
+    fi
+    k3s_ha_die "refusing to change the cluster's $key: the new config.yaml's $key differs from the one this cluster was built with ($file), and K3s would refuse to start with it (bootstrap data encrypted with a different token). Nothing was changed. Set $name back to its current value, or rotate it first: on one server run 'k3s token rotate' (K3s v1.28.2, v1.27.7, v1.26.10, v1.25.15 or newer; see the K3s docs, cli/token), restart the servers one at a time, then the agents, and only then set the new value here"
+  done
 }
 
 # --- versions ------------------------------------------------------------------------

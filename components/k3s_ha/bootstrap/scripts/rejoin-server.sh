@@ -3,12 +3,16 @@
 # cluster (docs/restore.md). Run by a person on each other server, one at a time, e.g.:
 #   cat lib.sh rejoin-server.sh | ssh HOST sudo env K3S_HA_PEERS=RESTORED bash -s
 #
-# Steps: wait until the server in config.yaml's `server:` answers /ping, stop k3s, move
-# DATA_DIR/server/db aside to db.before-restore-<epoch> (never deleted: remove it once the
-# cluster is healthy), start k3s, and wait until this server answers /readyz with ok, is
-# Ready and an etcd voter. A config that says cluster-init (the first server's) is first
-# rewritten to join the first of K3S_HA_PEERS that answers: with its db moved aside, it
-# would otherwise start a new, empty cluster.
+# Steps: with K3S_HA_PEERS given, config.yaml is first rewritten to join the first of
+# them that answers /ping (its cluster-init or server: line gives way to `server:
+# https://PEER:6443`): point it at the restored server when the registration address in
+# config.yaml is a dead server, or when the config says cluster-init (the first server's),
+# which with its db moved aside would start a new, empty cluster. Then: wait until the
+# server in config.yaml's `server:` answers /ping, stop k3s, move DATA_DIR/server/db aside
+# to db.before-restore-<epoch> (never deleted: remove it once the cluster is healthy),
+# start k3s, and wait until this server answers /readyz with ok, is Ready after the
+# restart and a NEW etcd voter (its old EtcdIsVoter=True from before the restore does not
+# count).
 #
 # Its config.yaml must hold the same token as the restored server's.
 #
@@ -43,16 +47,18 @@ main() {
   k3s_ha_config_from_file "$config"
 
   join_url=$(k3s_ha_config_server_url)
-  if [[ -z $join_url ]]; then
-    read -r -a peers <<<"${K3S_HA_PEERS:-}"
-    if ! k3s_ha_config_is_true cluster-init; then
-      k3s_ha_die "$config has neither server: nor cluster-init: true; is this a k3s server of this cluster?"
-    fi
-    if ((${#peers[@]} == 0)) || ! k3s_ha_config_join_a_peer "${peers[@]}"; then
-      k3s_ha_die "$config says cluster-init and no server in K3S_HA_PEERS (${K3S_HA_PEERS:-none given}) answers /ping: with its db moved aside this server would start a new, empty cluster; set K3S_HA_PEERS to the restored server's address"
+  read -r -a peers <<<"${K3S_HA_PEERS:-}"
+  if [[ -z $join_url ]] && ! k3s_ha_config_is_true cluster-init; then
+    k3s_ha_die "$config has neither server: nor cluster-init: true; is this a k3s server of this cluster?"
+  fi
+  if ((${#peers[@]} > 0)); then
+    if ! k3s_ha_config_join_a_peer "${peers[@]}"; then
+      k3s_ha_die "no server in K3S_HA_PEERS (${K3S_HA_PEERS}) answers /ping; nothing was changed; set K3S_HA_PEERS to the restored server's address"
     fi
     k3s_ha_config_save "$config"
     join_url=$(k3s_ha_config_server_url)
+  elif [[ -z $join_url ]]; then
+    k3s_ha_die "$config says cluster-init and K3S_HA_PEERS is not set: with its db moved aside this server would start a new, empty cluster; set K3S_HA_PEERS to the restored server's address"
   fi
   # Nothing is touched until the restored cluster answers.
   k3s_ha_wait_for_ping "$join_url" "$K3S_READY_TIMEOUT"
@@ -72,6 +78,8 @@ main() {
   fi
 
   k3s_ha_log "starting k3s to rejoin through $join_url"
+  K3S_HA_RESTARTED_AT=$(date +%s)
+  K3S_HA_JOINING=1
   k3s_ha_systemctl_bounded start k3s "$K3S_READY_TIMEOUT"
   node=$(k3s_ha_node_name)
   k3s_ha_wait_server_ready "$node" "$K3S_READY_TIMEOUT"

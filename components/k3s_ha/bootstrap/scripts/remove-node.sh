@@ -9,7 +9,8 @@
 #
 # stdin is not read; stdout stays empty (logs and kubectl's output go to stderr).
 # Parameters (environment): K3S_HA_NODE (the node's name), K3S_DRAIN_TIMEOUT (seconds,
-# default 120), and for tests K3S_HA_BIN_DIR.
+# default 120), K3S_HA_STEP_TIMEOUT (seconds for the whole step, default the drain timeout
+# + 240), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -21,6 +22,11 @@ main() {
   local by_hand
   exec 1>&2
   k3s_ha_never_fail
+  if [[ $drain_timeout =~ ^[0-9]+$ ]] && ((10#$drain_timeout > 0)); then
+    k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((10#$drain_timeout + 240))}"
+  else
+    k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-360}"
+  fi
   if ! k3s_ha_is_node_name "$node"; then
     k3s_ha_warn "K3S_HA_NODE must be a Kubernetes node name, got '$node': nothing removed"
     return 0
@@ -48,11 +54,11 @@ main() {
   fi
 
   k3s_ha_log "draining node $node (up to ${drain_timeout}s)"
-  if ! timeout "$((drain_timeout + 30))" "$k3s_bin" kubectl drain "$node" --ignore-daemonsets \
+  if ! timeout --foreground "$((drain_timeout + 30))" "$k3s_bin" kubectl drain "$node" --ignore-daemonsets \
     --delete-emptydir-data --force "--timeout=${drain_timeout}s" </dev/null; then
     k3s_ha_warn "draining node $node failed or timed out; deleting it anyway"
   fi
-  if timeout 90 "$k3s_bin" kubectl delete node "$node" --timeout=60s </dev/null; then
+  if timeout --foreground 90 "$k3s_bin" kubectl delete node "$node" --timeout=60s </dev/null; then
     k3s_ha_log "deleted node $node (k3s also removes its etcd member if it was a server)"
   else
     k3s_ha_warn "could not delete node $node: run kubectl delete node $node by hand before a machine joins under this name or address, or that join fails with 'Peer URLs already exists' or 'Node password rejected'"

@@ -5,9 +5,15 @@
 # Stop k3s on every other server first (systemctl stop k3s); afterwards run
 # rejoin-server.sh on each of them, one at a time.
 #
-# Steps: stop k3s here, `k3s server --cluster-reset --cluster-reset-restore-path=FILE`
-# (restores the snapshot and makes this server the only etcd member), start k3s, and wait
-# until this server answers /readyz with ok, is Ready and an etcd voter.
+# Works on any surviving server, the first one or one that joined. Steps: stop k3s here;
+# if config.yaml has a `server:` line (every joining server's does), keep a copy of it as
+# config.yaml.before-restore-<epoch> (0600) and remove that line, because K3s refuses
+# --cluster-reset while server: is set ("cannot perform cluster-reset while server URL is
+# set", k3s-io/k3s pkg/cli/server/server.go) and this server is the whole cluster from now
+# on; `k3s server --cluster-reset --cluster-reset-restore-path=FILE --config config.yaml`
+# (restores the snapshot and makes this server the only etcd member; K3s exits 0 then);
+# start k3s, and wait until this server answers /readyz with ok, is Ready after the
+# restart and an etcd voter.
 #
 # The token in config.yaml must be the one the cluster had when the snapshot was taken:
 # it encrypts the bootstrap data inside the snapshot.
@@ -29,7 +35,7 @@ fi
 # All in a function, so that bash has read the whole script before anything runs: with
 # `bash -s` a command reading stdin would otherwise eat the rest of the script.
 main() {
-  local k3s_bin config snapshot status=0 address url node peers=() reset_args=()
+  local k3s_bin config snapshot status=0 address url node backup peers=() reset_args=()
   exec 1>&2
   k3s_ha_require_param K3S_HA_SNAPSHOT
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
@@ -74,7 +80,15 @@ main() {
   k3s_ha_log "stopping k3s"
   k3s_ha_systemctl_bounded stop k3s "$K3S_READY_TIMEOUT"
 
-  reset_args=(server --cluster-reset "--cluster-reset-restore-path=$snapshot")
+  if [[ -n $(k3s_ha_config_server_url) ]]; then
+    backup=$config.before-restore-$(date +%s)
+    k3s_ha_write_config "$backup" < <(printf '%s' "$K3S_HA_CONFIG")
+    k3s_ha_config_replace_keys "" server
+    k3s_ha_config_save "$config"
+    k3s_ha_log "removed the server: line from $config (K3s refuses --cluster-reset while it is set; this server is the cluster now); the old file is $backup"
+  fi
+
+  reset_args=(server --cluster-reset "--cluster-reset-restore-path=$snapshot" --config "$config")
   # With etcd-s3 in the config, k3s would look for the snapshot in S3 instead.
   if k3s_ha_config_is_true etcd-s3; then
     reset_args+=(--etcd-s3=false)
@@ -90,6 +104,7 @@ main() {
 
   # The readiness budget starts after the reset.
   K3S_HA_STARTED_AT=$(date +%s)
+  K3S_HA_RESTARTED_AT=$K3S_HA_STARTED_AT
   k3s_ha_log "starting k3s on the restored data"
   k3s_ha_systemctl_bounded start k3s "$K3S_READY_TIMEOUT"
   node=$(k3s_ha_node_name)

@@ -2,38 +2,57 @@
 # Starts (or keeps running) a K3s agent. Agents do not touch etcd membership, so Python
 # may run this on all agents in parallel once the servers are up.
 #
-# stdin: the complete config.yaml (`server:` and `token:`; never echoed).
+# stdin: the complete config.yaml (`server:` and `token:`; never echoed), optionally
+# followed by registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries);
+# stdin ends with the end marker line (k3s_ha_config_end_marker); without it nothing is written.
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
 # Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until the
-# agent must be active, restart included; default 600), K3S_VERSION (optional: refuse to
-# start unless the installed binary reports exactly this), K3S_HA_NODE_NAME (needed only
-# when config.yaml sets node-name), K3S_HA_POLL_SECONDS (default 5), and for tests
-# K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR.
+# agent must be up, restart included; default 600), K3S_VERSION (optional: refuse to start
+# unless the installed binary reports exactly this, restart a node that runs another, and
+# wait until the node runs it), K3S_HA_STEP_TIMEOUT (seconds for the whole step, default
+# K3S_READY_TIMEOUT + 120), K3S_HA_NODE_NAME (needed only when config.yaml sets
+# node-name), K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_CONFIG_DIR,
+# K3S_HA_BIN_DIR, K3S_HA_DATA_DIR.
+#
+# An agent has no admin kubeconfig: it reads its own Node with the kubelet's credentials
+# (DATA_DIR/agent/kubelet.kubeconfig, see k3s_ha_kubectl in lib.sh) to learn the version
+# it runs and whether the kubelet has reported Ready since the restart.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
+K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
+k3s_ha_require_seconds K3S_READY_TIMEOUT
+k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
+
 # Only the node name may reach stdout (fd 3): Python reads it from there.
 k3s_ha_begin_start
 
-k3s_ha_write_config "$(k3s_ha_config_dir)/config.yaml"
-k3s_ha_start_service k3s-agent "$K3S_READY_TIMEOUT"
+k3s_ha_config_from_stdin
+k3s_ha_config_split_registries
+k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
+k3s_ha_registries_save "$(k3s_ha_config_dir)/registries.yaml"
+node=$(k3s_ha_node_name)
+K3S_HA_KUBECONFIG=$(k3s_ha_data_dir)/agent/kubelet.kubeconfig
+k3s_ha_start_service k3s-agent "$K3S_READY_TIMEOUT" "$node"
 
 # `systemctl restart` already waits for the agent's ready notification; this catches an
 # agent that crashed right after it, or one left alone as "already running" that has
-# since stopped.
-agent_active() {
+# since stopped, and waits for what the kubelet reports after the restart.
+agent_up() {
   local state
-  if systemctl is-active --quiet k3s-agent; then
-    return 0
+  K3S_HA_UNMET=()
+  if ! systemctl is-active --quiet k3s-agent; then
+    state=$(systemctl is-active k3s-agent 2>/dev/null) || true
+    K3S_HA_UNMET+=("k3s-agent is ${state:-not active}")
   fi
-  state=$(systemctl is-active k3s-agent 2>/dev/null) || true
-  K3S_HA_WAIT_STATUS="k3s-agent is ${state:-not active}"
-  return 1
+  k3s_ha_check_node_after_restart
+  k3s_ha_report_unmet
 }
 
-k3s_ha_wait_until "k3s-agent to be active" "$K3S_READY_TIMEOUT" agent_active \
-  "see journalctl -u k3s-agent"
-k3s_ha_node_name >&3
+K3S_HA_WAIT_NODE=$node
+k3s_ha_wait_until "k3s-agent to be up (active, Ready=True${K3S_VERSION:+, running $K3S_VERSION})" \
+  "$K3S_READY_TIMEOUT" agent_up "see journalctl -u k3s-agent"
+printf '%s\n' "$node" >&3

@@ -3,15 +3,22 @@
 # cluster. The same script serves the first server and every joining server: config.yaml
 # alone says which (`cluster-init: true` or `server: https://...:6443`).
 #
-# stdin: the complete config.yaml (holds the token; never echoed).
+# stdin: the complete config.yaml (holds the token; never echoed), optionally followed by
+# registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries); stdin ends
+# with the end marker line (k3s_ha_config_end_marker); without it nothing is written or restarted.
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
 # Parameters (environment): K3S_READY_TIMEOUT (seconds from the script's start until
 # the server must be ready, waits and restart included; default 600), K3S_VERSION
-# (optional: refuse to start unless the installed binary reports exactly this),
+# (optional: refuse to start unless the installed binary reports exactly this, restart a
+# server that runs another version, and wait until it runs this one),
+# K3S_HA_STEP_TIMEOUT (seconds for the whole step, default K3S_READY_TIMEOUT + 120),
 # K3S_HA_PEERS (optional, space-separated addresses of the other servers or the fixed
 # registration address: a server whose config says cluster-init but which has no etcd
 # data yet joins the first of them that answers /ping instead of starting a second
-# cluster), K3S_HA_NODE_NAME (needed only when config.yaml sets node-name),
+# cluster), K3S_HA_CLUSTER_INIT (allowed, the default, or never: with never such a server
+# fails when no peer answers instead of running cluster-init), K3S_HA_MACHINE (ignored: the
+# machine's identity, so that a new machine at the same address re-runs this step),
+# K3S_HA_NODE_NAME (needed only when config.yaml sets node-name),
 # K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR,
 # K3S_HA_DATA_DIR (default: the config's data-dir, else /var/lib/rancher/k3s).
 set -euo pipefail
@@ -20,22 +27,35 @@ if ! declare -F k3s_ha_log >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
+K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
+k3s_ha_require_seconds K3S_READY_TIMEOUT
+k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
+
 # Only the node name may reach stdout (fd 3): Python reads it from there.
 k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
+k3s_ha_config_split_registries
+k3s_ha_refuse_token_change
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
 join_url=$(k3s_ha_config_server_url)
 if k3s_ha_has_etcd_data; then
   # K3s ignores cluster-init once etcd data exists: the config is written as given.
   :
-elif k3s_ha_config_is_true cluster-init && [[ -z $join_url ]] && ((${#peers[@]} > 0)); then
-  if ! k3s_ha_config_join_a_peer "${peers[@]}"; then
+elif k3s_ha_config_is_true cluster-init && [[ -z $join_url ]]; then
+  if ((${#peers[@]} > 0)) && k3s_ha_config_join_a_peer "${peers[@]}"; then
+    :
+  elif [[ ${K3S_HA_CLUSTER_INIT:-allowed} == never ]]; then
+    # Pulumi runs this mode on every run after the cluster's first: a cluster exists, and a
+    # fresh disk here (a rebuilt first server) must join it, never start a second one.
+    k3s_ha_die "this server has no etcd data and none of its peers (${K3S_HA_PEERS:-none given}) answers /ping: refusing to start a new cluster (cluster-init), because this cluster was initialised before; bring one of those servers (or the load balancer) back, then run pulumi up again"
+  else
     k3s_ha_log "no other server answers: starting a new cluster (cluster-init)"
   fi
   join_url=$(k3s_ha_config_server_url)
 fi
 k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
+k3s_ha_registries_save "$(k3s_ha_config_dir)/registries.yaml"
 
 # A first join needs the cluster behind `server:` to answer, and a load balancer there may
 # not have marked the first server healthy yet. A member with etcd data starts without it.
@@ -43,7 +63,11 @@ if [[ -n $join_url ]] && ! k3s_ha_has_etcd_data; then
   k3s_ha_wait_for_ping "$join_url" "$K3S_READY_TIMEOUT"
 fi
 
-k3s_ha_start_service k3s "$K3S_READY_TIMEOUT"
 node=$(k3s_ha_node_name)
+if ! k3s_ha_has_etcd_data; then
+  # Whatever the Node shows about etcd membership predates this start.
+  K3S_HA_JOINING=1
+fi
+k3s_ha_start_service k3s "$K3S_READY_TIMEOUT" "$node"
 k3s_ha_wait_server_ready "$node" "$K3S_READY_TIMEOUT"
 printf '%s\n' "$node" >&3

@@ -7,7 +7,8 @@
 # never fails: every problem is a warning and the exit status is 0.
 #
 # stdin is not read; stdout stays empty (logs and the uninstaller's output go to stderr).
-# Parameters (environment): K3S_ROLE (server|agent), and for tests K3S_HA_BIN_DIR.
+# Parameters (environment): K3S_ROLE (server|agent), K3S_HA_STEP_TIMEOUT (seconds for the
+# whole step, default 360), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -18,6 +19,7 @@ main() {
   local role=${K3S_ROLE:-} name uninstaller status=0
   exec 1>&2
   k3s_ha_never_fail
+  k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-360}"
   case $role in
     server) name=k3s-uninstall.sh ;;
     agent) name=k3s-agent-uninstall.sh ;;

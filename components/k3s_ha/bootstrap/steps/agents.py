@@ -21,11 +21,15 @@ def start_agents(
     installs: Sequence[command.remote.Command],
     last_server: command.remote.Command,
     parent: pulumi.Resource,
+    evicts: Sequence[command.remote.Command | None] = (),
 ) -> list[command.remote.Command]:
     config = pulumi.Output.secret(
-        pulumi.Output.all(plan.agent_token, plan.registration_address).apply(
-            lambda values: node_config.agent_config(
-                agent_token=values[0], join_address=values[1], extra=plan.agent_extra
+        pulumi.Output.all(plan.agent_token, plan.registration_address, pulumi.Output.from_input(plan.registries)).apply(
+            lambda values: node_config.with_registries(
+                node_config.render_agent_config_yaml(
+                    agent_token=values[0], join_address=values[1], extra=plan.agent_extra
+                ),
+                values[2],
             )
         )
     )
@@ -36,9 +40,8 @@ def start_agents(
             "start-agent",
             plan.start_params(),
             parent=parent,
-            depends_on=[installed, last_server],
+            depends_on=[installed, last_server, *([evict] if evict else [])],
             stdin=config,
-            timeout=plan.command_timeout,
         )
-        for node, installed in zip(nodes, installs)
+        for node, installed, evict in zip(nodes, installs, list(evicts) or [None] * len(nodes))
     ]

@@ -1,12 +1,16 @@
 """Step 0, on every node at once: download and verify K3s, start nothing.
 
 The download is the slow part and needs no ordering, so it runs as soon as each machine
-boots; only starting and joining wait for each other. When the node leaves the cluster
-(or its machine is replaced), deleting this step uninstalls K3s from it, after its Node
-has been drained and removed (see membership.py).
+boots; only starting and joining wait for each other. Deleting this step runs nothing:
+a delete runs with the old state's connection at the very end of the `up`, when that
+address may be a dead machine (the `up` would fail) or a new machine at the same address
+(it would be wiped). A leaving node is drained, removed and uninstalled by the reconcile
+step instead (membership.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_command as command
@@ -16,7 +20,11 @@ from ..remote import Node, run_script
 
 
 def install(
-    plan: BootstrapPlan, node: Node, role: str, guard: command.remote.Command, parent: pulumi.Resource
+    plan: BootstrapPlan,
+    node: Node,
+    role: str,
+    guards: Sequence[command.remote.Command],
+    parent: pulumi.Resource,
 ) -> command.remote.Command:
     return run_script(
         f"{plan.name}-{node.name}-install",
@@ -24,7 +32,5 @@ def install(
         "install-k3s",
         {"K3S_VERSION": plan.k3s_version, "K3S_ROLE": role, "K3S_INSTALL_URL": plan.install_url},
         parent=parent,
-        depends_on=[guard],
-        timeout="30m",
-        on_delete=("uninstall-k3s", {"K3S_ROLE": role}),
+        depends_on=guards,
     )

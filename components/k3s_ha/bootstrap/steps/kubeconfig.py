@@ -6,17 +6,21 @@ from collections.abc import Sequence
 
 import pulumi
 
-from ..node_config import server_url
+from ... import validation
+from ...ports import api_url
 from ..plan import BootstrapPlan
 from ..remote import Node, run_script
 
-LOCAL_SERVER = "https://127.0.0.1:6443"
+LOCAL_SERVER = api_url("127.0.0.1")
 
 
 def rewrite_server(kubeconfig: str, api_address: str) -> str:
+    # Given as an Output (a balancer's name) the address is only known here: it is spliced into
+    # the kubeconfig's text, so it must be a bare IP or DNS name (no newline, no YAML).
+    validation.host_address(api_address, "apiAddress / api_address")
     if LOCAL_SERVER not in kubeconfig:
-        raise ValueError("the kubeconfig read from the first server has no https://127.0.0.1:6443 server entry")
-    return kubeconfig.replace(LOCAL_SERVER, server_url(api_address))
+        raise ValueError(f"the kubeconfig read from the first server has no {LOCAL_SERVER} server entry")
+    return kubeconfig.replace(LOCAL_SERVER, api_url(api_address))
 
 
 def fetch_kubeconfig(
@@ -30,7 +34,6 @@ def fetch_kubeconfig(
         {},
         parent=parent,
         depends_on=after,
-        timeout="5m",
         secret_output=True,
     )
     return pulumi.Output.secret(

@@ -1,10 +1,19 @@
-"""Step 4: each node's membership, held by a server.
+"""Step 4: membership. Each node's membership step confirms from a server that it is Ready.
+Then one reconcile step on the current first server removes every node that has left the
+configuration (reconcile-members.sh): drain, stop and disable it over SSH, delete its Node
+(K3s removes a server's etcd member with it) and uninstall it, one at a time, servers last.
 
-Creating it confirms from the server side that the node is Ready. Deleting it, when the node
-leaves or its machine is replaced, drains the node and deletes its Node object, which also
-removes a server's etcd member (k3s member controller); without that a new machine under
-the same name or address fails with "Peer URLs already exists" or "Node password rejected".
-Server memberships are chained, so servers leave one at a time and quorum holds throughout.
+Why there, and not in the delete of each node's own steps: a delete runs after every create
+and update of the `up`, in reverse dependency order, with the OLD state's connection (pulumi
+step_generator.go; real-behaviour.md). Which server stays through an `up` is not known when
+a step is made, so any holder chosen then may itself be leaving (replacing servers 0 and 1
+together, 3 -> 1) and a dead or re-imaged host makes the delete fail or hit the new machine.
+The reconcile runs in the create/update phase, from the first server of the new
+configuration, after it and every other node have started.
+
+Evict (a new machine for a host, its `replace_on` changed): before the new machine joins,
+a server removes the Node the old machine left under the same name or address, which would
+otherwise refuse the join ("Node password rejected", "duplicate node name found").
 """
 
 from __future__ import annotations
@@ -42,10 +51,7 @@ def hold_membership(
         {"K3S_HA_NODE": name, "K3S_READY_TIMEOUT": str(plan.ready_timeout_seconds)},
         parent=parent,
         depends_on=[start, holder_start, *after],
-        timeout=plan.command_timeout,
-        on_delete=("remove-node", {"K3S_HA_NODE": name, "K3S_DRAIN_TIMEOUT": str(DRAIN_TIMEOUT_SECONDS)}),
-        # Only the member's own machine decides replacement: a new holder must never
-        # delete (drain) a healthy node.
+        # Only the member's own machine decides replacement.
         identity=node.replace_on,
     )
 
@@ -71,3 +77,56 @@ def hold_memberships(
     for node, start in zip(agents, agent_starts):
         members.append(hold_membership(plan, node, start, servers[0], server_starts[0], [], parent))
     return members
+
+
+def reconcile_members(
+    plan: BootstrapPlan,
+    first_server: Node,
+    starts: Sequence[command.remote.Command],
+    after: Sequence[pulumi.Resource],
+    parent: pulumi.Resource,
+) -> command.remote.Command:
+    """Runs whenever the set of node names changes, or the first server is a new machine
+    (no triggers: it is then updated, on the new machine)."""
+    wanted = pulumi.Output.all(*[node_name(start) for start in starts]).apply(
+        lambda names: " ".join(sorted(n for n in names if n))
+    )
+    return run_script(
+        f"{plan.name}-members",
+        first_server,
+        "reconcile-members",
+        {
+            "K3S_HA_CLUSTER": plan.name,
+            "K3S_HA_NODES": wanted,
+            "K3S_HA_SSH_USER": plan.ssh_user,
+            "K3S_DRAIN_TIMEOUT": str(DRAIN_TIMEOUT_SECONDS),
+            "K3S_HA_LB_GRACE_SECONDS": str(plan.balancer_grace_seconds),
+        },
+        parent=parent,
+        depends_on=[*starts, *after],
+        stdin=plan.ssh_private_key,
+        replace_with_machine=False,
+    )
+
+
+def evict_stale_node(
+    plan: BootstrapPlan,
+    node: Node,
+    role: str,
+    holder: Node,
+    after: Sequence[pulumi.Resource],
+    parent: pulumi.Resource,
+) -> command.remote.Command | None:
+    """Runs once per machine of `node` (its `replace_on`), on `holder`, before `node` starts."""
+    if node.replace_on is None:
+        return None
+    return run_script(
+        f"{plan.name}-{node.name}-evict",
+        holder,
+        "evict-node",
+        {"K3S_HA_ADDRESS": node.private_address, "K3S_ROLE": role, "K3S_HA_SSH_USER": plan.ssh_user},
+        parent=parent,
+        depends_on=after,
+        stdin=plan.ssh_private_key,
+        identity=node.replace_on,
+    )

@@ -1,11 +1,15 @@
-"""Step -1, on the first server: refuse a K3s version the running cluster cannot move to.
+"""Step -1, on every server: refuse a K3s version the running cluster cannot move to.
 
-Every node's download waits for this step, so a downgrade, a skipped minor version or a
+Every node's download waits for these steps, so a downgrade, a skipped minor version or a
 crossing from the Dqlite era to etcd (which loses data) is refused before any node is touched.
-It runs again whenever `k3s_version` changes.
+They run again whenever `k3s_version` changes. One per server, not only on the first: a new
+machine has nothing to compare with and passes, so when the first server is being rebuilt in
+the same `up` a surviving server still asks the running cluster (issue 10).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_command as command
@@ -14,12 +18,17 @@ from ..plan import BootstrapPlan
 from ..remote import Node, run_script
 
 
-def guard_upgrade(plan: BootstrapPlan, first_server: Node, parent: pulumi.Resource) -> command.remote.Command:
-    return run_script(
-        f"{plan.name}-version-guard",
-        first_server,
-        "check-upgrade",
-        {"K3S_VERSION": plan.k3s_version},
-        parent=parent,
-        timeout="10m",
-    )
+def guard_upgrade(
+    plan: BootstrapPlan, servers: Sequence[Node], parent: pulumi.Resource
+) -> list[command.remote.Command]:
+    """The first server's guard keeps its old name, `<name>-version-guard`."""
+    return [
+        run_script(
+            f"{plan.name}-version-guard" if index == 0 else f"{plan.name}-{server.name}-version-guard",
+            server,
+            "check-upgrade",
+            {"K3S_VERSION": plan.k3s_version},
+            parent=parent,
+        )
+        for index, server in enumerate(servers)
+    ]

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Takes the nodes that have left the configuration out of the cluster, from a server that
+# stays. Pulumi runs it on the current first server after every node has started: in the
+# create/update phase of `pulumi up`, never in its delete phase, where steps run with the OLD
+# state's connection and may land on a server that is itself leaving or already gone
+# (issue 10.4; pulumi step_generator.go pending deletes, real-behaviour.md).
+#
+# Leaving nodes: every Node labelled k3s-ha.io/cluster=K3S_HA_CLUSTER whose name is not in
+# K3S_HA_NODES (the names the start steps reported). The nodes in K3S_HA_NODES are labelled
+# first, so a node somebody joined by hand (without the label) is never touched.
+#
+# Each leaving node, one at a time, agents first, then servers:
+#  1. cordon it, and over SSH disable its unit and forbid systemd to restart it, before its Node goes: a
+#     K3s server whose etcd member is removed and that starts again comes back as a new
+#     member, an agent that starts again registers again (k3s-io/k3s#5404, member_controller.go);
+#  2. behind a load balancer (K3S_HA_LB_GRACE_SECONDS > 0), a server refuses new API
+#     connections from outside the cluster and waits until the balancer's health check has
+#     taken it out; then it is drained (bounded; a failed drain is a warning);
+#  3. a server is stopped first when the other voters keep quorum without it; otherwise (the
+#     last step of 3 -> 1) its member is removed while it runs, and it is stopped right after;
+#  4. delete its Node (K3s removes a server's etcd member with it) and its
+#     <name>.node-password.k3s secret, so a new machine may use the name again;
+#  5. stop and uninstall K3s on it (k3s-uninstall.sh / k3s-agent-uninstall.sh).
+# A node SSH cannot reach and the cluster sees NotReady is dead (or about to be terminated):
+# its Node and secret are deleted and nothing runs on it. A node SSH cannot reach while it
+# is Ready is refused with an error: removing it while it may still run would bring it back.
+#
+# stdin: the SSH private key Pulumi logs in with; it only ever lives in an ssh-agent started
+# for this run. stdout stays empty (logs go to stderr).
+# Parameters (environment): K3S_HA_CLUSTER (required), K3S_HA_NODES (the wanted node names,
+# space-separated), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT (seconds, default 120),
+# K3S_HA_SSH_TIMEOUT (seconds to connect, default 10), K3S_HA_LB_GRACE_SECONDS (default 0:
+# no load balancer in front of the servers), and for tests K3S_HA_BIN_DIR.
+set -euo pipefail
+if ! declare -F k3s_ha_log >/dev/null; then
+  # shellcheck source-path=SCRIPTDIR source=lib.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+fi
+
+CLUSTER_LABEL=k3s-ha.io/cluster
+# name|etcd role|Ready|InternalIP|cluster label, one node a line.
+NODE_ROWS='jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.node-role\.kubernetes\.io/etcd}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"\n"}{end}'
+
+reconcile_kubectl() {
+  "$(k3s_ha_k3s_bin)" kubectl "$@" --request-timeout=30s </dev/null
+}
+
+# Usage: reconcile_ssh ADDRESS COMMAND
+reconcile_ssh() {
+  local address=$1 command=$2
+  timeout "$((ssh_timeout + 330))" ssh -n -o BatchMode=yes -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o "ConnectTimeout=$ssh_timeout" \
+    "$K3S_HA_SSH_USER@$address" "$command"
+}
+
+reconcile_stop_agent() {
+  if [[ -n ${SSH_AGENT_PID:-} ]]; then
+    ssh-agent -k >/dev/null 2>&1 || true
+  fi
+}
+
+# Loads the key from stdin into a private ssh-agent: it is never written to disk (`ssh-add -`
+# reads the key from stdin: openssh ssh-add.c, filename "-").
+reconcile_load_key() {
+  local key
+  key=$(cat)
+  if [[ -z $key ]]; then
+    k3s_ha_die "the SSH private key must arrive on stdin"
+  fi
+  eval "$(ssh-agent -s)" >/dev/null || k3s_ha_die "could not start ssh-agent"
+  trap reconcile_stop_agent EXIT
+  printf '%s\n' "$key" | ssh-add -q - >/dev/null 2>&1 || k3s_ha_die "ssh-add refused the SSH private key"
+}
+
+# Prints "name|etcd|ready|ip|label" for every Node.
+reconcile_rows() {
+  reconcile_kubectl get nodes -o "$NODE_ROWS"
+}
+
+voters_ready_without() {
+  local leaving=$1 name etcd ready ip label members=0 others_ready=0 rows
+  rows=$(reconcile_rows) || return 1
+  while IFS='|' read -r name etcd ready ip label; do
+    [[ $etcd == true ]] || continue
+    members=$((members + 1))
+    if [[ $name != "$leaving" && $ready == True ]]; then
+      others_ready=$((others_ready + 1))
+    fi
+  done <<<"$rows"
+  # Quorum of the members as they are now: stopping one first is safe only if the others
+  # still make it.
+  ((others_ready >= members / 2 + 1))
+}
+
+# Usage: fence_from_balancer NAME ADDRESS
+# Takes a leaving server out of the load balancer before anything else happens to it: new
+# connections to 6443 from anywhere but the cluster's nodes are refused, so the balancer's
+# health check fails and it stops sending clients there; then waits K3S_HA_LB_GRACE_SECONDS
+# (its unhealthy threshold x interval, with a margin). The nodes themselves (agents' and
+# servers' own connections, and pods elsewhere, which flannel masquerades to their node's
+# address) still get through while it is drained and removed. The balancer's health checks
+# and clients come from its own addresses (no client IP preservation: load_balancer.py).
+fence_from_balancer() {
+  local name=$1 address=$2 ip rules="" rows _name _etcd _ready _label
+  rows=$(reconcile_rows) || return 0
+  while IFS="|" read -r _name _etcd _ready ip _label; do
+    if [[ $ip =~ ^[0-9]+([.][0-9]+){3}$ ]]; then
+      rules+="iptables -I INPUT 1 -p tcp --dport 6443 -s $ip -j ACCEPT && "
+    fi
+  done <<<"$rows"
+  if reconcile_ssh "$address" "sudo -n sh -c 'iptables -I INPUT 1 -p tcp --dport 6443 -m conntrack --ctstate NEW -j REJECT --reject-with tcp-reset && ${rules}iptables -I INPUT 1 -p tcp --dport 6443 -s 127.0.0.0/8 -j ACCEPT'" >&2; then
+    k3s_ha_log "$name refuses new API connections from outside the cluster; waiting ${lb_grace}s for the load balancer to take it out"
+    sleep "$lb_grace"
+  else
+    k3s_ha_warn "could not fence $name from the load balancer; clients may see errors while it leaves"
+  fi
+}
+
+# Usage: remove_node NAME ROLE READY ADDRESS
+remove_node() {
+  local name=$1 role=$2 ready=$3 address=$4 unit=k3s-agent uninstaller=k3s-agent-uninstall.sh
+  local reachable=0 stopped=0 out
+  if [[ $role == server ]]; then
+    unit=k3s uninstaller=k3s-uninstall.sh
+  fi
+  k3s_ha_log "removing $role $name ($address) from the cluster"
+  reconcile_kubectl cordon "$name" >&2 || k3s_ha_warn "could not cordon $name"
+  if [[ $address =~ ^[0-9A-Fa-f.:]+$ ]] \
+    && reconcile_ssh "$address" "sudo -n sh -c 'systemctl disable --quiet $unit 2>/dev/null; mkdir -p /run/systemd/system/$unit.service.d && printf \"[Service]\\nRestart=no\\n\" >/run/systemd/system/$unit.service.d/k3s-ha-leaving.conf && systemctl daemon-reload'" >&2; then
+    reachable=1
+    k3s_ha_log "$name: $unit disabled and no longer restarted by systemd"
+  elif [[ $ready == True ]]; then
+    k3s_ha_die "$name is Ready but SSH from this server to $K3S_HA_SSH_USER@$address fails: it cannot be stopped before it is removed, and removing it while it may restart would bring it back (k3s-io/k3s#5404); let this server reach it on port 22, or stop k3s on it yourself, then run pulumi up again"
+  else
+    k3s_ha_log "$name is NotReady and does not answer SSH: taking it as gone"
+  fi
+  if [[ $role == server ]] && ((reachable && lb_grace > 0)); then
+    fence_from_balancer "$name" "$address"
+  fi
+  if [[ $ready == True ]]; then
+    if ! timeout "$((drain_timeout + 30))" "$(k3s_ha_k3s_bin)" kubectl drain "$name" --ignore-daemonsets \
+      --delete-emptydir-data --force "--timeout=${drain_timeout}s" </dev/null >&2; then
+      k3s_ha_warn "draining $name failed or timed out; removing it anyway"
+    fi
+  fi
+
+  if ((reachable)) && { [[ $role == agent ]] || voters_ready_without "$name"; }; then
+    reconcile_ssh "$address" "sudo -n systemctl stop $unit" >&2 || k3s_ha_warn "could not stop $unit on $name"
+    stopped=1
+  fi
+  if out=$(reconcile_kubectl delete node "$name" --wait=true --timeout=120s 2>&1); then
+    k3s_ha_log "deleted node $name (K3s removes its etcd member if it was a server)"
+  elif [[ $out == *"(NotFound)"* ]]; then
+    k3s_ha_log "node $name was already gone"
+  else
+    k3s_ha_die "could not delete node $name: $(k3s_ha_brief "$out")"
+  fi
+  reconcile_kubectl -n kube-system delete secret "$name.node-password.k3s" --ignore-not-found >&2 \
+    || k3s_ha_warn "could not delete secret $name.node-password.k3s; a new machine named $name would be refused (Node password rejected)"
+  if ((reachable)); then
+    if ((!stopped)); then
+      reconcile_ssh "$address" "sudo -n systemctl stop $unit" >&2 || k3s_ha_warn "could not stop $unit on $name"
+    fi
+    reconcile_ssh "$address" "sudo -n timeout 300 /usr/local/bin/$uninstaller </dev/null" >&2 \
+      || k3s_ha_warn "uninstalling k3s on $name failed; it is out of the cluster, but k3s may be partly installed there"
+  fi
+}
+
+main() {
+  local name etcd ready ip label wanted=() leaving_agents=() leaving_servers=() row rows
+  exec 1>&2
+  k3s_ha_require_param K3S_HA_CLUSTER
+  k3s_ha_require_param K3S_HA_SSH_USER
+  if [[ ! $K3S_HA_SSH_USER =~ ^[a-z_][a-z0-9_.-]*$ ]]; then
+    k3s_ha_die "K3S_HA_SSH_USER must be a login name, got '$K3S_HA_SSH_USER'"
+  fi
+  drain_timeout=${K3S_DRAIN_TIMEOUT:-120}
+  ssh_timeout=${K3S_HA_SSH_TIMEOUT:-10}
+  lb_grace=${K3S_HA_LB_GRACE_SECONDS:-0}
+  k3s_ha_require_seconds lb_grace
+  k3s_ha_require_seconds drain_timeout
+  k3s_ha_require_seconds ssh_timeout
+  read -r -a wanted <<<"${K3S_HA_NODES:-}"
+  reconcile_load_key
+
+  for name in "${wanted[@]}"; do
+    k3s_ha_is_node_name "$name" || k3s_ha_die "K3S_HA_NODES holds '$name', which is not a node name"
+    reconcile_kubectl label node "$name" "$CLUSTER_LABEL=$K3S_HA_CLUSTER" --overwrite >&2 \
+      || k3s_ha_die "could not label node $name; is it in this cluster?"
+  done
+
+  rows=$(reconcile_rows) || k3s_ha_die "the API on this server does not list the nodes"
+  while IFS='|' read -r name etcd ready ip label; do
+    [[ $label == "$K3S_HA_CLUSTER" ]] || continue
+    [[ " ${wanted[*]} " == *" $name "* ]] && continue
+    row="$name|$ready|$ip"
+    if [[ $etcd == true ]]; then
+      leaving_servers+=("$row")
+    else
+      leaving_agents+=("$row")
+    fi
+  done <<<"$rows"
+
+  if ((${#leaving_agents[@]} + ${#leaving_servers[@]} == 0)); then
+    k3s_ha_log "no node has left the configuration of cluster $K3S_HA_CLUSTER"
+    return 0
+  fi
+  for row in "${leaving_agents[@]}"; do
+    IFS='|' read -r name ready ip <<<"$row"
+    remove_node "$name" agent "$ready" "$ip"
+  done
+  for row in "${leaving_servers[@]}"; do
+    IFS='|' read -r name ready ip <<<"$row"
+    remove_node "$name" server "$ready" "$ip"
+  done
+}
+
+main "$@"

@@ -1,0 +1,84 @@
+"""The k3s-ha component provider: the schema Pulumi's analyzer infers from K3sCluster, with the
+package's version and with descriptions that name properties the way the schema does.
+
+The analyzer copies each docstring as written for Python users, so a description of `keyName`
+says "Give this or `key_name`"; a TypeScript, Go or YAML user only ever sees `keyName`. The
+descriptions are rewritten after inference, using the analyzer's own name mapping (schema name
+-> Python name), so the names always agree with the properties the SDKs generate. The Python
+package keeps its snake_case docstrings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from k3s_ha import K3sCluster, __version__
+from pulumi.provider import main
+from pulumi.provider.experimental.component import ComponentProvider
+
+# Must equal the package part of the type token K3sCluster registers with (`k3s-ha:index:K3sCluster`).
+PACKAGE = "k3s-ha"
+# Only K3sCluster is hosted; K3sBootstrap is used from Python.
+COMPONENTS = [K3sCluster]
+
+
+def python_to_schema_names(mappings: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """{python name: schema name} for every property whose two names differ, from mappings
+    of schema name -> Python name as the analyzer records them."""
+    names: dict[str, str] = {}
+    for mapping in mappings:
+        for schema_name, python_name in mapping.items():
+            if schema_name == python_name:
+                continue
+            if names.setdefault(python_name, schema_name) != schema_name:
+                raise ValueError(
+                    f"{python_name} is {names[python_name]} in one place of the schema and {schema_name} "
+                    "in another: descriptions cannot be rewritten unambiguously"
+                )
+    return names
+
+
+def describe_with_schema_names(schema: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of `schema` whose every `description` names properties by their schema names.
+    A Python name is replaced only as a whole identifier (`ssh_user` but not `ssh_user_x`)."""
+    if not names:
+        return json.loads(json.dumps(schema))
+    pattern = re.compile(r"(?<![\w])(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")(?![\w])")
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                key: pattern.sub(lambda m: names[m.group(1)], value)
+                if key == "description" and isinstance(value, str)
+                else rewrite(value)
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    return rewrite(schema)
+
+
+class K3sHaProvider(ComponentProvider):
+    """ComponentProvider (what `component_provider_host` serves) with the package version and
+    descriptions in schema names. GetSchema and GetPluginInfo answer from `schema` and
+    `version` (pulumi/pulumi sdk/python/lib/pulumi/provider/server.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(COMPONENTS, PACKAGE, None, __version__)
+        # The analyzer's results as ComponentProvider keeps them
+        # (pulumi/pulumi sdk/python/lib/pulumi/provider/experimental/component.py).
+        mappings = [m for d in self._component_defs.values() for m in (d.inputs_mapping, d.outputs_mapping)]
+        mappings += [t.properties_mapping for t in self._type_defs.values()]
+        names = python_to_schema_names(mappings)
+        self.schema = json.dumps(describe_with_schema_names(json.loads(self.schema), names))
+
+
+def serve(args: list[str]) -> None:
+    """What `component_provider_host(COMPONENTS, PACKAGE, version=__version__)` does, with
+    K3sHaProvider in place of ComponentProvider: serve over gRPC until the engine stops it."""
+    main(K3sHaProvider(), args)

@@ -1,0 +1,255 @@
+"""reconcile-members.sh and evict-node.sh against stand-ins (tests/standins/cluster/: a k3s
+kubectl over a small cluster in a JSON file, ssh to machines in the same file, ssh-agent and
+ssh-add), each marked "stand-in, not the real ...". What they model: deleting a Node drops a
+server's etcd member (k3s member_controller.go onRemove); a stopped unit makes the Node
+NotReady; an unreachable machine times out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from fake_node import Node
+from helpers import PRIVATE_KEY
+
+CLUSTER_STANDINS = Path(__file__).parent / "standins" / "cluster"
+LABEL = "k3s-ha.io/cluster"
+
+
+def _setup(node: Node, nodes: dict, machines: dict, secrets: list[str] | None = None) -> Path:
+    bin_dir = node.root / "cluster-bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "k3s").symlink_to(CLUSTER_STANDINS / "k3s")
+    for tool in ("ssh", "ssh-agent", "ssh-add"):
+        (node.path_dir / tool).symlink_to(CLUSTER_STANDINS / tool)
+    cluster = {
+        "nodes": nodes,
+        "machines": machines,
+        "secrets": secrets if secrets is not None else [f"{n}.node-password.k3s" for n in nodes],
+    }
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+    return bin_dir
+
+
+def _cluster(node: Node) -> dict:
+    return json.loads((node.state / "cluster.json").read_text())
+
+
+def _events(node: Node) -> list[str]:
+    return node.calls("events")
+
+
+def _server(ip: str, ready: str = "True", label: str | None = "dev") -> dict:
+    labels = {LABEL: label} if label else {}
+    return {"etcd": True, "ready": ready, "ip": ip, "labels": labels}
+
+
+def _agent(ip: str, ready: str = "True", label: str | None = "dev") -> dict:
+    return {"etcd": False, "ready": ready, "ip": ip, "labels": {LABEL: label} if label else {}}
+
+
+def reconcile(node: Node, bin_dir: Path, wanted: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    params = {
+        "K3S_HA_BIN_DIR": str(bin_dir),
+        "K3S_HA_CLUSTER": "dev",
+        "K3S_HA_NODES": wanted,
+        "K3S_HA_SSH_USER": "ubuntu",
+        **extra,
+    }
+    return node.run("reconcile-members", params, stdin=PRIVATE_KEY)
+
+
+def _assert_key_hidden(node: Node, result: subprocess.CompletedProcess[str]) -> None:
+    assert "stand-in-key-material" not in result.stdout + result.stderr
+    for recorded in node.state.iterdir():
+        if recorded.name != "cluster.json":
+            assert "stand-in-key-material" not in recorded.read_text(), recorded.name
+
+
+def test_three_to_one_removes_both_servers_one_at_a_time_stopping_first_while_quorum_allows(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _server("10.0.0.3")},
+        {f"10.0.0.{i}": {"hostname": f"s{i - 1}", "unit_active": True} for i in (1, 2, 3)},
+    )
+    result = reconcile(node, bin_dir, "s0")
+
+    assert result.returncode == 0, result.stderr
+    cluster = _cluster(node)
+    assert list(cluster["nodes"]) == ["s0"] and cluster["secrets"] == ["s0.node-password.k3s"]
+    assert all(cluster["machines"][f"10.0.0.{i}"]["uninstalled"] for i in (2, 3))
+    events = [e for e in _events(node) if e.startswith(("ssh ubuntu", "k3s kubectl delete node"))]
+    s1 = [e for e in events if "10.0.0.2" in e or " node s1 " in e]
+    s2 = [e for e in events if "10.0.0.3" in e or " node s2 " in e]
+    # 3 members: s1 (or s2) may stop first, the other two keep quorum (#5404 order).
+    first, second = (s1, s2) if events.index(s1[0]) < events.index(s2[0]) else (s2, s1)
+    assert "systemctl disable" in first[0] and "systemctl stop" in first[1]
+    assert first[2].startswith("k3s kubectl delete node") and "uninstall.sh" in first[3]
+    # 2 members left: stopping the second would lose quorum, so its member goes while it
+    # runs, with systemd already told not to restart it, and it stops right after.
+    assert "systemctl disable" in second[0] and "Restart=no" in second[0]
+    assert second[1].startswith("k3s kubectl delete node") and "systemctl stop" in second[2]
+    # One node at a time: everything about the first is done before the second starts.
+    assert events.index(first[-1]) < events.index(second[0])
+    _assert_key_hidden(node, result)
+
+
+def test_behind_a_balancer_a_leaving_server_is_fenced_off_before_it_is_drained(node: Node) -> None:
+    """issue 10.9: the balancer takes it out (its health check fails) before it is drained,
+    stopped and uninstalled; the cluster's nodes may still reach it meanwhile."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _server("10.0.0.3"), "a0": _agent("10.0.1.1")},
+        {"10.0.0.3": {"unit_active": True}},
+    )
+    result = reconcile(node, bin_dir, "s0 s1 a0", K3S_HA_LB_GRACE_SECONDS="1")
+
+    assert result.returncode == 0, result.stderr
+    events = _events(node)
+    fence = next(i for i, e in enumerate(events) if "iptables" in e)
+    assert "10.0.0.3" in events[fence] and "--ctstate NEW -j REJECT" in events[fence]
+    for ip in ("10.0.0.1", "10.0.0.2", "10.0.1.1", "127.0.0.0/8"):
+        assert f"-s {ip} -j ACCEPT" in events[fence]
+    drain = next(i for i, e in enumerate(events) if e.startswith("k3s kubectl drain s2"))
+    later = [e for e in events[drain:] if "systemctl stop" in e or "delete node" in e or "uninstall" in e]
+    assert fence < drain and len(later) == 3
+    assert "waiting 1s for the load balancer" in result.stderr
+
+
+def test_agents_leave_before_servers_and_wanted_nodes_are_labelled(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {
+            "s0": _server("10.0.0.1"),
+            "s1": _server("10.0.0.2"),
+            "s2": _server("10.0.0.3"),
+            "s3": _server("10.0.0.4"),
+            "a0": _agent("10.0.1.1"),
+            "new": _agent("10.0.1.2", label=None),
+        },
+        {"10.0.0.4": {"unit_active": True}, "10.0.1.1": {"unit_active": True}},
+    )
+    result = reconcile(node, bin_dir, "s0 s1 s2 new")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["new", "s0", "s1", "s2"]
+    assert _cluster(node)["nodes"]["new"]["labels"] == {LABEL: "dev"}
+    deletes = [e for e in _events(node) if e.startswith("k3s kubectl delete node")]
+    assert [d.split()[4] for d in deletes] == ["a0", "s3"]
+    assert "k3s-agent-uninstall.sh" in "".join(e for e in _events(node) if "10.0.1.1" in e)
+
+
+def test_a_node_without_the_label_is_never_removed(node: Node) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1"), "byhand": _agent("10.0.1.9", label=None)}, {})
+    result = reconcile(node, bin_dir, "s0")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["byhand", "s0"]
+    assert "no node has left" in result.stderr
+
+
+def test_a_dead_node_loses_its_node_and_secret_without_ssh_work(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "old": _server("10.0.0.9", ready="False")},
+        {"10.0.0.9": {"unreachable": True}},
+    )
+    result = reconcile(node, bin_dir, "s0 s1")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
+    assert "old.node-password.k3s" not in _cluster(node)["secrets"]
+    assert "taking it as gone" in result.stderr
+    # One SSH attempt (the disable), which timed out; nothing else ran there.
+    assert len([e for e in _events(node) if "10.0.0.9" in e]) == 1
+
+
+def test_a_ready_node_that_ssh_cannot_reach_is_refused_and_kept(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _server("10.0.0.3")},
+        {"10.0.0.3": {"unreachable": True}},
+    )
+    result = reconcile(node, bin_dir, "s0 s1")
+
+    assert result.returncode == 1
+    assert "s2 is Ready but SSH from this server to ubuntu@10.0.0.3 fails" in result.stderr
+    assert "s2" in _cluster(node)["nodes"]
+    assert not any(e.startswith("k3s kubectl delete node") for e in _events(node))
+
+
+def test_the_key_arrives_on_stdin_only_and_is_required(node: Node) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
+    result = node.run(
+        "reconcile-members",
+        {"K3S_HA_BIN_DIR": str(bin_dir), "K3S_HA_CLUSTER": "dev", "K3S_HA_NODES": "s0", "K3S_HA_SSH_USER": "ubuntu"},
+        stdin="",
+    )
+    assert result.returncode == 1 and "the SSH private key must arrive on stdin" in result.stderr
+    ok = reconcile(node, bin_dir, "s0")
+    assert ok.returncode == 0, ok.stderr
+    assert any(e.startswith("ssh-add -q - (a key of") for e in _events(node))
+    assert "ssh-agent -k" in _events(node)
+    _assert_key_hidden(node, ok)
+
+
+# --- evict-node.sh ------------------------------------------------------------------------
+
+
+def evict(node: Node, bin_dir: Path, address: str, role: str = "agent") -> subprocess.CompletedProcess[str]:
+    params = {
+        "K3S_HA_BIN_DIR": str(bin_dir),
+        "K3S_HA_ADDRESS": address,
+        "K3S_ROLE": role,
+        "K3S_HA_SSH_USER": "ubuntu",
+    }
+    return node.run("evict-node", params, stdin=PRIVATE_KEY)
+
+
+@pytest.mark.parametrize(
+    ("old_name", "old_ip"),
+    [("worker-1", "10.0.1.1"), ("worker-1", "10.0.1.50"), ("other-name", "10.0.1.1")],
+    ids=["same name and address", "same name", "same address"],
+)
+def test_a_new_machine_gets_the_stale_node_and_its_password_removed_before_it_joins(
+    node: Node, old_name: str, old_ip: str
+) -> None:
+    """issue 10.8: K3s refuses a new machine under an old name until the old Node and its
+    <name>.node-password.k3s secret are gone (real-behaviour.md, k3s-io/k3s#10408)."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), old_name: _agent(old_ip, ready="True")},
+        {"10.0.1.1": {"hostname": "Worker-1", "unit_active": False}},
+    )
+    result = evict(node, bin_dir, "10.0.1.1")
+
+    assert result.returncode == 0, result.stderr
+    cluster = _cluster(node)
+    assert sorted(cluster["nodes"]) == ["s0"]
+    assert cluster["secrets"] == ["s0.node-password.k3s"]
+    _assert_key_hidden(node, result)
+
+
+def test_the_same_machine_still_running_k3s_is_left_alone(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "worker-1": _agent("10.0.1.1")},
+        {"10.0.1.1": {"hostname": "worker-1", "unit_active": True}},
+    )
+    result = evict(node, bin_dir, "10.0.1.1")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-1"]
+    assert "it is the same machine" in result.stderr
+
+
+def test_evict_never_blocks_the_first_up(node: Node) -> None:
+    bin_dir = _setup(node, {}, {})
+    (node.state / "cluster.json").write_text(json.dumps({"nodes": {}, "api_down": True}))
+    result = evict(node, bin_dir, "10.0.1.1", role="server")
+
+    assert result.returncode == 0, result.stderr
+    assert "no cluster API on this server yet" in result.stderr
+    assert not any(e.startswith("ssh ") for e in _events(node))
