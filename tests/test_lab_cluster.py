@@ -15,7 +15,6 @@ import pytest
 import yaml
 from lab import driver
 from lab.cluster import Cluster, record
-from lab.driver import up_waves
 from lab.harness import Lab, unavailable_reason
 
 pytestmark = pytest.mark.lab
@@ -154,17 +153,12 @@ def test_with_one_server_dead_the_others_answer_and_take_writes(cluster: Cluster
     record("one server killed (s0)", seconds_until_others_ready=round(recovered, 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="lab finding (no issue number yet): install-k3s.sh clears K3S_* variables but not sudo's "
-    "SUDO_COMMAND (the whole command text); install.sh's env-file pipeline (`sh -c export | while read x v`) "
-    "then copies script words that start with K3S_ into k3s.service.env (see shared/real-behaviour.md)",
-)
 def test_the_installer_writes_no_script_text_into_the_units_env_file(make_lab) -> None:
+    """install.sh copies K3S_* words of `sh -c export` into the env file, and sudo's
+    SUDO_COMMAND holds the whole script (shared/real-behaviour.md)."""
     cluster = Cluster(make_lab(["s0", "a0"]), ["s0"], ["a0"])
-    steps = cluster.record_program()
-    installs = [[a for a in wave if a.urn.endswith(("-install", "-version-guard"))] for wave in up_waves(steps)]
+    applies, _ = driver.up_plan(None, cluster.record_program())
+    installs = [[a for a in wave if a.urn.endswith(("-install", "-version-guard"))] for wave in applies]
     driver.run_waves(cluster.lab, [w for w in installs if w])
     for name, unit in (("s0", "k3s"), ("a0", "k3s-agent")):
         assert cluster.host(name).path(f"/etc/systemd/system/{unit}.service").exists()
@@ -172,37 +166,22 @@ def test_the_installer_writes_no_script_text_into_the_units_env_file(make_lab) -
         assert env == "", f"{unit}.service.env on {name}: {env!r}"
 
 
-def destroy(cluster: Cluster) -> dict[str, str]:
-    """Destroy the cluster; the member steps' logs by step name."""
+def test_destroy_runs_nothing_on_the_hosts_and_the_readme_uninstall_cleans_them(cluster: Cluster) -> None:
+    """README, Destroying the stack: no step's delete logs in anywhere; K3sBootstrap leaves K3s
+    installed, and k3s-uninstall.sh / k3s-agent-uninstall.sh remove it."""
     report = cluster.destroy()
-    record("destroy, 3 servers + 2 agents", seconds=round(report.seconds, 1), max_parallel=report.max_parallel,
-           steps=len(report.outcomes))  # fmt: skip
-    removals = {o.action.urn.rsplit("::", 1)[-1]: o.stderr for o in report.outcomes if "-member" in o.action.urn}
-    assert sorted(removals) == [f"lab-{n}-member" for n in sorted([*AGENTS, *SERVERS])]
-    return removals
-
-
-def test_destroy_removes_the_nodes_and_uninstalls_k3s_everywhere(cluster: Cluster) -> None:
-    removals = destroy(cluster)
-    for host in cluster.lab.hosts.values():
+    record("destroy, 3 servers + 2 agents", seconds=round(report.seconds, 1), steps=len(report.outcomes))
+    assert report.outcomes == []
+    assert all(k3s_processes(cluster.lab, cluster.host(n)) for n in [*SERVERS, *AGENTS])
+    for name in [*SERVERS, *AGENTS]:
+        uninstaller = "k3s-uninstall.sh" if name in SERVERS else "k3s-agent-uninstall.sh"
+        result = cluster.root(name, f"/usr/local/bin/{uninstaller}")
+        assert result.status == 0, result.stderr
+        host = cluster.host(name)
         for leftover in ("/usr/local/bin/k3s", "/var/lib/rancher/k3s", "/etc/rancher/k3s",
                          "/etc/systemd/system/k3s.service", "/etc/systemd/system/k3s-agent.service"):  # fmt: skip
-            assert not host.path(leftover).exists(), f"{leftover} is still on {host.name}"
-        assert k3s_processes(cluster.lab, host) == [], host.name
-    for name in ("a0", "a1", "s1", "s2"):
-        assert f"deleted node lab-{name}" in removals[f"lab-{name}-member"], removals[f"lab-{name}-member"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="lab finding (no issue number yet): on destroy the second server's membership is removed "
-    "(its etcd member too) before it removes the first server's, so its API no longer answers and "
-    "the first server's Node is never drained or deleted (remove-node only warns)",
-)
-def test_destroy_drains_and_deletes_the_first_servers_node_too(cluster: Cluster) -> None:
-    removals = destroy(cluster)
-    assert "deleted node lab-s0" in removals["lab-s0-member"], removals["lab-s0-member"]
+            assert not host.path(leftover).exists(), f"{leftover} is still on {name}"
+        cluster.wait_for(f"k3s on {name} to stop", lambda h=host: not k3s_processes(cluster.lab, h), 20)
 
 
 def test_three_to_five_servers_and_back(make_lab) -> None:
@@ -210,38 +189,37 @@ def test_three_to_five_servers_and_back(make_lab) -> None:
     cluster = Cluster(make_lab([*every, *AGENTS]), list(SERVERS), list(AGENTS))
     cluster.up()
 
-    grown = cluster.change(servers=every)
+    grown = cluster.up(servers=every)
     members = cluster.members("s4")
     assert sorted(m["name"].rsplit("-", 1)[0] for m in members) == [f"lab-{s}" for s in every]
     assert not any(m.get("isLearner") for m in members)
     nodes = cluster.nodes("s3")
     assert len(nodes) == 7 and all(n["Ready"] == "True" for n in nodes.values()), nodes
-    ran = sorted(o.action.urn.rsplit("::", 1)[-1] for o in grown.outcomes)
-    assert ran == sorted(f"lab-{s}-{step}" for s in ("s3", "s4") for step in ("install", "start", "member"))
+    ran = {o.action.urn.rsplit("::", 1)[-1] for o in grown.outcomes}
+    assert {f"lab-{s}-{step}" for s in ("s3", "s4") for step in ("install", "start", "member")} <= ran
+    assert not {f"lab-{n}-start" for n in [*SERVERS, *AGENTS]} & ran, "a running node's start step ran again"
 
-    shrunk = cluster.change(servers=list(SERVERS))
+    shrunk = cluster.up(servers=list(SERVERS))
     members = cluster.members("s0")
     assert sorted(m["name"].rsplit("-", 1)[0] for m in members) == ["lab-s0", "lab-s1", "lab-s2"]
     nodes = cluster.nodes("s1")
     assert sorted(nodes) == ["lab-a0", "lab-a1", "lab-s0", "lab-s1", "lab-s2"]
+    assert all(n["Ready"] == "True" for n in nodes.values()), nodes
     for gone in ("s3", "s4"):
-        assert not cluster.host(gone).path("/usr/local/bin/k3s").exists()
+        assert not cluster.host(gone).path("/usr/local/bin/k3s").exists(), f"k3s is still installed on {gone}"
+        assert k3s_processes(cluster.lab, cluster.host(gone)) == [], gone
     record("3 -> 5 servers", seconds=round(grown.seconds, 1), max_parallel=grown.max_parallel,
-           steps=len(grown.outcomes))  # fmt: skip
+           steps=len(grown.outcomes), step_seconds=grown.step_seconds())  # fmt: skip
     record("5 -> 3 servers", seconds=round(shrunk.seconds, 1), max_parallel=shrunk.max_parallel,
-           steps=len(shrunk.outcomes))  # fmt: skip
+           steps=len(shrunk.outcomes), step_seconds=shrunk.step_seconds())  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 10.1: a version change reinstalls the binary but never restarts k3s: the wrapper "
-    "execs a staged copy, so /proc/PID/exe never shows '(deleted)' and the start steps see nothing to do",
-)
 def test_a_version_change_makes_every_node_run_the_new_version(cluster: Cluster) -> None:
-    report = cluster.change(version=NEXT_PATCH)
+    """Issue 10.1: the wrapper execs a staged copy, so /proc/PID/exe never shows '(deleted)';
+    only the Node's kubeletVersion tells what a node runs."""
+    report = cluster.up(version=NEXT_PATCH)
     record("version change (start steps rerun)", seconds=round(report.seconds, 1), max_parallel=report.max_parallel,
-           steps=len(report.outcomes))  # fmt: skip
+           steps=len(report.outcomes), step_seconds=report.step_seconds())  # fmt: skip
     installed = {n: cluster.root(n, "k3s --version").stdout.split()[2] for n in [*SERVERS, *AGENTS]}
     assert set(installed.values()) == {NEXT_PATCH}, installed
     running = {name: node["version"] for name, node in cluster.nodes("s1").items()}
@@ -257,13 +235,9 @@ def _script(name: str, params: dict[str, str]) -> str:
     return remote_command(name, params)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 10.7: restore-snapshot.sh on a joined server runs k3s --cluster-reset with `server:` "
-    "still in config.yaml, which K3s refuses",
-)
 def test_snapshot_and_restore_on_a_joined_server(cluster: Cluster) -> None:
+    """Issue 10.7: K3s refuses --cluster-reset while `server:` is set, which every joined
+    server's config.yaml has."""
     started = time.time()
     saved = cluster.root("s1", "k3s etcd-snapshot save")
     assert saved.status == 0, saved.stderr

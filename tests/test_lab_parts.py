@@ -39,64 +39,65 @@ def names(waves: list[list[driver.Action]]) -> list[list[str]]:
     return [sorted(a.urn.rsplit("::", 1)[-1] for a in wave) for wave in waves]
 
 
-def test_a_fresh_up_runs_installs_together_and_servers_one_after_another() -> None:
-    waves = names(driver.up_waves(driver.steps_of(engine.run(program()))))
-    assert waves[:3] == [
-        ["lab-version-guard"],
-        ["lab-a0-install", "lab-a1-install", "lab-s0-install", "lab-s1-install", "lab-s2-install"],
-        ["lab-s0-start"],
-    ]
-    flat = [name for wave in waves for name in wave]
-    assert flat.index("lab-s1-start") < flat.index("lab-s2-start") < flat.index("lab-a0-start")
-    assert ["lab-a0-start", "lab-a1-start"] in [[n for n in w if n.endswith("-start")] for w in waves]
-    assert sorted(flat) == sorted(r.name for r in engine.run(program()).by_type(driver.COMMAND))
+def flat(waves: list[list[driver.Action]]) -> list[str]:
+    return [name for wave in names(waves) for name in wave]
 
 
-def test_destroy_removes_members_before_uninstalling_in_reverse_order() -> None:
-    waves = names(driver.destroy_waves(driver.steps_of(engine.run(program()))))
-    assert waves[0] == ["lab-s2-member"]
-    assert waves[-1] == ["lab-a0-install", "lab-a1-install", "lab-s0-install", "lab-s1-install", "lab-s2-install"]
-    flat = [name for wave in waves for name in wave]
-    assert all(flat.index(f"lab-{n}-member") < flat.index(f"lab-{n}-install") for n in ("s0", "s1", "s2", "a0"))
-
-
-def test_destroy_actions_carry_the_delete_text() -> None:
-    steps = driver.steps_of(engine.run(program()))
-    for action in (a for wave in driver.destroy_waves(steps) for a in wave):
-        assert action.command == steps[action.urn].delete
-        assert ("k3s-ha-remove-node" if "-member" in action.urn else "k3s-ha-uninstall-k3s") in action.command
-
-
-def test_scaling_runs_only_new_steps_and_deletes_the_gone_ones_with_their_old_text() -> None:
-    three = driver.steps_of(engine.run(program(3)))
-    five = driver.steps_of(engine.run(program(5)))
-    creates, deletes = driver.change_waves(three, five)
-    assert sorted(n for w in names(creates) for n in w) == sorted(
-        f"lab-{s}-{step}" for s in ("s3", "s4") for step in ("install", "start", "member")
-    )
+def test_a_first_up_runs_installs_together_servers_one_after_another_and_agents_together() -> None:
+    run = engine.run(program())
+    applies, deletes = driver.up_plan(None, run)
+    waves = names(applies)
+    assert waves[0] == ["lab-s1-version-guard", "lab-s2-version-guard", "lab-version-guard"]
+    assert waves[1] == ["lab-a0-install", "lab-a1-install", "lab-s0-install", "lab-s1-install", "lab-s2-install"]
+    assert waves[2] == ["lab-s0-start"]
+    order = flat(applies)
+    assert order.index("lab-s1-start") < order.index("lab-s2-start") < order.index("lab-a0-start")
+    assert any({"lab-a0-start", "lab-a1-start"} <= set(wave) for wave in waves)
+    assert sorted(order) == sorted(r.name for r in run.by_type(driver.COMMAND))
     assert deletes == []
-    creates, deletes = driver.change_waves(five, three)
-    assert creates == []
-    assert names(deletes) == [["lab-s4-member"], ["lab-s3-member"], ["lab-s3-install", "lab-s4-install"]]
-    assert all(a.command == five[a.urn].delete for wave in deletes for a in wave)
 
 
-def test_a_version_change_reruns_guard_installs_and_starts() -> None:
-    old = driver.steps_of(engine.run(program()))
-    new = driver.steps_of(engine.run(program(version="v1.36.5+k3s1")))
-    creates, deletes = driver.change_waves(old, new)
-    changed = sorted(n for w in names(creates) for n in w)
-    assert changed == sorted(
-        ["lab-version-guard"] + [f"lab-{n}-{s}" for n in ("s0", "s1", "s2", "a0", "a1") for s in ("install", "start")]
-    )
+def test_actions_carry_the_text_the_provider_runs_with_stdin_and_host() -> None:
+    run = engine.run(program())
+    applies, _ = driver.up_plan(None, run)
+    for action in (a for wave in applies for a in wave):
+        registration = run.by_urn(action.urn)
+        assert action.command == registration.inputs["create"]
+        assert action.stdin == registration.inputs.get("stdin")
+        assert action.host == registration.inputs["connection"]["host"]
+
+
+def test_destroy_runs_nothing_on_the_hosts() -> None:
+    """README: destroying the stack runs nothing on the nodes."""
+    assert driver.destroy_plan(engine.run(program())) == []
+
+
+def test_scaling_out_runs_the_new_servers_steps_and_restarts_no_running_node() -> None:
+    three, five = engine.run(program(3)), engine.run(program(5))
+    applies, deletes = driver.up_plan(three, five)
+    ran = set(flat(applies))
+    assert {f"lab-{s}-{step}" for s in ("s3", "s4") for step in ("install", "start", "member")} <= ran
+    assert not {f"lab-{n}-start" for n in ("s0", "s1", "s2", "a0", "a1")} & ran
+    assert flat(applies).index("lab-s3-start") < flat(applies).index("lab-s4-start")
     assert deletes == []
+
+
+def test_an_update_runs_the_update_text_where_a_step_has_one() -> None:
+    old, new = engine.run(program()), engine.run(program(version="v1.36.5+k3s1"))
+    applies, _ = driver.up_plan(old, new)
+    actions = {a.urn: a for wave in applies for a in wave}
+    assert {f"lab-{n}-start" for n in ("s0", "s1", "s2", "a0", "a1")} <= {u.rsplit("::", 1)[-1] for u in actions}
+    for urn, action in actions.items():
+        inputs = new.by_urn(urn).inputs
+        assert action.command == (inputs.get("update") or inputs["create"])
 
 
 def test_the_stand_in_reads_every_config_the_program_sends_as_yaml_does() -> None:
     run = engine.run(program())
-    configs = [r.inputs["stdin"] for r in run.by_type(driver.COMMAND) if r.inputs.get("stdin")]
-    assert len(configs) == 5
-    for text in configs:
+    starts = [r for r in run.by_type(driver.COMMAND) if r.name.endswith("-start")]
+    assert len(starts) == 5
+    for registration in starts:
+        text = registration.inputs["stdin"]
         assert k3s_standin.parse_config(text) == yaml.safe_load(text)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import engine
@@ -35,7 +35,8 @@ class Cluster:
     servers: list[str]
     agents: list[str]
     version: str = DEFAULT_K3S_VERSION
-    steps: dict[str, driver.Step] = field(default_factory=dict)
+    recorded: engine.Run | None = None
+    """The program's registrations as of the last `up` (the stack's state)."""
     mocks: driver.LabMocks | None = None
 
     def program(self):
@@ -57,15 +58,10 @@ class Cluster:
 
         return program
 
-    def record_program(self) -> dict[str, driver.Step]:
+    def record_program(self) -> engine.Run:
         """Run the program in the mock engine (its outputs agreeing with the lab)."""
         self.mocks = driver.LabMocks(self.lab)
-        return driver.steps_of(engine.run(self.program(), mocks=self.mocks))
-
-    def up(self) -> driver.Report:
-        """A fresh `up`: every step."""
-        self.steps = self.record_program()
-        return self.run(driver.up_waves(self.steps), check=self.mocks.check)
+        return engine.run(self.program(), mocks=self.mocks)
 
     def run(self, waves: list[list[driver.Action]], check=None) -> driver.Report:
         """Run waves; a failure carries the services' logs, which say why a step waited in vain."""
@@ -75,23 +71,25 @@ class Cluster:
             failed.args = (f"{failed.args[0]}\n{self.diagnostics()}",)
             raise
 
-    def change(self, servers: list[str] | None = None, version: str | None = None) -> driver.Report:
-        """An `up` after a config change: new and changed steps, then deletes of gone ones."""
+    def up(self, servers: list[str] | None = None, version: str | None = None) -> driver.Report:
+        """`pulumi up` with the given changes (none: the first up, or a rerun): the step
+        model's apply waves, then its delete waves."""
         self.servers = servers or self.servers
         self.version = version or self.version
-        before = self.steps
         after = self.record_program()
-        creates, deletes = driver.change_waves(before, after)
-        report = self.run(creates, check=self.mocks.check)
+        applies, deletes = driver.up_plan(self.recorded, after)
+        report = self.run(applies, check=self.mocks.check)
+        self.recorded = after
         deleted = self.run(deletes)
-        self.steps = after
         report.outcomes += deleted.outcomes
         report.seconds += deleted.seconds
         report.max_parallel = max(report.max_parallel, deleted.max_parallel)
         return report
 
     def destroy(self) -> driver.Report:
-        return self.run(driver.destroy_waves(self.steps))
+        report = self.run(driver.destroy_plan(self.recorded))
+        self.recorded = None
+        return report
 
     # --- looking at the cluster -----------------------------------------------------------
 

@@ -1,42 +1,26 @@
 """Runs a program's remote steps on the lab's hosts over real SSH, in the engine's order.
 
-The mock engine (tests/engine.py) records every remote.Command the program registers. Each
-step's exact `create` text and `stdin` (and, for a delete, its `delete` text) go over real SSH
-to the lab host whose address is the step's connection host. Steps run in waves: every step
-of a wave in parallel, waves one after another. `run_waves` takes any list of waves of
-`Action`s, so a step model (e.g. tests/step_model.py's plan_up) can drive it; `up_waves`,
-`change_waves` and `destroy_waves` derive waves from the recorded dependencies here:
-a step runs once every step it depends on has run, and deletes run in reverse dependency
-order (pulumi pkg/resource/deploy: deletes after every create and update of an `up`, in
-reverse dependency order, wave after wave).
+The mock engine (tests/engine.py) records every remote.Command the program registers; the
+step model (tests/step_model.py, plan_up) says what a real `pulumi up` or `destroy` does with
+them, in waves. Each command step's text (`create`, `update` or `delete`, whichever the
+provider would run), with its `stdin`, goes over real SSH to the lab host whose address is
+the step's connection host: every action of a wave in parallel, waves one after another.
+`run_waves` takes any waves of `Action`s (urn, command text, stdin, host).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import engine
+import step_model
+
 from lab.harness import Lab
 
 COMMAND = "command:remote:Command"
-
-
-@dataclass(frozen=True)
-class Step:
-    urn: str
-    name: str
-    host: str
-    create: str
-    stdin: str | None
-    delete: str | None
-    depends_on: frozenset[str]
-
-    def changed_from(self, old: Step) -> bool:
-        """An update in pulumi-command: create, stdin or connection changed."""
-        return (self.create, self.stdin, self.host) != (old.create, old.stdin, old.host)
 
 
 @dataclass(frozen=True)
@@ -79,81 +63,35 @@ class StepFailed(Exception):
         super().__init__("steps failed:\n" + "\n".join(lines))
 
 
-def steps_of(run: engine.Run) -> dict[str, Step]:
-    """The remote commands of a recorded run, with dependencies among them (through any
-    other resource in between)."""
-    by_urn = {r.urn: r for r in run.registrations}
-    commands = {r.urn for r in run.registrations if r.type == COMMAND}
-
-    def command_deps(urn: str, seen: set[str]) -> set[str]:
-        found: set[str] = set()
-        registration = by_urn.get(urn)
-        if registration is None:
-            return found
-        direct = set(registration.dependencies)
-        for deps in registration.property_dependencies.values():
-            direct |= deps
-        for dep in direct - seen:
-            seen.add(dep)
-            found |= {dep} if dep in commands else command_deps(dep, seen)
-        return found
-
-    steps = {}
-    for registration in run.registrations:
-        if registration.type != COMMAND:
-            continue
-        inputs = registration.inputs
-        steps[registration.urn] = Step(
-            urn=registration.urn,
-            name=registration.name,
-            host=inputs["connection"]["host"],
-            create=inputs["create"],
-            stdin=inputs.get("stdin"),
-            delete=inputs.get("delete"),
-            depends_on=frozenset(command_deps(registration.urn, set())),
-        )
-    return steps
+def _action(step: step_model.Step) -> Action | None:
+    text = step.command_text()
+    if text is None:
+        return None
+    inputs = step.inputs_used
+    return Action(step.urn, text, inputs.get("stdin"), inputs["connection"]["host"])
 
 
-def _levels(steps: dict[str, Step], chosen: Iterable[str]) -> list[list[Step]]:
-    """Waves of the chosen steps: each after the waves of every chosen step it depends on
-    (directly or through steps that are not chosen)."""
-    chosen = set(chosen)
-    level: dict[str, int] = {}
+def plan_waves(plan: step_model.Plan) -> tuple[list[list[Action]], list[list[Action]]]:
+    """A step model plan's commands as waves of actions: the apply phase (creates, updates,
+    replacements) and the delete phase. Steps that run nothing on a host (other resource
+    types, deletes without delete text) are left out."""
 
-    def depth(urn: str) -> int:
-        if urn not in level:
-            below = max((depth(d) for d in steps[urn].depends_on if d in steps), default=0)
-            level[urn] = below + (1 if urn in chosen else 0)
-        return level[urn]
+    def waves(phase: list[list[step_model.Step]]) -> list[list[Action]]:
+        found = [[a for a in map(_action, wave) if a is not None] for wave in phase]
+        return [wave for wave in found if wave]
 
-    waves: dict[int, list[Step]] = {}
-    for urn in chosen:
-        waves.setdefault(depth(urn), []).append(steps[urn])
-    return [sorted(waves[k], key=lambda s: s.name) for k in sorted(waves)]
+    return waves(plan.apply_waves), waves(plan.delete_waves)
 
 
-def as_actions(waves: list[list[Step]], delete: bool = False) -> list[list[Action]]:
-    return [[Action(s.urn, s.delete if delete else s.create, s.stdin, s.host) for s in wave] for wave in waves]
+def up_plan(before: engine.Run | None, after: engine.Run) -> tuple[list[list[Action]], list[list[Action]]]:
+    """`pulumi up` from `before` (None: the first up) to `after`, as the step model has it."""
+    return plan_waves(step_model.plan_up(before, after))
 
 
-def up_waves(steps: dict[str, Step]) -> list[list[Action]]:
-    """A fresh `up`: every step."""
-    return as_actions(_levels(steps, steps))
-
-
-def change_waves(before: dict[str, Step], after: dict[str, Step]) -> tuple[list[list[Action]], list[list[Action]]]:
-    """An `up` from `before` to `after`: creates and updates (new or changed steps), then the
-    deletes of steps that are gone, with their OLD text, stdin and connection."""
-    changed = [u for u, s in after.items() if u not in before or s.changed_from(before[u])]
-    gone = [u for u in before if u not in after and before[u].delete]
-    deletes = [list(reversed(w)) for w in reversed(_levels(before, gone))]
-    return as_actions(_levels(after, changed)), as_actions(deletes, delete=True)
-
-
-def destroy_waves(steps: dict[str, Step]) -> list[list[Action]]:
-    with_delete = [u for u, s in steps.items() if s.delete]
-    return as_actions([list(w) for w in reversed(_levels(steps, with_delete))], delete=True)
+def destroy_plan(before: engine.Run) -> list[list[Action]]:
+    """`pulumi destroy`: every resource deleted, in reverse dependency order."""
+    nothing = engine.Run([], {}, set(), [])
+    return plan_waves(step_model.plan_up(before, nothing))[1]
 
 
 def run_waves(

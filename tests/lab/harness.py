@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "standin"
 SUBNET = "10.213.0"
 HUB_ADDRESS = f"{SUBNET}.1"
+MIRROR = "k3s-mirror.lab"  # the hub's name in the hosts' /etc/hosts
 USER = "k3slab"
 PACKAGES = {  # Debian package -> a file it installs
     "openssh-server": "/usr/sbin/sshd",
@@ -119,6 +120,7 @@ class Lab:
         self.created_user = False
         self.sudoers = Path(f"/etc/sudoers.d/k3slab-{self.id}")
         self.key = self.root / "id_ed25519"
+        self.mirror: subprocess.Popen | None = None
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -149,8 +151,9 @@ class Lab:
         _run("ip", "-n", self.hub, "link", "add", "br0", "type", "bridge")
         _run("ip", "-n", self.hub, "addr", "add", f"{HUB_ADDRESS}/24", "dev", "br0")
         _run("ip", "-n", self.hub, "link", "set", "br0", "up")
+        self._mirror()
         hosts_file = self.root / "hosts"
-        lines = ["127.0.0.1 localhost"]
+        lines = ["127.0.0.1 localhost", f"{HUB_ADDRESS} {MIRROR}"]
         for index, name in enumerate(self.names):
             host = Host(name, f"{SUBNET}.{10 + index}", f"k3slab-{self.id}-{name}", self.root / "hosts.d" / name)
             self.hosts[name] = host
@@ -167,6 +170,11 @@ class Lab:
                 if time.time() > deadline:
                     raise RuntimeError(f"sshd on {host.name} did not answer within 30 s: {result.stderr.strip()}")
                 time.sleep(0.3)
+        first = next(iter(self.hosts.values()))
+        while self.ssh(first, f"curl -sSf -o /dev/null {self.install_url}", timeout=10).status != 0:
+            if time.time() > deadline:
+                raise RuntimeError(f"the mirror at {self.install_url} did not answer within 30 s")
+            time.sleep(0.3)
 
     def _user(self) -> None:
         if _run("id", "-u", USER, check=False).returncode != 0:
@@ -191,7 +199,20 @@ class Lab:
 
     @property
     def install_url(self) -> str:
-        return f"file://{self.root}/dist/install.sh"
+        return f"https://{MIRROR}/install.sh"
+
+    def _mirror(self) -> None:
+        """The installer over HTTPS from the hub, with a certificate the hosts trust."""
+        dist = self.root / "dist"
+        _run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "2", "-subj", f"/CN={MIRROR}", "-addext", f"subjectAltName=DNS:{MIRROR},IP:{HUB_ADDRESS}",
+             "-keyout", str(self.root / "mirror.key"), "-out", str(self.root / "mirror.crt"))  # fmt: skip
+        log = open(self.root / "mirror.log", "ab")
+        self.mirror = subprocess.Popen(
+            ["ip", "netns", "exec", self.hub, "/usr/bin/python3", str(HERE / "mirror.py"), str(dist),
+             str(self.root / "mirror.crt"), str(self.root / "mirror.key"), HUB_ADDRESS],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
 
     def _start_host(self, host: Host, index: int, hosts_file: Path) -> None:
         host.root.mkdir(parents=True)
@@ -231,7 +252,8 @@ class Lab:
         host.process = subprocess.Popen(
             ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation", "private",
              "--kill-child", "--fork", "bash", str(self.root / "dist" / "host-init.sh"), str(host.root),
-             host.hostname, str(config), str(hosts_file), str(self.root / "dist" / "systemctl.py")],
+             host.hostname, str(config), str(hosts_file), str(self.root / "dist" / "systemctl.py"),
+             str(self.root / "mirror.crt")],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
 
@@ -294,13 +316,13 @@ class Lab:
             deadline = time.time() + wait
             while time.time() < deadline and any(self.pids(n) for n in namespaces):
                 time.sleep(0.1)
-        for host in self.hosts.values():
-            if host.process is not None:
+        for process in [self.mirror, *(h.process for h in self.hosts.values())]:
+            if process is not None:
                 try:
-                    host.process.wait(timeout=5)
+                    process.wait(timeout=5)
                 except subprocess.TimeoutExpired:
-                    host.process.kill()
-                    host.process.wait(timeout=5)
+                    process.kill()
+                    process.wait(timeout=5)
         for netns in namespaces:
             _run("ip", "netns", "del", netns, check=False, timeout=20)
         self.sudoers.unlink(missing_ok=True)

@@ -3,10 +3,11 @@
 # it with `ip netns exec NS unshare --mount --uts --propagation private`). It gives the host
 # its own name, its own copies of the directories K3s and its installer write, its own
 # /etc/hosts (so sudo resolves the host name without DNS), the stand-in systemctl, and then
-# becomes the host's real sshd.
-# Usage: host-init.sh HOST_ROOT HOSTNAME SSHD_CONFIG HOSTS_FILE STANDIN_SYSTEMCTL
+# becomes the host's real sshd. Its CA bundle holds only the lab mirror's certificate: the
+# hosts download nothing from anywhere else.
+# Usage: host-init.sh HOST_ROOT HOSTNAME SSHD_CONFIG HOSTS_FILE STANDIN_SYSTEMCTL MIRROR_CERT
 set -euo pipefail
-root=$1 name=$2 sshd_config=$3 hosts_file=$4 systemctl=$5
+root=$1 name=$2 sshd_config=$3 hosts_file=$4 systemctl=$5 mirror_cert=$6
 hostname "$name"
 for dir in /etc/rancher /var/lib/rancher /usr/local/bin /usr/local/sbin /etc/systemd/system /run /tmp; do
   mkdir -p "$root$dir"
@@ -14,6 +15,7 @@ for dir in /etc/rancher /var/lib/rancher /usr/local/bin /usr/local/sbin /etc/sys
 done
 chmod 1777 /tmp
 mount --bind "$hosts_file" /etc/hosts
+mount --bind "$mirror_cert" /etc/ssl/certs/ca-certificates.crt
 install -m 0755 "$systemctl" /usr/local/sbin/systemctl
 mkdir -p /run/sshd
 chmod 0755 /run/sshd

@@ -112,14 +112,14 @@ def parse_config(text: str) -> dict:
     return result
 
 
-def load_config() -> dict:
-    """config.yaml, then config.yaml.d/*.yaml in order, then K3S_* env (lower precedence)."""
+def load_config(path: str = CONFIG) -> dict:
+    """config.yaml (or --config), then its .d/*.yaml in order; K3S_* env has lower precedence."""
     config: dict = {}
     for name, value in (("server", "K3S_URL"), ("token", "K3S_TOKEN")):
         if os.environ.get(value):
             config[name] = os.environ[value]
-    paths = [CONFIG]
-    dropins = CONFIG + ".d"
+    paths = [path]
+    dropins = path + ".d"
     if os.path.isdir(dropins):
         paths += [os.path.join(dropins, n) for n in sorted(os.listdir(dropins)) if n.endswith(".yaml")]
     for path in paths:
@@ -412,6 +412,17 @@ class Server:
                 self.etcd_process.kill()
         sys.exit(0)
 
+    def set_voter_condition(self, name: str, status: str) -> None:
+        """pkg/etcd/etcd.go setEtcdStatusCondition: a changed status is written at once (new
+        transition time); an unchanged one only gets a new heartbeat every 5 minutes."""
+        key = PREFIX + f"node-status/{name}/EtcdIsVoter"
+        old = json.loads(self.local.get(key) or "{}")
+        now = time.time()
+        if old.get("status") == status and now - old.get("heartbeat", 0) < 300:
+            return
+        transition = old["transition"] if old.get("status") == status else now
+        self.local.put(key, json.dumps({"status": status, "heartbeat": now, "transition": transition}))
+
     def refresh_cluster_endpoints(self) -> None:
         try:
             urls = [u for m in self.local.members() for u in m.get("clientURLs") or []]
@@ -422,7 +433,12 @@ class Server:
     def kubelet(self) -> None:
         """Registers the Node once per start, then only updates its status: a deleted Node
         stays deleted until the next start (k3s-io/k3s#5404)."""
-        record = {"name": self.name, "roles": ["control-plane", "etcd", "master"], "internalIP": self.ip}
+        record = {
+            "name": self.name,
+            "roles": ["control-plane", "etcd", "master"],
+            "internalIP": self.ip,
+            "since": time.time(),
+        }
         key = PREFIX + f"nodes/{self.name}"
         registered = False
         while True:
@@ -460,8 +476,7 @@ class Server:
                 for value in self.local.get_prefix(PREFIX + "nodes/").values():
                     node = json.loads(value)
                     if "etcd" in node.get("roles", []):
-                        voter = "True" if node["name"] in voters else "False"
-                        self.local.put(PREFIX + f"node-status/{node['name']}/EtcdIsVoter", voter)
+                        self.set_voter_condition(node["name"], "True" if node["name"] in voters else "False")
                 self.refresh_cluster_endpoints()
             except EtcdError as error:
                 log(f"etcd member management: {error}")
@@ -493,27 +508,42 @@ def notify_ready() -> None:
             f.write(str(os.getpid()))
 
 
-def write_kubeconfig(token: str, mode: str) -> None:
-    os.makedirs(os.path.dirname(KUBECONFIG), exist_ok=True)
+def write_kubeconfig(token: str, mode: str, path: str = KUBECONFIG, server: str = "https://127.0.0.1:6443") -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     text = (
         "apiVersion: v1\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n"
-        "    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n"
+        f"    server: {server}\n  name: default\ncontexts:\n- context:\n"
         "    cluster: default\n    user: default\n  name: default\ncurrent-context: default\n"
         f"kind: Config\nusers:\n- name: default\n  user:\n    token: {token}\n"
     )
-    tmp = KUBECONFIG + ".tmp"
+    tmp = path + ".tmp"
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, int(mode, 8)), "w") as f:
         f.write(text)
     os.chmod(tmp, int(mode, 8))
-    os.replace(tmp, KUBECONFIG)
+    os.replace(tmp, path)
+
+
+def rfc3339(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def node_object(record: dict, statuses: dict[str, str]) -> dict:
-    fresh = time.time() - float(record.get("heartbeat", 0)) < NODE_MONITOR_GRACE_SECONDS
-    conditions = [{"type": "Ready", "status": "True" if fresh else "Unknown"}]
+    heartbeat = float(record.get("heartbeat", 0))
+    fresh = time.time() - heartbeat < NODE_MONITOR_GRACE_SECONDS
+    # Ready: the kubelet's own status (lastHeartbeatTime its last post, transition when this
+    # run of it registered); the node lifecycle controller turns it Unknown after the grace.
+    ready = {"type": "Ready", "status": "True", "lastHeartbeatTime": rfc3339(heartbeat),
+             "lastTransitionTime": rfc3339(float(record.get("since", heartbeat)))}  # fmt: skip
+    if not fresh:
+        ready.update(status="Unknown", lastTransitionTime=rfc3339(heartbeat + NODE_MONITOR_GRACE_SECONDS))
+    conditions = [ready]
     if "EtcdIsVoter" in statuses:
-        conditions.append({"type": "EtcdIsVoter", "status": statuses["EtcdIsVoter"]})
+        voter = json.loads(statuses["EtcdIsVoter"])
+        conditions.append({"type": "EtcdIsVoter", "status": voter["status"],
+                           "lastHeartbeatTime": rfc3339(voter["heartbeat"]),
+                           "lastTransitionTime": rfc3339(voter["transition"])})  # fmt: skip
     labels = {f"node-role.kubernetes.io/{r}": "true" for r in record.get("roles", [])}
+    labels.update(json.loads(statuses.get("labels", "{}")))
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -615,11 +645,19 @@ class ApiServer:
                     if not server.cluster.create(key, wanted) and server.cluster.get(key) != wanted:
                         return self.reply(403, {"message": "Node password rejected"})
                     record = {"name": name, "roles": [], "internalIP": body.get("internalIP", ""), **heartbeat()}
+                    record["since"] = body.get("since", record["heartbeat"])
                     record["kubeletVersion"] = body.get("kubeletVersion", "")
                     if body.get("register"):
                         server.cluster.put(PREFIX + f"nodes/{name}", json.dumps(record))
                     elif not server.cluster.update(PREFIX + f"nodes/{name}", json.dumps(record)):
                         return self.reply(404, {"message": f'nodes "{name}" not found', "reason": "NotFound"})
+                    return self.reply(200, {})
+                match = re.match(r"^/v1-standin/node-passwords/([a-z0-9.-]+)$", path)
+                if match and method == "DELETE":
+                    key = PREFIX + f"node-passwords/{match.group(1)}"
+                    if server.cluster.get(key) is None:
+                        return self.reply(404, {"message": "not found", "reason": "NotFound"})
+                    server.cluster.delete_prefix(key)
                     return self.reply(200, {})
                 if path == "/api/v1/nodes" and method == "GET":
                     return self.reply(200, {"kind": "NodeList", "items": self.nodes()})
@@ -652,9 +690,14 @@ class ApiServer:
                 if method == "GET":
                     return self.reply(200, found[0])
                 if method == "PATCH":
-                    spec = self.body().get("spec", {})
-                    value = "true" if spec.get("unschedulable") else "false"
-                    server.cluster.put(PREFIX + f"node-status/{name}/unschedulable", value)
+                    body = self.body()
+                    if "unschedulable" in body.get("spec", {}):
+                        value = "true" if body["spec"]["unschedulable"] else "false"
+                        server.cluster.put(PREFIX + f"node-status/{name}/unschedulable", value)
+                    if body.get("metadata", {}).get("labels"):
+                        labels = json.loads(server.cluster.get(PREFIX + f"node-status/{name}/labels") or "{}")
+                        labels.update(body["metadata"]["labels"])
+                        server.cluster.put(PREFIX + f"node-status/{name}/labels", json.dumps(labels))
                     return self.reply(200, self.nodes(name)[0])
                 if method == "DELETE":
                     store = server.cluster
@@ -714,6 +757,7 @@ def agent() -> None:
         password = f.read().strip()
     # pkg/agent/loadbalancer: the registration address first, then every server it lists.
     endpoints = [url]
+    started = time.time()
     ready = False
     last_refresh = 0.0
     while True:
@@ -723,7 +767,13 @@ def agent() -> None:
                 f"/v1-standin/nodes/{name}/status",
                 token,
                 "POST",
-                {"password": password, "internalIP": ip, "kubeletVersion": VERSION, "register": not ready},
+                {
+                    "password": password,
+                    "internalIP": ip,
+                    "kubeletVersion": VERSION,
+                    "register": not ready,
+                    "since": started,
+                },  # fmt: skip
                 timeout=5,
             )
             if answer is None or answer[0] >= 500:
@@ -738,6 +788,8 @@ def agent() -> None:
                 break
             if not ready:
                 ready = True
+                # pkg/agent/config: the kubelet's own kubeconfig, with which the node reads Nodes.
+                write_kubeconfig(token, "0600", os.path.join(data_dir(config), "agent", "kubelet.kubeconfig"), base)
                 notify_ready()
                 log(f"agent {name} registered through {base}")
             if time.time() - last_refresh > 10:
@@ -753,22 +805,137 @@ def agent() -> None:
 # --- kubectl ------------------------------------------------------------------------------
 
 
+def _path_parts(path: str) -> list[str]:
+    """`.a.b\\.c[*][?(@.t=="x")]` -> ['a', 'b.c', '[*]', '[?(@.t=="x")]']."""
+    parts, i = [], 0
+    while i < len(path):
+        if path[i] == ".":
+            i += 1
+            name = ""
+            while i < len(path) and path[i] not in ".[":
+                if path[i] == "\\" and i + 1 < len(path):
+                    i += 1
+                name += path[i]
+                i += 1
+            if name:
+                parts.append(name)
+        elif path[i] == "[":
+            close = path.index("]", i)
+            parts.append(path[i : close + 1])
+            i = close + 1
+        else:
+            raise ValueError(f"unsupported JSONPath {path!r}")
+    return parts
+
+
+def _evaluate(path: str, context) -> list:
+    values = [context]
+    for part in _path_parts(path):
+        found = []
+        for value in values:
+            if part == "[*]":
+                found += value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
+            elif part.startswith("[?("):
+                match = re.fullmatch(r'\[\?\(@\.(\w+)==["\'](.*)["\']\)\]', part)
+                if not match:
+                    raise ValueError(f"unsupported JSONPath filter {part!r}")
+                found += [v for v in value if isinstance(v, dict) and str(v.get(match.group(1))) == match.group(2)]
+            elif part.startswith("["):
+                index = int(part[1:-1])
+                if isinstance(value, list) and -len(value) <= index < len(value):
+                    found.append(value[index])
+            elif isinstance(value, dict) and part in value:
+                found.append(value[part])
+        values = found
+    return values
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def jsonpath(template: str, obj) -> str:
+    """kubectl's -o jsonpath for what the node scripts use: paths with [*], [N] and
+    [?(@.key=="value")] filters, quoted literals and {range}...{end}; a missing key prints
+    nothing (kubectl's --allow-missing-template-keys=true)."""
+    tokens = re.findall(r'\{((?:[^{}"]|"(?:[^"\\]|\\.)*")*)\}|([^{}]+)', template)
+    out: list[str] = []
+
+    def block_end(i: int) -> int:
+        depth = 0
+        while i < len(tokens):
+            expr = tokens[i][0].strip()
+            if expr.startswith("range "):
+                depth += 1
+            elif expr == "end":
+                if depth == 0:
+                    return i + 1
+                depth -= 1
+            i += 1
+        raise ValueError("JSONPath range without end")
+
+    def run(i: int, context) -> int:
+        while i < len(tokens):
+            expr, text = tokens[i]
+            expr = expr.strip()
+            if text:
+                out.append(text)
+            elif expr == "end":
+                return i + 1
+            elif expr.startswith("range "):
+                after = block_end(i + 1)
+                for item in _evaluate(expr[len("range ") :].strip(), context):
+                    run(i + 1, item)
+                i = after
+                continue
+            elif expr.startswith('"'):
+                out.append(json.loads(expr))
+            else:
+                out.append(" ".join(_text(v) for v in _evaluate(expr, context)))
+            i += 1
+        return i
+
+    run(0, obj)
+    return "".join(out)
+
+
 def kubectl(args: list[str]) -> int:
+    kubeconfig = os.environ.get("KUBECONFIG") or KUBECONFIG
+    timeout = 10.0
+    output = raw = None
+    words: list[str] = []
+    flags: set[str] = set()
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-o", "--output", "-n", "--namespace", "--kubeconfig") and i + 1 < len(args):
+            if arg in ("-o", "--output"):
+                output = args[i + 1]
+            elif arg == "--kubeconfig":
+                kubeconfig = args[i + 1]
+            i += 2
+            continue
+        if arg.startswith(("-o=", "--output=")):
+            output = arg.split("=", 1)[1]
+        elif arg.startswith("--raw="):
+            raw = arg.split("=", 1)[1]
+        elif arg.startswith("--request-timeout="):
+            timeout = float(arg.split("=", 1)[1].rstrip("s") or 10)
+        elif arg.startswith("-"):
+            flags.add(arg.split("=", 1)[0])
+        else:
+            words.append(arg)
+        i += 1
     try:
-        with open(os.environ.get("KUBECONFIG") or KUBECONFIG) as f:
+        with open(kubeconfig) as f:
             text = f.read()
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     server = re.search(r"server: (\S+)", text).group(1)
     token = re.search(r"token: (\S+)", text).group(1)
-    timeout = 10.0
-    rest = []
-    for arg in args:
-        if arg.startswith("--request-timeout="):
-            timeout = float(arg.split("=", 1)[1].rstrip("s") or 10)
-        else:
-            rest.append(arg)
 
     def call(path: str, method: str = "GET", body: dict | None = None):
         answer = api_request(server, path, token, method, body, timeout)
@@ -777,77 +944,72 @@ def kubectl(args: list[str]) -> int:
             sys.exit(1)
         return answer
 
-    def not_found(text: str) -> bool:
-        try:
-            return json.loads(text).get("reason") == "NotFound"
-        except ValueError:
-            return False
-
     def fail(status: int, text: str) -> int:
-        if status == 404 and not_found(text):
-            print(f"Error from server (NotFound): {json.loads(text)['message']}", file=sys.stderr)
+        try:
+            reason = json.loads(text)
+        except ValueError:
+            reason = {}
+        if status == 404 and reason.get("reason") == "NotFound":
+            print(f"Error from server (NotFound): {reason['message']}", file=sys.stderr)
         else:
             print(f'Error from server (InternalError): an error on the server ("{text.strip()}")', file=sys.stderr)
         return 1
 
-    verb = rest[0] if rest else ""
-    if verb == "get":
-        raw = next((a.split("=", 1)[1] for a in rest if a.startswith("--raw=")), None)
-        if raw:
-            status, text = call(raw)
-            if status != 200:
-                return fail(status, text)
-            print(text)
-            return 0
-        output = ""
-        if "-o" in rest:
-            output = rest[rest.index("-o") + 1]
-        words = [a for a in rest[1:] if not a.startswith("-") and a != output]
-        if words[:1] in (["node"], ["nodes"]) and len(words) == 2:
-            status, text = call(f"/api/v1/nodes/{words[1]}")
-            if status != 200:
-                return fail(status, text)
-            obj = json.loads(text)
-            if output == "name":
-                print(f"node/{words[1]}")
-            elif output == "json":
-                print(json.dumps(obj, indent=2))
-            else:
-                match = re.fullmatch(r'jsonpath=\{\.status\.conditions\[\?\(@\.type=="(\w+)"\)\]\.status\}', output)
-                if not match:
-                    print(f"stand-in kubectl: unsupported output {output!r}", file=sys.stderr)
-                    return 64
-                print(" ".join(c["status"] for c in obj["status"]["conditions"] if c["type"] == match.group(1)), end="")
-            return 0
-        if words[:1] in (["node"], ["nodes"]):
-            status, text = call("/api/v1/nodes")
-            if status != 200:
-                return fail(status, text)
-            items = json.loads(text)["items"]
-            if output == "json":
-                print(text)
-            elif output == "jsonpath={.items[*].status.nodeInfo.kubeletVersion}":
-                print(" ".join(n["status"]["nodeInfo"]["kubeletVersion"] for n in items), end="")
-            elif output == "jsonpath={.items[*].metadata.name}":
-                print(" ".join(n["metadata"]["name"] for n in items), end="")
-            else:
-                for n in items:
-                    ready = next(c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready")
-                    print(n["metadata"]["name"], "Ready" if ready == "True" else "NotReady")
-            return 0
-    if verb == "drain" and len(rest) > 1:
-        name = rest[1]
-        status, text = call(f"/api/v1/nodes/{name}", "PATCH", {"spec": {"unschedulable": True}})
+    def show(obj) -> int:
+        if output == "json":
+            print(json.dumps(obj, indent=2))
+        elif output == "name":
+            print(f"node/{obj['metadata']['name']}")
+        elif output and output.startswith("jsonpath="):
+            print(jsonpath(output[len("jsonpath=") :], obj), end="")
+        elif obj.get("kind") == "NodeList":
+            for node in obj["items"]:
+                ready = next(c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready")
+                print(node["metadata"]["name"], "Ready" if ready == "True" else "NotReady")
+        else:
+            print(obj["metadata"]["name"])
+        return 0
+
+    verb = words[0] if words else ""
+    kind = words[1] if len(words) > 1 else ""
+    name = words[2] if len(words) > 2 else ""
+    if verb == "get" and raw:
+        status, text = call(raw)
         if status != 200:
             return fail(status, text)
-        print(f"node/{name} cordoned\nnode/{name} drained")  # no pods in the lab to evict
+        print(text)
         return 0
-    if verb == "delete" and rest[1:2] == ["node"] and len(rest) > 2:
-        name = rest[2]
+    if verb == "get" and kind in ("node", "nodes"):
+        status, text = call(f"/api/v1/nodes/{name}" if name else "/api/v1/nodes")
+        return fail(status, text) if status != 200 else show(json.loads(text))
+    if verb in ("cordon", "drain") and kind:
+        status, text = call(f"/api/v1/nodes/{kind}", "PATCH", {"spec": {"unschedulable": True}})
+        if status != 200:
+            return fail(status, text)
+        print(f"node/{kind} cordoned")
+        if verb == "drain":
+            print(f"node/{kind} drained")  # no pods in the lab to evict
+        return 0
+    if verb == "label" and kind in ("node", "nodes") and name:
+        labels = dict(w.split("=", 1) for w in words[3:] if "=" in w)
+        status, text = call(f"/api/v1/nodes/{name}", "PATCH", {"metadata": {"labels": labels}})
+        if status != 200:
+            return fail(status, text)
+        print(f"node/{name} labeled")
+        return 0
+    if verb == "delete" and kind in ("node", "nodes") and name:
         status, text = call(f"/api/v1/nodes/{name}", "DELETE")
         if status != 200:
             return fail(status, text)
         print(f'node "{name}" deleted')
+        return 0
+    if verb == "delete" and kind == "secret" and name.endswith(".node-password.k3s"):
+        status, text = call(f"/v1-standin/node-passwords/{name.removesuffix('.node-password.k3s')}", "DELETE")
+        if status == 404 and "--ignore-not-found" in flags:
+            return 0
+        if status != 200:
+            return fail(status, text)
+        print(f'secret "{name}" deleted')
         return 0
     print(f"stand-in kubectl: unsupported call: {' '.join(args)}", file=sys.stderr)
     return 64
@@ -946,14 +1108,19 @@ def main(argv: list[str]) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command == "server":
-        config = load_config()
         restore = None
         reset = False
-        for arg in rest:
+        config_path = CONFIG
+        for index, arg in enumerate(rest):
             if arg == "--cluster-reset":
                 reset = True
             elif arg.startswith("--cluster-reset-restore-path="):
                 restore = arg.split("=", 1)[1]
+            elif arg in ("--config", "-c") and index + 1 < len(rest):
+                config_path = rest[index + 1]
+            elif arg.startswith("--config="):
+                config_path = arg.split("=", 1)[1]
+        config = load_config(config_path)
         if reset:
             return cluster_reset(config, restore)
         Server(config).run()
