@@ -1059,6 +1059,7 @@ def cluster_reset(config: dict, restore: str | None) -> int:
         )
     server = Server(config)
     probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen does
     try:
         probe.bind((server.ip, 2380))
     except OSError:
