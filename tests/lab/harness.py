@@ -5,8 +5,10 @@ Layout: a hub network namespace holds a bridge (10.213.0.1/24); each host's name
 veth onto it and the address 10.213.0.<10+i>. Only these namespace addresses (and loopback)
 are ever contacted. Per host, /etc/rancher, /var/lib/rancher, /usr/local/bin, /usr/local/sbin,
 /etc/systemd/system, /run and /tmp are bind mounts of directories under the lab's root, so
-K3s files never touch the machine's own; /etc/hosts is the lab's. Every wait is bounded and
-`close()` ends every process in the lab's namespaces (by pid) and removes them.
+K3s files never touch the machine's own; /etc/hosts is the lab's, and the CA bundle holds only
+the certificate of the lab's mirror (mirror.py, on the hub), which serves the stand-in
+installer over HTTPS. Every wait is bounded and `close()` ends every process in the lab's
+namespaces (by pid) and removes them.
 """
 
 from __future__ import annotations
