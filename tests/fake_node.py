@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,23 @@ def assert_secret_hidden(node: Node, *results: subprocess.CompletedProcess[str])
 def assert_only_config_file(node: Node) -> None:
     """No temporary file is left next to config.yaml."""
     assert sorted(p.name for p in node.config_dir.iterdir()) == ["config.yaml"]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def gone_soon(pid: int, seconds: float = 5) -> bool:
+    """Whether process `pid` is gone (or goes within `seconds`: a killed process is reaped
+    a moment after its parent exits)."""
+    deadline = time.monotonic() + seconds
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not pid_alive(pid)
 
 
 def make_node(tmp_path: Path) -> Node:

@@ -8,7 +8,6 @@ Like tests/test_scripts.py, each test runs the real command text from
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from fake_node import (
     agent_params,
     assert_only_config_file,
     assert_secret_hidden,
+    gone_soon,
     install_params,
     server_params,
     with_lines,
@@ -185,14 +185,6 @@ def test_a_member_with_wal_keeps_its_config(node: Node) -> None:
 # --- 10.5: the whole step is bounded on the node ---------------------------------------
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_the_whole_step_is_bounded_and_leaves_nothing_running(node: Node) -> None:
     # A hung join (Type=notify never notifies) with a generous readiness budget: the step's
     # own bound stops it, and what it started with it.
@@ -206,11 +198,7 @@ def test_the_whole_step_is_bounded_and_leaves_nothing_running(node: Node) -> Non
     assert time.monotonic() - started < 10
     assert result.returncode == 1
     assert "the step did not finish within 2s (K3S_HA_STEP_TIMEOUT)" in last_error(result)
-    hung = int((node.state / "hung.pid").read_text())
-    deadline = time.monotonic() + 5
-    while pid_alive(hung) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not pid_alive(hung)
+    assert gone_soon(int((node.state / "hung.pid").read_text()))
     assert_only_config_file(node)
     assert_secret_hidden(node, result)
 
