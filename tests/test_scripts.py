@@ -585,11 +585,9 @@ def test_role_scripts_exist() -> None:
         "print-kubeconfig.sh",
         "reconcile-members.sh",
         "rejoin-server.sh",
-        "remove-node.sh",
         "restore-snapshot.sh",
         "start-agent.sh",
         "start-server.sh",
-        "uninstall-k3s.sh",
     ]
 
 

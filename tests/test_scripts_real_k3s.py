@@ -203,24 +203,6 @@ def test_the_whole_step_is_bounded_and_leaves_nothing_running(node: Node) -> Non
     assert_secret_hidden(node, result)
 
 
-def test_a_removal_step_that_runs_out_of_time_still_reports_success(node: Node) -> None:
-    node.set("node.k3s-agent-1", "node/k3s-agent-1")
-    (node.state / "drain").write_text("!never reached\n")
-    script = node.path_dir / "k3s"
-    script.unlink()
-    script.write_text("#!/bin/sh\nexec sleep 30\n")  # an API that hangs
-    script.chmod(0o755)
-    started = time.monotonic()
-
-    result = node.run(
-        "remove-node", {"K3S_HA_BIN_DIR": str(node.path_dir), "K3S_HA_NODE": "k3s-agent-1", "K3S_HA_STEP_TIMEOUT": "1"}
-    )
-
-    assert time.monotonic() - started < 10
-    assert result.returncode == 0
-    assert "did not finish within 1s" in result.stderr
-
-
 # --- 10.7: restore on any surviving server; rejoin pointed at the restored one ---------
 
 
