@@ -147,6 +147,29 @@ def assert_only_config_file(node: Node) -> None:
     assert sorted(p.name for p in node.config_dir.iterdir()) == ["config.yaml"]
 
 
+def last_error(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def write_config(node: Node, text: str) -> Path:
+    """A config.yaml as an earlier run left it (mode 0600)."""
+    node.config_dir.mkdir(exist_ok=True)
+    config = node.config_dir / "config.yaml"
+    config.write_text(text)
+    config.chmod(0o600)
+    return config
+
+
+def make_etcd_data(node: Node) -> Path:
+    """What a server that has been an etcd member holds: K3s counts only member/wal as data
+    (k3s-io/k3s pkg/etcd/etcd.go, IsInitialized); the name file is written on every start."""
+    db = node.data_dir / "server" / "db"
+    (db / "etcd" / "member" / "wal").mkdir(parents=True)
+    (db / "etcd" / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("etcd data\n")
+    (db / "etcd" / "name").write_text("k3s-server-1-0a1b2c3d\n")
+    return db
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

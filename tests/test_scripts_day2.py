@@ -24,8 +24,11 @@ from fake_node import (
     agent_params,
     assert_secret_hidden,
     install_params,
+    last_error,
+    make_etcd_data,
     server_params,
     with_lines,
+    write_config,
 )
 from k3s_ha.bootstrap.commands import SCRIPT_DIR
 
@@ -47,28 +50,6 @@ def run_lib(script: str) -> subprocess.CompletedProcess[str]:
         env={"PATH": os.environ["PATH"], "LC_ALL": "C"},
         timeout=10,
     )
-
-
-def last_error(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stderr.strip().splitlines()[-1]
-
-
-def write_config(node: Node, text: str) -> Path:
-    node.config_dir.mkdir(exist_ok=True)
-    config = node.config_dir / "config.yaml"
-    config.write_text(text)
-    config.chmod(0o600)
-    return config
-
-
-def make_etcd_data(node: Node) -> Path:
-    """What a server that has been an etcd member holds: K3s counts only member/wal as data
-    (k3s-io/k3s pkg/etcd/etcd.go, IsInitialized); the name file is written on every start."""
-    db = node.data_dir / "server" / "db"
-    (db / "etcd" / "member" / "wal").mkdir(parents=True)
-    (db / "etcd" / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("etcd data\n")
-    (db / "etcd" / "name").write_text("k3s-server-1-0a1b2c3d\n")
-    return db
 
 
 def empty_bin(node: Node) -> str:

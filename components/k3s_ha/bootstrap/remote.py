@@ -31,6 +31,12 @@ class Node:
     replace_on: pulumi.Input[str] | None
 
 
+def present(*steps: pulumi.Resource | None) -> list[pulumi.Resource]:
+    """The steps that exist, in order: a dependency list where some steps are optional (an
+    evict step exists only for hosts with `replace_on`)."""
+    return [step for step in steps if step is not None]
+
+
 def run_script(
     resource_name: str,
     node: Node,

@@ -360,14 +360,17 @@ k3s_ha_systemctl_bounded() {
 }
 
 # Usage: k3s_ha_begin_start
-# How start-server.sh and start-agent.sh begin: stdout is kept for the node name alone
-# (moved to fd 3; everything else goes to stderr), the K3S_READY_TIMEOUT budget starts
-# now, and the installed binary must be the wanted K3S_VERSION when one is given.
+# How start-server.sh and start-agent.sh begin: the whole step is bounded
+# (K3S_HA_STEP_TIMEOUT, default K3S_READY_TIMEOUT + 120; k3s_ha_bound_step), stdout is kept
+# for the node name alone (moved to fd 3; everything else goes to stderr), the
+# K3S_READY_TIMEOUT budget starts now, and the installed binary must be the wanted
+# K3S_VERSION when one is given. Call it before anything reads stdin.
 k3s_ha_begin_start() {
-  exec 3>&1 1>&2
-  K3S_HA_STARTED_AT=$(date +%s)
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
   k3s_ha_require_seconds K3S_READY_TIMEOUT
+  k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
+  exec 3>&1 1>&2
+  K3S_HA_STARTED_AT=$(date +%s)
   if [[ -n ${K3S_VERSION:-} ]]; then
     k3s_ha_require_installed_version "$K3S_VERSION"
   fi
