@@ -226,6 +226,29 @@ def test_a_hung_reconcile_is_stopped_whole_and_leaves_nothing_running(node: Node
     _assert_key_hidden(node, result)
 
 
+@pytest.mark.parametrize(
+    ("wanted", "extra", "bound"),
+    [
+        ("s0 s1 s2", {}, 120 + 3 * 30),
+        ("s0", {}, 120 + 30 + 2 * (120 + 4 * 10 + 660)),
+        ("s0", {"K3S_DRAIN_TIMEOUT": "60", "K3S_HA_LB_GRACE_SECONDS": "1"}, 120 + 30 + 2 * (60 + 1 + 4 * 10 + 660)),
+    ],
+    ids=["nobody leaves", "3 -> 1", "3 -> 1 behind a balancer, shorter drain"],
+)
+def test_the_reconciles_default_bound_grows_with_the_nodes_that_leave(
+    node: Node, wanted: str, extra: dict[str, str], bound: int
+) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _server("10.0.0.3")},
+        {f"10.0.0.{i}": {"hostname": f"s{i - 1}", "unit_active": True} for i in (1, 2, 3)},
+    )
+    result = reconcile(node, bin_dir, wanted, **extra)
+
+    assert result.returncode == 0, result.stderr
+    assert f"this step may take up to {bound}s (K3S_HA_STEP_TIMEOUT)" in result.stderr
+
+
 # --- evict-node.sh ------------------------------------------------------------------------
 
 
@@ -312,3 +335,20 @@ def test_a_hung_evict_is_stopped_whole_leaves_nothing_running_and_lets_the_join_
     assert (node.state / "hung-ssh.pid").exists()
     _assert_nothing_left_running(node)
     _assert_key_hidden(node, result)
+
+
+def test_evicts_default_bound_follows_the_ssh_timeout(node: Node) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {"10.0.1.1": {"hostname": "worker-1"}})
+    result = node.run(
+        "evict-node",
+        {
+            "K3S_HA_BIN_DIR": str(bin_dir),
+            "K3S_HA_ADDRESS": "10.0.1.1",
+            "K3S_ROLE": "agent",
+            "K3S_HA_SSH_USER": "ubuntu",
+            "K3S_HA_SSH_TIMEOUT": "5",
+        },
+        stdin=PRIVATE_KEY,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "this step may take up to 455s (K3S_HA_STEP_TIMEOUT)" in result.stderr

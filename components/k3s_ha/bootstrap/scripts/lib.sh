@@ -66,12 +66,13 @@ k3s_ha_run_at_exit() {
 # script (from BASH_EXECUTION_STRING, how Python sends it: `bash -c '<script>'`) under
 # coreutils `timeout`, which makes itself a process group leader and on expiry signals
 # the whole group (the script and everything it started: kubectl, sleep, systemctl), then
-# kills it 10 s later. Timeouts inside a step use --foreground (no group of their own) so
-# that this reaches what they run; only the installer, the uninstaller and cluster-reset,
-# which start children of their own, get their own group under a shorter bound of their
-# own. This copy waits and turns the expiry into a clear error. Call it
-# first, before anything reads stdin; run from a file or `bash -s` (by hand) it does
-# nothing, and the script's own waits bound it.
+# kills it 10 s later. The limit is logged first, so a step's log says how long it may
+# take. Timeouts inside a step use --foreground (no group of their own) so that this
+# reaches what they run; only the installer and cluster-reset, which start children of
+# their own, get their own group under a shorter bound of their own. An ssh-agent detaches
+# from the group and is stopped at exit instead (k3s_ha_load_ssh_key). This copy waits and
+# turns the expiry into a clear error. Call it first, before anything reads stdin; run
+# from a file or `bash -s` (by hand) it does nothing, and the script's own waits bound it.
 k3s_ha_bound_step() {
   local limit=$1 status=0
   if [[ ! $limit =~ ^[0-9]+$ ]] || ((limit == 0)); then
@@ -80,6 +81,7 @@ k3s_ha_bound_step() {
   if [[ -n ${K3S_HA_BOUNDED:-} || -z ${BASH_EXECUTION_STRING:-} ]]; then
     return 0
   fi
+  k3s_ha_log "this step may take up to ${limit}s (K3S_HA_STEP_TIMEOUT)"
   K3S_HA_BOUNDED=$limit timeout --kill-after=10 "$limit" bash -c "$BASH_EXECUTION_STRING" "$0" || status=$?
   if ((status == 124 || status == 137)); then
     k3s_ha_die "the step did not finish within ${limit}s (K3S_HA_STEP_TIMEOUT) and was stopped, with everything it had started; see the log above"
