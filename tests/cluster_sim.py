@@ -25,10 +25,13 @@ The node scripts, as modelled here (components/k3s_ha/bootstrap/scripts/*.sh):
   K3S_HA_CLUSTER_INIT=never, fails without starting anything); `server:` joins
   the cluster behind that address. k3s is (re)started when config.yaml changed, when it is
   not running, or when the script can tell that the binary changed: see `detects_upgrade`.
-- remove-node (a membership's delete): on the holder server, `kubectl delete node NAME`,
-  which also removes a server's etcd member; it needs a working API on the holder, i.e. a
-  holder that is still a member of the cluster (else it warns and removes nothing).
-- uninstall-k3s: stops k3s and wipes it and its data from the machine.
+- remove-node and uninstall-k3s, which the program no longer registers (their files are
+  gone) but a state written by an older k3s-ha still holds as the `delete` of its membership
+  and install steps (a delete runs the text in the state, real-behaviour.md):
+  remove-node, on the holder server, `kubectl delete node NAME`, which also removes a
+  server's etcd member; it needs a working API on the holder, i.e. a holder that is still a
+  member of the cluster (else it warns and removes nothing). uninstall-k3s stops k3s and
+  wipes it and its data from the machine.
 - reconcile-members (on the first server, after every start): the members no wanted node
   name (K3S_HA_NODES, mapped through the new run's start steps) belongs to leave, one at a
   time: a live one is stopped, its Node deleted and K3s uninstalled; a dead one's Node (and

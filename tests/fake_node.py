@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,46 @@ def assert_secret_hidden(node: Node, *results: subprocess.CompletedProcess[str])
 def assert_only_config_file(node: Node) -> None:
     """No temporary file is left next to config.yaml."""
     assert sorted(p.name for p in node.config_dir.iterdir()) == ["config.yaml"]
+
+
+def last_error(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def write_config(node: Node, text: str) -> Path:
+    """A config.yaml as an earlier run left it (mode 0600)."""
+    node.config_dir.mkdir(exist_ok=True)
+    config = node.config_dir / "config.yaml"
+    config.write_text(text)
+    config.chmod(0o600)
+    return config
+
+
+def make_etcd_data(node: Node) -> Path:
+    """What a server that has been an etcd member holds: K3s counts only member/wal as data
+    (k3s-io/k3s pkg/etcd/etcd.go, IsInitialized); the name file is written on every start."""
+    db = node.data_dir / "server" / "db"
+    (db / "etcd" / "member" / "wal").mkdir(parents=True)
+    (db / "etcd" / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("etcd data\n")
+    (db / "etcd" / "name").write_text("k3s-server-1-0a1b2c3d\n")
+    return db
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def gone_soon(pid: int, seconds: float = 5) -> bool:
+    """Whether process `pid` is gone (or goes within `seconds`: a killed process is reaped
+    a moment after its parent exits)."""
+    deadline = time.monotonic() + seconds
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not pid_alive(pid)
 
 
 def make_node(tmp_path: Path) -> Node:

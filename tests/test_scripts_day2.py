@@ -24,8 +24,11 @@ from fake_node import (
     agent_params,
     assert_secret_hidden,
     install_params,
+    last_error,
+    make_etcd_data,
     server_params,
     with_lines,
+    write_config,
 )
 from k3s_ha.bootstrap.commands import SCRIPT_DIR
 
@@ -47,28 +50,6 @@ def run_lib(script: str) -> subprocess.CompletedProcess[str]:
         env={"PATH": os.environ["PATH"], "LC_ALL": "C"},
         timeout=10,
     )
-
-
-def last_error(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stderr.strip().splitlines()[-1]
-
-
-def write_config(node: Node, text: str) -> Path:
-    node.config_dir.mkdir(exist_ok=True)
-    config = node.config_dir / "config.yaml"
-    config.write_text(text)
-    config.chmod(0o600)
-    return config
-
-
-def make_etcd_data(node: Node) -> Path:
-    """What a server that has been an etcd member holds: K3s counts only member/wal as data
-    (k3s-io/k3s pkg/etcd/etcd.go, IsInitialized); the name file is written on every start."""
-    db = node.data_dir / "server" / "db"
-    (db / "etcd" / "member" / "wal").mkdir(parents=True)
-    (db / "etcd" / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("etcd data\n")
-    (db / "etcd" / "name").write_text("k3s-server-1-0a1b2c3d\n")
-    return db
 
 
 def empty_bin(node: Node) -> str:
@@ -510,102 +491,7 @@ def test_confirm_node_rejects_a_bad_name(node: Node, name: str) -> None:
     assert node.calls("k3s") == []
 
 
-# --- remove-node -----------------------------------------------------------------------
-
-DRAIN = "kubectl drain k3s-agent-1 --ignore-daemonsets --delete-emptydir-data --force --timeout=120s"
-DELETE = "kubectl delete node k3s-agent-1 --timeout=60s"
-
-
-def remove(node: Node, **extra: str) -> subprocess.CompletedProcess[str]:
-    params = {"K3S_HA_BIN_DIR": str(node.path_dir), "K3S_HA_NODE": "k3s-agent-1"}
-    return node.run("remove-node", {**params, **extra})
-
-
-def test_remove_node_drains_then_deletes(node: Node) -> None:
-    node.set("node.k3s-agent-1", "node/k3s-agent-1")
-
-    result = remove(node)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == ""
-    assert node.calls("k3s") == ["kubectl get node k3s-agent-1 -o name --request-timeout=10s", DRAIN, DELETE]
-    assert "node/k3s-agent-1 drained" in result.stderr  # kubectl's output goes to the log
-    assert "deleted node k3s-agent-1" in result.stderr
-    assert "warning" not in result.stderr
-
-
-def test_remove_node_uses_the_drain_timeout(node: Node) -> None:
-    node.set("node.k3s-agent-1", "node/k3s-agent-1")
-
-    result = remove(node, K3S_DRAIN_TIMEOUT="30")
-
-    assert result.returncode == 0, result.stderr
-    assert DRAIN.replace("120s", "30s") in node.calls("k3s")
-
-
-def test_remove_node_deletes_even_when_the_drain_fails(node: Node) -> None:
-    node.set("node.k3s-agent-1", "node/k3s-agent-1")
-    node.set("drain", '!error: unable to drain node "k3s-agent-1": global timeout reached: 2m0s')
-
-    result = remove(node)
-
-    assert result.returncode == 0, result.stderr
-    assert node.calls("k3s")[1:] == [DRAIN, DELETE]
-    assert "warning: draining node k3s-agent-1 failed or timed out; deleting it anyway" in result.stderr
-
-
-def test_remove_node_warns_when_the_delete_fails(node: Node) -> None:
-    node.set("node.k3s-agent-1", "node/k3s-agent-1")
-    node.set("delete", "!Error from server (InternalError): etcdserver: request timed out")
-
-    result = remove(node)
-
-    assert result.returncode == 0, result.stderr
-    assert "warning: could not delete node k3s-agent-1: run kubectl delete node k3s-agent-1 by hand" in result.stderr
-
-
-def test_remove_node_is_done_when_the_node_is_already_gone(node: Node) -> None:
-    result = remove(node)
-
-    assert result.returncode == 0, result.stderr
-    assert "node k3s-agent-1 is already gone from the cluster" in result.stderr
-    assert node.calls("k3s") == ["kubectl get node k3s-agent-1 -o name --request-timeout=10s"]
-
-
-def test_remove_node_tolerates_a_dead_api(node: Node) -> None:
-    node.set("node.k3s-agent-1", REFUSED)
-
-    result = remove(node)
-
-    assert result.returncode == 0, result.stderr
-    assert "warning: the API on this server does not answer (The connection to the server" in result.stderr
-    assert len(node.calls("k3s")) == 1
-
-
-def test_remove_node_tolerates_missing_k3s(node: Node) -> None:
-    result = remove(node, K3S_HA_BIN_DIR=empty_bin(node))
-
-    assert result.returncode == 0, result.stderr
-    assert "warning: k3s is not installed on this server" in result.stderr
-
-
-@pytest.mark.parametrize("params", [{"K3S_HA_NODE": ""}, {"K3S_HA_NODE": "--all"}])
-def test_remove_node_tolerates_bad_parameters(node: Node, params: dict[str, str]) -> None:
-    result = remove(node, **params)
-
-    assert result.returncode == 0, result.stderr
-    assert "warning: K3S_HA_NODE must be a Kubernetes node name" in result.stderr
-    assert node.calls("k3s") == []
-
-
-def test_remove_node_replaces_a_bad_drain_timeout(node: Node) -> None:
-    node.set("node.k3s-agent-1", "node/k3s-agent-1")
-
-    result = remove(node, K3S_DRAIN_TIMEOUT="0")
-
-    assert result.returncode == 0, result.stderr
-    assert "using 120" in result.stderr
-    assert DRAIN in node.calls("k3s")
+# --- lib: never fail --------------------------------------------------------------------
 
 
 def test_never_fail_turns_any_exit_into_success() -> None:
@@ -614,57 +500,6 @@ def test_never_fail_turns_any_exit_into_success() -> None:
     assert result.returncode == 0
     assert result.stdout == ""
     assert "warning: stopped early (exit 1)" in result.stderr
-
-
-# --- uninstall-k3s ---------------------------------------------------------------------
-
-
-def fake_uninstaller(node: Node, name: str, exit_status: int = 0) -> None:
-    node.install_bin.mkdir(exist_ok=True)
-    script = node.install_bin / name
-    script.write_text(
-        "#!/bin/sh\n# stand-in, not the real uninstaller\n"
-        f'echo "{name} $*" >>"$STANDIN_STATE/uninstall.log"\necho "removing k3s"\nexit {exit_status}\n'
-    )
-    script.chmod(0o755)
-
-
-@pytest.mark.parametrize(("role", "name"), [("server", "k3s-uninstall.sh"), ("agent", "k3s-agent-uninstall.sh")])
-def test_uninstall_runs_the_roles_uninstaller(node: Node, role: str, name: str) -> None:
-    fake_uninstaller(node, "k3s-uninstall.sh")
-    fake_uninstaller(node, "k3s-agent-uninstall.sh")
-
-    result = node.run("uninstall-k3s", {"K3S_ROLE": role, "K3S_HA_BIN_DIR": str(node.install_bin)})
-
-    assert result.returncode == 0, result.stderr
-    assert node.calls("uninstall") == [f"{name} "]
-    assert result.stdout == ""
-    assert "removing k3s" in result.stderr
-    assert f"uninstalled k3s ({role})" in result.stderr
-
-
-def test_uninstall_without_k3s_is_a_no_op(node: Node) -> None:
-    result = node.run("uninstall-k3s", {"K3S_ROLE": "server", "K3S_HA_BIN_DIR": empty_bin(node)})
-
-    assert result.returncode == 0, result.stderr
-    assert "k3s is not installed here" in result.stderr
-
-
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"K3S_ROLE": "server"}, "k3s-uninstall.sh failed (exit 3)"),
-        ({"K3S_ROLE": "master"}, "K3S_ROLE must be server or agent, got 'master'"),
-    ],
-)
-def test_uninstall_never_fails(node: Node, params: dict[str, str], message: str) -> None:
-    fake_uninstaller(node, "k3s-uninstall.sh", exit_status=3)
-
-    result = node.run("uninstall-k3s", {**params, "K3S_HA_BIN_DIR": str(node.install_bin)})
-
-    assert result.returncode == 0, result.stderr
-    assert "warning: " in result.stderr
-    assert message in result.stderr
 
 
 # --- restore-snapshot / rejoin-server --------------------------------------------------

@@ -2,16 +2,18 @@
 kubectl over a small cluster in a JSON file, ssh to machines in the same file, ssh-agent and
 ssh-add), each marked "stand-in, not the real ...". What they model: deleting a Node drops a
 server's etcd member (k3s member_controller.go onRemove); a stopped unit makes the Node
-NotReady; an unreachable machine times out."""
+NotReady; an unreachable machine times out; a machine that hangs never answers; ssh-agent
+leaves a detached agent running (openssh ssh-agent.c, setsid) until `ssh-agent -k`."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from fake_node import Node
+from fake_node import Node, gone_soon
 from helpers import PRIVATE_KEY
 
 CLUSTER_STANDINS = Path(__file__).parent / "standins" / "cluster"
@@ -66,6 +68,13 @@ def _assert_key_hidden(node: Node, result: subprocess.CompletedProcess[str]) -> 
     for recorded in node.state.iterdir():
         if recorded.name != "cluster.json":
             assert "stand-in-key-material" not in recorded.read_text(), recorded.name
+
+
+def _assert_nothing_left_running(node: Node) -> None:
+    """The agent that held the key is stopped, and so is any ssh that hung."""
+    for pid_file in ("agent.pid", "hung-ssh.pid"):
+        if (node.state / pid_file).exists():
+            assert gone_soon(int((node.state / pid_file).read_text())), pid_file
 
 
 def test_three_to_one_removes_both_servers_one_at_a_time_stopping_first_while_quorum_allows(node: Node) -> None:
@@ -193,6 +202,51 @@ def test_the_key_arrives_on_stdin_only_and_is_required(node: Node) -> None:
     assert any(e.startswith("ssh-add -q - (a key of") for e in _events(node))
     assert "ssh-agent -k" in _events(node)
     _assert_key_hidden(node, ok)
+    _assert_nothing_left_running(node)
+
+
+def test_a_hung_reconcile_is_stopped_whole_and_leaves_nothing_running(node: Node) -> None:
+    """issue 10.5: a dropped SSH session to a leaving node would hang the `up` for ever
+    (pulumi-command has no time limit, real-behaviour.md); the step's bound stops it, the
+    ssh with it, and the detached ssh-agent that holds the key."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "a0": _agent("10.0.1.1")},
+        {"10.0.1.1": {"hangs": True}},
+    )
+    started = time.monotonic()
+    result = reconcile(node, bin_dir, "s0 s1", K3S_HA_STEP_TIMEOUT="2")
+
+    assert time.monotonic() - started < 15
+    assert result.returncode == 1
+    assert "the step did not finish within 2s (K3S_HA_STEP_TIMEOUT)" in result.stderr
+    assert (node.state / "hung-ssh.pid").exists()  # it did hang in the ssh to a0
+    assert "a0" in _cluster(node)["nodes"]  # stopped before its Node was deleted
+    _assert_nothing_left_running(node)
+    _assert_key_hidden(node, result)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "extra", "bound"),
+    [
+        ("s0 s1 s2", {}, 120 + 3 * 30),
+        ("s0", {}, 120 + 30 + 2 * (120 + 4 * 10 + 660)),
+        ("s0", {"K3S_DRAIN_TIMEOUT": "60", "K3S_HA_LB_GRACE_SECONDS": "1"}, 120 + 30 + 2 * (60 + 1 + 4 * 10 + 660)),
+    ],
+    ids=["nobody leaves", "3 -> 1", "3 -> 1 behind a balancer, shorter drain"],
+)
+def test_the_reconciles_default_bound_grows_with_the_nodes_that_leave(
+    node: Node, wanted: str, extra: dict[str, str], bound: int
+) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _server("10.0.0.3")},
+        {f"10.0.0.{i}": {"hostname": f"s{i - 1}", "unit_active": True} for i in (1, 2, 3)},
+    )
+    result = reconcile(node, bin_dir, wanted, **extra)
+
+    assert result.returncode == 0, result.stderr
+    assert f"this step may take up to {bound}s (K3S_HA_STEP_TIMEOUT)" in result.stderr
 
 
 # --- evict-node.sh ------------------------------------------------------------------------
@@ -253,3 +307,48 @@ def test_evict_never_blocks_the_first_up(node: Node) -> None:
     assert result.returncode == 0, result.stderr
     assert "no cluster API on this server yet" in result.stderr
     assert not any(e.startswith("ssh ") for e in _events(node))
+
+
+def test_a_hung_evict_is_stopped_whole_leaves_nothing_running_and_lets_the_join_go_on(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "worker-1": _agent("10.0.1.1")},
+        {"10.0.1.1": {"hangs": True}},
+    )
+    started = time.monotonic()
+    result = node.run(
+        "evict-node",
+        {
+            "K3S_HA_BIN_DIR": str(bin_dir),
+            "K3S_HA_ADDRESS": "10.0.1.1",
+            "K3S_ROLE": "agent",
+            "K3S_HA_SSH_USER": "ubuntu",
+            "K3S_HA_STEP_TIMEOUT": "2",
+        },
+        stdin=PRIVATE_KEY,
+    )
+
+    assert time.monotonic() - started < 15
+    assert result.returncode == 0, result.stderr
+    assert "the step did not finish within 2s (K3S_HA_STEP_TIMEOUT)" in result.stderr
+    assert "reporting success anyway" in result.stderr
+    assert (node.state / "hung-ssh.pid").exists()
+    _assert_nothing_left_running(node)
+    _assert_key_hidden(node, result)
+
+
+def test_evicts_default_bound_follows_the_ssh_timeout(node: Node) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {"10.0.1.1": {"hostname": "worker-1"}})
+    result = node.run(
+        "evict-node",
+        {
+            "K3S_HA_BIN_DIR": str(bin_dir),
+            "K3S_HA_ADDRESS": "10.0.1.1",
+            "K3S_ROLE": "agent",
+            "K3S_HA_SSH_USER": "ubuntu",
+            "K3S_HA_SSH_TIMEOUT": "5",
+        },
+        stdin=PRIVATE_KEY,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "this step may take up to 455s (K3S_HA_STEP_TIMEOUT)" in result.stderr

@@ -21,7 +21,7 @@ from typing_extensions import NotRequired
 from .. import validation
 from ..ports import api_url
 from .plan import BootstrapPlan
-from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node
+from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, present
 from .settings import BootstrapSettings, parse_bootstrap_args
 from .steps.agents import start_agents
 from .steps.install import install
@@ -185,9 +185,7 @@ class K3sBootstrap(pulumi.ComponentResource):
             if len(servers) > 1
             else None
         )
-        init_start = start_init_server(
-            plan, init, [server_installs[0], *([init_evict] if init_evict else [])], servers[1:], self
-        )
+        init_start = start_init_server(plan, init, present(server_installs[0], init_evict), servers[1:], self)
         join_evicts = [
             evict_stale_node(plan, n, "server", init, [installed, init_start], self)
             for n, installed in zip(servers[1:], server_installs[1:])

@@ -31,6 +31,12 @@ class Node:
     replace_on: pulumi.Input[str] | None
 
 
+def present(*steps: pulumi.Resource | None) -> list[pulumi.Resource]:
+    """The steps that exist, in order: a dependency list where some steps are optional (an
+    evict step exists only for hosts with `replace_on`)."""
+    return [step for step in steps if step is not None]
+
+
 def run_script(
     resource_name: str,
     node: Node,
@@ -41,7 +47,6 @@ def run_script(
     depends_on: Sequence[pulumi.Resource] = (),
     stdin: pulumi.Input[str] | None = None,
     secret_output: bool = False,
-    on_delete: tuple[str, Mapping[str, pulumi.Input[str]]] | None = None,
     on_update: Mapping[str, pulumi.Input[str]] | None = None,
     identity: pulumi.Input[str] | None = None,
     replace_with_machine: bool = True,
@@ -50,8 +55,9 @@ def run_script(
 
     `triggers` holds only a machine's identity (`identity`, by default `node`'s), so a new
     machine gets a fresh run while a changed script or config runs the (idempotent) script
-    again as an update. `on_delete` is the script (and its parameters) that runs when the step
-    is deleted: when its node leaves the cluster, or is replaced by a new machine.
+    again as an update. No step has a `delete`: a delete runs with the OLD state's connection
+    after every create and update (real-behaviour.md), on a machine that may be gone or
+    re-imaged; nodes that leave are removed by reconcile-members.sh instead.
     `on_update`: the script's parameters when the step runs again on a later `up` (the
     provider runs `update` instead of `create` then; pulumi-command commandController.go).
     `replace_with_machine=False`: no triggers, so a new machine updates the step (runs the
@@ -72,7 +78,6 @@ def run_script(
         connection=node.connection,
         create=remote_command_input(script, params),
         update=remote_command_input(script, on_update) if on_update is not None else None,
-        delete=remote_command_input(*on_delete) if on_delete else None,
         stdin=stdin,
         triggers=[identity] if identity is not None else None,
         # Output that carries a secret must not reach the logs either (pulumi-command #260).

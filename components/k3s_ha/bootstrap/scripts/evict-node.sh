@@ -18,7 +18,11 @@
 # stdin: the SSH private key Pulumi logs in with (only ever in an ssh-agent started for this
 # run). stdout stays empty (logs go to stderr).
 # Parameters (environment): K3S_HA_ADDRESS (the host's private address), K3S_ROLE
-# (server|agent), K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), and for tests K3S_HA_BIN_DIR.
+# (server|agent), K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), K3S_HA_STEP_TIMEOUT
+# (seconds for the whole step, default K3S_HA_SSH_TIMEOUT + 450: the node list and one SSH
+# command of 30 s each, up to two stale Nodes (by name and by address) of 180 s each to
+# delete with their secrets, 30 s to spare; when it runs out the step still succeeds), and
+# for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -27,19 +31,12 @@ fi
 
 ROWS='jsonpath={range .items[*]}{.metadata.name}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}'
 
-evict_stop_agent() {
-  if [[ -n ${SSH_AGENT_PID:-} ]]; then
-    ssh-agent -k >/dev/null 2>&1 || true
-  fi
-}
-
 evict_kubectl() {
-  "$(k3s_ha_k3s_bin)" kubectl "$@" --request-timeout=30s </dev/null
+  k3s_ha_kubectl "$@" --request-timeout=30s
 }
 
 main() {
-  local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} user=${K3S_HA_SSH_USER:-} unit key answer
-  local new_name active rows name ip ssh_timeout=${K3S_HA_SSH_TIMEOUT:-10}
+  local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} unit answer new_name active rows name ip
   exec 1>&2
   k3s_ha_never_fail
   case $role in
@@ -49,20 +46,14 @@ main() {
   esac
   [[ $address =~ ^[0-9A-Fa-f.:]+$|^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$ ]] \
     || k3s_ha_die "K3S_HA_ADDRESS must be an address, got '$address'"
-  [[ $user =~ ^[a-z_][a-z0-9_.-]*$ ]] || k3s_ha_die "K3S_HA_SSH_USER must be a login name, got '$user'"
-  k3s_ha_require_seconds ssh_timeout
+  k3s_ha_require_ssh_params
+  k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_HA_SSH_TIMEOUT + 450))}"
   if ! rows=$(evict_kubectl get nodes -o "$ROWS" 2>&1); then
     k3s_ha_log "no cluster API on this server yet ($(k3s_ha_brief "$rows")): nothing to evict"
     return 0
   fi
-  key=$(cat)
-  [[ -n $key ]] || k3s_ha_die "the SSH private key must arrive on stdin"
-  eval "$(ssh-agent -s)" >/dev/null || k3s_ha_die "could not start ssh-agent"
-  trap 'evict_stop_agent; k3s_ha_exit_zero' EXIT
-  printf '%s\n' "$key" | ssh-add -q - >/dev/null 2>&1 || k3s_ha_die "ssh-add refused the SSH private key"
-  if ! answer=$(timeout "$((ssh_timeout + 30))" ssh -n -o BatchMode=yes -o StrictHostKeyChecking=no \
-    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o "ConnectTimeout=$ssh_timeout" "$user@$address" \
-    "hostname; systemctl is-active $unit || true"); then
+  k3s_ha_load_ssh_key
+  if ! answer=$(k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "hostname; systemctl is-active $unit || true"); then
     k3s_ha_log "$address does not answer SSH from this server: nothing evicted"
     return 0
   fi

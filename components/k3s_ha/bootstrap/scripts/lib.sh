@@ -23,19 +23,13 @@ k3s_ha_warn() {
   k3s_ha_log "warning: $*"
 }
 
-# For steps that run while something is being destroyed, where a failure would block the
-# destroy: from here on the script exits 0 whatever happens, and an early stop (an
-# unexpected failure under set -e, or k3s_ha_die) is logged as a warning.
+# For steps whose failure would block more than it protects: from here on the script exits
+# 0 whatever happens (an unexpected failure under set -e, k3s_ha_die, the step's time
+# bound), and an early stop is logged as a warning. Cleanups registered with k3s_ha_at_exit
+# still run.
 k3s_ha_never_fail() {
-  trap k3s_ha_exit_zero EXIT
-}
-
-k3s_ha_exit_zero() {
-  local status=$?
-  if ((status != 0)); then
-    k3s_ha_warn "stopped early (exit $status); reporting success anyway so that the destroy goes on"
-  fi
-  exit 0
+  K3S_HA_NEVER_FAIL=1
+  trap k3s_ha_run_at_exit EXIT
 }
 
 # Usage: k3s_ha_at_exit COMMAND...
@@ -54,11 +48,15 @@ k3s_ha_at_exit() {
 
 k3s_ha_run_at_exit() {
   local status=$? i
-  set +e
+  set +eu # k3s_ha_never_fail may have come without any k3s_ha_at_exit
   for ((i = ${#K3S_HA_AT_EXIT[@]} - 1; i >= 0; i--)); do
     eval "${K3S_HA_AT_EXIT[i]}"
   done
   K3S_HA_AT_EXIT=()
+  if [[ -n ${K3S_HA_NEVER_FAIL:-} ]] && ((status != 0)); then
+    k3s_ha_warn "stopped early (exit $status); reporting success anyway"
+    status=0
+  fi
   exit "$status"
 }
 
@@ -68,12 +66,13 @@ k3s_ha_run_at_exit() {
 # script (from BASH_EXECUTION_STRING, how Python sends it: `bash -c '<script>'`) under
 # coreutils `timeout`, which makes itself a process group leader and on expiry signals
 # the whole group (the script and everything it started: kubectl, sleep, systemctl), then
-# kills it 10 s later. Timeouts inside a step use --foreground (no group of their own) so
-# that this reaches what they run; only the installer, the uninstaller and cluster-reset,
-# which start children of their own, get their own group under a shorter bound of their
-# own. This copy waits and turns the expiry into a clear error. Call it
-# first, before anything reads stdin; run from a file or `bash -s` (by hand) it does
-# nothing, and the script's own waits bound it.
+# kills it 10 s later. The limit is logged first, so a step's log says how long it may
+# take. Timeouts inside a step use --foreground (no group of their own) so that this
+# reaches what they run; only the installer and cluster-reset, which start children of
+# their own, get their own group under a shorter bound of their own. An ssh-agent detaches
+# from the group and is stopped at exit instead (k3s_ha_load_ssh_key). This copy waits and
+# turns the expiry into a clear error. Call it first, before anything reads stdin; run
+# from a file or `bash -s` (by hand) it does nothing, and the script's own waits bound it.
 k3s_ha_bound_step() {
   local limit=$1 status=0
   if [[ ! $limit =~ ^[0-9]+$ ]] || ((limit == 0)); then
@@ -82,6 +81,7 @@ k3s_ha_bound_step() {
   if [[ -n ${K3S_HA_BOUNDED:-} || -z ${BASH_EXECUTION_STRING:-} ]]; then
     return 0
   fi
+  k3s_ha_log "this step may take up to ${limit}s (K3S_HA_STEP_TIMEOUT)"
   K3S_HA_BOUNDED=$limit timeout --kill-after=10 "$limit" bash -c "$BASH_EXECUTION_STRING" "$0" || status=$?
   if ((status == 124 || status == 137)); then
     k3s_ha_die "the step did not finish within ${limit}s (K3S_HA_STEP_TIMEOUT) and was stopped, with everything it had started; see the log above"
@@ -152,6 +152,52 @@ k3s_ha_has_etcd_data() {
 # version check sees the binary the systemd unit runs.
 k3s_ha_k3s_bin() {
   printf '%s/k3s\n' "${K3S_HA_BIN_DIR:-/usr/local/bin}"
+}
+
+# --- SSH to other nodes (reconcile-members.sh, evict-node.sh) ----------------------------
+
+# Usage: k3s_ha_load_ssh_key
+# Loads the SSH private key from stdin into an ssh-agent started for this run, so that it
+# never touches a disk (`ssh-add -` reads the key from stdin: openssh ssh-add.c, filename
+# "-"). The agent detaches into a session of its own (openssh ssh-agent.c: the forked agent
+# calls setsid()), out of reach of the signal the step's time bound sends to the step's
+# process group, so it is stopped at exit however the step ends.
+k3s_ha_load_ssh_key() {
+  local key
+  key=$(cat)
+  if [[ -z $key ]]; then
+    k3s_ha_die "the SSH private key must arrive on stdin"
+  fi
+  eval "$(ssh-agent -s)" >/dev/null || k3s_ha_die "could not start ssh-agent"
+  k3s_ha_at_exit k3s_ha_stop_ssh_agent
+  printf '%s\n' "$key" | ssh-add -q - >/dev/null 2>&1 || k3s_ha_die "ssh-add refused the SSH private key"
+}
+
+k3s_ha_stop_ssh_agent() {
+  if [[ -n ${SSH_AGENT_PID:-} ]]; then
+    ssh-agent -k >/dev/null 2>&1 || true
+  fi
+}
+
+# Usage: k3s_ha_ssh ADDRESS SECONDS COMMAND
+# Runs COMMAND as K3S_HA_SSH_USER on ADDRESS with the key k3s_ha_load_ssh_key loaded,
+# connecting within K3S_HA_SSH_TIMEOUT seconds (default 10) and ending within SECONDS.
+# --foreground keeps ssh in the step's process group, where the step's bound reaches it.
+k3s_ha_ssh() {
+  local address=$1 limit=$2 command=$3
+  timeout --foreground "$limit" ssh -n -o BatchMode=yes -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o "ConnectTimeout=${K3S_HA_SSH_TIMEOUT:-10}" \
+    "$K3S_HA_SSH_USER@$address" "$command"
+}
+
+# Usage: k3s_ha_require_ssh_params
+# Checks what k3s_ha_ssh needs: K3S_HA_SSH_USER is a login name, K3S_HA_SSH_TIMEOUT seconds.
+k3s_ha_require_ssh_params() {
+  K3S_HA_SSH_TIMEOUT=${K3S_HA_SSH_TIMEOUT:-10}
+  k3s_ha_require_seconds K3S_HA_SSH_TIMEOUT
+  if [[ ! ${K3S_HA_SSH_USER:-} =~ ^[a-z_][a-z0-9_.-]*$ ]]; then
+    k3s_ha_die "K3S_HA_SSH_USER must be a login name, got '${K3S_HA_SSH_USER:-}'"
+  fi
 }
 
 # The name k3s registers the node under when config.yaml sets no node-name: k3s
@@ -316,14 +362,17 @@ k3s_ha_systemctl_bounded() {
 }
 
 # Usage: k3s_ha_begin_start
-# How start-server.sh and start-agent.sh begin: stdout is kept for the node name alone
-# (moved to fd 3; everything else goes to stderr), the K3S_READY_TIMEOUT budget starts
-# now, and the installed binary must be the wanted K3S_VERSION when one is given.
+# How start-server.sh and start-agent.sh begin: the whole step is bounded
+# (K3S_HA_STEP_TIMEOUT, default K3S_READY_TIMEOUT + 120; k3s_ha_bound_step), stdout is kept
+# for the node name alone (moved to fd 3; everything else goes to stderr), the
+# K3S_READY_TIMEOUT budget starts now, and the installed binary must be the wanted
+# K3S_VERSION when one is given. Call it before anything reads stdin.
 k3s_ha_begin_start() {
-  exec 3>&1 1>&2
-  K3S_HA_STARTED_AT=$(date +%s)
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
   k3s_ha_require_seconds K3S_READY_TIMEOUT
+  k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
+  exec 3>&1 1>&2
+  K3S_HA_STARTED_AT=$(date +%s)
   if [[ -n ${K3S_VERSION:-} ]]; then
     k3s_ha_require_installed_version "$K3S_VERSION"
   fi

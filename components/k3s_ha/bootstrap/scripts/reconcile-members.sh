@@ -30,7 +30,11 @@
 # Parameters (environment): K3S_HA_CLUSTER (required), K3S_HA_NODES (the wanted node names,
 # space-separated), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT (seconds, default 120),
 # K3S_HA_SSH_TIMEOUT (seconds to connect, default 10), K3S_HA_LB_GRACE_SECONDS (default 0:
-# no load balancer in front of the servers), and for tests K3S_HA_BIN_DIR.
+# no load balancer in front of the servers), K3S_HA_STEP_TIMEOUT (seconds for the whole
+# step; default 120 + 30 per wanted node (its label) + per leaving node K3S_DRAIN_TIMEOUT +
+# K3S_HA_LB_GRACE_SECONDS + 4 x K3S_HA_SSH_TIMEOUT + 660 (four SSH commands of 30 s, the
+# uninstaller's 300 s, the API calls' 240 s), the leaving nodes counted before the bound
+# starts), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -42,34 +46,12 @@ CLUSTER_LABEL=k3s-ha.io/cluster
 NODE_ROWS='jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.node-role\.kubernetes\.io/etcd}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"\n"}{end}'
 
 reconcile_kubectl() {
-  "$(k3s_ha_k3s_bin)" kubectl "$@" --request-timeout=30s </dev/null
+  k3s_ha_kubectl "$@" --request-timeout=30s
 }
 
-# Usage: reconcile_ssh ADDRESS COMMAND
+# Usage: reconcile_ssh ADDRESS COMMAND [SECONDS]
 reconcile_ssh() {
-  local address=$1 command=$2
-  timeout "$((ssh_timeout + 330))" ssh -n -o BatchMode=yes -o StrictHostKeyChecking=no \
-    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o "ConnectTimeout=$ssh_timeout" \
-    "$K3S_HA_SSH_USER@$address" "$command"
-}
-
-reconcile_stop_agent() {
-  if [[ -n ${SSH_AGENT_PID:-} ]]; then
-    ssh-agent -k >/dev/null 2>&1 || true
-  fi
-}
-
-# Loads the key from stdin into a private ssh-agent: it is never written to disk (`ssh-add -`
-# reads the key from stdin: openssh ssh-add.c, filename "-").
-reconcile_load_key() {
-  local key
-  key=$(cat)
-  if [[ -z $key ]]; then
-    k3s_ha_die "the SSH private key must arrive on stdin"
-  fi
-  eval "$(ssh-agent -s)" >/dev/null || k3s_ha_die "could not start ssh-agent"
-  trap reconcile_stop_agent EXIT
-  printf '%s\n' "$key" | ssh-add -q - >/dev/null 2>&1 || k3s_ha_die "ssh-add refused the SSH private key"
+  k3s_ha_ssh "$1" "${3:-$((K3S_HA_SSH_TIMEOUT + 30))}" "$2"
 }
 
 # Prints "name|etcd|ready|ip|label" for every Node.
@@ -138,7 +120,7 @@ remove_node() {
     fence_from_balancer "$name" "$address"
   fi
   if [[ $ready == True ]]; then
-    if ! timeout "$((drain_timeout + 30))" "$(k3s_ha_k3s_bin)" kubectl drain "$name" --ignore-daemonsets \
+    if ! timeout --foreground "$((drain_timeout + 30))" "$(k3s_ha_k3s_bin)" kubectl drain "$name" --ignore-daemonsets \
       --delete-emptydir-data --force "--timeout=${drain_timeout}s" </dev/null >&2; then
       k3s_ha_warn "draining $name failed or timed out; removing it anyway"
     fi
@@ -161,27 +143,50 @@ remove_node() {
     if ((!stopped)); then
       reconcile_ssh "$address" "sudo -n systemctl stop $unit" >&2 || k3s_ha_warn "could not stop $unit on $name"
     fi
-    reconcile_ssh "$address" "sudo -n timeout 300 /usr/local/bin/$uninstaller </dev/null" >&2 \
+    reconcile_ssh "$address" "sudo -n timeout 300 /usr/local/bin/$uninstaller </dev/null" "$((K3S_HA_SSH_TIMEOUT + 330))" >&2 \
       || k3s_ha_warn "uninstalling k3s on $name failed; it is out of the cluster, but k3s may be partly installed there"
   fi
 }
 
+# Usage: leaving_rows ROWS
+# Prints the rows of ROWS ("name|etcd|ready|ip|label") whose node carries this cluster's
+# label and is not wanted.
+leaving_rows() {
+  local name etcd ready ip label
+  while IFS='|' read -r name etcd ready ip label; do
+    [[ $label == "$K3S_HA_CLUSTER" ]] || continue
+    [[ " ${wanted[*]} " == *" $name "* ]] && continue
+    printf '%s|%s|%s|%s\n' "$name" "$etcd" "$ready" "$ip"
+  done <<<"$1"
+}
+
+# The whole step's bound when K3S_HA_STEP_TIMEOUT does not set it: it grows with the number
+# of nodes that leave, counted here, before the bound starts (one API call of at most 30 s).
+step_seconds() {
+  local rows leaving=0
+  if [[ -n ${K3S_HA_STEP_TIMEOUT:-} || -n ${K3S_HA_BOUNDED:-} ]]; then
+    printf '%s\n' "${K3S_HA_STEP_TIMEOUT:-$K3S_HA_BOUNDED}"
+    return
+  fi
+  if rows=$(timeout --foreground 40 "$(k3s_ha_k3s_bin)" kubectl get nodes -o "$NODE_ROWS" --request-timeout=30s </dev/null); then
+    leaving=$(leaving_rows "$rows" | grep -c . || true)
+  fi
+  printf '%s\n' "$((120 + 30 * ${#wanted[@]} + leaving * (drain_timeout + lb_grace + 4 * K3S_HA_SSH_TIMEOUT + 660)))"
+}
+
 main() {
-  local name etcd ready ip label wanted=() leaving_agents=() leaving_servers=() row rows
+  local name etcd ready ip wanted=() leaving_agents=() leaving_servers=() row rows
   exec 1>&2
   k3s_ha_require_param K3S_HA_CLUSTER
   k3s_ha_require_param K3S_HA_SSH_USER
-  if [[ ! $K3S_HA_SSH_USER =~ ^[a-z_][a-z0-9_.-]*$ ]]; then
-    k3s_ha_die "K3S_HA_SSH_USER must be a login name, got '$K3S_HA_SSH_USER'"
-  fi
+  k3s_ha_require_ssh_params
   drain_timeout=${K3S_DRAIN_TIMEOUT:-120}
-  ssh_timeout=${K3S_HA_SSH_TIMEOUT:-10}
   lb_grace=${K3S_HA_LB_GRACE_SECONDS:-0}
   k3s_ha_require_seconds lb_grace
   k3s_ha_require_seconds drain_timeout
-  k3s_ha_require_seconds ssh_timeout
   read -r -a wanted <<<"${K3S_HA_NODES:-}"
-  reconcile_load_key
+  k3s_ha_bound_step "$(step_seconds)"
+  k3s_ha_load_ssh_key
 
   for name in "${wanted[@]}"; do
     k3s_ha_is_node_name "$name" || k3s_ha_die "K3S_HA_NODES holds '$name', which is not a node name"
@@ -190,16 +195,14 @@ main() {
   done
 
   rows=$(reconcile_rows) || k3s_ha_die "the API on this server does not list the nodes"
-  while IFS='|' read -r name etcd ready ip label; do
-    [[ $label == "$K3S_HA_CLUSTER" ]] || continue
-    [[ " ${wanted[*]} " == *" $name "* ]] && continue
-    row="$name|$ready|$ip"
+  while IFS='|' read -r name etcd ready ip; do
+    [[ -n $name ]] || continue
     if [[ $etcd == true ]]; then
-      leaving_servers+=("$row")
+      leaving_servers+=("$name|$ready|$ip")
     else
-      leaving_agents+=("$row")
+      leaving_agents+=("$name|$ready|$ip")
     fi
-  done <<<"$rows"
+  done < <(leaving_rows "$rows")
 
   if ((${#leaving_agents[@]} + ${#leaving_servers[@]} == 0)); then
     k3s_ha_log "no node has left the configuration of cluster $K3S_HA_CLUSTER"

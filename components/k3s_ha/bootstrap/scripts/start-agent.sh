@@ -23,11 +23,7 @@ if ! declare -F k3s_ha_log >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
-K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
-k3s_ha_require_seconds K3S_READY_TIMEOUT
-k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
-
-# Only the node name may reach stdout (fd 3): Python reads it from there.
+# Bounds the step; only the node name may reach stdout (fd 3): Python reads it from there.
 k3s_ha_begin_start
 
 k3s_ha_config_from_stdin

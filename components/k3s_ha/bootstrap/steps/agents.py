@@ -12,7 +12,7 @@ import pulumi_command as command
 
 from .. import node_config
 from ..plan import BootstrapPlan
-from ..remote import Node, run_script
+from ..remote import Node, present, run_script
 
 
 def start_agents(
@@ -21,8 +21,9 @@ def start_agents(
     installs: Sequence[command.remote.Command],
     last_server: command.remote.Command,
     parent: pulumi.Resource,
-    evicts: Sequence[command.remote.Command | None] = (),
+    evicts: Sequence[command.remote.Command | None],
 ) -> list[command.remote.Command]:
+    """`evicts`: each agent's evict step (None for a host without `replace_on`)."""
     config = pulumi.Output.secret(
         pulumi.Output.all(plan.agent_token, plan.registration_address, pulumi.Output.from_input(plan.registries)).apply(
             lambda values: node_config.with_registries(
@@ -40,8 +41,8 @@ def start_agents(
             "start-agent",
             plan.start_params(),
             parent=parent,
-            depends_on=[installed, last_server, *([evict] if evict else [])],
+            depends_on=present(installed, last_server, evict),
             stdin=config,
         )
-        for node, installed, evict in zip(nodes, installs, list(evicts) or [None] * len(nodes))
+        for node, installed, evict in zip(nodes, installs, evicts)
     ]

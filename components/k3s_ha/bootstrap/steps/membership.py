@@ -64,7 +64,8 @@ def hold_memberships(
     agent_starts: Sequence[command.remote.Command],
     parent: pulumi.Resource,
 ) -> list[command.remote.Command]:
-    """The first server holds everyone's membership but its own, which the second holds."""
+    """The first server confirms every node but itself, which the second confirms. (The
+    names keep the older "holder" wording: these steps once carried the node's removal.)"""
     members: list[command.remote.Command] = []
     previous: list[pulumi.Resource] = []
     for index, (node, start) in enumerate(zip(servers, server_starts)):

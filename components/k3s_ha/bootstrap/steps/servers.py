@@ -21,7 +21,7 @@ import pulumi_command as command
 
 from .. import node_config
 from ..plan import BootstrapPlan
-from ..remote import Node, run_script
+from ..remote import Node, present, run_script
 
 
 def secret_server_config_yaml(plan: BootstrapPlan, join_address: pulumi.Input[str] | None) -> pulumi.Output[str]:
@@ -113,14 +113,13 @@ def join_servers_in_turn(
     installs: Sequence[command.remote.Command],
     init_server: command.remote.Command,
     parent: pulumi.Resource,
-    evicts: Sequence[command.remote.Command | None] = (),
+    evicts: Sequence[command.remote.Command | None],
 ) -> list[command.remote.Command]:
+    """`evicts`: each server's evict step (None for a host without `replace_on`)."""
     joined: list[command.remote.Command] = []
     previous = init_server
     config = secret_server_config_yaml(plan, plan.registration_address)  # the same for every joining server
-    evicts = list(evicts) or [None] * len(nodes)
     for node, installed, evict in zip(nodes, installs, evicts):
-        after = [installed, previous, *([evict] if evict else [])]
-        previous = start_server(plan, node, config=config, after=after, parent=parent)
+        previous = start_server(plan, node, config=config, after=present(installed, previous, evict), parent=parent)
         joined.append(previous)
     return joined
