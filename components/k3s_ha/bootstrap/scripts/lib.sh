@@ -192,6 +192,7 @@ k3s_ha_stop_ssh_agent() {
 # pattern, a second line) ends up in that file.
 k3s_ha_pin_host_key() {
   local address=$1 type blob file=${K3S_HA_SSH_DIR:?k3s_ha_load_ssh_key first}/known_hosts
+  [[ $2 != *[$'\n\r']* ]] || return 1
   read -r type blob _ <<<"$2" || true
   [[ $address =~ ^[0-9A-Fa-f.:]+$|^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$ ]] || return 1
   # rsa-sha2-* name signature algorithms; the key itself is an ssh-rsa key.

@@ -42,12 +42,12 @@
 # for this run. stdout stays empty (logs go to stderr).
 # Parameters (environment): K3S_HA_CLUSTER (required, a label value), K3S_HA_NODES (the
 # wanted node names, space-separated), K3S_HA_HOST_KEYS (the wanted nodes' pinned host keys,
-# space-separated NAME:TYPE:BASE64, public), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT (seconds, default 120),
-# K3S_HA_SSH_TIMEOUT (seconds to connect, default 10), K3S_HA_LB_GRACE_SECONDS (default 0:
+# space-separated NAME:TYPE:BASE64, public), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT
+# (seconds, default 120), K3S_HA_SSH_TIMEOUT (seconds to connect, default 10), K3S_HA_LB_GRACE_SECONDS (default 0:
 # no load balancer in front of the servers), K3S_HA_STEP_TIMEOUT (seconds for the whole
 # step; default 120 + 30 per wanted node (its label) + per leaving node K3S_DRAIN_TIMEOUT +
-# K3S_HA_LB_GRACE_SECONDS + 4 x K3S_HA_SSH_TIMEOUT + 660 (four SSH commands of 30 s, the
-# uninstaller's 300 s, the API calls' 240 s), the leaving nodes counted before the bound
+# K3S_HA_LB_GRACE_SECONDS + 4 x K3S_HA_SSH_TIMEOUT + 690 (four SSH commands of 30 s, the
+# uninstaller's 300 s, the API calls' 270 s), the leaving nodes counted before the bound
 # starts), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
@@ -57,8 +57,10 @@ fi
 
 CLUSTER_LABEL=k3s-ha.io/cluster
 HOST_KEY_ANNOTATION=k3s-ha.io/ssh-host-key
-# name|etcd role|Ready|InternalIP|cluster label|pinned host key, one node a line.
-NODE_ROWS='jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.node-role\.kubernetes\.io/etcd}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"|"}{.metadata.annotations.k3s-ha\.io/ssh-host-key}{"\n"}{end}'
+# name|etcd role|Ready|InternalIP|cluster label, one node a line. Not the host key: an
+# annotation may hold any text, newlines too, which could forge rows; it is read per node.
+NODE_ROWS='jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.node-role\.kubernetes\.io/etcd}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"\n"}{end}'
+HOST_KEY_OF_NODE='jsonpath={.metadata.annotations.k3s-ha\.io/ssh-host-key}'
 
 reconcile_kubectl() {
   k3s_ha_kubectl "$@" --request-timeout=30s
@@ -75,9 +77,9 @@ reconcile_rows() {
 }
 
 voters_ready_without() {
-  local leaving=$1 name etcd ready ip _rest members=0 others_ready=0 rows
+  local leaving=$1 name etcd ready ip label members=0 others_ready=0 rows
   rows=$(reconcile_rows) || return 1
-  while IFS='|' read -r name etcd ready ip _rest; do
+  while IFS='|' read -r name etcd ready ip label; do
     [[ $etcd == true ]] || continue
     members=$((members + 1))
     if [[ $name != "$leaving" && $ready == True ]]; then
@@ -98,9 +100,9 @@ voters_ready_without() {
 # address) still get through while it is drained and removed. The balancer's health checks
 # and clients come from its own addresses (no client IP preservation: load_balancer.py).
 fence_from_balancer() {
-  local name=$1 address=$2 ip rules="" rows _name _etcd _ready _rest
+  local name=$1 address=$2 ip rules="" rows _name _etcd _ready _label
   rows=$(reconcile_rows) || return 0
-  while IFS="|" read -r _name _etcd _ready ip _rest; do
+  while IFS="|" read -r _name _etcd _ready ip _label; do
     if [[ $ip =~ ^[0-9]+([.][0-9]+){3}$ ]]; then
       rules+="iptables -I INPUT 1 -p tcp --dport 6443 -s $ip -j ACCEPT && "
     fi
@@ -113,11 +115,15 @@ fence_from_balancer() {
   fi
 }
 
-# Usage: pin_leaving_node NAME ADDRESS HOST_KEY
+# Usage: pin_leaving_node NAME ADDRESS
 # Pins the key recorded on the leaving node's Node for its address; warns when there is
-# none. Fails when the recorded value is not a host key: nothing may then be sent there.
+# none. Fails when it cannot be read or is not a host key: nothing may then be sent there.
 pin_leaving_node() {
-  local name=$1 address=$2 host_key=$3
+  local name=$1 address=$2 host_key
+  if ! host_key=$(reconcile_kubectl get node "$name" -o "$HOST_KEY_OF_NODE"); then
+    k3s_ha_warn "could not read $name's $HOST_KEY_ANNOTATION annotation: nothing is sent to $address"
+    return 1
+  fi
   if [[ -z $host_key ]]; then
     k3s_ha_warn "$name has no pinned SSH host key (no $HOST_KEY_ANNOTATION annotation): SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
     return 0
@@ -129,9 +135,9 @@ pin_leaving_node() {
   k3s_ha_log "$name: SSH to $address must answer with its pinned host key"
 }
 
-# Usage: remove_node NAME ROLE READY ADDRESS HOST_KEY
+# Usage: remove_node NAME ROLE READY ADDRESS
 remove_node() {
-  local name=$1 role=$2 ready=$3 address=$4 host_key=$5 unit=k3s-agent uninstaller=k3s-agent-uninstall.sh
+  local name=$1 role=$2 ready=$3 address=$4 unit=k3s-agent uninstaller=k3s-agent-uninstall.sh
   local reachable=0 stopped=0 out failure="does not answer SSH"
   if [[ $role == server ]]; then
     unit=k3s uninstaller=k3s-uninstall.sh
@@ -140,8 +146,8 @@ remove_node() {
   reconcile_kubectl cordon "$name" >&2 || k3s_ha_warn "could not cordon $name"
   if [[ ! $address =~ ^[0-9A-Fa-f.:]+$ ]]; then
     failure="has no address to reach it at"
-  elif ! pin_leaving_node "$name" "$address" "$host_key"; then
-    failure="has a $HOST_KEY_ANNOTATION annotation that is not a host key (nothing was sent to $address)"
+  elif ! pin_leaving_node "$name" "$address"; then
+    failure="has no readable pinned host key (nothing was sent to $address)"
   elif reconcile_ssh "$address" "sudo -n sh -c 'systemctl disable --quiet $unit 2>/dev/null; mkdir -p /run/systemd/system/$unit.service.d && printf \"[Service]\\nRestart=no\\n\" >/run/systemd/system/$unit.service.d/k3s-ha-leaving.conf && systemctl daemon-reload'" >&2; then
     reachable=1
     k3s_ha_log "$name: $unit disabled and no longer restarted by systemd"
@@ -187,14 +193,14 @@ remove_node() {
 }
 
 # Usage: leaving_rows ROWS
-# Prints the rows of ROWS ("name|etcd|ready|ip|label|host key") whose node carries this
-# cluster's label and is not wanted, as "name|etcd|ready|ip|host key".
+# Prints the rows of ROWS ("name|etcd|ready|ip|label") whose node carries this cluster's
+# label and is not wanted.
 leaving_rows() {
-  local name etcd ready ip label host_key
-  while IFS='|' read -r name etcd ready ip label host_key; do
+  local name etcd ready ip label
+  while IFS='|' read -r name etcd ready ip label; do
     [[ $label == "$K3S_HA_CLUSTER" ]] || continue
     [[ " ${wanted[*]} " == *" $name "* ]] && continue
-    printf '%s|%s|%s|%s|%s\n' "$name" "$etcd" "$ready" "$ip" "$host_key"
+    printf '%s|%s|%s|%s\n' "$name" "$etcd" "$ready" "$ip"
   done <<<"$1"
 }
 
@@ -237,11 +243,11 @@ step_seconds() {
   if rows=$(timeout --foreground 40 "$(k3s_ha_k3s_bin)" kubectl get nodes -o "$NODE_ROWS" --request-timeout=30s </dev/null); then
     leaving=$(leaving_rows "$rows" | grep -c . || true)
   fi
-  printf '%s\n' "$((120 + 30 * ${#wanted[@]} + leaving * (drain_timeout + lb_grace + 4 * K3S_HA_SSH_TIMEOUT + 660)))"
+  printf '%s\n' "$((120 + 30 * ${#wanted[@]} + leaving * (drain_timeout + lb_grace + 4 * K3S_HA_SSH_TIMEOUT + 690)))"
 }
 
 main() {
-  local name etcd ready ip host_key wanted=() leaving_agents=() leaving_servers=() row rows
+  local name etcd ready ip wanted=() leaving_agents=() leaving_servers=() row rows
   local -A host_keys=()
   exec 1>&2
   k3s_ha_require_param K3S_HA_CLUSTER
@@ -267,12 +273,12 @@ main() {
   done
 
   rows=$(reconcile_rows) || k3s_ha_die "the API on this server does not list the nodes"
-  while IFS='|' read -r name etcd ready ip host_key; do
+  while IFS='|' read -r name etcd ready ip; do
     [[ -n $name ]] || continue
     if [[ $etcd == true ]]; then
-      leaving_servers+=("$name|$ready|$ip|$host_key")
+      leaving_servers+=("$name|$ready|$ip")
     else
-      leaving_agents+=("$name|$ready|$ip|$host_key")
+      leaving_agents+=("$name|$ready|$ip")
     fi
   done < <(leaving_rows "$rows")
 
@@ -281,12 +287,12 @@ main() {
     return 0
   fi
   for row in "${leaving_agents[@]}"; do
-    IFS='|' read -r name ready ip host_key <<<"$row"
-    remove_node "$name" agent "$ready" "$ip" "$host_key"
+    IFS='|' read -r name ready ip <<<"$row"
+    remove_node "$name" agent "$ready" "$ip"
   done
   for row in "${leaving_servers[@]}"; do
-    IFS='|' read -r name ready ip host_key <<<"$row"
-    remove_node "$name" server "$ready" "$ip" "$host_key"
+    IFS='|' read -r name ready ip <<<"$row"
+    remove_node "$name" server "$ready" "$ip"
   done
 }
 
