@@ -209,7 +209,8 @@ k3s_ha_pin_host_key() {
 # Runs COMMAND as K3S_HA_SSH_USER on ADDRESS with the key k3s_ha_load_ssh_key loaded,
 # connecting within K3S_HA_SSH_TIMEOUT seconds (default 10) and ending within SECONDS.
 # COMMAND's stdout goes to stdout, or into variable VAR (then call it outside `$(...)`, or
-# K3S_HA_SSH_HOST_KEY_REFUSED is lost with the subshell). --foreground keeps ssh in the
+# K3S_HA_SSH_HOST_KEY_REFUSED is lost with the subshell; VAR must not be one of this
+# function's locals, whose names all start with ssh_). --foreground keeps ssh in the
 # step's process group, where the step's bound reaches it.
 # An address k3s_ha_pin_host_key pinned must answer with that key, and only with it (no
 # global known_hosts): OpenSSH checks it during key exchange, before it authenticates or
@@ -220,30 +221,30 @@ k3s_ha_pin_host_key() {
 # keeps accepting whatever key it answers with; callers warn about that. The agent is never
 # forwarded, whatever ssh_config says: whoever answers must not use the key.
 k3s_ha_ssh() {
-  local address=$1 limit=$2 command=$3 status=0 output errors checking
-  local error_file=${K3S_HA_SSH_DIR:?k3s_ha_load_ssh_key first}/ssh-errors
-  checking=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null)
-  if [[ ${K3S_HA_PINNED_ADDRESSES:-} == *" $address "* ]]; then
-    checking=(-o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$K3S_HA_SSH_DIR/known_hosts")
+  local ssh_address=$1 ssh_limit=$2 ssh_command=$3 ssh_status=0 ssh_output ssh_errors ssh_checking
+  local ssh_error_file=${K3S_HA_SSH_DIR:?k3s_ha_load_ssh_key first}/ssh-errors
+  ssh_checking=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null)
+  if [[ ${K3S_HA_PINNED_ADDRESSES:-} == *" $ssh_address "* ]]; then
+    ssh_checking=(-o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$K3S_HA_SSH_DIR/known_hosts")
   fi
   K3S_HA_SSH_HOST_KEY_REFUSED=0
-  output=$(timeout --foreground "$limit" ssh -n -o BatchMode=yes "${checking[@]}" \
+  ssh_output=$(timeout --foreground "$ssh_limit" ssh -n -o BatchMode=yes "${ssh_checking[@]}" \
     -o GlobalKnownHostsFile=/dev/null -o CheckHostIP=no -o ForwardAgent=no -o LogLevel=ERROR \
-    -o "ConnectTimeout=${K3S_HA_SSH_TIMEOUT:-10}" "$K3S_HA_SSH_USER@$address" "$command" 2>"$error_file") \
-    || status=$?
-  errors=$(<"$error_file")
-  if [[ -n $errors ]]; then
-    printf '%s\n' "$errors" >&2
+    -o "ConnectTimeout=${K3S_HA_SSH_TIMEOUT:-10}" "$K3S_HA_SSH_USER@$ssh_address" "$ssh_command" \
+    2>"$ssh_error_file") || ssh_status=$?
+  ssh_errors=$(<"$ssh_error_file")
+  if [[ -n $ssh_errors ]]; then
+    printf '%s\n' "$ssh_errors" >&2
   fi
-  if ((status == 255)) && [[ $errors == *"Host key verification failed."* ]]; then
+  if ((ssh_status == 255)) && [[ $ssh_errors == *"Host key verification failed."* ]]; then
     K3S_HA_SSH_HOST_KEY_REFUSED=1
   fi
   if [[ -n ${4:-} ]]; then
-    printf -v "$4" '%s' "$output"
-  elif [[ -n $output ]]; then
-    printf '%s\n' "$output"
+    printf -v "$4" '%s' "$ssh_output"
+  elif [[ -n $ssh_output ]]; then
+    printf '%s\n' "$ssh_output"
   fi
-  return "$status"
+  return "$ssh_status"
 }
 
 # Succeeds when the last k3s_ha_ssh failed because the address answered with another host
