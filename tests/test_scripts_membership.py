@@ -549,6 +549,26 @@ def test_bad_host_keys_are_refused_before_anything_changes(node: Node, keys: str
     assert _cluster(node)["nodes"]["s0"]["labels"] == {}
 
 
+def test_a_cluster_name_that_would_need_quoting_in_the_patch_is_refused(node: Node) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1", label=None)}, {})
+    result = reconcile(node, bin_dir, "s0")
+    assert result.returncode == 0, result.stderr
+    result = node.run(
+        "reconcile-members",
+        {
+            "K3S_HA_BIN_DIR": str(bin_dir),
+            "K3S_HA_CLUSTER": 'dev"},"annotations":{"x":"y',
+            "K3S_HA_NODES": "s0",
+            "K3S_HA_SSH_USER": "ubuntu",
+        },
+        stdin=PRIVATE_KEY,
+    )
+
+    assert result.returncode == 1 and "K3S_HA_CLUSTER must be a Kubernetes label value" in result.stderr
+    assert _cluster(node)["nodes"]["s0"]["labels"] == {LABEL: "dev"}
+    assert "annotations" not in _cluster(node)["nodes"]["s0"] or _cluster(node)["nodes"]["s0"]["annotations"] == {}
+
+
 def evict_pinned(node: Node, bin_dir: Path, key: str) -> subprocess.CompletedProcess[str]:
     params = {
         "K3S_HA_BIN_DIR": str(bin_dir),

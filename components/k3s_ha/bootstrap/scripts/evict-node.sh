@@ -25,11 +25,12 @@
 # run). stdout stays empty (logs go to stderr).
 # Parameters (environment): K3S_HA_ADDRESS (the host's private address), K3S_ROLE
 # (server|agent), K3S_HA_HOST (the host's name in the configuration, for messages),
-# K3S_HA_HOST_KEY (its pinned SSH host key, "TYPE BASE64", public; empty: none), K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), K3S_HA_STEP_TIMEOUT
-# (seconds for the whole step, default K3S_HA_SSH_TIMEOUT + 450: the node list and one SSH
-# command of 30 s each, up to two stale Nodes (by name and by address) of 180 s each to
-# delete with their secrets, 30 s to spare; when it runs out the step still succeeds), and
-# for tests K3S_HA_BIN_DIR.
+# K3S_HA_HOST_KEY (its pinned SSH host key, "TYPE BASE64", public; empty: none),
+# K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), K3S_HA_STEP_TIMEOUT (seconds for the
+# whole step, default K3S_HA_SSH_TIMEOUT + 450: the node list and one SSH command of 30 s
+# each, up to two stale Nodes (by name and by address) of 180 s each to delete with their
+# secrets, 30 s to spare; when it runs out the step still succeeds), and for tests
+# K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -43,7 +44,8 @@ evict_kubectl() {
 }
 
 main() {
-  local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} host=${K3S_HA_HOST:-${K3S_HA_ADDRESS:-}} unit answer new_name active rows name ip
+  local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} host=${K3S_HA_HOST:-${K3S_HA_ADDRESS:-}}
+  local unit answer new_name active rows name ip
   exec 1>&2
   k3s_ha_never_fail
   case $role in

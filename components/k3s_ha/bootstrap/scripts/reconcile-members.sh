@@ -13,8 +13,8 @@
 # among this run's inputs. Every wanted node's pinned key (K3S_HA_HOST_KEYS) is therefore
 # recorded on its Node (annotation k3s-ha.io/ssh-host-key, set with the label, removed when
 # the node has no pinned key any more); when the node leaves, SSH to its address must answer
-# with that key (k3s_ha_pin_host_key). Only cluster admins and the node's own kubelet may
-# change it. A leaving node without the annotation (one that left before any reconcile ran
+# with that key (k3s_ha_pin_host_key). Only who may patch Nodes (cluster admins) and the
+# node's own kubelet can change it. A leaving node without the annotation (one that left before any reconcile ran
 # with host keys, or that never had a pinned key) is reached as before, accepting any host
 # key, with a warning naming it (README, "Accepted risks": unpinned hosts).
 #
@@ -43,12 +43,13 @@
 # Parameters (environment): K3S_HA_CLUSTER (required, a label value), K3S_HA_NODES (the
 # wanted node names, space-separated), K3S_HA_HOST_KEYS (the wanted nodes' pinned host keys,
 # space-separated NAME:TYPE:BASE64, public), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT
-# (seconds, default 120), K3S_HA_SSH_TIMEOUT (seconds to connect, default 10), K3S_HA_LB_GRACE_SECONDS (default 0:
-# no load balancer in front of the servers), K3S_HA_STEP_TIMEOUT (seconds for the whole
-# step; default 120 + 30 per wanted node (its label) + per leaving node K3S_DRAIN_TIMEOUT +
-# K3S_HA_LB_GRACE_SECONDS + 4 x K3S_HA_SSH_TIMEOUT + 690 (four SSH commands of 30 s, the
-# uninstaller's 300 s, the API calls' 270 s), the leaving nodes counted before the bound
-# starts), and for tests K3S_HA_BIN_DIR.
+# (seconds, default 120), K3S_HA_SSH_TIMEOUT (seconds to connect, default 10),
+# K3S_HA_LB_GRACE_SECONDS (default 0: no load balancer in front of the servers),
+# K3S_HA_STEP_TIMEOUT (seconds for the whole step; default 120 + 30 per wanted node (its
+# label and key) + per leaving node K3S_DRAIN_TIMEOUT + K3S_HA_LB_GRACE_SECONDS + 4 x
+# K3S_HA_SSH_TIMEOUT + 690 (four SSH commands of 30 s, the uninstaller's 300 s, the API
+# calls' 270 s, its recorded host key's read included), the leaving nodes counted before
+# the bound starts), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
