@@ -224,6 +224,7 @@ def test_a_hung_reconcile_is_stopped_whole_and_leaves_nothing_running(node: Node
     assert "a0" in _cluster(node)["nodes"]  # stopped before its Node was deleted
     _assert_nothing_left_running(node)
     _assert_key_hidden(node, result)
+    _assert_no_temp_files_left(node)
 
 
 @pytest.mark.parametrize(
@@ -335,6 +336,7 @@ def test_a_hung_evict_is_stopped_whole_leaves_nothing_running_and_lets_the_join_
     assert (node.state / "hung-ssh.pid").exists()
     _assert_nothing_left_running(node)
     _assert_key_hidden(node, result)
+    _assert_no_temp_files_left(node)
 
 
 def test_evicts_default_bound_follows_the_ssh_timeout(node: Node) -> None:
