@@ -2,10 +2,11 @@
 connection (issue 12.4); running nodes are neither restarted nor pinned to a key they lack."""
 
 import json
+import shlex
 
 import engine
 import yaml
-from helpers import SECRET_KEYS, commands, config
+from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha.aws.host_keys import HOST_KEY_TAG
 from k3s_ha.validation import host_key
 
@@ -108,3 +109,93 @@ def test_the_host_private_key_appears_only_in_secret_inputs():
         for key, value in r.inputs.items():
             if any(p in json.dumps(value) for p in private):
                 assert r.is_secret(key), f"{r.name}.{key} carries a host private key in the clear"
+
+
+# --- the day-2 steps that SSH from a server to other nodes pin the same keys ----------------
+
+
+def _params(step) -> dict[str, str]:
+    """The script parameters of a step: `sudo -n env K=V ... bash -c '<script>' <name>`."""
+    words = shlex.split(step.inputs["create"])
+    return dict(word.split("=", 1) for word in words[words.index("env") + 1 : words.index("bash")])
+
+
+def _type_and_blob(key: str) -> str:
+    return " ".join(key.split()[:2])
+
+
+def test_the_members_and_evict_steps_get_the_host_keys_pulumi_pins():
+    """The reconcile gets every wanted node's key under the Node name its start reported (it
+    records them on the Nodes: a node that leaves is no longer among the inputs); each evict
+    gets the key of the host whose address it reaches. Public keys only, as plain text."""
+    run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS)
+    hosts = ("server-0", "server-1", "server-2", "agent-0")
+    public = {h: yaml.safe_load(run.named(f"dev-{h}").inputs["userData"])["ssh_keys"]["ed25519_public"] for h in hosts}
+
+    members = _params(run.named("dev-members"))
+    expected = {f"{engine.node_name(f'dev-{h}-start')}:{public[h].replace(' ', ':')}" for h in hosts}
+    assert set(members["K3S_HA_HOST_KEYS"].split()) == expected
+    assert set(members["K3S_HA_NODES"].split()) == {entry.split(":")[0] for entry in expected}
+    for h in hosts:
+        evict = _params(run.named(f"dev-{h}-evict"))
+        assert evict["K3S_HA_HOST"] == h
+        assert evict["K3S_HA_ADDRESS"] == run.named(f"dev-{h}").outputs["privateIp"]
+        assert evict["K3S_HA_HOST_KEY"] == _type_and_blob(public[h])
+        assert evict["K3S_HA_HOST_KEY"] == _type_and_blob(run.named(f"dev-{h}-install").inputs["connection"]["hostKey"])
+
+
+def test_nodes_launched_without_a_key_reach_the_day2_steps_without_one():
+    run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS, mocks=OldInstances())
+    assert _params(run.named("dev-members"))["K3S_HA_HOST_KEYS"] == ""
+    for h in ("server-0", "server-1", "server-2", "agent-0"):
+        assert _params(run.named(f"dev-{h}-evict"))["K3S_HA_HOST_KEY"] == ""
+
+
+def test_a_bootstrap_hosts_key_reaches_the_day2_steps_without_its_comment():
+    import pulumi
+    from k3s_ha import K3sBootstrap
+
+    blob = "AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTestOnly0000000000000000000"
+    pin = f"ssh-ed25519 {blob} root@pi-1 (the lab's second pi)"
+
+    def program():
+        K3sBootstrap(
+            "lab",
+            {
+                "servers": [
+                    {"name": f"pi-{i}", "address": f"192.0.2.1{i}", "replace_on": f"disk-{i}"}
+                    | ({"host_key": pin} if i == 1 else {})
+                    for i in range(3)
+                ],
+                "agents": [{"name": "nuc-0", "address": "192.0.2.20", "replace_on": "disk-a"}],
+                "ssh": {"user": "admin", "private_key": pulumi.Output.secret("key")},
+            },
+        )
+
+    run = engine.run(program)
+    members = _params(run.named("lab-members"))
+    assert members["K3S_HA_HOST_KEYS"] == f"{engine.node_name('lab-pi-1-start')}:ssh-ed25519:{blob}"
+    assert _params(run.named("lab-pi-1-evict"))["K3S_HA_HOST_KEY"] == f"ssh-ed25519 {blob}"
+    for other in ("pi-0", "pi-2", "nuc-0"):
+        assert _params(run.named(f"lab-{other}-evict"))["K3S_HA_HOST_KEY"] == ""
+
+
+def test_no_secret_reaches_the_day2_steps_command_text():
+    """The SSH private key stays on (secret) stdin; the host keys' private halves, the login
+    key and the tokens never reach the command text those steps keep in the state."""
+    run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS)
+    secrets = {PRIVATE_KEY.splitlines()[1]}
+    secrets |= {
+        yaml.safe_load(i.inputs["userData"])["ssh_keys"]["ed25519_private"].splitlines()[1]
+        for i in run.by_type(INSTANCE)
+    }
+    secrets |= {r.outputs["result"] for r in run.by_type("random:index/randomPassword:RandomPassword")}
+    assert len(secrets) == 7  # login key, 4 host keys, 2 tokens
+    steps = [s for name, s in commands(run).items() if name.endswith(("-members", "-evict"))]
+    assert len(steps) == 5
+    for step in steps:
+        assert step.inputs["stdin"] == PRIVATE_KEY and step.is_secret("stdin")
+        text = step.inputs["create"]
+        assert not step.is_secret("create"), "public keys only: the text stays readable in previews"
+        for secret in secrets:
+            assert secret not in text, step.name

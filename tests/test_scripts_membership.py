@@ -224,14 +224,15 @@ def test_a_hung_reconcile_is_stopped_whole_and_leaves_nothing_running(node: Node
     assert "a0" in _cluster(node)["nodes"]  # stopped before its Node was deleted
     _assert_nothing_left_running(node)
     _assert_key_hidden(node, result)
+    _assert_no_temp_files_left(node)
 
 
 @pytest.mark.parametrize(
     ("wanted", "extra", "bound"),
     [
         ("s0 s1 s2", {}, 120 + 3 * 30),
-        ("s0", {}, 120 + 30 + 2 * (120 + 4 * 10 + 660)),
-        ("s0", {"K3S_DRAIN_TIMEOUT": "60", "K3S_HA_LB_GRACE_SECONDS": "1"}, 120 + 30 + 2 * (60 + 1 + 4 * 10 + 660)),
+        ("s0", {}, 120 + 30 + 2 * (120 + 4 * 10 + 690)),
+        ("s0", {"K3S_DRAIN_TIMEOUT": "60", "K3S_HA_LB_GRACE_SECONDS": "1"}, 120 + 30 + 2 * (60 + 1 + 4 * 10 + 690)),
     ],
     ids=["nobody leaves", "3 -> 1", "3 -> 1 behind a balancer, shorter drain"],
 )
@@ -335,6 +336,7 @@ def test_a_hung_evict_is_stopped_whole_leaves_nothing_running_and_lets_the_join_
     assert (node.state / "hung-ssh.pid").exists()
     _assert_nothing_left_running(node)
     _assert_key_hidden(node, result)
+    _assert_no_temp_files_left(node)
 
 
 def test_evicts_default_bound_follows_the_ssh_timeout(node: Node) -> None:
@@ -352,3 +354,281 @@ def test_evicts_default_bound_follows_the_ssh_timeout(node: Node) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "this step may take up to 455s (K3S_HA_STEP_TIMEOUT)" in result.stderr
+
+
+# --- pinned host keys (issue 12.4) --------------------------------------------------------
+# The ssh stand-in checks host keys as OpenSSH does with StrictHostKeyChecking=yes: a key of
+# the offered type that is not in the known_hosts files, or none of that type, fails the
+# connection during key exchange with exit 255 and "Host key verification failed.", before
+# the command is sent (openssh-portable sshconnect.c check_host_key, sshconnect2.c
+# verify_host_key_callback). machine-commands.log holds only commands that reached a machine.
+
+KEY_S2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPinnedKeyOfServerTwo"
+KEY_A0 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPinnedKeyOfAgentZero"
+IMPOSTOR = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISomeoneElsesKey"
+ANNOTATION = "k3s-ha.io/ssh-host-key"
+
+
+def _pinned(entry: dict, key: str) -> dict:
+    return {**entry, "annotations": {ANNOTATION: key}}
+
+
+def _connections(node: Node) -> list[dict]:
+    log = node.state / "ssh-connections.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _reached(node: Node, address: str) -> list[str]:
+    log = node.state / "machine-commands.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line for line in lines if line.startswith(f"{address} ")]
+
+
+def _assert_pinned(connection: dict, address: str, key: str) -> None:
+    """Strict checking against a known_hosts file of this run (0600) holding the node's key,
+    and only it, for its address, and nothing from the machine's global file; the agent never
+    forwarded."""
+    options = connection["options"]
+    assert options["StrictHostKeyChecking"] == "yes"
+    assert options["GlobalKnownHostsFile"] == "/dev/null"
+    assert options["ForwardAgent"] == "no"
+    assert options["UserKnownHostsFile"] != "/dev/null"
+    assert connection["known_hosts_mode"] == 0o600
+    assert [line for line in connection["known_hosts"] if line[0] == address] == [[address, *key.split()]]
+
+
+def _assert_no_temp_files_left(node: Node) -> None:
+    assert list(node.tmp_dir.iterdir()) == [], "the known_hosts file and its directory are removed at exit"
+
+
+def test_the_reconcile_records_each_wanted_nodes_key_on_its_node_and_forgets_a_key_no_longer_pinned(
+    node: Node,
+) -> None:
+    """A node that leaves is no longer among the inputs: its key must be on its Node by then."""
+    bin_dir = _setup(
+        node,
+        {"s0": _pinned(_server("10.0.0.1"), "ssh-ed25519 AAAAold"), "a0": _agent("10.0.1.1", label=None)},
+        {},
+    )
+    a0_type, a0_blob = KEY_A0.split()
+    result = reconcile(node, bin_dir, "s0 a0", K3S_HA_HOST_KEYS=f"a0:{a0_type}:{a0_blob}")
+
+    assert result.returncode == 0, result.stderr
+    nodes = _cluster(node)["nodes"]
+    assert nodes["a0"]["labels"] == {LABEL: "dev"} and nodes["a0"]["annotations"] == {ANNOTATION: KEY_A0}
+    assert nodes["s0"]["labels"] == {LABEL: "dev"} and ANNOTATION not in nodes["s0"]["annotations"]
+
+
+def test_a_leaving_node_is_reached_only_with_its_recorded_key(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {
+            "s0": _server("10.0.0.1"),
+            "s1": _server("10.0.0.2"),
+            "s2": _pinned(_server("10.0.0.3"), KEY_S2),
+            "a0": _pinned(_agent("10.0.1.1"), KEY_A0),
+        },
+        {"10.0.0.3": {"unit_active": True, "host_key": KEY_S2}, "10.0.1.1": {"unit_active": True, "host_key": KEY_A0}},
+    )
+    result = reconcile(node, bin_dir, "s0 s1")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
+    machines = _cluster(node)["machines"]
+    assert machines["10.0.0.3"]["uninstalled"] and machines["10.0.1.1"]["uninstalled"]
+    connections = _connections(node)
+    assert {c["address"] for c in connections} == {"10.0.0.3", "10.0.1.1"}
+    for connection in connections:
+        _assert_pinned(connection, connection["address"], KEY_S2 if connection["address"] == "10.0.0.3" else KEY_A0)
+    assert "warning" not in result.stderr
+    _assert_no_temp_files_left(node)
+
+
+def test_a_notready_node_whose_address_answers_with_another_key_is_sent_nothing_and_taken_as_gone(
+    node: Node,
+) -> None:
+    """Its kubelet no longer reports and its address is someone else's now (an address reused
+    by another machine): whoever answers there gets no removal commands; only its Node and
+    node password are deleted, as for a node that does not answer at all."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "old": _pinned(_agent("10.0.1.9", "False"), KEY_A0)},
+        {"10.0.1.9": {"unit_active": True, "host_key": IMPOSTOR}},
+    )
+    result = reconcile(node, bin_dir, "s0 s1")
+
+    assert result.returncode == 0, result.stderr
+    assert "Host key verification failed." in result.stderr
+    assert "old is NotReady and answers SSH at 10.0.1.9 with another host key than its pinned one" in result.stderr
+    assert _reached(node, "10.0.1.9") == []
+    machine = _cluster(node)["machines"]["10.0.1.9"]
+    assert machine["unit_active"] and not machine.get("disabled") and not machine.get("uninstalled")
+    assert "old" not in _cluster(node)["nodes"]
+    assert "old.node-password.k3s" not in _cluster(node)["secrets"]
+
+
+def test_a_ready_node_whose_address_answers_with_another_key_is_refused_and_kept(node: Node) -> None:
+    """The node still reports Ready from somewhere this server cannot tell to stop: removing
+    it would bring it back (k3s-io/k3s#5404), as for a Ready node SSH cannot reach."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _pinned(_server("10.0.0.3"), KEY_S2)},
+        {"10.0.0.3": {"unit_active": True, "host_key": IMPOSTOR}},
+    )
+    result = reconcile(node, bin_dir, "s0 s1")
+
+    assert result.returncode == 1
+    assert "s2 is Ready but SSH from this server to ubuntu@10.0.0.3 fails" in result.stderr
+    assert "with another host key than its pinned one" in result.stderr
+    assert _reached(node, "10.0.0.3") == []
+    assert "s2" in _cluster(node)["nodes"]
+    assert not any(e.startswith(("k3s kubectl delete node", "k3s kubectl drain")) for e in _events(node))
+    _assert_no_temp_files_left(node)
+    _assert_nothing_left_running(node)
+
+
+def test_a_leaving_node_without_a_recorded_key_is_reached_unpinned_with_a_warning_naming_it(node: Node) -> None:
+    """Nodes that left before any reconcile recorded keys, or never had one (README, Accepted
+    risks: unpinned hosts): today's behaviour, with a warning."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1")},
+        {"10.0.1.1": {"unit_active": True, "host_key": IMPOSTOR}},
+    )
+    result = reconcile(node, bin_dir, "s0")
+
+    assert result.returncode == 0, result.stderr
+    assert "warning: a0 has no pinned SSH host key" in result.stderr
+    assert _cluster(node)["machines"]["10.0.1.1"]["uninstalled"]
+    for connection in _connections(node):
+        assert connection["options"]["StrictHostKeyChecking"] == "no"
+        assert connection["options"]["UserKnownHostsFile"] == "/dev/null"
+        assert connection["options"]["ForwardAgent"] == "no"
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "ssh-dss AAAAB3NzaC1kc3M",
+        # An annotation may hold newlines: one that forged a node list row (a leaving server of
+        # this cluster at an address of its choosing) or a second known_hosts line must not work.
+        "ssh-ed25519 AAAA\nvictim|true|False|10.0.0.2|dev",
+    ],
+    ids=["not a key type OpenSSH takes", "several lines"],
+)
+def test_a_recorded_value_that_is_not_one_host_key_sends_nothing(node: Node, recorded: str) -> None:
+    bin_dir = _setup(
+        node,
+        {
+            "s0": _server("10.0.0.1"),
+            "s1": _server("10.0.0.2", label=None),
+            "a0": _pinned(_agent("10.0.1.1", "False"), recorded),
+        },
+        {"10.0.1.1": {"unit_active": True}, "10.0.0.2": {"unit_active": True}},
+    )
+    result = reconcile(node, bin_dir, "s0")
+
+    assert result.returncode == 0, result.stderr
+    assert "annotation is not an SSH host key: nothing is sent to 10.0.1.1" in result.stderr
+    assert _connections(node) == []
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]  # a0 taken as gone, nothing else touched
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("s9:ssh-ed25519:AAAAC3Nz", "K3S_HA_HOST_KEYS has a key for 's9', which is not in K3S_HA_NODES"),
+        ("s0:ssh-dss:AAAAB3Nz", "K3S_HA_HOST_KEYS has 's0:ssh-dss:AAAAB3Nz' for s0, which is not NAME:TYPE:BASE64"),
+        ('s0:ssh-ed25519:AAAA"}', "which is not NAME:TYPE:BASE64"),
+    ],
+    ids=["unknown node", "unknown key type", "not base64"],
+)
+def test_bad_host_keys_are_refused_before_anything_changes(node: Node, keys: str, message: str) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1", label=None)}, {})
+    result = reconcile(node, bin_dir, "s0", K3S_HA_HOST_KEYS=keys)
+
+    assert result.returncode == 1 and message in result.stderr
+    assert _cluster(node)["nodes"]["s0"]["labels"] == {}
+
+
+def test_a_cluster_name_that_would_need_quoting_in_the_patch_is_refused(node: Node) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1", label=None)}, {})
+    result = reconcile(node, bin_dir, "s0")
+    assert result.returncode == 0, result.stderr
+    result = node.run(
+        "reconcile-members",
+        {
+            "K3S_HA_BIN_DIR": str(bin_dir),
+            "K3S_HA_CLUSTER": 'dev"},"annotations":{"x":"y',
+            "K3S_HA_NODES": "s0",
+            "K3S_HA_SSH_USER": "ubuntu",
+        },
+        stdin=PRIVATE_KEY,
+    )
+
+    assert result.returncode == 1 and "K3S_HA_CLUSTER must be a Kubernetes label value" in result.stderr
+    assert _cluster(node)["nodes"]["s0"]["labels"] == {LABEL: "dev"}
+    assert "annotations" not in _cluster(node)["nodes"]["s0"] or _cluster(node)["nodes"]["s0"]["annotations"] == {}
+
+
+def evict_pinned(node: Node, bin_dir: Path, key: str) -> subprocess.CompletedProcess[str]:
+    params = {
+        "K3S_HA_BIN_DIR": str(bin_dir),
+        "K3S_HA_ADDRESS": "10.0.1.1",
+        "K3S_ROLE": "agent",
+        "K3S_HA_HOST": "agent-1",
+        "K3S_HA_HOST_KEY": key,
+        "K3S_HA_SSH_USER": "ubuntu",
+    }
+    return node.run("evict-node", params, stdin=PRIVATE_KEY)
+
+
+def test_evict_reaches_the_new_machine_only_with_its_pinned_key(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "worker-1": _agent("10.0.1.1", ready="False")},
+        {"10.0.1.1": {"hostname": "worker-1", "unit_active": False, "host_key": KEY_A0}},
+    )
+    result = evict_pinned(node, bin_dir, KEY_A0 + " root@worker-1")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0"]
+    (connection,) = _connections(node)
+    _assert_pinned(connection, "10.0.1.1", KEY_A0)
+    assert "warning" not in result.stderr
+    _assert_no_temp_files_left(node)
+    _assert_key_hidden(node, result)
+
+
+def test_evict_believes_nothing_an_address_with_another_key_says(node: Node) -> None:
+    """Whoever answers on the host's address could name a live node as its own old name; with
+    the wrong key it is sent nothing and nothing is evicted."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2")},
+        {"10.0.1.1": {"hostname": "s1", "unit_active": False, "host_key": IMPOSTOR}},
+    )
+    result = evict_pinned(node, bin_dir, KEY_A0)
+
+    assert result.returncode == 0, result.stderr
+    assert "Host key verification failed." in result.stderr
+    assert "10.0.1.1 answers SSH with another host key than the one pinned for host agent-1" in result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
+    assert _reached(node, "10.0.1.1") == []
+    _assert_no_temp_files_left(node)
+
+
+def test_evict_without_a_pinned_key_warns_naming_the_host_and_accepts_any_key(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "worker-1": _agent("10.0.1.1", ready="False")},
+        {"10.0.1.1": {"hostname": "worker-1", "unit_active": False, "host_key": IMPOSTOR}},
+    )
+    result = evict_pinned(node, bin_dir, "")
+
+    assert result.returncode == 0, result.stderr
+    assert "warning: host agent-1 has no pinned SSH host key" in result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0"]
+    (connection,) = _connections(node)
+    assert connection["options"]["StrictHostKeyChecking"] == "no"
+    assert connection["options"]["ForwardAgent"] == "no"

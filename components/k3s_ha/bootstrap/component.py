@@ -165,6 +165,7 @@ class K3sBootstrap(pulumi.ComponentResource):
                 address=address,
                 private_address=host.get("private_address", address),
                 replace_on=host.get("replace_on"),
+                host_key=host.get("host_key"),
             )
 
         servers = [node(h) for h in settings.servers]
@@ -200,7 +201,7 @@ class K3sBootstrap(pulumi.ComponentResource):
         self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, agent_evicts)
         self.memberships = hold_memberships(plan, servers, self.server_starts, agents, self.agent_starts, self)
         self.reconcile = reconcile_members(
-            plan, init, [*self.server_starts, *self.agent_starts], self.memberships, self
+            plan, init, [*servers, *agents], [*self.server_starts, *self.agent_starts], self.memberships, self
         )
 
         self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)

@@ -29,6 +29,9 @@ class Node:
     address: pulumi.Input[str]
     private_address: pulumi.Input[str]
     replace_on: pulumi.Input[str] | None
+    host_key: pulumi.Input[str | None] | None = None
+    """The SSH host key pinned in `connection` (authorized_keys format), None when unpinned;
+    the steps that SSH from a server to other nodes pin it too (membership.py)."""
 
 
 def present(*steps: pulumi.Resource | None) -> list[pulumi.Resource]:

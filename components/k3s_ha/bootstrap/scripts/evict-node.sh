@@ -12,17 +12,25 @@
 # deleted with their node-password secret. If K3s runs there (the same machine, only its
 # `replace_on` changed) nothing is touched.
 #
+# What answers there decides which Nodes are deleted, so it must be the host: with the host's
+# pinned key (K3S_HA_HOST_KEY) SSH accepts only that key, and an address that answers with
+# another one is treated like one that does not answer (nothing is evicted; an impostor could
+# otherwise name a live node as its own). A host without a pinned key is reached as before,
+# accepting any key, with a warning (README, "Accepted risks": unpinned hosts).
+#
 # Never fails: with no API on this server (the first `up`, before it started) or no answer
 # over SSH it logs why and exits 0; the join itself then reports any clash.
 #
 # stdin: the SSH private key Pulumi logs in with (only ever in an ssh-agent started for this
 # run). stdout stays empty (logs go to stderr).
 # Parameters (environment): K3S_HA_ADDRESS (the host's private address), K3S_ROLE
-# (server|agent), K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), K3S_HA_STEP_TIMEOUT
-# (seconds for the whole step, default K3S_HA_SSH_TIMEOUT + 450: the node list and one SSH
-# command of 30 s each, up to two stale Nodes (by name and by address) of 180 s each to
-# delete with their secrets, 30 s to spare; when it runs out the step still succeeds), and
-# for tests K3S_HA_BIN_DIR.
+# (server|agent), K3S_HA_HOST (the host's name in the configuration, for messages),
+# K3S_HA_HOST_KEY (its pinned SSH host key, "TYPE BASE64", public; empty: none),
+# K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), K3S_HA_STEP_TIMEOUT (seconds for the
+# whole step, default K3S_HA_SSH_TIMEOUT + 450: the node list and one SSH command of 30 s
+# each, up to two stale Nodes (by name and by address) of 180 s each to delete with their
+# secrets, 30 s to spare; when it runs out the step still succeeds), and for tests
+# K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -36,7 +44,8 @@ evict_kubectl() {
 }
 
 main() {
-  local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} unit answer new_name active rows name ip
+  local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} host=${K3S_HA_HOST:-${K3S_HA_ADDRESS:-}}
+  local unit answer new_name active rows name ip
   exec 1>&2
   k3s_ha_never_fail
   case $role in
@@ -53,8 +62,17 @@ main() {
     return 0
   fi
   k3s_ha_load_ssh_key
-  if ! answer=$(k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "hostname; systemctl is-active $unit || true"); then
-    k3s_ha_log "$address does not answer SSH from this server: nothing evicted"
+  if [[ -z ${K3S_HA_HOST_KEY:-} ]]; then
+    k3s_ha_warn "host $host has no pinned SSH host key: SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
+  elif ! k3s_ha_pin_host_key "$address" "$K3S_HA_HOST_KEY"; then
+    k3s_ha_die "K3S_HA_HOST_KEY must be an SSH public host key (TYPE BASE64), got '$K3S_HA_HOST_KEY'"
+  fi
+  if ! k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "hostname; systemctl is-active $unit || true" answer; then
+    if k3s_ha_ssh_refused_host_key; then
+      k3s_ha_warn "$address answers SSH with another host key than the one pinned for host $host: whatever answers there is not that host; nothing evicted"
+    else
+      k3s_ha_log "$address does not answer SSH from this server: nothing evicted"
+    fi
     return 0
   fi
   new_name=${answer%%$'\n'*}

@@ -161,13 +161,18 @@ k3s_ha_k3s_bin() {
 # never touches a disk (`ssh-add -` reads the key from stdin: openssh ssh-add.c, filename
 # "-"). The agent detaches into a session of its own (openssh ssh-agent.c: the forked agent
 # calls setsid()), out of reach of the signal the step's time bound sends to the step's
-# process group, so it is stopped at exit however the step ends.
+# process group, so it is stopped at exit however the step ends. Also makes the run's SSH
+# directory (K3S_HA_SSH_DIR, mode 0700 in TMPDIR, removed at exit) for the known_hosts file
+# k3s_ha_pin_host_key writes and what ssh says on stderr.
 k3s_ha_load_ssh_key() {
   local key
   key=$(cat)
   if [[ -z $key ]]; then
     k3s_ha_die "the SSH private key must arrive on stdin"
   fi
+  K3S_HA_SSH_DIR=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/k3s-ha-ssh.XXXXXX") \
+    || k3s_ha_die "could not create a temporary directory in ${TMPDIR:-/tmp}"
+  k3s_ha_at_exit rm -rf -- "$K3S_HA_SSH_DIR"
   eval "$(ssh-agent -s)" >/dev/null || k3s_ha_die "could not start ssh-agent"
   k3s_ha_at_exit k3s_ha_stop_ssh_agent
   printf '%s\n' "$key" | ssh-add -q - >/dev/null 2>&1 || k3s_ha_die "ssh-add refused the SSH private key"
@@ -179,15 +184,73 @@ k3s_ha_stop_ssh_agent() {
   fi
 }
 
-# Usage: k3s_ha_ssh ADDRESS SECONDS COMMAND
+# Usage: k3s_ha_pin_host_key ADDRESS KEY   (after k3s_ha_load_ssh_key)
+# Makes KEY (a public host key, "TYPE BASE64" as in authorized_keys; a comment after it is
+# dropped) the only key k3s_ha_ssh accepts from ADDRESS: a line "ADDRESS TYPE BASE64" in
+# K3S_HA_SSH_DIR/known_hosts (mode 0600). Fails, pinning nothing, unless ADDRESS is a host
+# name or IP address and KEY a key of a type OpenSSH takes, so that nothing else (a
+# pattern, a second line) ends up in that file.
+k3s_ha_pin_host_key() {
+  local address=$1 type blob file=${K3S_HA_SSH_DIR:?k3s_ha_load_ssh_key first}/known_hosts
+  [[ $2 != *[$'\n\r']* ]] || return 1
+  read -r type blob _ <<<"$2" || true
+  [[ $address =~ ^[0-9A-Fa-f.:]+$|^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$ ]] || return 1
+  # rsa-sha2-* name signature algorithms; the key itself is an ssh-rsa key.
+  if [[ $type == rsa-sha2-256 || $type == rsa-sha2-512 ]]; then
+    type=ssh-rsa
+  fi
+  [[ $type =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa)$ && $blob =~ ^[A-Za-z0-9+/]+={0,3}$ ]] || return 1
+  (umask 077 && printf '%s %s %s\n' "$address" "$type" "$blob" >>"$file") || k3s_ha_die "could not write $file"
+  chmod 600 -- "$file" || k3s_ha_die "could not set mode 0600 on $file"
+  K3S_HA_PINNED_ADDRESSES+=" $address "
+}
+
+# Usage: k3s_ha_ssh ADDRESS SECONDS COMMAND [VAR]
 # Runs COMMAND as K3S_HA_SSH_USER on ADDRESS with the key k3s_ha_load_ssh_key loaded,
 # connecting within K3S_HA_SSH_TIMEOUT seconds (default 10) and ending within SECONDS.
-# --foreground keeps ssh in the step's process group, where the step's bound reaches it.
+# COMMAND's stdout goes to stdout, or into variable VAR (then call it outside `$(...)`, or
+# K3S_HA_SSH_HOST_KEY_REFUSED is lost with the subshell; VAR must not be one of this
+# function's locals, whose names all start with ssh_). --foreground keeps ssh in the
+# step's process group, where the step's bound reaches it.
+# An address k3s_ha_pin_host_key pinned must answer with that key, and only with it (no
+# global known_hosts): OpenSSH checks it during key exchange, before it authenticates or
+# sends the command, and with StrictHostKeyChecking=yes a key it does not know, or another
+# one, fails the connection (exit 255, "Host key verification failed."; openssh-portable
+# sshconnect.c check_host_key, sshconnect2.c verify_host_key_callback). Then
+# K3S_HA_SSH_HOST_KEY_REFUSED is 1 (else 0), so that callers can say why. Any other address
+# keeps accepting whatever key it answers with; callers warn about that. The agent is never
+# forwarded, whatever ssh_config says: whoever answers must not use the key.
 k3s_ha_ssh() {
-  local address=$1 limit=$2 command=$3
-  timeout --foreground "$limit" ssh -n -o BatchMode=yes -o StrictHostKeyChecking=no \
-    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o "ConnectTimeout=${K3S_HA_SSH_TIMEOUT:-10}" \
-    "$K3S_HA_SSH_USER@$address" "$command"
+  local ssh_address=$1 ssh_limit=$2 ssh_command=$3 ssh_status=0 ssh_output ssh_errors ssh_checking
+  local ssh_error_file=${K3S_HA_SSH_DIR:?k3s_ha_load_ssh_key first}/ssh-errors
+  ssh_checking=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null)
+  if [[ ${K3S_HA_PINNED_ADDRESSES:-} == *" $ssh_address "* ]]; then
+    ssh_checking=(-o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$K3S_HA_SSH_DIR/known_hosts")
+  fi
+  K3S_HA_SSH_HOST_KEY_REFUSED=0
+  ssh_output=$(timeout --foreground "$ssh_limit" ssh -n -o BatchMode=yes "${ssh_checking[@]}" \
+    -o GlobalKnownHostsFile=/dev/null -o CheckHostIP=no -o ForwardAgent=no -o LogLevel=ERROR \
+    -o "ConnectTimeout=${K3S_HA_SSH_TIMEOUT:-10}" "$K3S_HA_SSH_USER@$ssh_address" "$ssh_command" \
+    2>"$ssh_error_file") || ssh_status=$?
+  ssh_errors=$(<"$ssh_error_file")
+  if [[ -n $ssh_errors ]]; then
+    printf '%s\n' "$ssh_errors" >&2
+  fi
+  if ((ssh_status == 255)) && [[ $ssh_errors == *"Host key verification failed."* ]]; then
+    K3S_HA_SSH_HOST_KEY_REFUSED=1
+  fi
+  if [[ -n ${4:-} ]]; then
+    printf -v "$4" '%s' "$ssh_output"
+  elif [[ -n $ssh_output ]]; then
+    printf '%s\n' "$ssh_output"
+  fi
+  return "$ssh_status"
+}
+
+# Succeeds when the last k3s_ha_ssh failed because the address answered with another host
+# key than the one pinned for it (or a pinned address offered none of that type).
+k3s_ha_ssh_refused_host_key() {
+  ((${K3S_HA_SSH_HOST_KEY_REFUSED:-0}))
 }
 
 # Usage: k3s_ha_require_ssh_params

@@ -9,6 +9,15 @@
 # K3S_HA_NODES (the names the start steps reported). The nodes in K3S_HA_NODES are labelled
 # first, so a node somebody joined by hand (without the label) is never touched.
 #
+# Host keys: a node that leaves is no longer in the configuration, so its host key is not
+# among this run's inputs. Every wanted node's pinned key (K3S_HA_HOST_KEYS) is therefore
+# recorded on its Node (annotation k3s-ha.io/ssh-host-key, set with the label, removed when
+# the node has no pinned key any more); when the node leaves, SSH to its address must answer
+# with that key (k3s_ha_pin_host_key). Only who may patch Nodes (cluster admins) and the
+# node's own kubelet can change it. A leaving node without the annotation (one that left before any reconcile ran
+# with host keys, or that never had a pinned key) is reached as before, accepting any host
+# key, with a warning naming it (README, "Accepted risks": unpinned hosts).
+#
 # Each leaving node, one at a time, agents first, then servers:
 #  1. cordon it, and over SSH disable its unit and forbid systemd to restart it, before its Node goes: a
 #     K3s server whose etcd member is removed and that starts again comes back as a new
@@ -24,17 +33,23 @@
 # A node SSH cannot reach and the cluster sees NotReady is dead (or about to be terminated):
 # its Node and secret are deleted and nothing runs on it. A node SSH cannot reach while it
 # is Ready is refused with an error: removing it while it may still run would bring it back.
+# An address that answers with another host key than the node's pinned one counts as
+# unreachable and is sent nothing: whoever answers there is not that node. NotReady, the
+# node is taken as gone (its address now belongs to another machine); Ready, the node still
+# runs somewhere that cannot be told to stop, so it is refused like an unreachable one.
 #
 # stdin: the SSH private key Pulumi logs in with; it only ever lives in an ssh-agent started
 # for this run. stdout stays empty (logs go to stderr).
-# Parameters (environment): K3S_HA_CLUSTER (required), K3S_HA_NODES (the wanted node names,
-# space-separated), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT (seconds, default 120),
-# K3S_HA_SSH_TIMEOUT (seconds to connect, default 10), K3S_HA_LB_GRACE_SECONDS (default 0:
-# no load balancer in front of the servers), K3S_HA_STEP_TIMEOUT (seconds for the whole
-# step; default 120 + 30 per wanted node (its label) + per leaving node K3S_DRAIN_TIMEOUT +
-# K3S_HA_LB_GRACE_SECONDS + 4 x K3S_HA_SSH_TIMEOUT + 660 (four SSH commands of 30 s, the
-# uninstaller's 300 s, the API calls' 240 s), the leaving nodes counted before the bound
-# starts), and for tests K3S_HA_BIN_DIR.
+# Parameters (environment): K3S_HA_CLUSTER (required, a label value), K3S_HA_NODES (the
+# wanted node names, space-separated), K3S_HA_HOST_KEYS (the wanted nodes' pinned host keys,
+# space-separated NAME:TYPE:BASE64, public), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT
+# (seconds, default 120), K3S_HA_SSH_TIMEOUT (seconds to connect, default 10),
+# K3S_HA_LB_GRACE_SECONDS (default 0: no load balancer in front of the servers),
+# K3S_HA_STEP_TIMEOUT (seconds for the whole step; default 120 + 30 per wanted node (its
+# label and key) + per leaving node K3S_DRAIN_TIMEOUT + K3S_HA_LB_GRACE_SECONDS + 4 x
+# K3S_HA_SSH_TIMEOUT + 690 (four SSH commands of 30 s, the uninstaller's 300 s, the API
+# calls' 270 s, its recorded host key's read included), the leaving nodes counted before
+# the bound starts), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -42,8 +57,11 @@ if ! declare -F k3s_ha_log >/dev/null; then
 fi
 
 CLUSTER_LABEL=k3s-ha.io/cluster
-# name|etcd role|Ready|InternalIP|cluster label, one node a line.
+HOST_KEY_ANNOTATION=k3s-ha.io/ssh-host-key
+# name|etcd role|Ready|InternalIP|cluster label, one node a line. Not the host key: an
+# annotation may hold any text, newlines too, which could forge rows; it is read per node.
 NODE_ROWS='jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.node-role\.kubernetes\.io/etcd}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"\n"}{end}'
+HOST_KEY_OF_NODE='jsonpath={.metadata.annotations.k3s-ha\.io/ssh-host-key}'
 
 reconcile_kubectl() {
   k3s_ha_kubectl "$@" --request-timeout=30s
@@ -98,23 +116,50 @@ fence_from_balancer() {
   fi
 }
 
+# Usage: pin_leaving_node NAME ADDRESS
+# Pins the key recorded on the leaving node's Node for its address; warns when there is
+# none. Fails when it cannot be read or is not a host key: nothing may then be sent there.
+pin_leaving_node() {
+  local name=$1 address=$2 host_key
+  if ! host_key=$(reconcile_kubectl get node "$name" -o "$HOST_KEY_OF_NODE"); then
+    k3s_ha_warn "could not read $name's $HOST_KEY_ANNOTATION annotation: nothing is sent to $address"
+    return 1
+  fi
+  if [[ -z $host_key ]]; then
+    k3s_ha_warn "$name has no pinned SSH host key (no $HOST_KEY_ANNOTATION annotation): SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
+    return 0
+  fi
+  if ! k3s_ha_pin_host_key "$address" "$host_key"; then
+    k3s_ha_warn "$name's $HOST_KEY_ANNOTATION annotation is not an SSH host key: nothing is sent to $address"
+    return 1
+  fi
+  k3s_ha_log "$name: SSH to $address must answer with its pinned host key"
+}
+
 # Usage: remove_node NAME ROLE READY ADDRESS
 remove_node() {
   local name=$1 role=$2 ready=$3 address=$4 unit=k3s-agent uninstaller=k3s-agent-uninstall.sh
-  local reachable=0 stopped=0 out
+  local reachable=0 stopped=0 out failure="does not answer SSH"
   if [[ $role == server ]]; then
     unit=k3s uninstaller=k3s-uninstall.sh
   fi
   k3s_ha_log "removing $role $name ($address) from the cluster"
   reconcile_kubectl cordon "$name" >&2 || k3s_ha_warn "could not cordon $name"
-  if [[ $address =~ ^[0-9A-Fa-f.:]+$ ]] \
-    && reconcile_ssh "$address" "sudo -n sh -c 'systemctl disable --quiet $unit 2>/dev/null; mkdir -p /run/systemd/system/$unit.service.d && printf \"[Service]\\nRestart=no\\n\" >/run/systemd/system/$unit.service.d/k3s-ha-leaving.conf && systemctl daemon-reload'" >&2; then
+  if [[ ! $address =~ ^[0-9A-Fa-f.:]+$ ]]; then
+    failure="has no address to reach it at"
+  elif ! pin_leaving_node "$name" "$address"; then
+    failure="has no readable pinned host key (nothing was sent to $address)"
+  elif reconcile_ssh "$address" "sudo -n sh -c 'systemctl disable --quiet $unit 2>/dev/null; mkdir -p /run/systemd/system/$unit.service.d && printf \"[Service]\\nRestart=no\\n\" >/run/systemd/system/$unit.service.d/k3s-ha-leaving.conf && systemctl daemon-reload'" >&2; then
     reachable=1
     k3s_ha_log "$name: $unit disabled and no longer restarted by systemd"
-  elif [[ $ready == True ]]; then
-    k3s_ha_die "$name is Ready but SSH from this server to $K3S_HA_SSH_USER@$address fails: it cannot be stopped before it is removed, and removing it while it may restart would bring it back (k3s-io/k3s#5404); let this server reach it on port 22, or stop k3s on it yourself, then run pulumi up again"
-  else
-    k3s_ha_log "$name is NotReady and does not answer SSH: taking it as gone"
+  elif k3s_ha_ssh_refused_host_key; then
+    failure="answers SSH at $address with another host key than its pinned one (so whoever answers there is not $name, and was sent nothing)"
+  fi
+  if ((!reachable)); then
+    if [[ $ready == True ]]; then
+      k3s_ha_die "$name is Ready but SSH from this server to $K3S_HA_SSH_USER@$address fails ($name $failure): it cannot be stopped before it is removed, and removing it while it may restart would bring it back (k3s-io/k3s#5404); let this server reach it on port 22 with its pinned host key, or stop k3s on it yourself, then run pulumi up again"
+    fi
+    k3s_ha_log "$name is NotReady and $failure: taking it as gone"
   fi
   if [[ $role == server ]] && ((reachable && lb_grace > 0)); then
     fence_from_balancer "$name" "$address"
@@ -160,6 +205,34 @@ leaving_rows() {
   done <<<"$1"
 }
 
+# Reads K3S_HA_HOST_KEYS ("NAME:TYPE:BASE64 ...") into host_keys[NAME]="TYPE BASE64".
+read_host_keys() {
+  local entry name type blob entries=()
+  read -r -a entries <<<"${K3S_HA_HOST_KEYS:-}"
+  for entry in "${entries[@]}"; do
+    IFS=: read -r name type blob <<<"$entry"
+    if [[ " ${wanted[*]} " != *" $name "* ]]; then
+      k3s_ha_die "K3S_HA_HOST_KEYS has a key for '$name', which is not in K3S_HA_NODES"
+    fi
+    if [[ ! $type =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|rsa-sha2-(256|512))$ || ! $blob =~ ^[A-Za-z0-9+/]+={0,3}$ ]]; then
+      k3s_ha_die "K3S_HA_HOST_KEYS has '$entry' for $name, which is not NAME:TYPE:BASE64 of an SSH host key"
+    fi
+    host_keys[$name]="$type $blob"
+  done
+}
+
+# Usage: wanted_node_patch NAME
+# The merge patch (RFC 7386: null removes a key) that labels a wanted node and records its
+# pinned host key, or removes one recorded before when it has none now.
+wanted_node_patch() {
+  local key=null
+  if [[ -n ${host_keys[$1]:-} ]]; then
+    key="\"${host_keys[$1]}\""
+  fi
+  printf '{"metadata":{"labels":{"%s":"%s"},"annotations":{"%s":%s}}}\n' \
+    "$CLUSTER_LABEL" "$K3S_HA_CLUSTER" "$HOST_KEY_ANNOTATION" "$key"
+}
+
 # The whole step's bound when K3S_HA_STEP_TIMEOUT does not set it: it grows with the number
 # of nodes that leave, counted here, before the bound starts (one API call of at most 30 s).
 step_seconds() {
@@ -171,11 +244,12 @@ step_seconds() {
   if rows=$(timeout --foreground 40 "$(k3s_ha_k3s_bin)" kubectl get nodes -o "$NODE_ROWS" --request-timeout=30s </dev/null); then
     leaving=$(leaving_rows "$rows" | grep -c . || true)
   fi
-  printf '%s\n' "$((120 + 30 * ${#wanted[@]} + leaving * (drain_timeout + lb_grace + 4 * K3S_HA_SSH_TIMEOUT + 660)))"
+  printf '%s\n' "$((120 + 30 * ${#wanted[@]} + leaving * (drain_timeout + lb_grace + 4 * K3S_HA_SSH_TIMEOUT + 690)))"
 }
 
 main() {
   local name etcd ready ip wanted=() leaving_agents=() leaving_servers=() row rows
+  local -A host_keys=()
   exec 1>&2
   k3s_ha_require_param K3S_HA_CLUSTER
   k3s_ha_require_param K3S_HA_SSH_USER
@@ -184,13 +258,18 @@ main() {
   lb_grace=${K3S_HA_LB_GRACE_SECONDS:-0}
   k3s_ha_require_seconds lb_grace
   k3s_ha_require_seconds drain_timeout
+  # The label value and the keys go into a JSON patch: only characters that need no quoting.
+  if [[ ! $K3S_HA_CLUSTER =~ ^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$ ]]; then
+    k3s_ha_die "K3S_HA_CLUSTER must be a Kubernetes label value (letters, digits, '-', '_', '.', at most 63), got '$K3S_HA_CLUSTER'"
+  fi
   read -r -a wanted <<<"${K3S_HA_NODES:-}"
+  read_host_keys
   k3s_ha_bound_step "$(step_seconds)"
   k3s_ha_load_ssh_key
 
   for name in "${wanted[@]}"; do
     k3s_ha_is_node_name "$name" || k3s_ha_die "K3S_HA_NODES holds '$name', which is not a node name"
-    reconcile_kubectl label node "$name" "$CLUSTER_LABEL=$K3S_HA_CLUSTER" --overwrite >&2 \
+    reconcile_kubectl patch node "$name" --type=merge -p "$(wanted_node_patch "$name")" >&2 \
       || k3s_ha_die "could not label node $name; is it in this cluster?"
   done
 

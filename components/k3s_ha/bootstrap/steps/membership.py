@@ -14,6 +14,12 @@ configuration, after it and every other node have started.
 Evict (a new machine for a host, its `replace_on` changed): before the new machine joins,
 a server removes the Node the old machine left under the same name or address, which would
 otherwise refuse the join ("Node password rejected", "duplicate node name found").
+
+Both SSH from a server to other nodes, so both get the host keys Pulumi's own connections
+pin (`Node.host_key`), as plain parameters (public keys; the private key alone is on stdin):
+evict the one of the host it reaches, the reconcile those of every wanted node, which it
+records on their Nodes, because a node that leaves is no longer among the inputs
+(reconcile-members.sh). Hosts without a key are reached unpinned, with a warning.
 """
 
 from __future__ import annotations
@@ -32,6 +38,31 @@ DRAIN_TIMEOUT_SECONDS = 120
 def node_name(start: command.remote.Command) -> pulumi.Output[str]:
     """The start scripts print the Node's name as their only stdout line."""
     return start.stdout.apply(lambda out: (out or "").strip())
+
+
+def _key_fields(host_key: str | None) -> tuple[str, str] | None:
+    """TYPE and BASE64 of an authorized_keys line (validated as given: validation.host_key),
+    without its comment, which may hold spaces and anything else."""
+    fields = (host_key or "").split()
+    return (fields[0], fields[1]) if len(fields) >= 2 else None
+
+
+def pinned_key(node: Node) -> pulumi.Output[str]:
+    """`node`'s pinned host key as "TYPE BASE64", or "" when it has none."""
+    return pulumi.Output.from_input(node.host_key).apply(lambda key: " ".join(_key_fields(key) or ()))
+
+
+def wanted_host_keys(nodes: Sequence[Node], names: Sequence[pulumi.Output[str]]) -> pulumi.Output[str]:
+    """K3S_HA_HOST_KEYS: "NAME:TYPE:BASE64" for each node with a pinned key, space-separated
+    (none of the three holds a space or a colon), sorted by name."""
+
+    def entries(values: list) -> str:
+        half = len(values) // 2
+        pairs = zip(values[:half], values[half:])
+        found = [(name, fields) for name, key in pairs if name and (fields := _key_fields(key))]
+        return " ".join(f"{name}:{fields[0]}:{fields[1]}" for name, fields in sorted(found))
+
+    return pulumi.Output.all(*names, *[node.host_key for node in nodes]).apply(entries)
 
 
 def hold_membership(
@@ -83,15 +114,16 @@ def hold_memberships(
 def reconcile_members(
     plan: BootstrapPlan,
     first_server: Node,
+    nodes: Sequence[Node],
     starts: Sequence[command.remote.Command],
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
 ) -> command.remote.Command:
-    """Runs whenever the set of node names changes, or the first server is a new machine
-    (no triggers: it is then updated, on the new machine)."""
-    wanted = pulumi.Output.all(*[node_name(start) for start in starts]).apply(
-        lambda names: " ".join(sorted(n for n in names if n))
-    )
+    """Runs whenever the set of node names or their host keys changes, or the first server
+    is a new machine (no triggers: it is then updated, on the new machine). `nodes[i]` is
+    the node `starts[i]` started."""
+    names = [node_name(start) for start in starts]
+    wanted = pulumi.Output.all(*names).apply(lambda names: " ".join(sorted(n for n in names if n)))
     return run_script(
         f"{plan.name}-members",
         first_server,
@@ -99,6 +131,7 @@ def reconcile_members(
         {
             "K3S_HA_CLUSTER": plan.name,
             "K3S_HA_NODES": wanted,
+            "K3S_HA_HOST_KEYS": wanted_host_keys(nodes, names),
             "K3S_HA_SSH_USER": plan.ssh_user,
             "K3S_DRAIN_TIMEOUT": str(DRAIN_TIMEOUT_SECONDS),
             "K3S_HA_LB_GRACE_SECONDS": str(plan.balancer_grace_seconds),
@@ -125,7 +158,13 @@ def evict_stale_node(
         f"{plan.name}-{node.name}-evict",
         holder,
         "evict-node",
-        {"K3S_HA_ADDRESS": node.private_address, "K3S_ROLE": role, "K3S_HA_SSH_USER": plan.ssh_user},
+        {
+            "K3S_HA_ADDRESS": node.private_address,
+            "K3S_ROLE": role,
+            "K3S_HA_HOST": node.name,
+            "K3S_HA_HOST_KEY": pinned_key(node),
+            "K3S_HA_SSH_USER": plan.ssh_user,
+        },
         parent=parent,
         depends_on=after,
         stdin=plan.ssh_private_key,
