@@ -48,7 +48,7 @@ class Cluster:
                 {
                     "servers": [{"name": n, "address": lab.hosts[n].address} for n in self.servers],
                     "agents": [{"name": n, "address": lab.hosts[n].address} for n in self.agents],
-                    "ssh": {"user": "k3slab", "private_key": pulumi.Output.secret(lab.key.read_text())},
+                    "ssh": {"user": lab.user, "private_key": pulumi.Output.secret(lab.key.read_text())},
                     "k3s_version": self.version,
                     "install_url": lab.install_url,
                     "ready_timeout_seconds": READY_TIMEOUT_SECONDS,

@@ -28,7 +28,7 @@ STANDIN = HERE / "standin"
 SUBNET = "10.213.0"
 HUB_ADDRESS = f"{SUBNET}.1"
 MIRROR = "k3s-mirror.lab"  # the hub's name in the hosts' /etc/hosts
-USER = "k3slab"
+USER_PREFIX = "k3slab"  # + the lab's id: every lab has its own login user, so labs may overlap
 PACKAGES = {  # Debian package -> a file it installs
     "openssh-server": "/usr/sbin/sshd",
     "openssh-client": "/usr/bin/ssh",
@@ -40,7 +40,8 @@ PACKAGES = {  # Debian package -> a file it installs
     "curl": "/usr/bin/curl",
     "openssl": "/usr/bin/openssl",
 }
-# Mount points the hosts bind over; created on the machine when missing (empty directories).
+# Mount points the hosts bind over; created on the machine when missing (empty directories),
+# and left there: removing one would detach the bind mounts of another lab that is running.
 MOUNT_POINTS = ("/etc/rancher", "/var/lib/rancher")
 
 
@@ -118,7 +119,7 @@ class Lab:
         self.hub = f"k3slab-{self.id}-hub"
         self.hosts: dict[str, Host] = {}
         self.names = names
-        self.created_mount_points: list[str] = []
+        self.user = f"{USER_PREFIX}{self.id}"
         self.created_user = False
         self.sudoers = Path(f"/etc/sudoers.d/k3slab-{self.id}")
         self.key = self.root / "id_ed25519"
@@ -139,9 +140,7 @@ class Lab:
 
     def _setup(self) -> None:
         for point in MOUNT_POINTS:
-            if not os.path.exists(point):
-                os.makedirs(point)
-                self.created_mount_points.append(point)
+            os.makedirs(point, exist_ok=True)
         self._user()
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "k3s-lab", "-f", str(self.key))
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / "ssh_host_ed25519_key"))
@@ -179,11 +178,11 @@ class Lab:
             time.sleep(0.3)
 
     def _user(self) -> None:
-        if _run("id", "-u", USER, check=False).returncode != 0:
+        if _run("id", "-u", self.user, check=False).returncode != 0:
             # '*': no password, but not locked (sshd refuses locked accounts without PAM).
-            _run("useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", USER)
+            _run("useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", self.user)
             self.created_user = True
-        self.sudoers.write_text(f"{USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+        self.sudoers.write_text(f"{self.user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
         os.chmod(self.sudoers, 0o440)
         _run("visudo", "-c", "-q", "-f", str(self.sudoers))
 
@@ -242,7 +241,7 @@ class Lab:
                     "KbdInteractiveAuthentication no",
                     "PubkeyAuthentication yes",
                     "PermitRootLogin no",
-                    f"AllowUsers {USER}",
+                    f"AllowUsers {self.user}",
                     "MaxStartups 100",
                     "MaxSessions 100",
                     "LogLevel ERROR",
@@ -267,7 +266,7 @@ class Lab:
             "ip", "netns", "exec", self.hub, "ssh", "-i", str(self.key), "-T",
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5",
-            f"{USER}@{host.address}", command,
+            f"{self.user}@{host.address}", command,
         ]  # fmt: skip
         started = time.time()
         try:
@@ -329,12 +328,7 @@ class Lab:
             _run("ip", "netns", "del", netns, check=False, timeout=20)
         self.sudoers.unlink(missing_ok=True)
         if self.created_user:
-            _run("userdel", "--remove", USER, check=False)
-        for point in self.created_mount_points:
-            try:
-                os.rmdir(point)
-            except OSError:
-                pass
+            _run("userdel", "--remove", self.user, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
