@@ -547,7 +547,11 @@ def node_object(record: dict, statuses: dict[str, str]) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": record["name"], "labels": labels},
+        "metadata": {
+            "name": record["name"],
+            "labels": labels,
+            "annotations": json.loads(statuses.get("annotations", "{}")),
+        },
         "spec": {"unschedulable": statuses.get("unschedulable") == "true"},
         "status": {
             "conditions": conditions,
@@ -694,10 +698,16 @@ class ApiServer:
                     if "unschedulable" in body.get("spec", {}):
                         value = "true" if body["spec"]["unschedulable"] else "false"
                         server.cluster.put(PREFIX + f"node-status/{name}/unschedulable", value)
-                    if body.get("metadata", {}).get("labels"):
-                        labels = json.loads(server.cluster.get(PREFIX + f"node-status/{name}/labels") or "{}")
-                        labels.update(body["metadata"]["labels"])
-                        server.cluster.put(PREFIX + f"node-status/{name}/labels", json.dumps(labels))
+                    # A JSON merge patch (RFC 7386), as `kubectl patch --type=merge` sends: a null
+                    # value removes the key.
+                    for part in ("labels", "annotations"):
+                        change = body.get("metadata", {}).get(part)
+                        if change:
+                            key = PREFIX + f"node-status/{name}/{part}"
+                            current = json.loads(server.cluster.get(key) or "{}")
+                            current.update(change)
+                            current = {k: v for k, v in current.items() if v is not None}
+                            server.cluster.put(key, json.dumps(current))
                     return self.reply(200, self.nodes(name)[0])
                 if method == "DELETE":
                     store = server.cluster
@@ -996,6 +1006,17 @@ def kubectl(args: list[str]) -> int:
         if status != 200:
             return fail(status, text)
         print(f"node/{name} labeled")
+        return 0
+    if verb == "patch" and kind in ("node", "nodes") and name:
+        # Only the merge patches the node scripts send: `patch node NAME --type=merge -p JSON`.
+        patch = args[args.index("-p") + 1] if "-p" in args else None
+        if patch is None or "--type=merge" not in args:
+            print(f"stand-in kubectl: unsupported patch: {' '.join(args)}", file=sys.stderr)
+            return 64
+        status, text = call(f"/api/v1/nodes/{name}", "PATCH", json.loads(patch))
+        if status != 200:
+            return fail(status, text)
+        print(f"node/{name} patched")
         return 0
     if verb == "delete" and kind in ("node", "nodes") and name:
         status, text = call(f"/api/v1/nodes/{name}", "DELETE")
