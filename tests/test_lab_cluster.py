@@ -2,7 +2,7 @@
 with a stand-in k3s on a real etcd. `bash tests/run.sh -m lab` runs these alone.
 
 Each test brings up its own cluster from nothing and tears everything down afterwards, also
-on failure. Figures (wall time, steps in parallel) go to tests/lab/FIGURES.md by hand from a
+on failure. Figures (wall time, steps in parallel) go to BENCHMARKS.md (section 4) by hand from a
 run with K3S_HA_LAB_FIGURES=<file.json>.
 """
 

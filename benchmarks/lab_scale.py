@@ -1,0 +1,92 @@
+"""Measured bring-up in the lab (tests/lab: namespaces with real sshd, sudo and etcd; K3s is a
+stand-in) beside the modeled critical path of the same recorded graph.
+
+    sudo .venv-test/bin/python benchmarks/lab_scale.py            # 3+2 and 5+20
+    sudo .venv-test/bin/python benchmarks/lab_scale.py 5:20
+
+The model (critical_path.analyse) runs twice on the graph the lab ran: once with the EC2
+durations of BENCHMARKS.md section 2, and once with durations calibrated on the lab's own
+3+2 step times (lab hosts are up before the first step, so no boot time), which shows whether
+the graph alone explains the measured time. Needs root (the lab). Not a test: it prints a
+Markdown table for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "components"), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+import critical_path  # noqa: E402
+from lab.cluster import Cluster  # noqa: E402
+from lab.harness import Lab, unavailable_reason  # noqa: E402
+
+# Seconds per step kind measured in the lab's 3+2 bring-up (BENCHMARKS.md (section 4)): the stand-in
+# keeps K3s's 15 s etcd leader tick, so every server start is about 17 s.
+LAB_DURATIONS = {
+    "boot": 0,
+    "download": 0.7,
+    "init": 17.0,
+    "join": 17.0,
+    "agent": 1.0,
+    "remote": 0.4,
+    "aws": 0,
+    "none": 0,
+}
+
+
+def modeled(run, servers: int, agents: int, durations: dict[str, float]) -> float:
+    saved = dict(critical_path.DURATIONS)
+    critical_path.DURATIONS.update(durations)
+    try:
+        return critical_path.analyse(run.registrations, servers, agents).modeled_seconds
+    finally:
+        critical_path.DURATIONS.clear()
+        critical_path.DURATIONS.update(saved)
+
+
+def measure(servers: int, agents: int) -> dict:
+    names = [f"s{i}" for i in range(servers)] + [f"a{i}" for i in range(agents)]
+    with Lab(names) as lab:
+        cluster = Cluster(lab, names[:servers], names[servers:])
+        started = time.monotonic()
+        report = cluster.up()
+        whole = time.monotonic() - started
+        voters = [m for m in cluster.members(on="s0") if not m.get("isLearner")]
+        ready = [n for n, node in cluster.nodes(on="s0").items() if node.get("Ready") == "True"]
+        assert len(voters) == servers and len(ready) == servers + agents, (voters, ready)
+        run = cluster.recorded
+    return {
+        "size": f"{servers}+{agents}",
+        "steps_seconds": round(report.seconds, 1),
+        "whole_seconds": round(whole, 1),
+        "steps": len(report.outcomes),
+        "max_parallel": report.max_parallel,
+        "modeled_lab": round(modeled(run, servers, agents, LAB_DURATIONS), 1),
+        "modeled_ec2": round(modeled(run, servers, agents, dict(critical_path.DURATIONS)), 1),
+    }
+
+
+def main() -> None:
+    reason = unavailable_reason()
+    if reason:
+        sys.exit(f"lab unavailable: {reason}")
+    sizes = [tuple(int(x) for x in a.split(":")) for a in sys.argv[1:]] or [(3, 2), (5, 20)]
+    print(
+        "| bring-up | measured (steps) | measured (incl. recording) | modeled, lab durations | modeled, EC2 durations | command steps | most in parallel |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for servers, agents in sizes:
+        r = measure(servers, agents)
+        print(
+            f"| {r['size']} | {r['steps_seconds']} s | {r['whole_seconds']} s | {r['modeled_lab']} s | "
+            f"{r['modeled_ec2']} s | {r['steps']} | {r['max_parallel']} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
