@@ -20,10 +20,24 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 import pulumi_random as random
+import pulumi_tls as tls
+import yaml
 
 COMMAND = "command:remote:Command"
 INSTANCE = "aws:ec2/instance:Instance"
 PASSWORD = "random:index/randomPassword:RandomPassword"
+HOST_KEY_TAG = "k3s-ha-ssh-host-key"  # as components/k3s_ha/aws/host_keys.py
+# Instance inputs a running machine keeps (components/k3s_ha/aws/machines.py NEW_NODES_ONLY).
+NEW_NODES_ONLY = [
+    "ami",
+    "keyName",
+    "subnetId",
+    "availabilityZone",
+    "privateIp",
+    "associatePublicIpAddress",
+    "instanceType",
+    "userData",
+]
 
 
 def _short(urn: str) -> str:
@@ -55,6 +69,7 @@ def shape_of(registrations) -> dict:
                 "host": deps["connection"][0],
                 "triggers": deps.get("triggers", [None])[0] if r.inputs.get("triggers") else None,
                 "create": [text(r.inputs.get("create")), deps.get("create", [])],
+                "update": [text(r.inputs.get("update")), deps.get("update", [])],
                 "delete": [text(r.inputs.get("delete")), deps.get("delete", [])],
                 "stdin": [text(r.inputs.get("stdin")), deps.get("stdin", [])],
                 "stdin_secret": r.is_secret("stdin"),
@@ -78,7 +93,14 @@ def shape_of(registrations) -> dict:
 
 
 def _needs(step) -> list[str]:
-    return [step["host"], *step["after"], *step["create"][1], *step["delete"][1], *step["stdin"][1]]
+    return [
+        step["host"],
+        *step["after"],
+        *step["create"][1],
+        *step["update"][1],
+        *step["delete"][1],
+        *step["stdin"][1],
+    ]
 
 
 def program(shape: dict) -> dict:
@@ -151,6 +173,7 @@ def program(shape: dict) -> dict:
         ("dev-kubelet", nodes, "tcp", 10250, 10250, "kubelet between nodes", nodes, None),
         ("dev-etcd", srv, "tcp", 2379, 2380, "embedded etcd between servers", srv, None),
         ("dev-api-nodes", srv, "tcp", 6443, 6443, "API/supervisor from nodes", nodes, None),
+        ("dev-ssh-from-servers", nodes, "tcp", 22, 22, "SSH from servers: node removal", srv, None),
         ("dev-ssh-0", nodes, "tcp", 22, 22, "SSH from 203.0.113.7/32", None, "203.0.113.7/32"),
         ("dev-api-0", srv, "tcp", 6443, 6443, "API from 203.0.113.0/24", None, "203.0.113.0/24"),
     ):
@@ -165,6 +188,8 @@ def program(shape: dict) -> dict:
             description=desc,
             opts=pulumi.ResourceOptions(parent=group),
         )
+
+    pinned: dict[str, pulumi.Output] = {}  # per machine: the host key its connections pin
 
     def machines(role: str, count: int, group_ids: list) -> list[aws.ec2.Instance]:
         ami = aws.ec2.get_ami_output(
@@ -181,6 +206,23 @@ def program(shape: dict) -> dict:
         out = []
         for i in range(count):
             node_tags = {**tags, "Name": f"dev-{role}-{i}", "k3s-role": role}
+            # The node's SSH host key, installed by cloud-init and recorded in a creation tag.
+            host_key = tls.PrivateKey(
+                f"dev-{role}-{i}-host-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=cluster)
+            )
+            public = host_key.public_key_openssh.apply(str.strip)
+            user_data = pulumi.Output.secret(
+                pulumi.Output.all(host_key.private_key_openssh, public).apply(
+                    lambda v: (
+                        "#cloud-config\n"
+                        + yaml.safe_dump(
+                            {"ssh_keys": {"ed25519_private": v[0], "ed25519_public": v[1]}},
+                            sort_keys=True,
+                            default_flow_style=False,
+                        )
+                    )
+                )
+            )
             vm = aws.ec2.Instance(
                 f"dev-{role}-{i}",
                 ami=ami,
@@ -188,17 +230,22 @@ def program(shape: dict) -> dict:
                 subnet_id=subnets[i % 3].id,
                 vpc_security_group_ids=group_ids,
                 key_name=key.key_name,
+                associate_public_ip_address=True,
+                user_data=user_data,
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                     http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
                 ),
                 root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                     encrypted=True, volume_type="gp3", volume_size=30, delete_on_termination=True
                 ),
-                tags=node_tags,
+                tags={**node_tags, HOST_KEY_TAG: public},
                 volume_tags=node_tags,
-                opts=pulumi.ResourceOptions(parent=cluster, ignore_changes=["ami"]),
+                opts=pulumi.ResourceOptions(
+                    parent=cluster, ignore_changes=[*NEW_NODES_ONLY, f'tags["{HOST_KEY_TAG}"]']
+                ),
             )
             named[f"dev-{role}-{i}"] = vm
+            pinned[f"dev-{role}-{i}"] = vm.tags.apply(lambda t: (t or {}).get(HOST_KEY_TAG))
             out.append(vm)
         return out
 
@@ -225,7 +272,7 @@ def program(shape: dict) -> dict:
         if idx is None:
             return None
         if not deps:
-            return texts[idx]
+            return pulumi.Output.secret(texts[idx]) if secret else texts[idx]
         k = (idx, tuple(deps), secret)
         if k not in values:
             after = named[deps[0]].urn if len(deps) == 1 else pulumi.Output.all(*[named[d].urn for d in deps])
@@ -239,13 +286,20 @@ def program(shape: dict) -> dict:
         named[s["name"]] = command.remote.Command(
             s["name"],
             connection=command.remote.ConnectionArgs(
-                host=vm.public_ip, user="ubuntu", private_key=ssh_key, dial_error_limit=100, per_dial_timeout=30
+                host=vm.public_ip,
+                host_key=pinned[s["host"]],
+                user="ubuntu",
+                private_key=ssh_key,
+                dial_error_limit=20,
+                per_dial_timeout=10,
             ),
             create=value(s["create"]),
+            update=value(s["update"]),
             delete=value(s["delete"]),
             stdin=value(s["stdin"], s["stdin_secret"]),
             triggers=[named[s["triggers"]].id] if s["triggers"] else None,
             logging=s["logging"],
+            add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=bootstrap,
                 depends_on=[named[d] for d in s["after"]],
