@@ -8,8 +8,17 @@ weighted with the duration below. The durations are assumptions, not measurement
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
+
+# Run as a script, this needs tests/ (the recording engine) and benchmarks/ on the path, as
+# measure.py sets them: pytest.ini's pythonpath applies to pytest only.
+_ROOT = Path(__file__).resolve().parent.parent
+for _dir in (_ROOT / "benchmarks", _ROOT / "tests"):
+    if str(_dir) not in sys.path:
+        sys.path.insert(0, str(_dir))
 
 # Seconds per step. Assumptions, stated with the result in BENCHMARKS.md.
 DURATIONS = {
@@ -18,18 +27,35 @@ DURATIONS = {
     "init": 60,  # start-server.sh with cluster-init: Ready, etcd voter, /readyz ok
     "join": 45,  # start-server.sh joining: learner -> voter, Ready, /readyz ok (one server)
     "agent": 30,  # start-agent.sh: agent registered and Ready
-    "remote": 5,  # any other remote step (kubeconfig read, version guard, membership check)
+    "guard": 5,  # check-upgrade.sh: a server's version guard, before its install
+    "evict": 5,  # evict-node.sh on the first server: a new machine's stale Node removed
+    "confirm": 5,  # confirm-node.sh: a started node is a member (prints its Node name)
+    "kubeconfig": 5,  # print-kubeconfig.sh
+    "reconcile": 5,  # reconcile-members.sh (`<name>-members`): leavers removed, after every node
+    "remote": 5,  # any other remote step
     "aws": 5,  # any other AWS API resource (VPC, subnet, security group, rule, key pair...)
     "none": 0,  # components, random passwords
 }
 ASSUMPTIONS = (
     "boot 90 s (EC2 create + boot + cloud-init + sshd), download 30 s (installer + binary), "
     "init 60 s (cluster-init server Ready + etcd voter + /readyz), one server join 45 s, "
-    "one agent join 30 s, any other remote step 5 s (kubeconfig, version guard, membership check), "
+    "one agent join 30 s, every other remote step 5 s (version guard, evict, member confirm, kubeconfig, "
+    "members reconcile), "
     "any other AWS resource 5 s, random passwords and components 0 s; "
     "unbounded engine parallelism (the `pulumi up` default), no API throttling, no retries"
 )
-SCRIPT_KIND = {"install-k3s": "download", "start-agent": "agent"}
+SCRIPT_KIND = {
+    "install-k3s": "download",
+    "start-agent": "agent",
+    "check-upgrade": "guard",
+    "evict-node": "evict",
+    "confirm-node": "confirm",
+    "print-kubeconfig": "kubeconfig",
+    "reconcile-members": "reconcile",
+}
+# Short steps that may sit on the path between the long ones; what they add is counted in
+# small_steps and in the expected time.
+SMALL = ("aws", "guard", "evict", "confirm", "kubeconfig", "remote")
 
 
 def script(reg) -> str:
@@ -60,8 +86,8 @@ class CriticalPath:
     remote_steps_on_path: int  # commands on the modeled critical path
     longest_remote_chain: int  # most commands on any dependency chain
     longest_start_chain: int  # most `-start` steps (node installs) on any chain
-    expected_seconds: int  # boot + download + init + (S-1) joins + one agent wave + small steps
-    small_steps: dict  # kind -> count of the short steps also on the path (aws, remote)
+    expected_seconds: int  # boot + download + init + (S-1) joins + one agent wave + reconcile + small steps
+    small_steps: dict  # kind -> count of the short steps also on the path (SMALL)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -89,7 +115,9 @@ def analyse(registrations, servers: int, agents: int) -> CriticalPath:
         is_cmd = r.type == "command:remote:Command"
         remote[urn] = max((remote[u] for u in deps[urn]), default=0) + is_cmd
         starts[urn] = max((starts[u] for u in deps[urn]), default=0) + (is_cmd and r.name.endswith("-start"))
-    end = max(finish, key=finish.get)
+    # Of equally long paths (one server: the kubeconfig read and the reconcile both follow the
+    # init), report the one the reconcile ends, whatever order the graph came in.
+    end = max(finish, key=lambda u: (finish[u], kind(by_urn[u]) == "reconcile"))
     path = []
     node = end
     while node is not None:
@@ -98,17 +126,20 @@ def analyse(registrations, servers: int, agents: int) -> CriticalPath:
     path.reverse()
     d = DURATIONS
     kinds = [kind(by_urn[u]) for u in path]
-    small = {k: kinds.count(k) for k in ("aws", "remote") if k in kinds}
+    small = {k: kinds.count(k) for k in SMALL if k in kinds}
     expected = (
         d["boot"]
         + d["download"]
         + d["init"]
         + (servers - 1) * d["join"]
         + (d["agent"] if agents else 0)
+        + d["reconcile"]
         + sum(d[k] * n for k, n in small.items())
     )
     core = [k for k in kinds if k not in small and k != "none"]
-    if core != ["boot", "download", "init", *["join"] * (servers - 1), *(["agent"] if agents else [])]:
+    # The members reconcile waits for every node to be confirmed, so it ends the path.
+    shape = ["boot", "download", "init", *["join"] * (servers - 1), *(["agent"] if agents else []), "reconcile"]
+    if core != shape:
         expected = -1  # not the expected shape at all
     return CriticalPath(
         servers=servers,
@@ -148,7 +179,6 @@ def main() -> None:
     """`python benchmarks/critical_path.py 5:300 3:0 ...`: record the project at each size and
     print one JSON line per size with its critical path."""
     import json
-    import sys
 
     import engine
     from measure import (

@@ -280,7 +280,7 @@ def markdown(result: dict) -> str:
         "",
         "Critical path (modeled; " + ASSUMPTIONS + "):",
         "",
-        "| servers+agents | modeled time to ready | expected: boot + download + init + (S-1) joins + agent wave "
+        "| servers+agents | modeled time to ready | expected: boot + download + init + (S-1) joins + agent wave + members reconcile "
         "+ short steps on the path | remote steps on it | longest chain of node starts | longest chain of remote steps |",
         "|---|---:|---:|---:|---:|---:|",
     ]
