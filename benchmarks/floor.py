@@ -7,7 +7,8 @@ tokens, a node's name printed by an earlier step). What it leaves out is the com
 validation, no per-node helpers, no Output built twice: one `apply` per distinct deploy-time
 value, shared by every step that uses it.
 
-The network, machines and tokens are written out below. The remote steps are replayed from
+The network, machines (each with its SSH host key: a tls key in its user data, pinned in
+every connection to it) and tokens are written out below. The remote steps are replayed from
 a *shape* (`shape_of`) taken from a recorded run of the project at the same size, so the
 floor keeps step with the bootstrap as steps are added: every command is registered plainly
 with its recorded text, stdin, dependencies and options. `run.py` checks that both programs

@@ -195,10 +195,12 @@ def plot(paths: list[dict], target: Path) -> None:
     )
     ax.legend(title="servers")
     ax.grid(alpha=0.3)
+    steps = [f"{k} {v} s" for k, v in DURATIONS.items() if v]
+    half = (len(steps) + 1) // 2  # two lines: one would run off the figure
     fig.text(
-        0.01, 0.01, ", ".join(f"{k} {v} s" for k, v in DURATIONS.items() if v) + "; unbounded parallelism", fontsize=7
+        0.01, 0.01, ", ".join(steps[:half]) + ",\n" + ", ".join(steps[half:]) + "; unbounded parallelism", fontsize=7
     )
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(target, dpi=110)
 
 
