@@ -132,12 +132,19 @@ def test_malformed_settings_are_refused(server_config, problem):
     assert error.field == "serverConfig / server_config" and problem in error.problem
 
 
+def _parameters(run, name: str) -> str:
+    """The `env NAME=value ...` part of a step's command text, before the script."""
+    return run.named(name).inputs["create"].split(" bash -c ", 1)[0]
+
+
 def test_registries_follow_config_yaml_on_every_nodes_secret_stdin():
     run = _run(registries=REGISTRIES)
     for name in SERVERS + AGENTS:
         assert stdin_registries(run, name) == REGISTRIES, name
         assert stdin_yaml(run, name)["token"], name  # config.yaml still comes first
         assert run.named(name).is_secret("stdin"), name
+        # so a stdin cut right after config.yaml is refused, not read as "no registries"
+        assert " K3S_HA_WITH_REGISTRIES=1 " in _parameters(run, name), name
     for name, cmd in commands(run).items():
         plain = {k: v for k, v in cmd.inputs.items() if not cmd.is_secret(k)}
         assert PASSWORD not in repr(plain), name
@@ -148,6 +155,7 @@ def test_without_registries_the_stdin_is_config_yaml_alone():
     for name in SERVERS + AGENTS:
         assert stdin_registries(run, name) is None
         assert "registries.yaml" not in run.named(name).inputs["stdin"]
+        assert "K3S_HA_WITH_REGISTRIES" not in _parameters(run, name), name
 
 
 @pytest.mark.parametrize(

@@ -25,14 +25,17 @@ SERVER_CONFIG = node_config.render_server_config_yaml(
 )
 
 
-def _start(node: Node, role: str, registries: dict | None, config: str | None = None):
+def _start(node: Node, role: str, registries: dict | None, config: str | None = None, stdin: str | None = None):
+    """Run a start script as the step would: with K3S_HA_WITH_REGISTRIES=1 when `registries`
+    is given (plan.start_params) and the stdin node_config renders (or `stdin`)."""
+    flag = {"K3S_HA_WITH_REGISTRIES": "1"} if registries is not None else {}
     if role == "agent":
         node.agent_is_healthy()
-        stdin = node_config.with_registries(config or CONFIG, registries)
-        return node.run("start-agent", agent_params(node), stdin=stdin)
+        stdin = stdin or node_config.with_registries(config or CONFIG, registries)
+        return node.run("start-agent", agent_params(node, **flag), stdin=stdin)
     node.server_is_healthy()
-    stdin = node_config.with_registries(config or SERVER_CONFIG, registries)
-    return node.run("start-server", server_params(node), stdin=stdin)
+    stdin = stdin or node_config.with_registries(config or SERVER_CONFIG, registries)
+    return node.run("start-server", server_params(node, **flag), stdin=stdin)
 
 
 def _restarts(node: Node, role: str) -> int:
@@ -117,3 +120,21 @@ def test_passthrough_settings_reach_the_written_config_yaml(node: Node) -> None:
     assert written["node-label"] == ["team=data", "tier=batch"]
     assert written["node-taint"] == ["gpu=true:NoSchedule"]
     assert written["server"] == "https://10.0.0.10:6443"
+
+
+@pytest.mark.parametrize("role", ["agent", "server"])
+def test_stdin_cut_between_config_and_registries_changes_nothing(node: Node, role: str) -> None:
+    """config.yaml's part ends with the same end marker as the whole stdin: cut right there,
+    stdin would look complete and registries-free, and the file k3s-ha wrote would go."""
+    assert _start(node, role, REGISTRIES).returncode == 0
+    written = (node.config_dir / "registries.yaml").read_text()
+    whole = node_config.with_registries(CONFIG if role == "agent" else SERVER_CONFIG, OTHER_REGISTRIES)
+    cut = whole[: whole.index(node_config.REGISTRIES_SEPARATOR)]
+    assert cut.endswith(node_config.END_MARKER + "\n")
+
+    result = _start(node, role, OTHER_REGISTRIES, stdin=cut)
+
+    assert result.returncode != 0
+    assert "registries.yaml was to follow" in result.stderr
+    assert (node.config_dir / "registries.yaml").read_text() == written
+    assert _restarts(node, role) == 1

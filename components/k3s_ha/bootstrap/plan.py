@@ -82,4 +82,9 @@ class BootstrapPlan:
         # The version is here too so a version change re-runs the start steps: the scripts
         # refuse a binary of another version and restart onto a replaced one, in the same
         # one-server-at-a-time order as the first start.
-        return {"K3S_READY_TIMEOUT": str(self.ready_timeout_seconds), "K3S_VERSION": self.k3s_version}
+        params = {"K3S_READY_TIMEOUT": str(self.ready_timeout_seconds), "K3S_VERSION": self.k3s_version}
+        if self.registries is not None:
+            # Stdin cut right after config.yaml's end marker would otherwise read as "no
+            # registries" and remove the registries.yaml k3s-ha wrote (lib.sh).
+            params["K3S_HA_WITH_REGISTRIES"] = "1"
+        return params

@@ -740,6 +740,9 @@ k3s_ha_config_save() {
 
 # After k3s_ha_config_from_stdin: moves the registries.yaml part out of K3S_HA_CONFIG into
 # K3S_HA_REGISTRIES and sets K3S_HA_HAS_REGISTRIES to 1, or to 0 when stdin had none.
+# K3S_HA_WITH_REGISTRIES=1 (a start step's parameter) says stdin must carry one: config.yaml
+# ends with the same end marker as the whole stdin, so a stdin cut between the two would
+# otherwise look like "no registries" and remove the file.
 k3s_ha_config_split_registries() {
   local separator=$'\n--- # k3s-ha: registries.yaml follows\n'
   K3S_HA_REGISTRIES=""
@@ -748,6 +751,8 @@ k3s_ha_config_split_registries() {
     K3S_HA_REGISTRIES=${K3S_HA_CONFIG#*"$separator"}
     K3S_HA_CONFIG=${K3S_HA_CONFIG%%"$separator"*}$'\n'
     K3S_HA_HAS_REGISTRIES=1
+  elif [[ ${K3S_HA_WITH_REGISTRIES:-0} == 1 ]]; then
+    k3s_ha_die "stdin ended after config.yaml although a registries.yaml was to follow (cut short?): nothing was written; run pulumi up again"
   fi
 }
 
