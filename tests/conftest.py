@@ -8,6 +8,9 @@ import pytest
 from fake_node import Node, make_node
 from k3s_ha import operator_address
 
+# The lab's fixtures (make_lab, ...), for every lab test file.
+pytest_plugins = ["lab.fixtures"]
+
 # What `auto` in sshAllowedCidrs / apiAllowedCidrs resolves to in every test (a documentation
 # address): tests never ask checkip.amazonaws.com.
 OPERATOR_ADDRESS = "198.51.100.23"

@@ -436,3 +436,24 @@ def _delete_waves(
         )
         remaining -= set(ready)
     return waves
+
+
+def state_after_failure(plan: Plan, succeeded: set[str]) -> Run:
+    """The stack's state after an `up` that stopped at a failed step (real-behaviour.md; pulumi
+    pkg/resource/deploy/step.go: a failed create leaves nothing, a failed update keeps the old
+    state, and the engine starts no new step after a failure, so no delete has run).
+
+    `succeeded`: URNs whose step ran to the end. A step that runs nothing on a host (not a
+    Command) counts as done when every step it depends on is. The old half of a replacement
+    whose new half succeeded is left out (its pending delete would run nothing here)."""
+    olds, news = _custom(plan.before), _custom(plan.after)
+    done = set(succeeded) | {s.urn for s in plan.sames}
+    for wave in plan.apply_waves:
+        for step in wave:
+            if step.type != COMMAND and _deps(news[step.urn]) & news.keys() <= done:
+                done.add(step.urn)
+    kept = [r for r in plan.after.registrations if not r.custom]
+    kept += [news[urn] if urn in done else olds[urn] for urn in news if urn in done or urn in olds]
+    kept += [old for urn, old in olds.items() if urn not in news]
+    outputs = plan.before.outputs if plan.before else {}
+    return Run(kept, outputs, set(plan.before.secret_outputs) if plan.before else set(), [])

@@ -14,68 +14,14 @@ import time
 import pytest
 import yaml
 from lab import driver
-from lab.cluster import Cluster, record
-from lab.harness import Lab, unavailable_reason
+from lab.cluster import ETCDCTL, Cluster, record
+from lab.fixtures import k3s_processes, processes
 
 pytestmark = pytest.mark.lab
 
 SERVERS = ["s0", "s1", "s2"]
 AGENTS = ["a0", "a1"]
-ETCDCTL = "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379"
 NEXT_PATCH = "v1.36.5+k3s1"
-
-
-@pytest.fixture(autouse=True)
-def scenario_clock(request):
-    """Each test's whole wall time: lab setup, bring-up, the scenario and teardown."""
-    started = time.time()
-    yield
-    record(f"test {request.node.name}", wall_seconds=round(time.time() - started, 1))
-
-
-@pytest.fixture(scope="module")
-def lab_possible() -> None:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def make_lab(lab_possible):
-    labs: list[Lab] = []
-
-    def make(names: list[str]) -> Lab:
-        lab = Lab(names)
-        labs.append(lab)
-        return lab.__enter__()
-
-    yield make
-    for lab in labs:
-        lab.close()
-
-
-@pytest.fixture
-def cluster(make_lab) -> Cluster:
-    """3 servers and 2 agents, up."""
-    built = Cluster(make_lab([*SERVERS, *AGENTS]), list(SERVERS), list(AGENTS))
-    built.report = built.up()
-    return built
-
-
-def processes(lab: Lab, host) -> dict[int, str]:
-    """pid -> command line of every process in the host's namespaces."""
-    found = {}
-    for pid in lab.pids(host.netns):
-        try:
-            found[pid] = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            pass
-    return found
-
-
-def k3s_processes(lab: Lab, host) -> list[str]:
-    """Command lines of the host's k3s (the staged copy under the data dir) and etcd processes."""
-    return [c for c in processes(lab, host).values() if c.startswith("etcd ") or "/rancher/k3s/data/" in c]
 
 
 def test_three_servers_and_two_agents_come_up_in_under_two_minutes(cluster: Cluster) -> None:

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import engine
 import pulumi
+import step_model
+import yaml
 from k3s_ha import DEFAULT_K3S_VERSION, K3sBootstrap
 
 from lab import driver
-from lab.harness import Lab
+from lab.harness import Host, Lab
 
 READY_TIMEOUT_SECONDS = 120
-STEP_TIMEOUT_SECONDS = READY_TIMEOUT_SECONDS + 60
+ETCDCTL = "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379"
 FIGURES: dict[str, dict] = {}
 
 
@@ -33,25 +36,50 @@ def record(scenario: str, **figures) -> None:
 class Cluster:
     lab: Lab
     servers: list[str]
+    """The program's server names, in order (the first one initialises the cluster)."""
     agents: list[str]
     version: str = DEFAULT_K3S_VERSION
+    machine_ids: bool = False
+    """Give every host a `replace_on` (as K3sCluster does with instance ids): the lab host it
+    runs on and how often that host was re-imaged."""
+    machines: dict[str, str] = field(default_factory=dict)
+    """Program name -> the lab host it runs on now (default: the host of the same name)."""
+    images: dict[str, int] = field(default_factory=dict)
+    """Lab host -> how often it was re-imaged."""
+    key: Path | None = None
+    """The private key the program logs in with (default: the lab's first key)."""
+    ready_timeout: int = READY_TIMEOUT_SECONDS
     recorded: engine.Run | None = None
     """The program's registrations as of the last `up` (the stack's state)."""
     mocks: driver.LabMocks | None = None
 
+    def machine(self, name: str) -> Host:
+        """The lab host a program name runs on now."""
+        return self.lab.hosts[self.machines.get(name, name)]
+
+    def replace_on(self, name: str) -> str:
+        host = self.machine(name)
+        return f"{host.name}#{self.images.get(host.name, 0)}"
+
     def program(self):
-        lab = self.lab
+        def host_args(name: str) -> dict:
+            args = {"name": name, "address": self.machine(name).address}
+            if self.machine_ids:
+                args["replace_on"] = self.replace_on(name)
+            return args
+
+        key = (self.key or self.lab.key).read_text()
 
         def program():
             bootstrap = K3sBootstrap(
                 "lab",
                 {
-                    "servers": [{"name": n, "address": lab.hosts[n].address} for n in self.servers],
-                    "agents": [{"name": n, "address": lab.hosts[n].address} for n in self.agents],
-                    "ssh": {"user": lab.user, "private_key": pulumi.Output.secret(lab.key.read_text())},
+                    "servers": [host_args(n) for n in self.servers],
+                    "agents": [host_args(n) for n in self.agents],
+                    "ssh": {"user": self.lab.user, "private_key": pulumi.Output.secret(key)},
                     "k3s_version": self.version,
-                    "install_url": lab.install_url,
-                    "ready_timeout_seconds": READY_TIMEOUT_SECONDS,
+                    "install_url": self.lab.install_url,
+                    "ready_timeout_seconds": self.ready_timeout,
                 },
             )
             return {"kubeconfig": bootstrap.kubeconfig}
@@ -66,19 +94,34 @@ class Cluster:
     def run(self, waves: list[list[driver.Action]], check=None) -> driver.Report:
         """Run waves; a failure carries the services' logs, which say why a step waited in vain."""
         try:
-            return driver.run_waves(self.lab, waves, timeout=STEP_TIMEOUT_SECONDS, check=check)
+            return driver.run_waves(self.lab, waves, timeout=self.ready_timeout + 60, check=check)
         except driver.StepFailed as failed:
             failed.args = (f"{failed.args[0]}\n{self.diagnostics()}",)
             raise
 
-    def up(self, servers: list[str] | None = None, version: str | None = None) -> driver.Report:
+    def up(
+        self,
+        servers: list[str] | None = None,
+        agents: list[str] | None = None,
+        version: str | None = None,
+        key: Path | None = None,
+    ) -> driver.Report:
         """`pulumi up` with the given changes (none: the first up, or a rerun): the step
-        model's apply waves, then its delete waves."""
-        self.servers = servers or self.servers
+        model's apply waves, then its delete waves. When a step fails, the state becomes what
+        the engine would have recorded (step_model.state_after_failure) and StepFailed is raised."""
+        self.servers = self.servers if servers is None else servers
+        self.agents = self.agents if agents is None else agents
         self.version = version or self.version
+        self.key = key or self.key
         after = self.record_program()
-        applies, deletes = driver.up_plan(self.recorded, after)
-        report = self.run(applies, check=self.mocks.check)
+        plan = step_model.plan_up(self.recorded, after)
+        applies, deletes = driver.plan_waves(plan)
+        try:
+            report = self.run(applies, check=self.mocks.check)
+        except driver.StepFailed as failed:
+            succeeded = {o.action.urn for o in failed.report.outcomes if o.status == 0}
+            self.recorded = step_model.state_after_failure(plan, succeeded)
+            raise
         self.recorded = after
         deleted = self.run(deletes)
         report.outcomes += deleted.outcomes
@@ -91,6 +134,18 @@ class Cluster:
         self.recorded = None
         return report
 
+    def new_machine(self, name: str, host: str | None = None) -> Host:
+        """`name` gets a new machine: lab host `host` (a new address and host name, like a new
+        EC2 instance), or without `host` its own host re-imaged (same address and host name).
+        Returns the old machine (the re-imaged host is the same Host)."""
+        old = self.machine(name)
+        if host is None:
+            self.lab.reimage(old)
+            self.images[old.name] = self.images.get(old.name, 0) + 1
+        else:
+            self.machines[name] = host
+        return old
+
     # --- looking at the cluster -----------------------------------------------------------
 
     def host(self, name: str):
@@ -101,7 +156,7 @@ class Cluster:
 
     def members(self, on: str) -> list[dict]:
         """etcd's member list, asked with the real etcdctl on server `on`."""
-        result = self.root(on, "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 member list -w json")
+        result = self.root(on, f"{ETCDCTL} member list -w json")
         assert result.status == 0, result.stderr
         return json.loads(result.stdout).get("members", [])
 
@@ -115,6 +170,44 @@ class Cluster:
             found[item["metadata"]["name"]] = {**conditions, "version": item["status"]["nodeInfo"]["kubeletVersion"]}
         return found
 
+    def check(self) -> None:
+        """What the README says the cluster is after an `up`: one etcd voter per configured
+        server and nothing else, every member healthy (full quorum), a Ready Node per
+        configured host running the configured version (servers etcd voters), and each
+        node's config.yaml (0600) joining through the registration address (the first
+        server's) with the right token; the first server initialised the cluster or, rebuilt,
+        joined one of the others."""
+        servers = [self.machine(n) for n in self.servers]
+        agents = [self.machine(n) for n in self.agents]
+        ask = servers[-1].name
+        members = self.members(ask)
+        assert sorted(m["name"].rsplit("-", 1)[0] for m in members) == sorted(h.hostname for h in servers), members
+        assert not any(m.get("isLearner") for m in members), members
+        health = self.root(ask, f"{ETCDCTL} endpoint health --cluster")
+        healthy = (health.stdout + health.stderr).count("is healthy")
+        assert health.status == 0 and healthy == len(servers), health
+        nodes = self.nodes(ask)
+        assert sorted(nodes) == sorted(h.hostname for h in [*servers, *agents]), nodes
+        for name, node in nodes.items():
+            assert node["Ready"] == "True" and node["version"] == self.version, (name, node)
+        assert all(nodes[h.hostname]["EtcdIsVoter"] == "True" for h in servers), nodes
+
+        configs = {}
+        for host in [*servers, *agents]:
+            path = host.path("/etc/rancher/k3s/config.yaml")
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, host.name
+            configs[host.name] = yaml.safe_load(path.read_text())
+        first = configs[servers[0].name]
+        registration = f"https://{servers[0].address}:6443"
+        if "server" in first:
+            assert first["server"] in {f"https://{h.address}:6443" for h in servers[1:]}, first["server"]
+        else:
+            assert first.get("cluster-init") is True, first
+        for host in [*servers[1:], *agents]:
+            assert configs[host.name]["server"] == registration, (host.name, configs[host.name])
+        assert all(configs[h.name]["token"] == first["token"] for h in servers)
+        assert all(configs[h.name]["token"] == first["agent-token"] != first["token"] for h in agents)
+
     def wait_for(self, what: str, check, seconds: float = 60):
         deadline = time.time() + seconds
         while True:
@@ -125,6 +218,16 @@ class Cluster:
             time.sleep(1)
 
     def diagnostics(self) -> str:
+        """The end of every unit's log; whole logs go to $K3S_HA_LAB_LOGS/<host>.<unit>.log
+        when that is set (the lab's own files go with its teardown)."""
+        keep = os.environ.get("K3S_HA_LAB_LOGS")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for host in self.lab.hosts.values():
+                for unit in ("k3s", "k3s-agent"):
+                    text = self.lab.unit_log(host, unit)
+                    if text:
+                        Path(keep, f"{host.name}.{unit}.log").write_text(text)
         parts = []
         for host in self.lab.hosts.values():
             for unit in ("k3s", "k3s-agent"):

@@ -31,6 +31,8 @@ class Action:
     command: str
     stdin: str | None
     host: str
+    private_key: str | None = None
+    """The connection's key, which the driver logs in with (None: the lab's own)."""
 
 
 @dataclass
@@ -40,6 +42,12 @@ class Outcome:
     stdout: str
     stderr: str
     seconds: float
+    started: float = 0.0
+    """When it started (time.time())."""
+
+    @property
+    def name(self) -> str:
+        return self.action.urn.rsplit("::", 1)[-1]
 
 
 @dataclass
@@ -68,7 +76,8 @@ def _action(step: step_model.Step) -> Action | None:
     if text is None:
         return None
     inputs = step.inputs_used
-    return Action(step.urn, text, inputs.get("stdin"), inputs["connection"]["host"])
+    connection = inputs["connection"]
+    return Action(step.urn, text, inputs.get("stdin"), connection["host"], connection.get("privateKey"))
 
 
 def plan_waves(plan: step_model.Plan) -> tuple[list[list[Action]], list[list[Action]]]:
@@ -112,8 +121,10 @@ def run_waves(
             report.max_parallel = max(report.max_parallel, len(wave))
 
             def one(action: Action) -> Outcome:
-                result = lab.ssh(lab.by_address(action.host), action.command, action.stdin, timeout=timeout)
-                return Outcome(action, result.status, result.stdout, result.stderr, result.seconds)
+                began = time.time()
+                key = lab.key_file(action.private_key) if action.private_key else None
+                result = lab.ssh(lab.by_address(action.host), action.command, action.stdin, timeout=timeout, key=key)
+                return Outcome(action, result.status, result.stdout, result.stderr, result.seconds, began)
 
             outcomes = list(pool.map(one, wave))
             report.outcomes += outcomes

@@ -13,11 +13,13 @@ namespaces (by pid) and removes them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -123,6 +125,9 @@ class Lab:
         self.created_user = False
         self.sudoers = Path(f"/etc/sudoers.d/k3slab-{self.id}")
         self.key = self.root / "id_ed25519"
+        self.login_key = self.key
+        """The key the lab's own checks log in with: the last one `authorized_keys` was given."""
+        self._keys_lock = threading.Lock()
         self.mirror: subprocess.Popen | None = None
 
     # --- setup ----------------------------------------------------------------------------
@@ -164,17 +169,20 @@ class Lab:
             self._start_host(host, index, hosts_file)
         deadline = time.time() + 30
         for host in self.hosts.values():
-            while True:
-                result = self.ssh(host, "true", timeout=10)
-                if result.status == 0:
-                    break
-                if time.time() > deadline:
-                    raise RuntimeError(f"sshd on {host.name} did not answer within 30 s: {result.stderr.strip()}")
-                time.sleep(0.3)
+            self._wait_for_ssh(host, deadline)
         first = next(iter(self.hosts.values()))
         while self.ssh(first, f"curl -sSf -o /dev/null {self.install_url}", timeout=10).status != 0:
             if time.time() > deadline:
                 raise RuntimeError(f"the mirror at {self.install_url} did not answer within 30 s")
+            time.sleep(0.3)
+
+    def _wait_for_ssh(self, host: Host, deadline: float) -> None:
+        while True:
+            result = self.ssh(host, "true", timeout=10)
+            if result.status == 0:
+                return
+            if time.time() > deadline:
+                raise RuntimeError(f"sshd on {host.name} did not answer in time: {result.stderr.strip()}")
             time.sleep(0.3)
 
     def _user(self) -> None:
@@ -216,7 +224,6 @@ class Lab:
         )  # fmt: skip
 
     def _start_host(self, host: Host, index: int, hosts_file: Path) -> None:
-        host.root.mkdir(parents=True)
         veth_hub, veth_host = f"kl{self.id}{index:02d}a", f"kl{self.id}{index:02d}b"
         _run("ip", "netns", "add", host.netns)
         _run("ip", "link", "add", veth_hub, "type", "veth", "peer", "name", veth_host)
@@ -227,6 +234,11 @@ class Lab:
         _run("ip", "-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
         _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
         _run("ip", "-n", host.netns, "link", "set", "lo", "up")
+        self._boot(host, hosts_file)
+
+    def _boot(self, host: Host, hosts_file: Path) -> None:
+        """Start the host's own processes: its mounts and sshd (host-init.sh)."""
+        host.root.mkdir(parents=True)
         config = host.root.parent / f"{host.name}.sshd_config"
         config.write_text(
             "\n".join(
@@ -260,10 +272,13 @@ class Lab:
 
     # --- use ------------------------------------------------------------------------------
 
-    def ssh(self, host: Host, command: str, stdin: str | None = None, timeout: float = 300) -> SshResult:
-        """Run `command` on `host` over real SSH as the lab user (as pulumi-command would)."""
+    def ssh(
+        self, host: Host, command: str, stdin: str | None = None, timeout: float = 300, key: Path | None = None
+    ) -> SshResult:
+        """Run `command` on `host` over real SSH as the lab user (as pulumi-command would),
+        logging in with `key` (default: `login_key`)."""
         args = [
-            "ip", "netns", "exec", self.hub, "ssh", "-i", str(self.key), "-T",
+            "ip", "netns", "exec", self.hub, "ssh", "-i", str(key or self.login_key), "-o", "IdentitiesOnly=yes", "-T",
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5",
             f"{self.user}@{host.address}", command,
@@ -293,6 +308,58 @@ class Lab:
         pid_file = host.path(f"/run/k3s-standin/{unit}.pid")
         pid = int(pid_file.read_text().strip())
         os.killpg(pid, signal.SIGKILL)
+
+    def kill_host(self, host: Host) -> None:
+        """The machine dies: every process on it ends at once and its network goes dark (its
+        link is down, so nothing answers there: no SSH, no etcd peer, no API)."""
+        self._kill_processes(host)
+        _run("ip", "-n", host.netns, "link", "set", "eth0", "down")
+
+    def reimage(self, host: Host) -> None:
+        """A new machine at the same address under the same host name: the old one's processes
+        and disk are gone (nothing of K3s is left), and it boots to a fresh sshd."""
+        self._kill_processes(host)
+        shutil.rmtree(host.root)
+        self._boot(host, self.root / "hosts")
+        self._wait_for_ssh(host, time.time() + 30)
+
+    def _kill_processes(self, host: Host) -> None:
+        for pid in self.pids(host.netns):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if host.process is not None:
+            host.process.wait(timeout=10)
+        deadline = time.time() + 10
+        while self.pids(host.netns):
+            if time.time() > deadline:
+                raise RuntimeError(f"processes on {host.name} outlived SIGKILL: {self.pids(host.netns)}")
+            time.sleep(0.1)
+
+    def key_file(self, private_key: str) -> Path:
+        """A step's private key (its connection's `privateKey`) as a file ssh reads, 0600 under
+        the lab's root: the driver logs in with the key each step was given."""
+        path = self.root / f"login-{hashlib.sha256(private_key.encode()).hexdigest()[:12]}"
+        with self._keys_lock:  # the driver's threads ask at once
+            if not path.exists():
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as f:
+                    f.write(private_key if private_key.endswith("\n") else private_key + "\n")
+        return path
+
+    def new_key(self, name: str) -> Path:
+        """Another login key pair (for a key rotation); not yet authorized anywhere."""
+        path = self.root / name
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"k3s-lab-{name}", "-f", str(path))
+        return path
+
+    def authorized_keys(self, keys: list[Path]) -> None:
+        """The public keys every host's login user accepts (the hosts share one file, as if the
+        same edit had been made on each of them)."""
+        text = "".join(Path(f"{key}.pub").read_text() for key in keys)
+        (self.root / "authorized_keys").write_text(text)
+        self.login_key = keys[-1]
 
     def unit_log(self, host: Host, unit: str) -> str:
         path = host.path(f"/run/k3s-standin/{unit}.log")

@@ -17,6 +17,9 @@ chmod 1777 /tmp
 mount --bind "$hosts_file" /etc/hosts
 mount --bind "$mirror_cert" /etc/ssl/certs/ca-certificates.crt
 install -m 0755 "$systemctl" /usr/local/sbin/systemctl
+# Users' sessions (no /usr/local/sbin on their PATH) call /usr/bin/systemctl, as on a real
+# host where one systemctl answers everyone (evict-node.sh asks is-active as the login user).
+mount --bind /usr/local/sbin/systemctl /usr/bin/systemctl
 mkdir -p /run/sshd
 chmod 0755 /run/sshd
 exec /usr/sbin/sshd -D -e -f "$sshd_config"

@@ -53,6 +53,7 @@ CONFIG = "/etc/rancher/k3s/config.yaml"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 NODE_PASSWORD_FILE = "/etc/rancher/node/password"
 PREFIX = "/k3s-standin/"
+FAULTS = "/etc/rancher/k3s-standin-faults"  # lab fault injection, see _refused_versions
 # Kubernetes' node-monitor-grace-period default (kube-controller-manager): a node whose
 # kubelet stopped posting status still shows its last Ready for this long.
 NODE_MONITOR_GRACE_SECONDS = 40
@@ -1121,6 +1122,16 @@ def cluster_reset(config: dict, restore: str | None) -> int:
     return 0
 
 
+def _refused_versions() -> set[str]:
+    """Not K3s behaviour: a fault the lab injects (a release that does not come up on this
+    host, for whatever reason), so a test can fail one step of an upgrade half way."""
+    try:
+        with open(FAULTS) as f:
+            return set(f.read().split())
+    except FileNotFoundError:
+        return set()
+
+
 def main(argv: list[str]) -> int:
     program, args = os.path.basename(argv[0]), argv[1:]
     if program == "kubectl":
@@ -1129,6 +1140,8 @@ def main(argv: list[str]) -> int:
         print(f"k3s version {VERSION} (stand-in)\ngo version go1.25.0 (stand-in)")
         return 0
     command, rest = args[0], args[1:]
+    if command in ("server", "agent") and VERSION in _refused_versions():
+        fatal(f"lab fault: this host was told that {VERSION} fails to start ({FAULTS})")
     if command == "server":
         restore = None
         reset = False

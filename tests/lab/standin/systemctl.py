@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """STAND-IN for systemctl, not systemd. Lab only: lab hosts have no systemd, so the lab puts
-this first on root's PATH (/usr/local/sbin, ahead of /usr/bin in sudo's secure_path).
+this first on root's PATH (/usr/local/sbin, ahead of /usr/bin in sudo's secure_path) and
+binds it over /usr/bin/systemctl, which users' sessions call.
 
 It runs a unit's ExecStart (with its EnvironmentFile) as a daemon in its own session, and
 models what the node scripts depend on:
@@ -144,9 +145,12 @@ def start(name: str) -> int:
 
 
 def main(args: list[str]) -> int:
-    os.makedirs(STATE, exist_ok=True)
-    with open(os.path.join(STATE, "systemctl.log"), "a") as f:
-        f.write(" ".join(args) + "\n")
+    try:
+        os.makedirs(STATE, exist_ok=True)
+        with open(os.path.join(STATE, "systemctl.log"), "a") as f:
+            f.write(" ".join(args) + "\n")
+    except PermissionError:
+        pass  # a user's read-only call (is-active over SSH as the login user), like systemd's
     quiet = "--quiet" in args or "-q" in args
     words = [a for a in args if not a.startswith("-")]
     verb = words[0] if words else ""
