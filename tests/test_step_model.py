@@ -182,3 +182,24 @@ def test_any_password_input_replaces_and_unknown_types_update():
 
     assert sm.plan_up(password(16), password(32)).kinds() == {"pw": sm.REPLACE}
     assert sm.plan_up(target_group(1), target_group(2)).kinds() == {"t": sm.UPDATE}
+
+
+def test_after_a_failed_step_the_state_keeps_what_finished_and_the_old_state_of_the_rest():
+    """A re-run continues where the failed `up` stopped: done updates are not repeated, the
+    failed update and the ones after it run again, an unreached create is still to do."""
+    old_a, old_b, old_c = command("a"), command("b", deps=[(sm.COMMAND, "a")]), command("c", deps=[(sm.COMMAND, "b")])
+    before = run(machine(), old_a, old_b, old_c)
+    new = [command(n, create="echo v2", deps=d) for n, d in (("a", ()), ("b", [(sm.COMMAND, "a")]))]
+    new_c = command("c", create="echo v2", deps=[(sm.COMMAND, "b")])
+    added = command("d", deps=[(sm.COMMAND, "c")])
+    after = run(machine(), *new, new_c, added)
+    plan = sm.plan_up(before, after)
+
+    state = sm.state_after_failure(plan, succeeded={new[0].urn})  # b failed; c and d never ran
+
+    assert state.by_urn(new[0].urn).inputs["create"] == "echo v2"
+    assert state.by_urn(old_b.urn).inputs["create"] == "echo create"
+    assert state.by_urn(old_c.urn).inputs["create"] == "echo create"
+    assert added.urn not in {r.urn for r in state.registrations}
+    rerun = sm.plan_up(state, after)
+    assert {s.name: s.kind for s in rerun.steps} == {"b": sm.UPDATE, "c": sm.UPDATE, "d": sm.CREATE}
