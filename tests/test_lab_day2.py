@@ -12,10 +12,11 @@ servers there are, and each bring-up of three costs about 45 s here.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
-from lab import driver
+from lab import driver, harness
 from lab.cluster import ETCDCTL, Cluster, record
 from lab.fixtures import k3s_processes
 from lab.harness import Host
@@ -236,3 +237,20 @@ def test_a_dead_server_is_replaced_without_hand_edits(make_lab) -> None:
     members_log = next(o.stderr for o in report.outcomes if o.name == "lab-members")
     assert "lab-s1 is NotReady" in members_log and "taking it as gone" in members_log, members_log
     assert Path(dead.path("/usr/local/bin/k3s")).exists(), "something ran on the dead machine"
+
+
+def test_a_lab_whose_test_process_died_is_taken_down_by_the_next_one(make_lab) -> None:
+    """A lab killed with SIGKILL cannot tear itself down; the next lab removes what it left."""
+    abandoned = make_lab(["h0"])
+    dead_pid = subprocess.Popen(["true"])  # a pid that has exited
+    dead_pid.wait()
+    (abandoned.root / "owner.pid").write_text(f"{dead_pid.pid}\n")
+    host = abandoned.hosts["h0"]
+    assert abandoned.pids(host.netns)
+
+    harness.remove_abandoned_labs()
+
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert host.netns not in listed and abandoned.hub not in listed
+    assert not abandoned.root.exists() and not abandoned.sudoers.exists()
+    assert subprocess.run(["id", "-u", abandoned.user], capture_output=True).returncode != 0

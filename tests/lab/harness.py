@@ -144,6 +144,8 @@ class Lab:
         self.close()
 
     def _setup(self) -> None:
+        remove_abandoned_labs()
+        (self.root / "owner.pid").write_text(f"{os.getpid()}\n")
         for point in MOUNT_POINTS:
             os.makedirs(point, exist_ok=True)
         self._user()
@@ -397,6 +399,34 @@ class Lab:
         if self.created_user:
             _run("userdel", "--remove", self.user, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def remove_abandoned_labs() -> None:
+    """Take down what labs whose test process died (SIGKILL, a lost CI runner) left behind:
+    their namespaces and processes, login user, sudoers file and root. A lab is abandoned when
+    the pid in its root's owner.pid is gone; a lab of a running process is left alone."""
+    for root in Path("/var/tmp").glob("k3s-lab-*-*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue  # not set up yet, or not a lab
+        if Path(f"/proc/{owner}").exists():
+            continue
+        lab_id = root.name.split("-")[2]
+        listed = _run("ip", "netns", "list", check=False).stdout.split()
+        namespaces = [n for n in listed if n.startswith(f"k3slab-{lab_id}-")]
+        for netns in namespaces:
+            for pid in _run("ip", "netns", "pids", netns, check=False).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.5)
+        for netns in namespaces:
+            _run("ip", "netns", "del", netns, check=False)
+        Path(f"/etc/sudoers.d/k3slab-{lab_id}").unlink(missing_ok=True)
+        _run("userdel", "--remove", f"{USER_PREFIX}{lab_id}", check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _quote(text: str) -> str:
