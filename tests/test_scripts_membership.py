@@ -777,3 +777,14 @@ def test_a_servers_evicts_default_bound_grows_with_the_servers_that_may_be_dead(
     ]
     owners = ["s2" if "10.0.0.3" in e or "s2" in e else "s9" for e in events]
     assert owners in (["s2"] * 3 + ["s9"] * 3, ["s9"] * 3 + ["s2"] * 3)
+
+
+def test_a_wanted_node_whose_node_is_gone_fails_the_reconcile_saying_what_to_do(node: Node) -> None:
+    """A dead server still in the configuration loses its Node to the next server's evict
+    (scaling out past it): the reconcile cannot label it and says how to go on."""
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2")}, {})
+    result = reconcile(node, bin_dir, "s0 s1 s2")
+
+    assert result.returncode == 1
+    assert "could not label node s2" in result.stderr
+    assert "replace its machine or take it out of the configuration" in result.stderr

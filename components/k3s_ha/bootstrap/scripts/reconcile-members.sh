@@ -234,7 +234,7 @@ main() {
   for name in "${wanted[@]}"; do
     k3s_ha_is_node_name "$name" || k3s_ha_die "K3S_HA_NODES holds '$name', which is not a node name"
     reconcile_kubectl patch node "$name" --type=merge -p "$(wanted_node_patch "$name")" >&2 \
-      || k3s_ha_die "could not label node $name; is it in this cluster?"
+      || k3s_ha_die "could not label node $name; is it in this cluster? (A server's evict step removes a dead server's Node before that server joins, since etcd refuses the join while it is a member: if $name is that dead server, replace its machine or take it out of the configuration, then run pulumi up again)"
   done
 
   rows=$(k3s_ha_node_rows) || k3s_ha_die "the API on this server does not list the nodes"
