@@ -788,3 +788,19 @@ def test_a_wanted_node_whose_node_is_gone_fails_the_reconcile_saying_what_to_do(
     assert result.returncode == 1
     assert "could not label node s2" in result.stderr
     assert "replace its machine or take it out of the configuration" in result.stderr
+
+
+def test_a_dead_server_whose_new_machine_keeps_its_name_is_removed_once(node: Node) -> None:
+    """A K3sBootstrap host moved to a new machine at a new address under the same host name:
+    the dead pass removes its old Node; the stale-name pass then has nothing left to do."""
+    bin_dir = _setup(
+        node,
+        _three_servers_one_dead(),
+        {"10.0.0.3": {"unreachable": True}, "10.0.0.4": {"hostname": "S2", "unit_active": False}},
+    )
+    result = evict(node, bin_dir, "10.0.0.4", role="server")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
+    assert len([e for e in _events(node) if e.startswith("k3s kubectl delete node s2")]) == 1
+    assert "could not delete" not in result.stderr

@@ -101,7 +101,7 @@ step_seconds() {
 # Usage: remove_dead_servers ROWS   (after k3s_ha_load_ssh_key)
 # Deletes the Node and node password of every server of this cluster in ROWS that is not
 # Ready and cannot be reached, one at a time (see the header: etcd refuses a join while one
-# is a voter).
+# is a voter), and adds their names to main's `removed`.
 remove_dead_servers() {
   local name ip suspects
   suspects=$(suspect_rows "$1")
@@ -118,12 +118,13 @@ remove_dead_servers() {
     evict_kubectl delete node "$name" --wait=true --timeout=120s || k3s_ha_warn "could not delete node $name"
     evict_kubectl -n kube-system delete secret "$name.node-password.k3s" --ignore-not-found \
       || k3s_ha_warn "could not delete secret $name.node-password.k3s"
+    removed+=("$name")
   done <<<"$suspects"
 }
 
 main() {
   local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} host=${K3S_HA_HOST:-${K3S_HA_ADDRESS:-}}
-  local unit answer new_name active rows name ip _etcd _ready _label
+  local unit answer new_name active rows name ip _etcd _ready _label removed=()
   exec 1>&2
   k3s_ha_never_fail
   case $role in
@@ -166,7 +167,8 @@ main() {
     return 0
   fi
   while IFS='|' read -r name _etcd _ready ip _label; do
-    [[ -n $name ]] || continue
+    # A dead server that kept its host name on the new machine is gone already.
+    [[ -n $name && " ${removed[*]} " != *" $name "* ]] || continue
     if [[ $name == "$new_name" || $ip == "$address" ]]; then
       k3s_ha_log "node $name ($ip) belongs to the machine $address had before: deleting it and its node password"
       evict_kubectl delete node "$name" --wait=true --timeout=120s || k3s_ha_warn "could not delete node $name"
