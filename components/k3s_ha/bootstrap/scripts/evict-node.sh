@@ -13,8 +13,10 @@
 # local member has not been connected to all peers, reconfigure breaks active quorum", and
 # K3s reports "ETCD join failed: etcdserver: unhealthy cluster". K3s does not turn the check
 # off (the etcd config it writes, k3s-io/k3s pkg/daemons/executor/executor.go ETCDConfig,
-# has no strict-reconfig-check field and is loaded over embed's defaults). So while a dead
-# server is still a voter, no server can join: not the new machine that replaces it, not a
+# has no strict-reconfig-check field and is loaded over embed's defaults). That is etcd 3.4
+# and 3.5 (isConnectedFullySince); later server.go only asks that a quorum stays connected
+# (isConnectedToQuorumAfterAddingNewMemberSince), where the removal is still right but no
+# longer needed for the join. So while a dead server is still a voter, no server can join: not the new machine that replaces it, not a
 # new server of a scale-out. The reconcile, which removes nodes that left, runs after every
 # start: too late. A server of this cluster is dead when its Node carries the
 # k3s-ha.io/cluster label (the reconcile puts it on every wanted node) and the etcd role, is
