@@ -2,7 +2,7 @@
 Plan on machines and etcd clusters, reading what each step does from its command text, and
 checks the invariants a day-2 change must keep.
 
-    result = simulate(plan_up(before, after))
+    result = simulate(plan_up(before, after), dead=("dev-server-1",))
     result.violations   # [Violation(invariant, message, step)], empty when all hold
     result.timeline     # [Event(step, host, what)], in execution order
 
@@ -23,7 +23,9 @@ The node scripts, as modelled here (components/k3s_ha/bootstrap/scripts/*.sh):
   config says (k3s ignores cluster-init then); a fresh one with `cluster-init` first probes
   K3S_HA_PEERS and joins the first that answers, else starts a new cluster (or, with
   K3S_HA_CLUSTER_INIT=never, fails without starting anything); `server:` joins
-  the cluster behind that address. k3s is (re)started when config.yaml changed, when it is
+  the cluster behind that address. A server that joins is a member add, which real etcd
+  refuses while any voting member is dead or down (its strict reconfig check, see
+  `_dead_voters`): the join fails and the server is no member. k3s is (re)started when config.yaml changed, when it is
   not running, or when the script can tell that the binary changed: see `detects_upgrade`.
 - remove-node and uninstall-k3s, which the program no longer registers (their files are
   gone) but a state written by an older k3s-ha still holds as the `delete` of its membership
@@ -32,6 +34,11 @@ The node scripts, as modelled here (components/k3s_ha/bootstrap/scripts/*.sh):
   server's etcd member; it needs a working API on the holder, i.e. a holder that is still a
   member of the cluster (else it warns and removes nothing). uninstall-k3s stops k3s and
   wipes it and its data from the machine.
+- evict-node (on a server that is a member, before a node with a new machine starts): a
+  dead member at the node's address (the Node its old machine left) is deleted and, for a
+  server's evict, every dead server of the holder's cluster too (their Nodes, and so their
+  etcd members); a server that is down but alive answers SSH and is left alone. On a holder that is not a running member it does nothing (no
+  API there).
 - reconcile-members (on the first server, after every start): the members no wanted node
   name (K3S_HA_NODES, mapped through the new run's start steps) belongs to leave, one at a
   time: a live one is stopped, its Node deleted and K3s uninstalled; a dead one's Node (and
@@ -41,12 +48,16 @@ The node scripts, as modelled here (components/k3s_ha/bootstrap/scripts/*.sh):
 
 Not modelled: failures and timeouts (every step succeeds; a join with nothing behind its
 address just does not happen), step durations (only the plan's order), quorum arithmetic
-(the invariant is the stricter "one server at a time"), etcd learners, drains and pods, the
+(the invariant is the stricter "one server at a time"), etcd learners (beyond the
+strict reconfig check on their add), the ~40 s before a dead node shows NotReady (a machine
+marked dead is dead for longer), drains and pods, the
 API answering through a load balancer (it resolves to the cluster most running servers are
 in), node-name clashes ("duplicate node name", "Node password rejected": a host re-imaged
 at the same address keeps its name and simply joins), preview. A K3sBootstrap host whose
 `replace_on` changed is taken as re-imaged by the user before the `up`: a new machine at the
-same address and with the same name, the old one gone.
+same address and with the same name, the old one gone. `dead` names the machines that
+died before the `up` (instance resource names, or K3sBootstrap host addresses): they stay
+members of the cluster, neither running nor reachable, until something removes them.
 """
 
 from __future__ import annotations
@@ -116,6 +127,7 @@ class Disruption:
     cluster: int
     what: str
     lasting: bool = False  # from this step on, for ever (a member that died without leaving)
+    until: sm.Step | None = None  # a lasting one ends when this step removed the dead member
 
 
 @dataclass
@@ -167,8 +179,9 @@ def _address_of(url: str) -> str:
 
 
 class _Simulation:
-    def __init__(self, plan: sm.Plan):
+    def __init__(self, plan: sm.Plan, dead: tuple[str, ...] = ()):
         self.plan = plan
+        self.dead = dead
         self.runs = {OLD: plan.before, NEW: plan.after}
         self.machines: dict[tuple, Machine] = {}
         self.at_address: dict[str, tuple] = {}
@@ -250,8 +263,22 @@ class _Simulation:
     def seed(self) -> None:
         if not self.first_up:
             self._seed_running_cluster()
+        self._kill_dead_machines()
         self.initial_at_address = dict(self.at_address)
         self._reimage_bootstrap_hosts()
+
+    def _kill_dead_machines(self) -> None:
+        """The machines in `dead` died before the up: nothing runs or answers there, and their
+        members stay in the cluster (nobody removed them)."""
+        before = self.plan.before
+        instances = {r.name: r.urn for r in (before.registrations if before else []) if r.type == sm.INSTANCE}
+        for name in self.dead:
+            key = ("instance", instances[name], 0) if name in instances else self.at_address.get(name)
+            machine = self.machines.get(key) if key else None
+            assert machine is not None, f"no machine of the running cluster is {name!r}"
+            machine.alive, machine.running = False, None
+            if machine.member and machine.cluster is not None:
+                self.disruptions.append(Disruption(None, machine, machine.cluster, "died before the up", True))
 
     def _reimage_bootstrap_hosts(self) -> None:
         """A K3sBootstrap host whose `replace_on` changed is a new machine at the same address
@@ -410,6 +437,17 @@ class _Simulation:
             or (machine.running != machine.installed and detects_upgrade(text))
         )
         was_member = machine.member and machine.running
+        joins = cluster is not None and not (machine.member and machine.cluster == cluster)
+        if role == "server" and joins and (dead := self._dead_voters(cluster, machine)):
+            # The start script restarts k3s, which fails to join and exits: no member.
+            machine.enabled, machine.running, machine.config = True, None, stdin
+            self.event(
+                step,
+                machine,
+                f"server join refused: etcd rejects the member add while voters {dead} of cluster {cluster} "
+                "are dead or down (mayAddMember: unhealthy cluster); the step fails",
+            )
+            return
         machine.enabled = True
         if not restart:
             self.event(step, machine, f"{role} already running k3s {machine.running}: no restart")
@@ -423,6 +461,46 @@ class _Simulation:
             return
         machine.cluster, machine.member = cluster, True
         self.event(step, machine, f"{role} (re)starts k3s {machine.running} in cluster {cluster}")
+
+    def _dead_voters(self, cluster: int | None, joiner: Machine) -> list[str]:
+        """The voting members of `cluster` that are dead or down. Real etcd refuses any member
+        add, a learner's too, unless the member that takes it is connected to every voting
+        member (etcd server/etcdserver/server.go mayAddMember with StrictReconfigCheck, on by
+        default: embed.NewConfig DefaultStrictReconfigCheck; K3s keeps the default, its etcd
+        config has no such field: k3s-io/k3s pkg/daemons/executor/executor.go ETCDConfig).
+        K3s then says "ETCD join failed: etcdserver: unhealthy cluster". That is etcd 3.4 and
+        3.5 (isConnectedFullySince, as in the lab); later etcd asks only for a connected
+        quorum, which this stricter model covers."""
+        return sorted(
+            m.hostname
+            for m in self.machines.values()
+            if m is not joiner
+            and m.member
+            and m.cluster == cluster
+            and m.role == "server"
+            and not (m.alive and m.running)
+        )
+
+    def do_evict_node(self, step, holder: Machine, params, text) -> None:
+        """evict-node.sh on a server that is a member, before the node's new machine starts:
+        the Node the old machine at the node's address left and, for a server's evict, every
+        dead server of the cluster (NotReady and not answering SSH). A server that is down
+        but alive answers SSH: it is left alone, and still blocks the join."""
+        if not (holder.alive and holder.member and holder.running and holder.role == "server"):
+            self.event(step, holder, "evict-node: no cluster API here; nothing evicted")
+            return
+        address, server = params.get("K3S_HA_ADDRESS", ""), params.get("K3S_ROLE") == "server"
+        for machine in list(self.machines.values()):
+            if not machine.member or machine.cluster != holder.cluster or machine.alive:
+                continue
+            if machine.key[:2] == ("address", address) or (server and machine.role == "server"):
+                machine.member = False
+                self._removed_dead_member(step, machine)
+                self.event(
+                    step,
+                    holder,
+                    f"evict-node: deletes the Node of dead {machine.role} {machine.hostname} ({machine.host})",
+                )
 
     def do_remove_node(self, step, holder: Machine, params, text) -> None:
         meant = self._start_of_node(params.get("K3S_HA_NODE", ""), OLD)
@@ -485,6 +563,7 @@ class _Simulation:
                     step, holder, f"removes {machine.role} {machine.hostname} ({machine.host}) and uninstalls it"
                 )
             else:
+                self._removed_dead_member(step, machine)
                 self.event(step, holder, f"deletes the Node of dead {machine.role} {machine.hostname} ({machine.host})")
 
     def do_uninstall_k3s(self, step, machine: Machine, params, text) -> None:
@@ -517,6 +596,8 @@ class _Simulation:
                 )
 
     def _overlap(self, a: Disruption, b: Disruption) -> bool:
+        if self._ended_before(a, b) or self._ended_before(b, a):
+            return False
         if a.step is None or b.step is None:
             return True
         if a.lasting and b.lasting:
@@ -526,6 +607,15 @@ class _Simulation:
         if b.lasting:
             return not self.plan.precedes(a.step, b.step)
         return self.plan.may_overlap(a.step, b.step)
+
+    def _ended_before(self, a: Disruption, b: Disruption) -> bool:
+        """`a` is a dead member that a step removed before `b` began."""
+        return a.until is not None and b.step is not None and self.plan.precedes(a.until, b.step)
+
+    def _removed_dead_member(self, step: sm.Step, machine: Machine) -> None:
+        for disruption in self.disruptions:
+            if disruption.machine is machine and disruption.lasting and disruption.until is None:
+                disruption.until = step
 
     def check_order_of_restarts(self) -> None:
         servers = [(s, m) for s, m in self.restarts if m.role == "server"]
@@ -575,8 +665,9 @@ class _Simulation:
             self.violate(ONE_CLUSTER, f"the cluster still lists members that are gone: {dead}", None)
 
 
-def simulate(plan: sm.Plan) -> Result:
-    """Replay `plan` (from step_model.plan_up) and check every invariant in INVARIANTS."""
-    sim = _Simulation(plan)
+def simulate(plan: sm.Plan, dead: tuple[str, ...] = ()) -> Result:
+    """Replay `plan` (from step_model.plan_up) and check every invariant in INVARIANTS; the
+    machines in `dead` died before the up (module docstring)."""
+    sim = _Simulation(plan, tuple(dead))
     sim.run()
     return Result(sim.timeline, sim.violations, sim.machines, sim.clusters, sim.restarts)

@@ -127,3 +127,35 @@ def test_a_removal_needs_a_holder_that_is_still_a_member(holder_of_s1, broken):
     # Scaling in to one server: memberships go in reverse order, s2 first, then s1.
     result = simulate(before, run(servers[0]))
     assert result.broken() - {cs.ONE_CLUSTER} == broken
+
+
+def _fourth_server(evict_role=None):
+    """s3 joins the running three through s0; with `evict_role`, an evict step on s0 first."""
+    evict = []
+    after = ("s2-start",)
+    if evict_role:
+        params = {"K3S_ROLE": evict_role, "K3S_HA_ADDRESS": "192.0.2.13", "K3S_HA_CLUSTER": "dev"}
+        evict = [command("s3-evict", "192.0.2.10", text("evict-node", **params), after=after)]
+        after = ("s3-evict",)
+    return [*evict, *node("s3", "192.0.2.13", "server", JOIN, start_after=after)]
+
+
+def test_etcd_refuses_a_server_join_while_a_voter_is_dead():
+    """etcd's strict reconfig check (server.go mayAddMember): no member add while the member
+    that takes it is not connected to every voter."""
+    result = cs.simulate(sm.plan_up(run(*three_servers()), run(*three_servers(), _fourth_server())), ("192.0.2.12",))
+    (refused,) = [e for e in result.timeline if "join refused" in e.what]
+    assert refused.step.name == "s3-start" and "mayAddMember" in refused.what
+    (s3,) = [m for m in result.machines.values() if m.host == "192.0.2.13"]
+    assert not s3.member and s3.running is None
+
+
+def test_a_servers_evict_removes_the_dead_voter_first_and_an_agents_does_not():
+    before = run(*three_servers())
+    result = cs.simulate(sm.plan_up(before, run(*three_servers(), _fourth_server("server"))), ("192.0.2.12",))
+    assert [e.what for e in result.timeline if e.step.name == "s3-evict"] == [
+        "evict-node: deletes the Node of dead server host-192.0.2.12 (192.0.2.12)"
+    ]
+    assert not [e for e in result.timeline if "join refused" in e.what]
+    refused = cs.simulate(sm.plan_up(before, run(*three_servers(), _fourth_server("agent"))), ("192.0.2.12",))
+    assert [e.step.name for e in refused.timeline if "join refused" in e.what] == ["s3-start"]

@@ -45,15 +45,24 @@ def cluster_with_passthrough() -> engine.Run:
     return engine.run(engine.main_program, cfg, SECRET_KEYS)
 
 
-def bootstrap_program(servers: int = 3, agents: int = 2, version: str | None = None, reimaged: tuple[str, ...] = ()):
+def bootstrap_program(
+    servers: int = 3,
+    agents: int = 2,
+    version: str | None = None,
+    reimaged: tuple[str, ...] = (),
+    moved: tuple[str, ...] = (),
+    replace_on: bool = True,
+):
     """K3sBootstrap on hosts the user brings (plain addresses); a host in `reimaged` is a new
-    machine at the same address (its `replace_on` changed)."""
+    machine (its `replace_on` changed); one in `moved` is at a new address (40 higher).
+    Without `replace_on` no host sets it (no evict steps)."""
 
     def host(role: str, index: int, first: int) -> HostArgs:
         name = f"{role}-{index}"
-        return HostArgs(
-            name=name, address=f"192.0.2.{first + index}", replace_on=f"{name}-{'2' if name in reimaged else '1'}"
-        )
+        address = f"192.0.2.{first + index + (40 if name in moved else 0)}"
+        if not replace_on:
+            return HostArgs(name=name, address=address)
+        return HostArgs(name=name, address=address, replace_on=f"{name}-{'2' if name in reimaged else '1'}")
 
     def program():
         args = K3sBootstrapArgs(
@@ -69,11 +78,19 @@ def bootstrap_program(servers: int = 3, agents: int = 2, version: str | None = N
 
 
 @functools.cache
-def bootstrap(servers: int = 3, agents: int = 2, version: str | None = None, reimaged: tuple[str, ...] = ()):
-    return engine.run(bootstrap_program(servers, agents, version, reimaged))
+def bootstrap(
+    servers: int = 3,
+    agents: int = 2,
+    version: str | None = None,
+    reimaged: tuple[str, ...] = (),
+    moved: tuple[str, ...] = (),
+    replace_on: bool = True,
+):
+    return engine.run(bootstrap_program(servers, agents, version, reimaged, moved, replace_on))
 
 
-# name -> (before, after, names to replace as `pulumi up --replace` would)
+# name -> (before, after, names to replace as `pulumi up --replace` would[, machines that
+# died before the up: instance names or bootstrap host addresses, cluster_sim.simulate])
 SCENARIOS = {
     "bring-up 3+2": lambda: (None, cluster(), ()),
     "unchanged": lambda: (cluster(), cluster(), ()),
@@ -110,14 +127,31 @@ SCENARIOS = {
     "bootstrap 3->5 servers": lambda: (bootstrap(), bootstrap(servers=5), ()),
     "bootstrap version upgrade": lambda: (bootstrap(), bootstrap(version=NEXT_VERSION), ()),
     "bootstrap re-imaged agent": lambda: (bootstrap(), bootstrap(reimaged=("agent-1",)), ()),
+    # A server's machine died (the lab, with real etcd 3.4): its replacement must join while
+    # the dead one is still a voter, which etcd refuses until the evict step removes it.
+    "replace a dead server": lambda: (cluster(), cluster(), ("dev-server-1",), ("dev-server-1",)),
+    "replace the dead first server": lambda: (cluster(), cluster(), ("dev-server-0",), ("dev-server-0",)),
+    "3->5 servers, replacing a dead one": lambda: (
+        cluster(),
+        cluster(servers=5),
+        ("dev-server-2",),
+        ("dev-server-2",),
+    ),
+    "bootstrap dead server, new machine at a new address": lambda: (
+        bootstrap(),
+        bootstrap(reimaged=("server-2",), moved=("server-2",)),
+        (),
+        ("192.0.2.12",),
+    ),
+    "bootstrap re-imaged server": lambda: (bootstrap(), bootstrap(reimaged=("server-1",)), ()),
 }
 
 
 @functools.cache
 def outcome(scenario: str) -> tuple[sm.Plan, cs.Result]:
-    before, after, replace = SCENARIOS[scenario]()
+    before, after, replace, *dead = SCENARIOS[scenario]()
     plan = sm.plan_up(before, after, [after.urn(name) for name in replace])
-    return plan, cs.simulate(plan)
+    return plan, cs.simulate(plan, *dead)
 
 
 def _cases():
@@ -328,3 +362,75 @@ def test_new_registries_and_server_settings_restart_servers_one_at_a_time_then_a
     assert plan.precedes(servers[0], servers[1]) and plan.precedes(servers[1], servers[2])
     for agent in ("dev-agent-0-start", "dev-agent-1-start"):
         assert plan.precedes(servers[2], plan.named(agent)[0])
+
+
+def _dead_member_gone_and_replacement_joined(result: cs.Result, dead: str) -> None:
+    (machine,) = [m for m in result.machines.values() if not m.alive and m.host == dead]
+    assert not machine.member
+    assert not [e for e in result.timeline if "join refused" in e.what]
+    assert result.of(cs.ONE_CLUSTER) == []
+
+
+@pytest.mark.parametrize(
+    ("scenario", "dead", "evict", "holder"),
+    [
+        ("replace a dead server", "dev-server-1", "dev-server-1-evict", "dev-server-0"),
+        ("replace the dead first server", "dev-server-0", "dev-server-0-evict", "dev-server-1"),
+    ],
+)
+def test_a_dead_servers_replacement_joins_after_its_evict_removed_the_dead_member(scenario, dead, evict, holder):
+    """Real etcd refuses the replacement's learner add while the dead server is a voter
+    (server.go mayAddMember, strict reconfig check): the evict step, which runs on a live
+    server before the new machine's start, deletes the dead server's Node (and so its
+    member) first."""
+    plan, result = outcome(scenario)
+    (step,) = [s for s in plan.steps if s.name == evict and s.phase == sm.APPLY_PHASE]
+    (start,) = [s for s in plan.steps if s.name == f"{dead}-start" and s.phase == sm.APPLY_PHASE]
+    assert plan.precedes(step, start)
+    assert "K3S_HA_CLUSTER=dev" in step.command_text() and "K3S_ROLE=server" in step.command_text()
+    removal = [e for e in result.timeline if e.step.name == evict and "dead server" in e.what]
+    assert len(removal) == 1 and removal[0].host == holder
+    _dead_member_gone_and_replacement_joined(result, dead)
+
+
+def test_scaling_out_while_replacing_a_dead_server_removes_it_before_any_server_joins():
+    """Every server's evict looks for dead servers (they run side by side, each before its own
+    start): whichever runs first removes it, before the first join."""
+    plan, result = outcome("3->5 servers, replacing a dead one")
+    (removal,) = [e for e in result.timeline if "deletes the Node of dead server" in e.what]
+    assert removal.step.name in {f"dev-server-{i}-evict" for i in (2, 3, 4)}
+    joins = [e for e in result.timeline if e.step.name.endswith("-start") and "starts k3s" in e.what]
+    assert len(joins) == 3 and all(result.timeline.index(removal) < result.timeline.index(j) for j in joins)
+    _dead_member_gone_and_replacement_joined(result, "dev-server-2")
+
+
+def test_scaling_out_while_a_server_is_dead_lets_the_new_servers_join():
+    """The dead server stays in the configuration (not replaced), so the cluster is still
+    short of it after the up, but it no longer blocks the new servers' joins."""
+    before = cluster()
+    result = cs.simulate(sm.plan_up(before, cluster(servers=5)), ("dev-server-2",))
+    assert not [e for e in result.timeline if "join refused" in e.what]
+    new = [m for m in result.machines.values() if m.host in ("dev-server-3", "dev-server-4")]
+    assert len(new) == 2 and all(m.member and m.running and m.cluster == 0 for m in new)
+    (dead,) = [m for m in result.machines.values() if m.host == "dev-server-2"]
+    assert not dead.member
+
+
+def test_a_dead_bootstrap_server_on_a_new_machine_joins_after_its_evict():
+    plan, result = outcome("bootstrap dead server, new machine at a new address")
+    assert [e.step.name for e in result.timeline if "dead server" in e.what] == ["lab-server-2-evict"]
+    _dead_member_gone_and_replacement_joined(result, "192.0.2.12")
+
+
+def test_without_an_evict_step_the_dead_servers_replacement_is_refused_by_etcd():
+    """A host moved to a new machine without `replace_on` has no evict step: nothing removes
+    the dead voter before the join, which etcd refuses (the reconcile removes it only after
+    every start); the new machine ends outside the cluster."""
+    before = bootstrap(replace_on=False)
+    plan = sm.plan_up(before, bootstrap(moved=("server-2",), replace_on=False))
+    assert not [s for s in plan.steps if s.name.endswith("-evict")]
+    result = cs.simulate(plan, ("192.0.2.12",))
+    (refused,) = [e for e in result.timeline if "join refused" in e.what]
+    assert refused.step.name == "lab-server-2-start" and refused.host == "192.0.2.52"
+    assert "mayAddMember" in refused.what
+    assert any("192.0.2.52" in v.message for v in result.of(cs.ONE_CLUSTER))

@@ -144,6 +144,17 @@ def test_the_members_and_evict_steps_get_the_host_keys_pulumi_pins():
         assert evict["K3S_HA_HOST_KEY"] == _type_and_blob(run.named(f"dev-{h}-install").inputs["connection"]["hostKey"])
 
 
+def test_each_evict_names_the_cluster_label_the_reconcile_puts_on_its_nodes():
+    """A server's evict removes the dead servers carrying the reconcile's k3s-ha.io/cluster
+    label (etcd refuses the join while one is a voter): both steps must name the same value,
+    the cluster's name, so that another cluster's nodes on the same API are never touched."""
+    run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS)
+    assert _params(run.named("dev-members"))["K3S_HA_CLUSTER"] == "dev"
+    for h, role in (("server-0", "server"), ("server-1", "server"), ("server-2", "server"), ("agent-0", "agent")):
+        evict = _params(run.named(f"dev-{h}-evict"))
+        assert (evict["K3S_HA_CLUSTER"], evict["K3S_ROLE"]) == ("dev", role)
+
+
 def test_nodes_launched_without_a_key_reach_the_day2_steps_without_one():
     run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS, mocks=OldInstances())
     assert _params(run.named("dev-members"))["K3S_HA_HOST_KEYS"] == ""

@@ -253,12 +253,16 @@ def test_the_reconciles_default_bound_grows_with_the_nodes_that_leave(
 # --- evict-node.sh ------------------------------------------------------------------------
 
 
-def evict(node: Node, bin_dir: Path, address: str, role: str = "agent") -> subprocess.CompletedProcess[str]:
+def evict(
+    node: Node, bin_dir: Path, address: str, role: str = "agent", **extra: str
+) -> subprocess.CompletedProcess[str]:
     params = {
         "K3S_HA_BIN_DIR": str(bin_dir),
         "K3S_HA_ADDRESS": address,
         "K3S_ROLE": role,
+        "K3S_HA_CLUSTER": "dev",
         "K3S_HA_SSH_USER": "ubuntu",
+        **extra,
     }
     return node.run("evict-node", params, stdin=PRIVATE_KEY)
 
@@ -632,3 +636,171 @@ def test_evict_without_a_pinned_key_warns_naming_the_host_and_accepts_any_key(no
     (connection,) = _connections(node)
     assert connection["options"]["StrictHostKeyChecking"] == "no"
     assert connection["options"]["ForwardAgent"] == "no"
+
+
+# --- evict-node.sh: dead servers before a server joins ------------------------------------
+# Real etcd refuses any member add, a learner's too, while the member that takes it is not
+# connected to every voter (etcd server/etcdserver/server.go mayAddMember, StrictReconfigCheck
+# on by default; K3s does not turn it off: k3s-io/k3s pkg/daemons/executor/executor.go). A
+# dead server that is still a member therefore blocks every server join until its Node (and
+# with it its etcd member, k3s member_controller.go onRemove) is gone.
+
+NEW_SERVER = {"10.0.0.4": {"hostname": "s3", "unit_active": False}}
+
+
+def _three_servers_one_dead(dead_ready: str = "Unknown", dead_label: str | None = "dev") -> dict:
+    return {
+        "s0": _server("10.0.0.1"),
+        "s1": _server("10.0.0.2"),
+        "s2": _pinned(_server("10.0.0.3", ready=dead_ready, label=dead_label), KEY_S2),
+    }
+
+
+@pytest.mark.parametrize(
+    ("dead_machine", "why"),
+    [
+        ({"unreachable": True}, "does not answer SSH"),
+        (
+            {"unit_active": True, "host_key": IMPOSTOR},
+            "answers SSH at 10.0.0.3 with another host key than its pinned one",
+        ),
+    ],
+    ids=["no answer", "another machine answers at its address"],
+)
+def test_a_servers_evict_first_removes_a_dead_server_of_its_cluster_with_its_node_password(
+    node: Node, dead_machine: dict, why: str
+) -> None:
+    bin_dir = _setup(node, _three_servers_one_dead(), {"10.0.0.3": dead_machine, **NEW_SERVER})
+    result = evict(node, bin_dir, "10.0.0.4", role="server")
+
+    assert result.returncode == 0, result.stderr
+    cluster = _cluster(node)
+    assert sorted(cluster["nodes"]) == ["s0", "s1"]
+    assert "s2.node-password.k3s" not in cluster["secrets"]
+    assert f"server s2 (10.0.0.3) is NotReady and {why}" in result.stderr
+    events = _events(node)
+    deletes = [i for i, e in enumerate(events) if e.startswith("k3s kubectl") and " delete " in f" {e} " and "s2" in e]
+    assert len(deletes) == 2  # its Node, then its secret
+    # Before anything is asked of the machine that joins.
+    first_to_new = next(i for i, e in enumerate(events) if e.startswith("ssh ubuntu@10.0.0.4"))
+    assert max(deletes) < first_to_new
+    # The probe pinned the key recorded on its Node; nothing ran on whatever answers there.
+    probes = [c for c in _connections(node) if c["address"] == "10.0.0.3"]
+    assert len(probes) == 1
+    _assert_pinned(probes[0], "10.0.0.3", KEY_S2)
+    assert _reached(node, "10.0.0.3") == []
+    _assert_key_hidden(node, result)
+    _assert_no_temp_files_left(node)
+
+
+def test_a_notready_server_that_answers_with_its_key_is_left_alone(node: Node) -> None:
+    """It still runs (its kubelet is stuck, or it is partitioned from the API only): deleting
+    its Node while it runs would bring it back as a new member (k3s-io/k3s#5404)."""
+    bin_dir = _setup(
+        node,
+        _three_servers_one_dead(dead_ready="False"),
+        {"10.0.0.3": {"unit_active": True, "host_key": KEY_S2}, **NEW_SERVER},
+    )
+    result = evict(node, bin_dir, "10.0.0.4", role="server")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1", "s2"]
+    assert "s2.node-password.k3s" in _cluster(node)["secrets"]
+    assert "server s2 (10.0.0.3) is not Ready but answers SSH: left alone" in result.stderr
+    assert not any(e.startswith("k3s kubectl delete") for e in _events(node))
+
+
+def test_a_ready_server_that_ssh_cannot_reach_is_left_alone_and_not_even_probed(node: Node) -> None:
+    bin_dir = _setup(
+        node, _three_servers_one_dead(dead_ready="True"), {"10.0.0.3": {"unreachable": True}, **NEW_SERVER}
+    )
+    result = evict(node, bin_dir, "10.0.0.4", role="server")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1", "s2"]
+    assert not any(e.startswith("k3s kubectl delete") for e in _events(node))
+    assert [c["address"] for c in _connections(node)] == ["10.0.0.4"]
+
+
+def test_an_agents_evict_never_removes_another_node(node: Node) -> None:
+    """An agent's join does not touch etcd: a dead server does not block it."""
+    bin_dir = _setup(
+        node,
+        _three_servers_one_dead(),
+        {"10.0.0.3": {"unreachable": True}, "10.0.1.1": {"hostname": "a1", "unit_active": False}},
+    )
+    result = evict(node, bin_dir, "10.0.1.1", role="agent")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1", "s2"]
+    assert not any(e.startswith("k3s kubectl delete") for e in _events(node))
+    assert [c["address"] for c in _connections(node)] == ["10.0.1.1"]
+
+
+@pytest.mark.parametrize("label", ["prod", None], ids=["another cluster's", "unlabelled (joined by hand)"])
+def test_a_dead_server_without_this_clusters_label_is_left_alone(node: Node, label: str | None) -> None:
+    bin_dir = _setup(node, _three_servers_one_dead(dead_label=label), {"10.0.0.3": {"unreachable": True}, **NEW_SERVER})
+    result = evict(node, bin_dir, "10.0.0.4", role="server")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1", "s2"]
+    assert not any(e.startswith("k3s kubectl delete") for e in _events(node))
+    assert "every server of cluster dev is Ready" in result.stderr
+
+
+def test_a_servers_evict_without_a_cluster_label_warns_and_still_evicts_the_stale_node(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {**_three_servers_one_dead(), "s3": _server("10.0.0.4", ready="Unknown")},
+        {"10.0.0.3": {"unreachable": True}, **NEW_SERVER},
+    )
+    result = evict(node, bin_dir, "10.0.0.4", role="server", K3S_HA_CLUSTER="")
+
+    assert result.returncode == 0, result.stderr
+    assert "dead servers are not looked for" in result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1", "s2"]  # s3, the stale node, is gone
+
+
+def test_a_servers_evicts_default_bound_grows_with_the_servers_that_may_be_dead(node: Node) -> None:
+    nodes = {**_three_servers_one_dead(), "s9": _server("10.0.0.9", ready="False")}
+    bin_dir = _setup(node, nodes, {"10.0.0.3": {"unreachable": True}, "10.0.0.9": {"unreachable": True}, **NEW_SERVER})
+    result = evict(node, bin_dir, "10.0.0.4", role="server", K3S_HA_SSH_TIMEOUT="5")
+
+    assert result.returncode == 0, result.stderr
+    assert f"this step may take up to {5 + 450 + 2 * (5 + 240)}s (K3S_HA_STEP_TIMEOUT)" in result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
+    # One at a time: s2's Node and secret are gone before s9 is probed, or the other way round.
+    events = [
+        e
+        for e in _events(node)
+        if e.startswith(("ssh ubuntu@10.0.0.3", "ssh ubuntu@10.0.0.9", "k3s kubectl delete", "k3s kubectl -n"))
+    ]
+    owners = ["s2" if "10.0.0.3" in e or "s2" in e else "s9" for e in events]
+    assert owners in (["s2"] * 3 + ["s9"] * 3, ["s9"] * 3 + ["s2"] * 3)
+
+
+def test_a_wanted_node_whose_node_is_gone_fails_the_reconcile_saying_what_to_do(node: Node) -> None:
+    """A dead server still in the configuration loses its Node to the next server's evict
+    (scaling out past it): the reconcile cannot label it and says how to go on."""
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2")}, {})
+    result = reconcile(node, bin_dir, "s0 s1 s2")
+
+    assert result.returncode == 1
+    assert "could not label node s2" in result.stderr
+    assert "replace its machine or take it out of the configuration" in result.stderr
+
+
+def test_a_dead_server_whose_new_machine_keeps_its_name_is_removed_once(node: Node) -> None:
+    """A K3sBootstrap host moved to a new machine at a new address under the same host name:
+    the dead pass removes its old Node; the stale-name pass then has nothing left to do."""
+    bin_dir = _setup(
+        node,
+        _three_servers_one_dead(),
+        {"10.0.0.3": {"unreachable": True}, "10.0.0.4": {"hostname": "S2", "unit_active": False}},
+    )
+    result = evict(node, bin_dir, "10.0.0.4", role="server")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
+    assert len([e for e in _events(node) if e.startswith("k3s kubectl delete node s2")]) == 1
+    assert "could not delete" not in result.stderr

@@ -6,6 +6,30 @@
 # (real-behaviour.md). Runs on a server that is already a member; the cluster-side removal of
 # nodes that simply left is reconcile-members.sh.
 #
+# Before a server joins, it also removes the DEAD servers of this cluster. etcd refuses
+# every member add, a learner's too, unless the member that takes it is connected to all
+# voting members (etcd server/etcdserver/server.go mayAddMember, StrictReconfigCheck, on by
+# default: embed.NewConfig DefaultStrictReconfigCheck): "rejecting member add request;
+# local member has not been connected to all peers, reconfigure breaks active quorum", and
+# K3s reports "ETCD join failed: etcdserver: unhealthy cluster". K3s does not turn the check
+# off (the etcd config it writes, k3s-io/k3s pkg/daemons/executor/executor.go ETCDConfig,
+# has no strict-reconfig-check field and is loaded over embed's defaults). That is etcd 3.4
+# and 3.5 (isConnectedFullySince); later server.go only asks that a quorum stays connected
+# (isConnectedToQuorumAfterAddingNewMemberSince), where the removal is still right but no
+# longer needed for the join. So while a dead server is still a voter, no server can join: not the new machine that replaces it, not a
+# new server of a scale-out. The reconcile, which removes nodes that left, runs after every
+# start: too late. A server of this cluster is dead when its Node carries the
+# k3s-ha.io/cluster label (the reconcile puts it on every wanted node) and the etcd role, is
+# not Ready (K3s shows Unknown about 40 s after a node dies), and SSH to its InternalIP
+# fails with the host key recorded on its Node pinned (an address that answers with another
+# key counts as unreachable: lib.sh k3s_ha_reach_node, the same decision as
+# reconcile-members.sh takes). Its Node is deleted (K3s removes its etcd member with it,
+# member_controller.go onRemove) with its <name>.node-password.k3s secret, one at a time. A
+# node that is Ready, or answers, is never touched, nor one at the address being evicted for
+# (that is the stale-node case above). A server dead for less than about 40 s still looks
+# Ready: the join fails until it is NotReady, and running `up` again then goes through.
+# Agents' joins do not touch etcd, so an agent's evict removes no other node.
+#
 # Over SSH it reads the new machine's node name (its lower-cased host name, as K3s registers
 # it) and whether K3s runs there. The Nodes named so, or whose InternalIP is the host's
 # address, are stale when K3s does not run on the machine now at that address: they are
@@ -24,28 +48,85 @@
 # stdin: the SSH private key Pulumi logs in with (only ever in an ssh-agent started for this
 # run). stdout stays empty (logs go to stderr).
 # Parameters (environment): K3S_HA_ADDRESS (the host's private address), K3S_ROLE
-# (server|agent), K3S_HA_HOST (the host's name in the configuration, for messages),
-# K3S_HA_HOST_KEY (its pinned SSH host key, "TYPE BASE64", public; empty: none),
-# K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), K3S_HA_STEP_TIMEOUT (seconds for the
-# whole step, default K3S_HA_SSH_TIMEOUT + 450: the node list and one SSH command of 30 s
-# each, up to two stale Nodes (by name and by address) of 180 s each to delete with their
-# secrets, 30 s to spare; when it runs out the step still succeeds), and for tests
-# K3S_HA_BIN_DIR.
+# (server|agent), K3S_HA_CLUSTER (the k3s-ha.io/cluster label value of this cluster's nodes;
+# a server's evict without it looks for no dead servers), K3S_HA_HOST (the host's name in
+# the configuration, for messages), K3S_HA_HOST_KEY (its pinned SSH host key, "TYPE
+# BASE64", public; empty: none), K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10),
+# K3S_HA_STEP_TIMEOUT (seconds for the whole step, default K3S_HA_SSH_TIMEOUT + 450: the
+# node list and one SSH command of 30 s each, up to two stale Nodes (by name and by
+# address) of 180 s each to delete with their secrets, 30 s to spare; for a server, plus
+# K3S_HA_SSH_TIMEOUT + 240 per labelled server that is not Ready (its recorded key's read
+# of 30 s, an SSH probe of 30 s, its Node and secret of 180 s), counted before the bound
+# starts; when it runs out the step still succeeds), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
-ROWS='jsonpath={range .items[*]}{.metadata.name}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}'
-
 evict_kubectl() {
   k3s_ha_kubectl "$@" --request-timeout=30s
 }
 
+# Usage: suspect_rows ROWS
+# Prints "name|ip" of the rows of ROWS (k3s_ha_node_rows) that may be dead servers of this
+# cluster: labelled K3S_HA_CLUSTER, with the etcd role, not Ready, not at K3S_HA_ADDRESS.
+suspect_rows() {
+  local name etcd ready ip label
+  while IFS='|' read -r name etcd ready ip label; do
+    [[ -n $name && $label == "$K3S_HA_CLUSTER" && $etcd == true && $ready != True ]] || continue
+    [[ $ip != "$K3S_HA_ADDRESS" ]] || continue
+    printf '%s|%s\n' "$name" "$ip"
+  done <<<"$1"
+}
+
+# Whether this evict looks for dead servers: a server's, given a usable cluster label.
+looks_for_dead_servers() {
+  [[ ${K3S_ROLE:-} == server && ${K3S_HA_CLUSTER:-} =~ ^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$ ]]
+}
+
+# The whole step's bound when K3S_HA_STEP_TIMEOUT does not set it: it grows with the servers
+# that may be dead, counted here, before the bound starts (one API call of at most 30 s).
+step_seconds() {
+  local rows suspects=0
+  if [[ -n ${K3S_HA_STEP_TIMEOUT:-} || -n ${K3S_HA_BOUNDED:-} ]]; then
+    printf '%s\n' "${K3S_HA_STEP_TIMEOUT:-$K3S_HA_BOUNDED}"
+    return
+  fi
+  if looks_for_dead_servers \
+    && rows=$(timeout --foreground 40 "$(k3s_ha_k3s_bin)" kubectl get nodes -o "$(k3s_ha_node_rows_format)" --request-timeout=30s </dev/null 2>/dev/null); then
+    suspects=$(suspect_rows "$rows" | grep -c . || true)
+  fi
+  printf '%s\n' "$((K3S_HA_SSH_TIMEOUT + 450 + suspects * (K3S_HA_SSH_TIMEOUT + 240)))"
+}
+
+# Usage: remove_dead_servers ROWS   (after k3s_ha_load_ssh_key)
+# Deletes the Node and node password of every server of this cluster in ROWS that is not
+# Ready and cannot be reached, one at a time (see the header: etcd refuses a join while one
+# is a voter), and adds their names to main's `removed`.
+remove_dead_servers() {
+  local name ip suspects
+  suspects=$(suspect_rows "$1")
+  if [[ -z $suspects ]]; then
+    k3s_ha_log "every server of cluster $K3S_HA_CLUSTER is Ready: none to remove before this server joins"
+    return 0
+  fi
+  while IFS='|' read -r name ip; do
+    if k3s_ha_reach_node "$name" "$ip" true; then
+      k3s_ha_log "server $name ($ip) is not Ready but answers SSH: left alone"
+      continue
+    fi
+    k3s_ha_log "server $name ($ip) is NotReady and $K3S_HA_UNREACHABLE: it is dead, and etcd refuses any join while it is a voter; deleting its Node (K3s removes its etcd member) and its node password"
+    evict_kubectl delete node "$name" --wait=true --timeout=120s || k3s_ha_warn "could not delete node $name"
+    evict_kubectl -n kube-system delete secret "$name.node-password.k3s" --ignore-not-found \
+      || k3s_ha_warn "could not delete secret $name.node-password.k3s"
+    removed+=("$name")
+  done <<<"$suspects"
+}
+
 main() {
   local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} host=${K3S_HA_HOST:-${K3S_HA_ADDRESS:-}}
-  local unit answer new_name active rows name ip
+  local unit answer new_name active rows name ip _etcd _ready _label removed=()
   exec 1>&2
   k3s_ha_never_fail
   case $role in
@@ -56,12 +137,17 @@ main() {
   [[ $address =~ ^[0-9A-Fa-f.:]+$|^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$ ]] \
     || k3s_ha_die "K3S_HA_ADDRESS must be an address, got '$address'"
   k3s_ha_require_ssh_params
-  k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_HA_SSH_TIMEOUT + 450))}"
-  if ! rows=$(evict_kubectl get nodes -o "$ROWS" 2>&1); then
+  k3s_ha_bound_step "$(step_seconds)"
+  if ! rows=$(k3s_ha_node_rows 2>&1); then
     k3s_ha_log "no cluster API on this server yet ($(k3s_ha_brief "$rows")): nothing to evict"
     return 0
   fi
   k3s_ha_load_ssh_key
+  if looks_for_dead_servers; then
+    remove_dead_servers "$rows"
+  elif [[ $role == server ]]; then
+    k3s_ha_warn "K3S_HA_CLUSTER is not a cluster label value ('${K3S_HA_CLUSTER:-}'): dead servers are not looked for"
+  fi
   if [[ -z ${K3S_HA_HOST_KEY:-} ]]; then
     k3s_ha_warn "host $host has no pinned SSH host key: SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
   elif ! k3s_ha_pin_host_key "$address" "$K3S_HA_HOST_KEY"; then
@@ -82,8 +168,9 @@ main() {
     k3s_ha_log "$unit already runs on $address: it is the same machine, nothing to evict"
     return 0
   fi
-  while IFS='|' read -r name ip; do
-    [[ -n $name ]] || continue
+  while IFS='|' read -r name _etcd _ready ip _label; do
+    # A dead server that kept its host name on the new machine is gone already.
+    [[ -n $name && " ${removed[*]} " != *" $name "* ]] || continue
     if [[ $name == "$new_name" || $ip == "$address" ]]; then
       k3s_ha_log "node $name ($ip) belongs to the machine $address had before: deleting it and its node password"
       evict_kubectl delete node "$name" --wait=true --timeout=120s || k3s_ha_warn "could not delete node $name"

@@ -512,6 +512,70 @@ k3s_ha_kubectl() {
   fi
 }
 
+# --- other nodes of the cluster (evict-node.sh, reconcile-members.sh) -------------------
+
+# The kubectl output format k3s_ha_node_rows prints: "name|etcd role|Ready|InternalIP|cluster
+# label", one node a line. Not the host key: an annotation may hold any text, newlines too,
+# which could forge rows; k3s_ha_pin_node_host_key reads it per node.
+k3s_ha_node_rows_format() {
+  printf '%s\n' 'jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.node-role\.kubernetes\.io/etcd}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"\n"}{end}'
+}
+
+# Prints "name|etcd|ready|ip|label" for every Node (one API call of at most 30 s): etcd is
+# "true" for a server (K3s's node-role.kubernetes.io/etcd label), ready the Ready
+# condition's status (True, False, or Unknown once the kubelet stopped reporting), label the
+# k3s-ha.io/cluster label reconcile-members.sh puts on every wanted node.
+k3s_ha_node_rows() {
+  k3s_ha_kubectl get nodes -o "$(k3s_ha_node_rows_format)" --request-timeout=30s
+}
+
+# Usage: k3s_ha_pin_node_host_key NAME ADDRESS   (after k3s_ha_load_ssh_key)
+# Pins for ADDRESS the host key recorded on Node NAME (annotation k3s-ha.io/ssh-host-key,
+# which reconcile-members.sh sets on every wanted node while it is in the configuration: a
+# node that has left, or died, is no longer among a run's inputs); warns when there is none.
+# Fails when it cannot be read or is not a host key: nothing may then be sent there.
+k3s_ha_pin_node_host_key() {
+  local name=$1 address=$2 host_key annotation=k3s-ha.io/ssh-host-key
+  if ! host_key=$(k3s_ha_kubectl get node "$name" -o 'jsonpath={.metadata.annotations.k3s-ha\.io/ssh-host-key}' --request-timeout=30s); then
+    k3s_ha_warn "could not read $name's $annotation annotation: nothing is sent to $address"
+    return 1
+  fi
+  if [[ -z $host_key ]]; then
+    k3s_ha_warn "$name has no pinned SSH host key (no $annotation annotation): SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
+    return 0
+  fi
+  if ! k3s_ha_pin_host_key "$address" "$host_key"; then
+    k3s_ha_warn "$name's $annotation annotation is not an SSH host key: nothing is sent to $address"
+    return 1
+  fi
+  k3s_ha_log "$name: SSH to $address must answer with its pinned host key"
+}
+
+# Usage: k3s_ha_reach_node NAME ADDRESS COMMAND   (after k3s_ha_load_ssh_key)
+# Runs COMMAND over SSH on node NAME at ADDRESS (its InternalIP) with the host key recorded
+# on its Node pinned (k3s_ha_pin_node_host_key), COMMAND's stdout to stderr, within
+# K3S_HA_SSH_TIMEOUT + 30 s. Succeeds when it ran there and succeeded. Otherwise
+# K3S_HA_UNREACHABLE says why, worded to follow the node's name ("does not answer SSH"). An
+# address that answers with another key than the pinned one counts as unreachable: whoever
+# answers there is not NAME and was sent nothing. With NotReady this is how both scripts
+# decide that a node is gone. Call it outside `$(...)`, or what k3s_ha_ssh learnt is lost.
+# shellcheck disable=SC2034 # K3S_HA_UNREACHABLE is for the callers
+k3s_ha_reach_node() {
+  local name=$1 address=$2 command=$3
+  K3S_HA_UNREACHABLE="does not answer SSH"
+  if [[ ! $address =~ ^[0-9A-Fa-f.:]+$ ]]; then
+    K3S_HA_UNREACHABLE="has no address to reach it at"
+  elif ! k3s_ha_pin_node_host_key "$name" "$address"; then
+    K3S_HA_UNREACHABLE="has no readable pinned host key (nothing was sent to $address)"
+  elif k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "$command" >&2; then
+    K3S_HA_UNREACHABLE=""
+    return 0
+  elif k3s_ha_ssh_refused_host_key; then
+    K3S_HA_UNREACHABLE="answers SSH at $address with another host key than its pinned one (so whoever answers there is not $name, and was sent nothing)"
+  fi
+  return 1
+}
+
 # Usage: k3s_ha_read_running_version NODE
 # Sets K3S_HA_RUNNING to the k3s version NODE runs (its Node's
 # status.nodeInfo.kubeletVersion), or to nothing when the API does not say; what it said

@@ -13,7 +13,7 @@
 # among this run's inputs. Every wanted node's pinned key (K3S_HA_HOST_KEYS) is therefore
 # recorded on its Node (annotation k3s-ha.io/ssh-host-key, set with the label, removed when
 # the node has no pinned key any more); when the node leaves, SSH to its address must answer
-# with that key (k3s_ha_pin_host_key). Only who may patch Nodes (cluster admins) and the
+# with that key (lib.sh k3s_ha_reach_node). Only who may patch Nodes (cluster admins) and the
 # node's own kubelet can change it. A leaving node without the annotation (one that left before any reconcile ran
 # with host keys, or that never had a pinned key) is reached as before, accepting any host
 # key, with a warning naming it (README, "Accepted risks": unpinned hosts).
@@ -57,11 +57,8 @@ if ! declare -F k3s_ha_log >/dev/null; then
 fi
 
 CLUSTER_LABEL=k3s-ha.io/cluster
+# Read back per node by k3s_ha_pin_node_host_key (lib.sh), here and in evict-node.sh.
 HOST_KEY_ANNOTATION=k3s-ha.io/ssh-host-key
-# name|etcd role|Ready|InternalIP|cluster label, one node a line. Not the host key: an
-# annotation may hold any text, newlines too, which could forge rows; it is read per node.
-NODE_ROWS='jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.node-role\.kubernetes\.io/etcd}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"\n"}{end}'
-HOST_KEY_OF_NODE='jsonpath={.metadata.annotations.k3s-ha\.io/ssh-host-key}'
 
 reconcile_kubectl() {
   k3s_ha_kubectl "$@" --request-timeout=30s
@@ -72,14 +69,9 @@ reconcile_ssh() {
   k3s_ha_ssh "$1" "${3:-$((K3S_HA_SSH_TIMEOUT + 30))}" "$2"
 }
 
-# Prints "name|etcd|ready|ip|label" for every Node.
-reconcile_rows() {
-  reconcile_kubectl get nodes -o "$NODE_ROWS"
-}
-
 voters_ready_without() {
   local leaving=$1 name etcd ready ip label members=0 others_ready=0 rows
-  rows=$(reconcile_rows) || return 1
+  rows=$(k3s_ha_node_rows) || return 1
   while IFS='|' read -r name etcd ready ip label; do
     [[ $etcd == true ]] || continue
     members=$((members + 1))
@@ -102,7 +94,7 @@ voters_ready_without() {
 # and clients come from its own addresses (no client IP preservation: load_balancer.py).
 fence_from_balancer() {
   local name=$1 address=$2 ip rules="" rows _name _etcd _ready _label
-  rows=$(reconcile_rows) || return 0
+  rows=$(k3s_ha_node_rows) || return 0
   while IFS="|" read -r _name _etcd _ready ip _label; do
     if [[ $ip =~ ^[0-9]+([.][0-9]+){3}$ ]]; then
       rules+="iptables -I INPUT 1 -p tcp --dport 6443 -s $ip -j ACCEPT && "
@@ -116,50 +108,22 @@ fence_from_balancer() {
   fi
 }
 
-# Usage: pin_leaving_node NAME ADDRESS
-# Pins the key recorded on the leaving node's Node for its address; warns when there is
-# none. Fails when it cannot be read or is not a host key: nothing may then be sent there.
-pin_leaving_node() {
-  local name=$1 address=$2 host_key
-  if ! host_key=$(reconcile_kubectl get node "$name" -o "$HOST_KEY_OF_NODE"); then
-    k3s_ha_warn "could not read $name's $HOST_KEY_ANNOTATION annotation: nothing is sent to $address"
-    return 1
-  fi
-  if [[ -z $host_key ]]; then
-    k3s_ha_warn "$name has no pinned SSH host key (no $HOST_KEY_ANNOTATION annotation): SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
-    return 0
-  fi
-  if ! k3s_ha_pin_host_key "$address" "$host_key"; then
-    k3s_ha_warn "$name's $HOST_KEY_ANNOTATION annotation is not an SSH host key: nothing is sent to $address"
-    return 1
-  fi
-  k3s_ha_log "$name: SSH to $address must answer with its pinned host key"
-}
-
 # Usage: remove_node NAME ROLE READY ADDRESS
 remove_node() {
   local name=$1 role=$2 ready=$3 address=$4 unit=k3s-agent uninstaller=k3s-agent-uninstall.sh
-  local reachable=0 stopped=0 out failure="does not answer SSH"
+  local reachable=0 stopped=0 out
   if [[ $role == server ]]; then
     unit=k3s uninstaller=k3s-uninstall.sh
   fi
   k3s_ha_log "removing $role $name ($address) from the cluster"
   reconcile_kubectl cordon "$name" >&2 || k3s_ha_warn "could not cordon $name"
-  if [[ ! $address =~ ^[0-9A-Fa-f.:]+$ ]]; then
-    failure="has no address to reach it at"
-  elif ! pin_leaving_node "$name" "$address"; then
-    failure="has no readable pinned host key (nothing was sent to $address)"
-  elif reconcile_ssh "$address" "sudo -n sh -c 'systemctl disable --quiet $unit 2>/dev/null; mkdir -p /run/systemd/system/$unit.service.d && printf \"[Service]\\nRestart=no\\n\" >/run/systemd/system/$unit.service.d/k3s-ha-leaving.conf && systemctl daemon-reload'" >&2; then
+  if k3s_ha_reach_node "$name" "$address" "sudo -n sh -c 'systemctl disable --quiet $unit 2>/dev/null; mkdir -p /run/systemd/system/$unit.service.d && printf \"[Service]\\nRestart=no\\n\" >/run/systemd/system/$unit.service.d/k3s-ha-leaving.conf && systemctl daemon-reload'"; then
     reachable=1
     k3s_ha_log "$name: $unit disabled and no longer restarted by systemd"
-  elif k3s_ha_ssh_refused_host_key; then
-    failure="answers SSH at $address with another host key than its pinned one (so whoever answers there is not $name, and was sent nothing)"
-  fi
-  if ((!reachable)); then
-    if [[ $ready == True ]]; then
-      k3s_ha_die "$name is Ready but SSH from this server to $K3S_HA_SSH_USER@$address fails ($name $failure): it cannot be stopped before it is removed, and removing it while it may restart would bring it back (k3s-io/k3s#5404); let this server reach it on port 22 with its pinned host key, or stop k3s on it yourself, then run pulumi up again"
-    fi
-    k3s_ha_log "$name is NotReady and $failure: taking it as gone"
+  elif [[ $ready == True ]]; then
+    k3s_ha_die "$name is Ready but SSH from this server to $K3S_HA_SSH_USER@$address fails ($name $K3S_HA_UNREACHABLE): it cannot be stopped before it is removed, and removing it while it may restart would bring it back (k3s-io/k3s#5404); let this server reach it on port 22 with its pinned host key, or stop k3s on it yourself, then run pulumi up again"
+  else
+    k3s_ha_log "$name is NotReady and $K3S_HA_UNREACHABLE: taking it as gone"
   fi
   if [[ $role == server ]] && ((reachable && lb_grace > 0)); then
     fence_from_balancer "$name" "$address"
@@ -241,7 +205,7 @@ step_seconds() {
     printf '%s\n' "${K3S_HA_STEP_TIMEOUT:-$K3S_HA_BOUNDED}"
     return
   fi
-  if rows=$(timeout --foreground 40 "$(k3s_ha_k3s_bin)" kubectl get nodes -o "$NODE_ROWS" --request-timeout=30s </dev/null); then
+  if rows=$(timeout --foreground 40 "$(k3s_ha_k3s_bin)" kubectl get nodes -o "$(k3s_ha_node_rows_format)" --request-timeout=30s </dev/null); then
     leaving=$(leaving_rows "$rows" | grep -c . || true)
   fi
   printf '%s\n' "$((120 + 30 * ${#wanted[@]} + leaving * (drain_timeout + lb_grace + 4 * K3S_HA_SSH_TIMEOUT + 690)))"
@@ -270,10 +234,10 @@ main() {
   for name in "${wanted[@]}"; do
     k3s_ha_is_node_name "$name" || k3s_ha_die "K3S_HA_NODES holds '$name', which is not a node name"
     reconcile_kubectl patch node "$name" --type=merge -p "$(wanted_node_patch "$name")" >&2 \
-      || k3s_ha_die "could not label node $name; is it in this cluster?"
+      || k3s_ha_die "could not label node $name; is it in this cluster? (A server's evict step removes a dead server's Node before that server joins, since etcd refuses the join while it is a member: if $name is that dead server, replace its machine or take it out of the configuration, then run pulumi up again)"
   done
 
-  rows=$(reconcile_rows) || k3s_ha_die "the API on this server does not list the nodes"
+  rows=$(k3s_ha_node_rows) || k3s_ha_die "the API on this server does not list the nodes"
   while IFS='|' read -r name etcd ready ip; do
     [[ -n $name ]] || continue
     if [[ $etcd == true ]]; then

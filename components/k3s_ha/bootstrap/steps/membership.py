@@ -13,7 +13,11 @@ configuration, after it and every other node have started.
 
 Evict (a new machine for a host, its `replace_on` changed): before the new machine joins,
 a server removes the Node the old machine left under the same name or address, which would
-otherwise refuse the join ("Node password rejected", "duplicate node name found").
+otherwise refuse the join ("Node password rejected", "duplicate node name found"). Before a
+server joins, it also removes the dead servers of the cluster (labelled with the plan's name,
+not Ready, not answering SSH with their recorded key): real etcd refuses any member add
+while a voter is dead (server.go mayAddMember, strict reconfig check; evict-node.sh), so the
+reconcile, which runs after every start, would come too late for a replacement's join.
 
 Both SSH from a server to other nodes, so both get the host keys Pulumi's own connections
 pin (`Node.host_key`), as plain parameters (public keys; the private key alone is on stdin):
@@ -161,6 +165,9 @@ def evict_stale_node(
         {
             "K3S_HA_ADDRESS": node.private_address,
             "K3S_ROLE": role,
+            # The label the reconcile puts on every wanted node: only this cluster's dead
+            # servers are removed before a server joins.
+            "K3S_HA_CLUSTER": plan.name,
             "K3S_HA_HOST": node.name,
             "K3S_HA_HOST_KEY": pinned_key(node),
             "K3S_HA_SSH_USER": plan.ssh_user,
