@@ -291,6 +291,35 @@ def test_a_new_machine_gets_the_stale_node_and_its_password_removed_before_it_jo
     _assert_key_hidden(node, result)
 
 
+@pytest.mark.parametrize("answer", ["", "offline", "unknown"], ids=["nothing", "offline", "unknown"])
+def test_an_address_whose_systemctl_cannot_say_changes_nothing(node: Node, answer: str) -> None:
+    """Found in the lab: a probe whose systemctl printed nothing read as "K3s does not run
+    there", and the evicts re-run on a new first server deleted live servers' Nodes (and so
+    their etcd members). Only inactive or failed may evict."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2")},
+        {"10.0.0.2": {"hostname": "s1", "unit_active": True, "unit_state": answer}},
+    )
+    result = evict(node, bin_dir, "10.0.0.2", role="server")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
+    assert "could not tell whether k3s runs on 10.0.0.2" in result.stderr and "nothing evicted" in result.stderr
+
+
+def test_a_login_banner_before_the_probe_is_not_taken_for_the_answer(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "worker-1": _agent("10.0.1.1")},
+        {"10.0.1.1": {"hostname": "worker-1", "unit_active": False, "banner": "Welcome to Ubuntu\ninactive"}},
+    )
+    result = evict(node, bin_dir, "10.0.1.1")
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0"], "the stale Node of the re-imaged host stays"
+
+
 def test_the_same_machine_still_running_k3s_is_left_alone(node: Node) -> None:
     bin_dir = _setup(
         node,

@@ -153,7 +153,8 @@ main() {
   elif ! k3s_ha_pin_host_key "$address" "$K3S_HA_HOST_KEY"; then
     k3s_ha_die "K3S_HA_HOST_KEY must be an SSH public host key (TYPE BASE64), got '$K3S_HA_HOST_KEY'"
   fi
-  if ! k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "hostname; systemctl is-active $unit || true" answer; then
+  # One marked line, so a login banner or a profile script's output cannot pass for the answer.
+  if ! k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "echo \"k3s-ha-probe \$(hostname) \$(systemctl is-active $unit 2>/dev/null)\"" answer; then
     if k3s_ha_ssh_refused_host_key; then
       k3s_ha_warn "$address answers SSH with another host key than the one pinned for host $host: whatever answers there is not that host; nothing evicted"
     else
@@ -161,11 +162,24 @@ main() {
     fi
     return 0
   fi
-  new_name=${answer%%$'\n'*}
+  answer=$(grep '^k3s-ha-probe ' <<<"$answer" | tail -n 1) || true
+  read -r _ new_name active _ <<<"$answer"
   new_name=${new_name,,}
-  active=${answer#*$'\n'}
-  if [[ $active == active ]]; then
-    k3s_ha_log "$unit already runs on $address: it is the same machine, nothing to evict"
+  case $active in
+    inactive | failed) ;;
+    active | activating | reloading | deactivating)
+      k3s_ha_log "$unit already runs on $address: it is the same machine, nothing to evict"
+      return 0
+      ;;
+    *)
+      # Evicting on a guess deletes live Nodes (a server's etcd member with it): a probe
+      # that could not ask systemd must change nothing.
+      k3s_ha_warn "could not tell whether $unit runs on $address (host name '${new_name:-}', systemctl is-active said '${active:-nothing}'): nothing evicted"
+      return 0
+      ;;
+  esac
+  if [[ ! $new_name =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]]; then
+    k3s_ha_warn "$address reported the host name '$new_name', which no Node can have: nothing evicted"
     return 0
   fi
   while IFS='|' read -r name _etcd _ready ip _label; do
