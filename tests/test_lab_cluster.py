@@ -24,6 +24,14 @@ AGENTS = ["a0", "a1"]
 NEXT_PATCH = "v1.36.5+k3s1"
 
 
+@pytest.fixture
+def cluster(make_lab) -> Cluster:
+    """3 servers and 2 agents, up."""
+    built = Cluster(make_lab([*SERVERS, *AGENTS]), list(SERVERS), list(AGENTS))
+    built.report = built.up()
+    return built
+
+
 def test_three_servers_and_two_agents_come_up_in_under_two_minutes(cluster: Cluster) -> None:
     report = cluster.report
     record("bring-up, 3 servers + 2 agents", seconds=round(report.seconds, 1), max_parallel=report.max_parallel,
