@@ -78,15 +78,9 @@ def bootstrap_program(
 
 
 @functools.cache
-def bootstrap(
-    servers: int = 3,
-    agents: int = 2,
-    version: str | None = None,
-    reimaged: tuple[str, ...] = (),
-    moved: tuple[str, ...] = (),
-    replace_on: bool = True,
-):
-    return engine.run(bootstrap_program(servers, agents, version, reimaged, moved, replace_on))
+def bootstrap(**options):
+    """bootstrap_program(**options), recorded once per set of options."""
+    return engine.run(bootstrap_program(**options))
 
 
 # name -> (before, after, names to replace as `pulumi up --replace` would[, machines that
