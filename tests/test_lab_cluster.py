@@ -78,6 +78,7 @@ def test_three_servers_and_two_agents_come_up_in_under_two_minutes(cluster: Clus
     for outcome in report.outcomes:
         assert not any(t in outcome.stdout + outcome.stderr for t in tokens), outcome.action.urn
 
+    cluster.check()
     assert report.seconds < 120, f"bring-up took {report.seconds:.0f}s"
 
 
@@ -144,6 +145,7 @@ def test_three_to_five_servers_and_back(make_lab) -> None:
     cluster.up()
 
     grown = cluster.up(servers=every)
+    cluster.check()
     members = cluster.members("s4")
     assert sorted(m["name"].rsplit("-", 1)[0] for m in members) == [f"lab-{s}" for s in every]
     assert not any(m.get("isLearner") for m in members)
@@ -154,6 +156,7 @@ def test_three_to_five_servers_and_back(make_lab) -> None:
     assert not {f"lab-{n}-start" for n in [*SERVERS, *AGENTS]} & ran, "a running node's start step ran again"
 
     shrunk = cluster.up(servers=list(SERVERS))
+    cluster.check()
     members = cluster.members("s0")
     assert sorted(m["name"].rsplit("-", 1)[0] for m in members) == ["lab-s0", "lab-s1", "lab-s2"]
     nodes = cluster.nodes("s1")
@@ -178,6 +181,7 @@ def test_a_version_change_makes_every_node_run_the_new_version(cluster: Cluster)
     assert set(installed.values()) == {NEXT_PATCH}, installed
     running = {name: node["version"] for name, node in cluster.nodes("s1").items()}
     assert set(running.values()) == {NEXT_PATCH}, f"nodes run {running} after the change"
+    cluster.check()
 
 
 def _script(name: str, params: dict[str, str]) -> str:
