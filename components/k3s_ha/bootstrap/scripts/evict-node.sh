@@ -14,10 +14,11 @@
 # K3s reports "ETCD join failed: etcdserver: unhealthy cluster". K3s does not turn the check
 # off (the etcd config it writes, k3s-io/k3s pkg/daemons/executor/executor.go ETCDConfig,
 # has no strict-reconfig-check field and is loaded over embed's defaults). That is etcd 3.4
-# and 3.5 (isConnectedFullySince); later server.go only asks that a quorum stays connected
-# (isConnectedToQuorumAfterAddingNewMemberSince), where the removal is still right but no
-# longer needed for the join. So while a dead server is still a voter, no server can join: not the new machine that replaces it, not a
-# new server of a scale-out. The reconcile, which removes nodes that left, runs after every
+# and 3.5 (isConnectedFullySince), i.e. K3s releases that embed those; later server.go only
+# asks that a quorum stays connected (isConnectedToQuorumAfterAddingNewMemberSince; K3s's
+# main branch embeds etcd 3.7, go.mod), where the removal is still right but no longer
+# needed for the join. So while a dead server is still a voter, no server can join on those
+# releases: not the new machine that replaces it, not a new server of a scale-out. The reconcile, which removes nodes that left, runs after every
 # start: too late. A server of this cluster is dead when its Node carries the
 # k3s-ha.io/cluster label (the reconcile puts it on every wanted node) and the etcd role, is
 # not Ready (K3s shows Unknown about 40 s after a node dies), and SSH to its InternalIP
