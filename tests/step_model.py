@@ -439,9 +439,12 @@ def _delete_waves(
 
 
 def state_after_failure(plan: Plan, succeeded: set[str]) -> Run:
-    """The stack's state after an `up` that stopped at a failed step (real-behaviour.md; pulumi
-    pkg/resource/deploy/step.go: a failed create leaves nothing, a failed update keeps the old
-    state, and the engine starts no new step after a failure, so no delete has run).
+    """The stack's state after an `up` that stopped at a failed step (real-behaviour.md: a failed
+    create leaves nothing, a failed update keeps the old state, and the engine starts no new
+    step after a failure, so no delete has run). For pulumi-command: a failed command is a
+    plain error, and pulumi-go-provider's infer Update returns an empty response for it (no
+    partial state: that is only for ResourceInitFailedError, infer/resource.go), so the old
+    inputs stay and the next `up` runs the step again.
 
     `succeeded`: URNs whose step ran to the end. A step that runs nothing on a host (not a
     Command) counts as done when every step it depends on is. The old half of a replacement
