@@ -13,7 +13,6 @@ servers there are, and each bring-up of three costs about 45 s here.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 from lab import driver, harness
@@ -233,7 +232,7 @@ def test_a_dead_server_is_replaced_without_hand_edits(make_lab) -> None:
     evict_log = next(o.stderr for o in report.outcomes if o.name == "lab-s1-evict")
     assert f"server lab-s1 ({dead.address}) is NotReady and " in evict_log and "it is dead" in evict_log, evict_log
     assert "lab-s1" not in cluster.nodes("s0")
-    assert Path(dead.path("/usr/local/bin/k3s")).exists(), "something ran on the dead machine"
+    assert dead.path("/usr/local/bin/k3s").exists(), "something ran on the dead machine"
 
 
 def test_a_lab_whose_test_process_died_is_taken_down_by_the_next_one(make_lab) -> None:
