@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import calendar
 import re
-import zoneinfo
 from dataclasses import dataclass
 
 
@@ -90,6 +89,10 @@ def _check_zone(name: str) -> None:
         return
     if not _IANA_NAME.fullmatch(name) or ".." in name:
         raise CronError(f"provided bad location {name}: not a time zone name")
+    # Imported here: only a schedule with a time zone needs it, and it costs every program
+    # ~1.5 ms to import (it loads sysconfig to find the database).
+    import zoneinfo
+
     if not zoneinfo.available_timezones():
         return  # no time zone database here to check against (the node has its own)
     try:
