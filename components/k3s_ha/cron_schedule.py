@@ -32,6 +32,8 @@ class CronError(ValueError):
 
 @dataclass(frozen=True)
 class _Bounds:
+    """One cron field's value range and the names it accepts."""
+
     low: int
     high: int
     names: dict[str, int] | None = None
@@ -59,6 +61,8 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "
 
 @dataclass(frozen=True)
 class _Field:
+    """One parsed cron field."""
+
     values: frozenset[int]
     star: bool  # `*` or `?` with step 1: decides how day of month and day of week combine
 

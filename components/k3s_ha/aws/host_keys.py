@@ -35,6 +35,8 @@ HOST_KEY_TAG = "k3s-ha-ssh-host-key"
 
 @dataclass(frozen=True)
 class HostKey:
+    """One node's generated SSH host key."""
+
     private_openssh: pulumi.Output[str]
     """Secret: pulumi_tls registers PrivateKey with `additional_secret_outputs` naming it
     (pulumi_tls/private_key.py), so it needs no Output.secret, which would cost an apply."""

@@ -22,6 +22,8 @@ BALANCER_GRACE_SECONDS = 30
 
 @dataclass(frozen=True)
 class BootstrapPlan:
+    """What every bootstrap step needs to know, decided once from the checked settings."""
+
     name: str
     """The bootstrap's resource name: prefixes every step's name."""
     k3s_version: str
