@@ -220,4 +220,6 @@ class K3sBootstrap(pulumi.ComponentResource):
             upper=False,  # so it can never start with K10, the secure-token prefix
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return pulumi.Output.secret(password.result)
+        # Already secret: pulumi_random registers RandomPassword with `additional_secret_outputs`
+        # naming `result` (pulumi_random/random_password.py); Output.secret would add an apply.
+        return password.result
