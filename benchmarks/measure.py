@@ -33,6 +33,7 @@ import pulumi  # noqa: E402
 import pulumi_aws  # noqa: E402
 import pulumi_command  # noqa: E402
 import pulumi_random  # noqa: E402
+import pulumi_tls  # noqa: E402
 import yaml  # noqa: E402,F401
 
 # The SDKs load their modules on first use: load them now, outside the clock.
@@ -43,6 +44,7 @@ _ = (
     pulumi_aws.lb.LoadBalancer,
     pulumi_command.remote.Command,
     pulumi_random.RandomPassword,
+    pulumi_tls.PrivateKey,  # the per-node host keys (both sides register them)
     pulumi.runtime.mocks,
 )
 

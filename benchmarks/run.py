@@ -91,7 +91,7 @@ def machine() -> dict:
         "memory_gb": mem,
         "os": platform.platform(),
         "python": platform.python_version(),
-        **{pkg: version(pkg) for pkg in ("pulumi", "pulumi_aws", "pulumi_command", "pulumi_random")},
+        **{pkg: version(pkg) for pkg in ("pulumi", "pulumi_aws", "pulumi_command", "pulumi_random", "pulumi_tls")},
     }
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import calendar
 import re
-import zoneinfo
 from dataclasses import dataclass
 
 
@@ -33,6 +32,8 @@ class CronError(ValueError):
 
 @dataclass(frozen=True)
 class _Bounds:
+    """One cron field's value range and the names it accepts."""
+
     low: int
     high: int
     names: dict[str, int] | None = None
@@ -60,6 +61,8 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "
 
 @dataclass(frozen=True)
 class _Field:
+    """One parsed cron field."""
+
     values: frozenset[int]
     star: bool  # `*` or `?` with step 1: decides how day of month and day of week combine
 
@@ -90,6 +93,10 @@ def _check_zone(name: str) -> None:
         return
     if not _IANA_NAME.fullmatch(name) or ".." in name:
         raise CronError(f"provided bad location {name}: not a time zone name")
+    # Imported here: only a schedule with a time zone needs it, and it costs every program
+    # ~1.5 ms to import (it loads sysconfig to find the database).
+    import zoneinfo
+
     if not zoneinfo.available_timezones():
         return  # no time zone database here to check against (the node has its own)
     try:

@@ -6,7 +6,6 @@ Errors name the field as both the stack config key and the component argument
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -375,6 +374,8 @@ def unknown_config_keys(given: Iterable[str], known: Iterable[str], namespace: s
     known = sorted(known)
     for key in sorted(given):
         if key not in known:
+            import difflib  # only for this error; importing it costs every program ~0.6 ms
+
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {namespace}:{close[0]}? " if close else ""
             raise ConfigError(

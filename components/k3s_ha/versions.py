@@ -28,6 +28,8 @@ class Era(enum.Enum):
 
 @dataclass(frozen=True, order=True)
 class K3sVersion:
+    """A parsed K3s release tag, ordered by release."""
+
     major: int
     minor: int
     patch: int

@@ -21,6 +21,8 @@ from ..ports import API_PORT, ETCD_PORTS, FLANNEL_VXLAN_PORT, KUBELET_PORT, SSH_
 
 @dataclass(frozen=True)
 class Firewall:
+    """The cluster's security groups."""
+
     node_group: aws.ec2.SecurityGroup
     server_group: aws.ec2.SecurityGroup
     load_balancer_group: aws.ec2.SecurityGroup | None

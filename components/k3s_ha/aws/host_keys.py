@@ -35,8 +35,11 @@ HOST_KEY_TAG = "k3s-ha-ssh-host-key"
 
 @dataclass(frozen=True)
 class HostKey:
+    """One node's generated SSH host key."""
+
     private_openssh: pulumi.Output[str]
-    """Secret."""
+    """Secret: pulumi_tls registers PrivateKey with `additional_secret_outputs` naming it
+    (pulumi_tls/private_key.py), so it needs no Output.secret, which would cost an apply."""
     public_openssh: pulumi.Output[str]
     """authorized_keys format: `ssh-ed25519 AAAA...`, no trailing newline."""
 
@@ -44,7 +47,7 @@ class HostKey:
 def generate_host_key(name: str, parent: pulumi.Resource) -> HostKey:
     key = tls.PrivateKey(f"{name}-host-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=parent))
     return HostKey(
-        private_openssh=pulumi.Output.secret(key.private_key_openssh),
+        private_openssh=key.private_key_openssh,
         public_openssh=key.public_key_openssh.apply(str.strip),
     )
 

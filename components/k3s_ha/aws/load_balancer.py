@@ -35,6 +35,8 @@ HEALTH_CHECK = aws.lb.TargetGroupHealthCheckArgs(
 
 @dataclass(frozen=True)
 class ApiLoadBalancer:
+    """The API load balancer: its address, and the target group each server is attached to."""
+
     dns_name: pulumi.Output[str]
     target_group: aws.lb.TargetGroup
 

@@ -15,6 +15,8 @@ import pulumi_aws as aws
 
 @dataclass(frozen=True)
 class Network:
+    """The VPC and the subnets the nodes go in, created or given."""
+
     vpc_id: pulumi.Output[str]
     subnet_ids: Sequence[pulumi.Input[str]]
 

@@ -35,6 +35,8 @@ class NewVpc:
 
 @dataclass(frozen=True)
 class ExistingVpc:
+    """A VPC and subnets the user already has."""
+
     vpc_id: pulumi.Input[str]
     subnet_ids: tuple[pulumi.Input[str], ...]
 
@@ -51,6 +53,8 @@ class SnapshotBucket:
 
 @dataclass(frozen=True)
 class ClusterSettings:
+    """A K3sCluster's inputs, checked: what the component builds from."""
+
     servers: int
     agents: int
     k3s: K3sInputs

@@ -46,6 +46,8 @@ def snapshot_folder(project: str, stack: str, cluster: str) -> str:
 
 @dataclass(frozen=True)
 class SnapshotStore:
+    """Where the servers send their etcd snapshots, and the instance profile that lets them."""
+
     bucket: pulumi.Output[str]
     region: pulumi.Output[str]
     folder: str

@@ -46,6 +46,13 @@ def _lib() -> tuple[list[str], dict[str, list[str]]]:
 
 
 @functools.cache
+def _callees(function: str) -> frozenset[str]:
+    """The lib.sh functions `function` calls directly: scanned once, not once per script."""
+    _top, functions = _lib()
+    return frozenset(_WORD.findall("\n".join(functions[function]))) & functions.keys()
+
+
+@functools.cache
 def script_body(name: str) -> str:
     """lib.sh's top level and the functions the role script needs (transitively), then the
     role script; read from disk once per process. Only what is used is sent, so each
@@ -57,7 +64,7 @@ def script_body(name: str) -> str:
     while pending:
         function = pending.pop()
         needed.append(function)
-        pending |= (set(_WORD.findall("\n".join(functions[function]))) & functions.keys()) - set(needed)
+        pending |= _callees(function) - set(needed)
     lib = [line for function in sorted(needed) for line in functions[function]]
     return "\n".join([*top, *lib, *role]) + "\n"
 

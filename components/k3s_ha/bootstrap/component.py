@@ -26,7 +26,7 @@ from .settings import BootstrapSettings, parse_bootstrap_args
 from .steps.agents import start_agents
 from .steps.install import install
 from .steps.kubeconfig import fetch_kubeconfig
-from .steps.membership import evict_stale_node, hold_memberships, reconcile_members
+from .steps.membership import evict_stale_node, hold_memberships, node_name, reconcile_members
 from .steps.servers import join_servers_in_turn, start_init_server
 from .steps.upgrade_guard import guard_upgrade
 from .token_check import check_tokens
@@ -199,10 +199,11 @@ class K3sBootstrap(pulumi.ComponentResource):
             for n, installed in zip(agents, agent_installs)
         ]
         self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, agent_evicts)
-        self.memberships = hold_memberships(plan, servers, self.server_starts, agents, self.agent_starts, self)
-        self.reconcile = reconcile_members(
-            plan, init, [*servers, *agents], [*self.server_starts, *self.agent_starts], self.memberships, self
-        )
+        starts = [*self.server_starts, *self.agent_starts]
+        # One Output per Node name, shared by its membership step and the reconcile.
+        names = [node_name(start) for start in starts]
+        self.memberships = hold_memberships(plan, servers, self.server_starts, agents, self.agent_starts, names, self)
+        self.reconcile = reconcile_members(plan, init, [*servers, *agents], starts, names, self.memberships, self)
 
         self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)
         self.api_endpoint = pulumi.Output.from_input(plan.api_address).apply(api_url)
@@ -219,4 +220,6 @@ class K3sBootstrap(pulumi.ComponentResource):
             upper=False,  # so it can never start with K10, the secure-token prefix
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return pulumi.Output.secret(password.result)
+        # Already secret: pulumi_random registers RandomPassword with `additional_secret_outputs`
+        # naming `result` (pulumi_random/random_password.py); Output.secret would add an apply.
+        return password.result

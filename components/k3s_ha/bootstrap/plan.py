@@ -22,6 +22,8 @@ BALANCER_GRACE_SECONDS = 30
 
 @dataclass(frozen=True)
 class BootstrapPlan:
+    """What every bootstrap step needs to know, decided once from the checked settings."""
+
     name: str
     """The bootstrap's resource name: prefixes every step's name."""
     k3s_version: str
@@ -57,7 +59,8 @@ class BootstrapPlan:
         ssh: SshArgs,
     ) -> BootstrapPlan:
         """Fill in the addresses: without a registration address (a load balancer), nodes join
-        through the first server's private address and the kubeconfig points at its `address`."""
+        through the first server's private address and the kubeconfig points at its `address`.
+        `ssh["private_key"]`: the component's one secret Output, shared by every connection."""
         api_address = settings.api_address or settings.registration_address or init.address
         registration = settings.registration_address or init.private_address
         return cls(
@@ -71,7 +74,7 @@ class BootstrapPlan:
             ready_timeout_seconds=settings.k3s.ready_timeout_seconds,
             install_url=settings.install_url,
             ssh_user=ssh["user"],
-            ssh_private_key=pulumi.Output.secret(ssh["private_key"]),
+            ssh_private_key=ssh["private_key"],  # already the component's one secret Output
             balancer_grace_seconds=BALANCER_GRACE_SECONDS if settings.registration_address is not None else 0,
             server_extra=dict(settings.server_config),
             agent_extra=dict(settings.agent_config),

@@ -16,6 +16,8 @@ from .. import validation
 
 @dataclass(frozen=True)
 class CheckedTokens:
+    """The tokens as given, and the check that tokens given as Outputs must pass."""
+
     token: pulumi.Input[str] | None
     agent_token: pulumi.Input[str] | None
     gate: pulumi.Output[None] | None

@@ -51,9 +51,16 @@ def _key_fields(host_key: str | None) -> tuple[str, str] | None:
     return (fields[0], fields[1]) if len(fields) >= 2 else None
 
 
-def pinned_key(node: Node) -> pulumi.Output[str]:
+def pinned_key(node: Node) -> pulumi.Input[str]:
     """`node`'s pinned host key as "TYPE BASE64", or "" when it has none."""
-    return pulumi.Output.from_input(node.host_key).apply(lambda key: " ".join(_key_fields(key) or ()))
+
+    def type_and_blob(key: str | None) -> str:
+        return " ".join(_key_fields(key) or ())
+
+    # Not Output.from_input: on an Output it adds an apply of its own (pulumi/output.py).
+    if isinstance(node.host_key, pulumi.Output):
+        return node.host_key.apply(type_and_blob)
+    return type_and_blob(node.host_key)  # type: ignore[arg-type]
 
 
 def wanted_host_keys(nodes: Sequence[Node], names: Sequence[pulumi.Output[str]]) -> pulumi.Output[str]:
@@ -73,12 +80,13 @@ def hold_membership(
     plan: BootstrapPlan,
     node: Node,
     start: command.remote.Command,
+    name: pulumi.Output[str],
     holder: Node,
     holder_start: command.remote.Command,
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
 ) -> command.remote.Command:
-    name = node_name(start)
+    """`name`: node_name(start)."""
     return run_script(
         f"{plan.name}-{node.name}-member",
         holder,
@@ -97,21 +105,24 @@ def hold_memberships(
     server_starts: Sequence[command.remote.Command],
     agents: Sequence[Node],
     agent_starts: Sequence[command.remote.Command],
+    names: Sequence[pulumi.Output[str]],
     parent: pulumi.Resource,
 ) -> list[command.remote.Command]:
     """The first server confirms every node but itself, which the second confirms. (The
-    names keep the older "holder" wording: these steps once carried the node's removal.)"""
+    names keep the older "holder" wording: these steps once carried the node's removal.)
+    `names[i]` is node_name of the i-th of `[*server_starts, *agent_starts]`."""
     members: list[command.remote.Command] = []
     previous: list[pulumi.Resource] = []
-    for index, (node, start) in enumerate(zip(servers, server_starts)):
+    server_names, agent_names = names[: len(servers)], names[len(servers) :]
+    for index, (node, start, name) in enumerate(zip(servers, server_starts, server_names)):
         if len(servers) == 1:
             break  # a single server has nobody to hand its membership to
         holder = 1 if index == 0 else 0
-        member = hold_membership(plan, node, start, servers[holder], server_starts[holder], previous, parent)
+        member = hold_membership(plan, node, start, name, servers[holder], server_starts[holder], previous, parent)
         members.append(member)
         previous = [member]
-    for node, start in zip(agents, agent_starts):
-        members.append(hold_membership(plan, node, start, servers[0], server_starts[0], [], parent))
+    for node, start, name in zip(agents, agent_starts, agent_names):
+        members.append(hold_membership(plan, node, start, name, servers[0], server_starts[0], [], parent))
     return members
 
 
@@ -120,13 +131,13 @@ def reconcile_members(
     first_server: Node,
     nodes: Sequence[Node],
     starts: Sequence[command.remote.Command],
+    names: Sequence[pulumi.Output[str]],
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
 ) -> command.remote.Command:
     """Runs whenever the set of node names or their host keys changes, or the first server
     is a new machine (no triggers: it is then updated, on the new machine). `nodes[i]` is
-    the node `starts[i]` started."""
-    names = [node_name(start) for start in starts]
+    the node `starts[i]` started, `names[i]` its node_name."""
     wanted = pulumi.Output.all(*names).apply(lambda names: " ".join(sorted(n for n in names if n)))
     return run_script(
         f"{plan.name}-members",

@@ -27,13 +27,15 @@ from ..remote import Node, present, run_script
 def secret_server_config_yaml(plan: BootstrapPlan, join_address: pulumi.Input[str] | None) -> pulumi.Output[str]:
     """A server's stdin (secret): its config.yaml, then registries.yaml when one is given. The
     same text for every server that joins, so build it once and pass it to each (`config=`)."""
+    # Output.all unwraps each argument deeply itself (Output.from_input): wrapping one in
+    # from_input first only adds an apply.
     config = pulumi.Output.all(
         plan.token,
         plan.agent_token,
         pulumi.Output.all(*plan.tls_sans),
         join_address,
-        pulumi.Output.from_input(plan.server_extra),
-        pulumi.Output.from_input(plan.registries),
+        plan.server_extra,
+        plan.registries,
     ).apply(
         lambda values: node_config.with_registries(
             node_config.render_server_config_yaml(
