@@ -487,15 +487,20 @@ def heartbeat() -> dict:
     return {"heartbeat": time.time(), "kubeletVersion": VERSION}
 
 
-def check_node_password(store: Etcd, name: str, role: str) -> None:
-    """pkg/nodepassword: a host keeps a random password; the cluster stores its hash under
-    the node's name, and refuses another machine that registers under that name."""
+def local_node_password() -> str:
+    """The host's node password (/etc/rancher/node/password), made on its first start."""
     os.makedirs(os.path.dirname(NODE_PASSWORD_FILE), exist_ok=True)
     if not os.path.exists(NODE_PASSWORD_FILE):
         with open(os.open(NODE_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             f.write(secrets.token_hex(16))
     with open(NODE_PASSWORD_FILE) as f:
-        password = f.read().strip()
+        return f.read().strip()
+
+
+def check_node_password(store: Etcd, name: str, role: str) -> None:
+    """pkg/nodepassword: a host keeps a random password; the cluster stores its hash under
+    the node's name, and refuses another machine that registers under that name."""
+    password = local_node_password()
     key = PREFIX + f"node-passwords/{name}"
     if not store.create(key, sha(password)) and store.get(key) != sha(password):
         fatal(f"Node password rejected, duplicate hostname or contents of '{NODE_PASSWORD_FILE}' may not match")
@@ -760,12 +765,7 @@ def agent() -> None:
         fatal("--server (K3S_URL) and --token are required")
     name = node_name(config)
     ip = node_ip(config)
-    os.makedirs(os.path.dirname(NODE_PASSWORD_FILE), exist_ok=True)
-    if not os.path.exists(NODE_PASSWORD_FILE):
-        with open(os.open(NODE_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(secrets.token_hex(16))
-    with open(NODE_PASSWORD_FILE) as f:
-        password = f.read().strip()
+    password = local_node_password()
     # pkg/agent/loadbalancer: the registration address first, then every server it lists.
     endpoints = [url]
     started = time.time()
