@@ -59,8 +59,11 @@ SMALL = ("aws", "guard", "evict", "confirm", "kubeconfig", "remote")
 
 
 def script(reg) -> str:
-    """The node script a remote step runs: its command text ends with `k3s-ha-<script>`."""
-    return (reg.inputs.get("create") or "").rsplit(" ", 1)[-1].strip().removeprefix("k3s-ha-")
+    """The node script a remote step runs (commands.parse_command)."""
+    from k3s_ha.bootstrap.commands import parse_command
+
+    parsed = parse_command(reg.inputs.get("create") or "")
+    return parsed[0] if parsed else ""
 
 
 def kind(reg) -> str:

@@ -62,6 +62,9 @@ members of the cluster, neither running nor reachable, until something removes t
 
 from __future__ import annotations
 
+from k3s_ha.bootstrap.bundle import SCRIPT_DIR
+from k3s_ha.bootstrap.commands import parse_command
+
 import hashlib
 import re
 import shlex
@@ -101,8 +104,12 @@ LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 UPGRADE_EVIDENCE = ("kubeletVersion",)
 
 
-def detects_upgrade(script_text: str) -> bool:
-    return any(marker in script_text for marker in UPGRADE_EVIDENCE)
+def detects_upgrade(command_text: str) -> bool:
+    """Whether the script the command runs (read from the bundle, with lib.sh) compares the
+    running version: the command names the script, the bundle holds its text."""
+    script, _params = script_of(command_text)
+    text = (SCRIPT_DIR / "lib.sh").read_text() + (SCRIPT_DIR / f"{script}.sh").read_text()
+    return any(marker in text for marker in UPGRADE_EVIDENCE)
 
 
 @dataclass
@@ -163,15 +170,11 @@ class Result:
 
 
 def script_of(text: str) -> tuple[str, dict[str, str]]:
-    """(`install-k3s`, {"K3S_VERSION": ...}) from `sudo -n env K=V ... bash -c BODY k3s-ha-install-k3s`."""
-    words = shlex.split(text)
-    params: dict[str, str] = {}
-    for word in words[words.index("env") + 1 :]:
-        if "=" not in word:
-            break
-        key, value = word.split("=", 1)
-        params[key] = value
-    return words[-1].removeprefix("k3s-ha-"), params
+    """(`install-k3s`, {"K3S_VERSION": ...}) from a command text (commands.parse_command)."""
+    parsed = parse_command(text)
+    if parsed is None:
+        raise ValueError(f"not a k3s-ha command: {text[:80]!r}")
+    return parsed
 
 
 def _address_of(url: str) -> str:

@@ -25,6 +25,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
+from k3s_ha.bootstrap.commands import parse_command
+
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -96,6 +98,12 @@ def instance_id(name: str) -> str:
     return "i-" + hashlib.sha256(name.encode()).hexdigest()[:17]
 
 
+def script_name(create: Any) -> str | None:
+    """The node script a command text runs (commands.parse_command), or None."""
+    parsed = parse_command(create) if isinstance(create, str) else None
+    return parsed[0] if parsed else None
+
+
 def node_name(start_step: str) -> str:
     """The Node name the mock's start step `<cluster>-<host>-start` reports (a host name)."""
     return "ip-" + hashlib.sha256(start_step.encode()).hexdigest()[:8]
@@ -142,11 +150,14 @@ class CloudMocks(pulumi.runtime.Mocks):
             seed = hashlib.sha256(name.encode()).digest() * 2
             state["result"] = "".join(alphabet[b % len(alphabet)] for b in seed[: int(state.get("length", 16))])
         elif typ == "command:remote:Command":
-            create = state.get("create", "")
-            if "k3s-ha-print-kubeconfig" in create:
+            script = script_name(state.get("create", ""))
+            if script == "print-kubeconfig":
                 state["stdout"] = SAMPLE_KUBECONFIG
-            elif "k3s-ha-start-" in create:
+            elif script in ("start-server", "start-agent"):
                 state["stdout"] = node_name(name) + "\n"  # the start scripts print the Node name
+            elif script == "install-k3s":
+                # The node name and that K3s never ran there: a first `up` of fresh machines.
+                state["stdout"] = node_name(name.removesuffix("-install") + "-start") + " fresh\n"
             else:
                 state["stdout"] = ""
             state["stderr"] = ""

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from k3s_ha.bootstrap.bundle import SCRIPT_DIR
 from k3s_ha.bootstrap.commands import remote_command
 
 STANDINS = Path(__file__).parent / "standins"
@@ -51,12 +52,16 @@ class Node:
         stdin: str = "",
         extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        params = dict(params or {})
+        # The step's bound is the command's `timeout` now (commands.py); tests still name it
+        # as the parameter it once was.
+        seconds = int(params.pop("K3S_HA_STEP_TIMEOUT", 300))
         all_params = {
             "K3S_HA_CONFIG_DIR": str(self.config_dir),
             # Never the host's /var/lib/rancher/k3s, whose etcd data would change behaviour.
             "K3S_HA_DATA_DIR": str(self.data_dir),
             "K3S_HA_POLL_SECONDS": "0",
-            **(params or {}),
+            **params,
         }
         env = {
             "PATH": f"{self.path_dir}:{os.environ['PATH']}",
@@ -68,12 +73,19 @@ class Node:
             **(extra_env or {}),
         }
         return subprocess.run(
-            ["bash", "-c", remote_command(name, all_params)],
+            ["bash", "-c", self.command(name, all_params, seconds)],
             input=stdin,
             capture_output=True,
             text=True,
             env=env,
             timeout=30,
+        )
+
+    def command(self, name: str, params: dict[str, str], seconds: int = 300) -> str:
+        """The real command text, with the bundle verified into this node's own root instead
+        of /var/lib/k3s-ha, copied from the checkout's scripts (the upload)."""
+        return remote_command(
+            name, params, seconds, bundle_root=str(self.root / "bundles"), upload=str(SCRIPT_DIR)
         )
 
     def set(self, name: str, *answers: str) -> None:

@@ -8,6 +8,7 @@ import cluster_sim as cs
 import engine
 import pytest
 import step_model as sm
+from k3s_ha.bootstrap.commands import remote_command
 
 V1, V2 = "v1.36.4+k3s1", "v1.37.0+k3s1"
 INIT = "cluster-init: true\ntoken: t\n"
@@ -15,8 +16,7 @@ JOIN = "server: https://192.0.2.10:6443\ntoken: t\n"
 
 
 def text(script: str, **params: str) -> str:
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(params.items()))
-    return f"sudo -n env {env} bash -c 'true' k3s-ha-{script}"
+    return remote_command(script, params, 60)
 
 
 def command(name, host, create, stdin=None, delete=None, after=(), stdout=""):
@@ -96,7 +96,7 @@ def test_a_binary_on_disk_is_not_a_running_upgrade():
 
 
 def test_a_start_script_that_compares_versions_restarts_onto_the_new_binary(monkeypatch):
-    monkeypatch.setattr(cs, "UPGRADE_EVIDENCE", ("k3s-ha-start-server",))
+    monkeypatch.setattr(cs, "UPGRADE_EVIDENCE", ("k3s_ha_begin_start",))
     result = simulate(run(*three_servers()), run(*three_servers(version=V2)))
     assert result.violations == [] and {m.running for m in result.machines.values()} == {V2}
 

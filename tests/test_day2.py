@@ -134,7 +134,7 @@ def test_a_leaving_agent_is_removed_by_the_first_server_and_its_old_steps_run_no
     fewer = _run(agents=1)
     reconcile = fewer.named("dev-members")
     assert reconcile.inputs["connection"]["host"] == fewer.outputs["serverPublicIps"][0]
-    assert "k3s-ha-reconcile-members" in reconcile.inputs["create"]
+    assert engine.script_name(reconcile.inputs["create"]) == "reconcile-members"
     wanted = reconcile.inputs["create"].split("K3S_HA_NODES='")[1].split("'")[0].split()
     assert engine.node_name("dev-agent-1-start") not in wanted
     assert sorted(wanted) == sorted(

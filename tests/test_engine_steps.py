@@ -195,7 +195,7 @@ def test_scaling_in_removes_servers_from_the_first_server_before_any_delete(scen
     (reconcile,) = plan.named("dev-members")
     assert reconcile.kind == sm.UPDATE and reconcile.phase == sm.APPLY_PHASE
     assert reconcile.inputs_used["connection"]["host"] == cluster().outputs["serverPublicIps"][0]
-    assert "k3s-ha-reconcile-members" in reconcile.command_text()
+    assert engine.script_name(reconcile.command_text()) == "reconcile-members"
     for step in plan.steps:
         if step.kind in (sm.DELETE, sm.DELETE_REPLACED):
             assert step.command_text() is None, step

@@ -30,7 +30,7 @@ from fake_node import (
     server_params,
     with_lines,
 )
-from k3s_ha.bootstrap.commands import SCRIPT_DIR, script_body
+from k3s_ha.bootstrap.bundle import SCRIPT_DIR
 
 # --- start-server ----------------------------------------------------------------------
 
@@ -580,6 +580,7 @@ def test_role_scripts_exist() -> None:
     assert [p.name for p in ROLE_SCRIPTS] == [
         "check-upgrade.sh",
         "confirm-node.sh",
+        "evict-agents.sh",
         "evict-node.sh",
         "install-k3s.sh",
         "print-kubeconfig.sh",
@@ -591,17 +592,16 @@ def test_role_scripts_exist() -> None:
     ]
 
 
-def test_every_script_the_program_runs_bounds_itself_as_a_whole() -> None:
-    """issue 10.5: pulumi-command gives a step no time limit (real-behaviour.md), so each
-    script Pulumi runs must call k3s_ha_bound_step (script_body sends only the lib functions
-    a script uses). rejoin-server and restore-snapshot are run by hand (docs/restore.md)."""
-    program = "".join(p.read_text() for p in (SCRIPT_DIR.parent).rglob("*.py"))
-    run_by_pulumi = [p.stem for p in ROLE_SCRIPTS if f'"{p.stem}"' in program]
-    assert sorted(run_by_pulumi) == sorted(
+def test_every_script_the_program_runs_has_a_contract_and_a_bound() -> None:
+    """issue 10.5: pulumi-command gives a step no time limit (real-behaviour.md), so every
+    script Pulumi runs is called through a contract whose command puts `timeout` around it.
+    rejoin-server and restore-snapshot are run by hand (docs/restore.md)."""
+    from k3s_ha.bootstrap import contracts
+
+    declared = {cls.NAME: cls for cls in contracts.all_scripts()}
+    assert sorted(declared) == sorted(
         p.stem for p in ROLE_SCRIPTS if p.stem not in ("rejoin-server", "restore-snapshot")
     )
-    for name in run_by_pulumi:
-        assert "k3s_ha_bound_step() {" in script_body(name), name
 
 
 def test_scripts_are_shellcheck_clean() -> None:

@@ -30,7 +30,7 @@ from fake_node import (
     with_lines,
     write_config,
 )
-from k3s_ha.bootstrap.commands import SCRIPT_DIR
+from k3s_ha.bootstrap.bundle import SCRIPT_DIR
 
 JOIN_CONFIG = f"""agent-token: {SECRET}-agent
 server: https://k3s.example.internal:6443

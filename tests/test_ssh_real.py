@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from k3s_ha.bootstrap.commands import SCRIPT_DIR
+from k3s_ha.bootstrap.bundle import SCRIPT_DIR
 
 SSHD = "/usr/sbin/sshd"
 TOOLS = ("ssh", "ssh-keygen", "ssh-agent", "ssh-add", "unshare", "ip")

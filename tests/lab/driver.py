@@ -155,7 +155,7 @@ class LabMocks(engine.CloudMocks):
 
     def new_resource(self, args):
         rid, state = super().new_resource(args)
-        if args.typ == COMMAND and "k3s-ha-start-" in state.get("create", ""):
+        if args.typ == COMMAND and engine.script_name(state.get("create")) in ("start-server", "start-agent"):
             connection = engine._reveal(args.inputs["connection"], "", set())
             host = self.lab.by_address(connection["host"])
             state["stdout"] = host.hostname + "\n"

@@ -3,7 +3,7 @@ real sshd (Debian openssh-server) and real sudo, reached over real SSH from a hu
 
 Layout: a hub network namespace holds a bridge (10.213.0.1/24); each host's namespace has a
 veth onto it and the address 10.213.0.<10+i>. Only these namespace addresses (and loopback)
-are ever contacted. Per host, /etc/rancher, /var/lib/rancher, /usr/local/bin, /usr/local/sbin,
+are ever contacted. Per host, /etc/rancher, /var/lib/rancher, /var/lib/k3s-ha, the login user's home, /usr/local/bin, /usr/local/sbin,
 /etc/systemd/system, /run and /tmp are bind mounts of directories under the lab's root, so
 K3s files never touch the machine's own; /etc/hosts is the lab's, and the CA bundle holds only
 the certificate of the lab's mirror (mirror.py, on the hub), which serves the stand-in
@@ -44,7 +44,7 @@ PACKAGES = {  # Debian package -> a file it installs
 }
 # Mount points the hosts bind over; created on the machine when missing (empty directories),
 # and left there: removing one would detach the bind mounts of another lab that is running.
-MOUNT_POINTS = ("/etc/rancher", "/var/lib/rancher")
+MOUNT_POINTS = ("/etc/rancher", "/var/lib/rancher", "/var/lib/k3s-ha")
 
 
 def missing_packages() -> list[str]:
@@ -209,6 +209,11 @@ class Lab:
         (dist / "install.sh").write_text(text)
 
     @property
+    def home(self) -> str:
+        """The login user's home on the machine; each host bind-mounts its own over it."""
+        return os.path.expanduser(f"~{self.user}")
+
+    @property
     def install_url(self) -> str:
         return f"https://{MIRROR}/install.sh"
 
@@ -256,8 +261,8 @@ class Lab:
                     "PubkeyAuthentication yes",
                     "PermitRootLogin no",
                     f"AllowUsers {self.user}",
-                    "MaxStartups 100",
-                    "MaxSessions 100",
+                    # No MaxStartups or MaxSessions: the distribution's defaults (10:30:100
+                    # and 10), which drop connections when many steps dial one host at once.
                     "LogLevel ERROR",
                 ]
             )
@@ -268,7 +273,7 @@ class Lab:
             ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation", "private",
              "--kill-child", "--fork", "bash", str(self.root / "dist" / "host-init.sh"), str(host.root),
              host.hostname, str(config), str(hosts_file), str(self.root / "dist" / "systemctl.py"),
-             str(self.root / "mirror.crt")],
+             str(self.root / "mirror.crt"), self.user, self.home],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
 

@@ -5,11 +5,16 @@
 # /etc/hosts (so sudo resolves the host name without DNS), the stand-in systemctl, and then
 # becomes the host's real sshd. Its CA bundle holds only the lab mirror's certificate: the
 # hosts download nothing from anywhere else.
-# Usage: host-init.sh HOST_ROOT HOSTNAME SSHD_CONFIG HOSTS_FILE STANDIN_SYSTEMCTL MIRROR_CERT
+# The login user's home is the host's own too: what Pulumi copies there (the script bundle,
+# bundle.py) must reach each host by its own step, and a re-imaged host starts without it.
+# Usage: host-init.sh HOST_ROOT HOSTNAME SSHD_CONFIG HOSTS_FILE STANDIN_SYSTEMCTL MIRROR_CERT USER HOME
 set -euo pipefail
-root=$1 name=$2 sshd_config=$3 hosts_file=$4 systemctl=$5 mirror_cert=$6
+root=$1 name=$2 sshd_config=$3 hosts_file=$4 systemctl=$5 mirror_cert=$6 user=$7 home=$8
 hostname "$name"
-for dir in /etc/rancher /var/lib/rancher /usr/local/bin /usr/local/sbin /etc/systemd/system /run /tmp; do
+mkdir -p "$root/home"
+chown "$user:" "$root/home"
+mount --bind "$root/home" "$home"
+for dir in /etc/rancher /var/lib/rancher /var/lib/k3s-ha /usr/local/bin /usr/local/sbin /etc/systemd/system /run /tmp; do
   mkdir -p "$root$dir"
   mount --bind "$root$dir" "$dir"
 done

@@ -1,96 +1,121 @@
-"""The node scripts and the one place that turns them into remote command text.
+"""The one place that turns a script call into remote command text.
 
 Python decides the parameters; bash does the node's work. A command is
-`sudo -n env K=V ... bash -c '<lib.sh + role script>' k3s-ha-<script>`: parameters are
-plain, non-secret values (they show in previews and `ps`); secrets only ever travel on stdin.
+
+    sudo -n env K=V ... bash -c '<prelude>' k3s-ha DIGEST SCRIPT SECONDS ROOT "$HOME/<upload>"
+
+Parameters are plain, non-secret values (they show in previews and `ps`); secrets only ever
+travel on stdin. The scripts themselves are not in the text: they reach the host once, in the
+bundle step (bundle.py), and the prelude runs them from a root-owned copy checked against
+DIGEST. So every command stays a few hundred bytes, and a changed script still changes
+every command (its DIGEST), which runs each step again.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
 
 import pulumi
 
-SCRIPT_DIR = Path(__file__).parent / "scripts"
+from . import bundle
+
 _PARAM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_SCRIPT_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+# Runs as root. $1 digest, $2 script, $3 seconds, $4 bundle root, $5 the uploaded copy (in the
+# login user's home, which that user may still change: nothing is run from there).
+# - First use of a digest on the host: copy the upload into a fresh root-owned directory
+#   (mktemp: 0700), refuse anything but files and directories (a symlink could point
+#   anywhere), check the digest of what was copied, then rename it into place. Renaming
+#   is atomic; a step that raced it finds the directory already there.
+# - Then run the script under coreutils `timeout`: it makes itself a process group leader
+#   and on expiry signals the whole group (the script and what it started), killing it 10 s
+#   later. pulumi-command bounds nothing (real-behaviour.md), so this is the step's bound.
+PRELUDE = r"""set -u
+b=$4/$1
+if [ ! -f "$b/.verified" ]; then
+  umask 022
+  mkdir -p "$4" && x=$(mktemp -d "$4/.new.XXXXXX") || exit 1
+  trap 'rm -rf "$x"' EXIT
+  if [ ! -d "$5" ] || [ -n "$(find "$5" ! -type f ! -type d -print -quit)" ] || ! cp -R "$5/." "$x/"; then
+    echo "k3s-ha: error: no usable script bundle at $5 (the step that copies it must run first; run pulumi up again)" >&2; exit 1
+  fi
+  h=$(cd "$x" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)
+  if [ "${h%% *}" != "$1" ]; then
+    echo "k3s-ha: error: the script bundle at $5 does not have digest $1 (changed after the copy?); nothing was run" >&2; exit 1
+  fi
+  chmod -R u=rwX,go=rX "$x" && touch "$x/.verified" && { mv -T "$x" "$b" 2>/dev/null || [ -f "$b/.verified" ]; } || exit 1
+  trap - EXIT; rm -rf "$x"
+fi
+echo "k3s-ha: $2 (bundle ${1:0:12}) may take up to $3s" >&2
+timeout -k 10 "$3" bash "$b/$2.sh"; c=$?
+if [ $c = 124 ] || [ $c = 137 ]; then
+  echo "k3s-ha: error: the step did not finish within $3s and was stopped, with everything it had started; see the log above" >&2
+fi
+exit $c"""
 
 
-_FUNCTION = re.compile(r"^([a-z_][a-z0-9_]*)\(\) \{$")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _code_lines(text: str) -> list[str]:
-    """Lines that do something: comments and blank lines stay in the files, not in the
-    command text every node step stores in the Pulumi state."""
-    return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-
-
-@functools.cache
-def _lib() -> tuple[list[str], dict[str, list[str]]]:
-    """lib.sh split into its top-level lines and its functions, by name."""
-    top: list[str] = []
-    functions: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in _code_lines((SCRIPT_DIR / "lib.sh").read_text()):
-        match = _FUNCTION.match(line)
-        if match:
-            current = functions.setdefault(match.group(1), [])
-        (top if current is None else current).append(line)
-        if current is not None and line == "}":
-            current = None
-    return top, functions
-
-
-@functools.cache
-def _callees(function: str) -> frozenset[str]:
-    """The lib.sh functions `function` calls directly: scanned once, not once per script."""
-    _top, functions = _lib()
-    return frozenset(_WORD.findall("\n".join(functions[function]))) & functions.keys()
-
-
-@functools.cache
-def script_body(name: str) -> str:
-    """lib.sh's top level and the functions the role script needs (transitively), then the
-    role script; read from disk once per process. Only what is used is sent, so each
-    command stays a few KB in the state however large lib.sh grows."""
-    top, functions = _lib()
-    role = _code_lines((SCRIPT_DIR / f"{name}.sh").read_text())
-    needed: list[str] = []
-    pending = set(_WORD.findall("\n".join(role))) & functions.keys()
-    while pending:
-        function = pending.pop()
-        needed.append(function)
-        pending |= _callees(function) - set(needed)
-    lib = [line for function in sorted(needed) for line in functions[function]]
-    return "\n".join([*top, *lib, *role]) + "\n"
-
-
-def remote_command_input(name: str, params: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[str]:
-    """remote_command for parameters that may be Outputs (node names, addresses)."""
-    late = [k for k, v in params.items() if isinstance(v, pulumi.Output)]
-    if not late:
-        return remote_command(name, params)  # type: ignore[arg-type]
-    if len(late) == 1:  # the common case (a node's name): one apply, no gather
-        key = late[0]
-        return params[key].apply(lambda value: remote_command(name, {**params, key: value}))  # type: ignore[union-attr]
-    return pulumi.Output.all(*[params[k] for k in late]).apply(
-        lambda values: remote_command(name, {**params, **dict(zip(late, values))})
-    )
-
-
-def remote_command(name: str, params: Mapping[str, str]) -> str:
-    """The command text that runs script `name` as root with `params` in its environment."""
+def remote_command(
+    script: str,
+    params: Mapping[str, str],
+    seconds: int,
+    *,
+    digest: str | None = None,
+    bundle_root: str = bundle.BUNDLE_ROOT,
+    upload: str | None = None,
+) -> str:
+    """The command text that runs `script` from the bundle as root, with `params` in its
+    environment, bounded to `seconds`. `bundle_root` and `upload` are for tests."""
+    if not _SCRIPT_NAME.match(script):
+        raise ValueError(f"script name {script!r} must be a lower-case file name without .sh")
     for key in params:
         if not _PARAM_NAME.match(key):
             raise ValueError(f"script parameter {key!r} must be an upper-case shell name")
+    if not isinstance(seconds, int) or seconds <= 0:
+        raise ValueError(f"a step's time bound must be a positive whole number of seconds, got {seconds!r}")
+    digest = digest or bundle.digest()
+    # The upload path is expanded by the login user's shell: $HOME is the login's home, where
+    # SFTP put the copy (bundle.py); under sudo it would be root's.
+    upload = shlex.quote(upload) if upload is not None else f'"{bundle.uploaded_scripts(digest)}"'
     env = " ".join(f"{key}={shlex.quote(str(params[key]))}" for key in sorted(params))
-    return f"sudo -n env {env} bash -c {_quoted_body(name)} k3s-ha-{name}"
+    prefix = f"sudo -n env {env} " if env else "sudo -n "
+    args = " ".join(shlex.quote(a) for a in (digest, script, str(seconds), bundle_root))
+    return f"{prefix}bash -c {_QUOTED_PRELUDE} k3s-ha {args} {upload}"
 
 
-@functools.cache
-def _quoted_body(name: str) -> str:
-    return shlex.quote(script_body(name))
+_QUOTED_PRELUDE = shlex.quote(PRELUDE)
+
+
+def remote_command_input(
+    script: str, params: Mapping[str, pulumi.Input[str]], seconds: int
+) -> pulumi.Input[str]:
+    """remote_command for parameters that may be Outputs (node names, addresses)."""
+    late = [k for k, v in params.items() if isinstance(v, pulumi.Output)]
+    if not late:
+        return remote_command(script, params, seconds)  # type: ignore[arg-type]
+    if len(late) == 1:  # the common case (a node's name): one apply, no gather
+        key = late[0]
+        return params[key].apply(lambda value: remote_command(script, {**params, key: value}, seconds))  # type: ignore[union-attr]
+    return pulumi.Output.all(*[params[k] for k in late]).apply(
+        lambda values: remote_command(script, {**params, **dict(zip(late, values))}, seconds)
+    )
+
+
+def parse_command(text: str) -> tuple[str, dict[str, str]] | None:
+    """The script a command text runs and its parameters, or None when `text` is not one of
+    ours: for tools that read a state file or a preview (and the tests and benchmarks)."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return None
+    if "k3s-ha" not in words or words[:2] != ["sudo", "-n"]:
+        return None
+    marker = words.index("k3s-ha")
+    params = {}
+    for word in words[2 : words.index("bash")]:
+        key, sep, value = word.partition("=")
+        if sep and _PARAM_NAME.match(key):
+            params[key] = value
+    return words[marker + 2], params

@@ -2,16 +2,20 @@
 
 It owns the cluster token and the ordered remote steps, and knows nothing about clouds, so
 the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud.
-Order, one file per step: upgrade_guard.py (every server) -> install.py (all nodes, parallel)
--> servers.py (the first server, then joins one at a time) -> agents.py (parallel) ->
-membership.py (confirmations, then one reconcile on the first server that removes the nodes
-that left) and kubeconfig.py. A host on a new machine first has its stale Node evicted
+Order, one file per step: remote.ship_bundle (the node scripts, once per host) ->
+upgrade_guard.py (every server) -> install.py (all nodes, parallel)
+-> servers.py (the first server, then joins one at a time) -> agents.py (one evict step for
+rebuilt agents, then every agent in parallel) -> membership.py (server confirmations, then one
+reconcile on the first server that records the wanted nodes and removes the ones that left)
+and kubeconfig.py. A server host on a new machine first has its stale Node evicted
 (membership.py).
 """
 
 from __future__ import annotations
 
 from typing import Any, TypedDict
+
+import dataclasses
 
 import pulumi
 import pulumi_command as command
@@ -21,9 +25,9 @@ from typing_extensions import NotRequired
 from .. import validation
 from ..ports import api_url
 from .plan import BootstrapPlan
-from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, present
+from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, present, ship_bundle
 from .settings import BootstrapSettings, parse_bootstrap_args
-from .steps.agents import start_agents
+from .steps.agents import evict_rebuilt_agents, start_agents
 from .steps.install import install
 from .steps.kubeconfig import fetch_kubeconfig
 from .steps.membership import evict_stale_node, hold_memberships, node_name, reconcile_members
@@ -159,7 +163,7 @@ class K3sBootstrap(pulumi.ComponentResource):
 
         def node(host: HostArgs) -> Node:
             address = host["address"]
-            return Node(
+            found = Node(
                 name=host["name"],
                 connection=_connection(ssh, tokens.after_check(address), host.get("host_key")),
                 address=address,
@@ -167,6 +171,8 @@ class K3sBootstrap(pulumi.ComponentResource):
                 replace_on=host.get("replace_on"),
                 host_key=host.get("host_key"),
             )
+            copied = ship_bundle(f"{name}-{found.name}-bundle", found, self)
+            return dataclasses.replace(found, bundle=copied)
 
         servers = [node(h) for h in settings.servers]
         agents = [node(h) for h in settings.agents]
@@ -182,27 +188,26 @@ class K3sBootstrap(pulumi.ComponentResource):
         # The first server's stale Node is evicted from the second server, which is still a
         # member when the first is rebuilt alone (servers start in order, so it starts after).
         init_evict = (
-            evict_stale_node(plan, init, "server", servers[1], [server_installs[0], server_installs[1]], self)
+            evict_stale_node(
+                plan, init, "server", servers[1], [server_installs[0], server_installs[1]], self, len(servers)
+            )
             if len(servers) > 1
             else None
         )
         init_start = start_init_server(plan, init, present(server_installs[0], init_evict), servers[1:], self)
         join_evicts = [
-            evict_stale_node(plan, n, "server", init, [installed, init_start], self)
+            evict_stale_node(plan, n, "server", init, [installed, init_start], self, len(servers))
             for n, installed in zip(servers[1:], server_installs[1:])
         ]
         joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self, join_evicts)
         last_server = joins[-1] if joins else init_start
         self.server_starts = [init_start, *joins]
-        agent_evicts = [
-            evict_stale_node(plan, n, "agent", init, [installed, last_server], self)
-            for n, installed in zip(agents, agent_installs)
-        ]
-        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, agent_evicts)
+        agent_evict = evict_rebuilt_agents(plan, agents, agent_installs, init, [last_server], self)
+        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, agent_evict)
         starts = [*self.server_starts, *self.agent_starts]
         # One Output per Node name, shared by its membership step and the reconcile.
         names = [node_name(start) for start in starts]
-        self.memberships = hold_memberships(plan, servers, self.server_starts, agents, self.agent_starts, names, self)
+        self.memberships = hold_memberships(plan, servers, self.server_starts, names[: len(servers)], self)
         self.reconcile = reconcile_members(plan, init, [*servers, *agents], starts, names, self.memberships, self)
 
         self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)

@@ -81,13 +81,15 @@ class BootstrapPlan:
             registries=settings.registries,
         )
 
-    def start_params(self) -> dict[str, str]:
+    def start_fields(self) -> dict[str, Any]:
+        """What every start step passes (contracts.StartServer, StartAgent)."""
         # The version is here too so a version change re-runs the start steps: the scripts
         # refuse a binary of another version and restart onto a replaced one, in the same
-        # one-server-at-a-time order as the first start.
-        params = {"K3S_READY_TIMEOUT": str(self.ready_timeout_seconds), "K3S_VERSION": self.k3s_version}
-        if self.registries is not None:
-            # Stdin cut right after config.yaml's end marker would otherwise read as "no
-            # registries" and remove the registries.yaml k3s-ha wrote (lib.sh).
-            params["K3S_HA_WITH_REGISTRIES"] = "1"
-        return params
+        # one-server-at-a-time order as the first start. with_registries: stdin cut right
+        # after config.yaml's end marker would otherwise read as "no registries" and remove
+        # the registries.yaml k3s-ha wrote (lib.sh).
+        return {
+            "ready_timeout": self.ready_timeout_seconds,
+            "version": self.k3s_version,
+            "with_registries": True if self.registries is not None else None,
+        }

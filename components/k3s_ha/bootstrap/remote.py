@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_command as command
 
+from . import bundle
 from .commands import remote_command_input
+from .contracts import Script
 
 # Dialing (pulumi-command, real-behaviour.md): a dial that gets no answer (a dead host: security
 # groups drop packets) waits the whole per-dial timeout; a refused one (a booting VM) fails at
@@ -32,6 +34,26 @@ class Node:
     host_key: pulumi.Input[str | None] | None = None
     """The SSH host key pinned in `connection` (authorized_keys format), None when unpinned;
     the steps that SSH from a server to other nodes pin it too (membership.py)."""
+    bundle: pulumi.Resource | None = None
+    """The step that copied the script bundle to this host (ship_bundle): every step that
+    runs a script here waits for it."""
+
+
+def ship_bundle(resource_name: str, node: Node, parent: pulumi.Resource) -> command.remote.CopyToRemote:
+    """Copy the script bundle to `node`, once per machine and bundle digest (bundle.py).
+
+    `remotePath` names the digest, so a changed script is an update that copies the new
+    bundle next to the old one; `triggers` holds the machine's identity, so a new machine gets
+    a fresh copy (a changed connection alone copies nothing: copyController.go Update)."""
+    digest = bundle.digest()
+    return command.remote.CopyToRemote(
+        resource_name,
+        connection=node.connection,
+        source=pulumi.FileArchive(str(bundle.SCRIPT_DIR)),
+        remote_path=bundle.upload_path(digest),
+        triggers=[node.replace_on] if node.replace_on is not None else None,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def present(*steps: pulumi.Resource | None) -> list[pulumi.Resource]:
@@ -43,25 +65,24 @@ def present(*steps: pulumi.Resource | None) -> list[pulumi.Resource]:
 def run_script(
     resource_name: str,
     node: Node,
-    script: str,
-    params: Mapping[str, pulumi.Input[str]],
+    script: Script,
     *,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource] = (),
     stdin: pulumi.Input[str] | None = None,
     secret_output: bool = False,
-    on_update: Mapping[str, pulumi.Input[str]] | None = None,
+    on_update: Script | None = None,
     identity: pulumi.Input[str] | None = None,
     replace_with_machine: bool = True,
 ) -> command.remote.Command:
-    """Run components/k3s_ha/scripts/<script>.sh on `node` as root.
+    """Run `script` (bootstrap/scripts/<NAME>.sh, from the host's bundle) on `node` as root.
 
     `triggers` holds only a machine's identity (`identity`, by default `node`'s), so a new
     machine gets a fresh run while a changed script or config runs the (idempotent) script
     again as an update. No step has a `delete`: a delete runs with the OLD state's connection
     after every create and update (real-behaviour.md), on a machine that may be gone or
     re-imaged; nodes that leave are removed by reconcile-members.sh instead.
-    `on_update`: the script's parameters when the step runs again on a later `up` (the
+    `on_update`: the script call when the step runs again on a later `up` (the
     provider runs `update` instead of `create` then; pulumi-command commandController.go).
     `replace_with_machine=False`: no triggers, so a new machine updates the step (runs the
     `update` text) instead of replacing it (which would run `create` again).
@@ -73,14 +94,14 @@ def run_script(
     # context.TODO(), real-behaviour.md); every script bounds itself on the node.
     options = pulumi.ResourceOptions(
         parent=parent,
-        depends_on=list(depends_on),
+        depends_on=[*([node.bundle] if node.bundle is not None else []), *depends_on],
         additional_secret_outputs=["stdout", "stderr"] if secret_output else None,
     )
     return command.remote.Command(
         resource_name,
         connection=node.connection,
-        create=remote_command_input(script, params),
-        update=remote_command_input(script, on_update) if on_update is not None else None,
+        create=_command(script),
+        update=_command(on_update) if on_update is not None else None,
         stdin=stdin,
         triggers=[identity] if identity is not None else None,
         # Output that carries a secret must not reach the logs either (pulumi-command #260).
@@ -90,3 +111,7 @@ def run_script(
         add_previous_output_in_env=False,
         opts=options,
     )
+
+
+def _command(script: Script) -> pulumi.Input[str]:
+    return remote_command_input(script.NAME, script.to_env(), script.seconds())

@@ -10,9 +10,8 @@
 # local version alone is checked.
 #
 # stdin is not read; stdout stays empty (logs go to stderr).
-# Parameters (environment): K3S_VERSION (required, the target, e.g. v1.36.4+k3s1),
-# K3S_HA_STEP_TIMEOUT (seconds for the whole step, default 120), and for tests
-# K3S_HA_BIN_DIR.
+# Parameters (environment; contracts.CheckUpgrade): K3S_VERSION (required, the target, e.g.
+# v1.36.4+k3s1), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -23,7 +22,6 @@ main() {
   local target local_version k3s_bin out version key
   local lowest="" highest="" lowest_key="" highest_key="" found=() versions=() seen=" "
   exec 1>&2
-  k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-120}"
   k3s_ha_require_param K3S_VERSION
   target=$K3S_VERSION
   if ! k3s_ha_version_key "$target" >/dev/null; then

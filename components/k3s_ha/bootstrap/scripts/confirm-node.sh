@@ -3,9 +3,9 @@
 # node K3S_HA_NODE with condition Ready=True. Runs on a server, e.g. for an agent.
 #
 # stdin is not read; stdout stays empty (logs go to stderr).
-# Parameters (environment): K3S_HA_NODE (required, the node's name), K3S_READY_TIMEOUT
-# (seconds, default 600), K3S_HA_STEP_TIMEOUT (seconds for the whole step, default
-# K3S_READY_TIMEOUT + 60), K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_BIN_DIR.
+# Parameters (environment; contracts.ConfirmNode): K3S_HA_NODE (required, the node's name),
+# K3S_READY_TIMEOUT (seconds, default 600), K3S_HA_POLL_SECONDS (default 5), and for tests
+# K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -16,7 +16,6 @@ main() {
   exec 1>&2
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
   k3s_ha_require_seconds K3S_READY_TIMEOUT
-  k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 60))}"
   K3S_HA_STARTED_AT=$(date +%s)
   k3s_ha_require_param K3S_HA_NODE
   if ! k3s_ha_is_node_name "$K3S_HA_NODE"; then

@@ -52,13 +52,9 @@
 # (server|agent), K3S_HA_CLUSTER (the k3s-ha.io/cluster label value of this cluster's nodes;
 # a server's evict without it looks for no dead servers), K3S_HA_HOST (the host's name in
 # the configuration, for messages), K3S_HA_HOST_KEY (its pinned SSH host key, "TYPE
-# BASE64", public; empty: none), K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10),
-# K3S_HA_STEP_TIMEOUT (seconds for the whole step, default K3S_HA_SSH_TIMEOUT + 450: the
-# node list and one SSH command of 30 s each, up to two stale Nodes (by name and by
-# address) of 180 s each to delete with their secrets, 30 s to spare; for a server, plus
-# K3S_HA_SSH_TIMEOUT + 240 per labelled server that is not Ready (its recorded key's read
-# of 30 s, an SSH probe of 30 s, its Node and secret of 180 s), counted before the bound
-# starts; when it runs out the step still succeeds), and for tests K3S_HA_BIN_DIR.
+# BASE64", public; empty: none), K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), and for
+# tests K3S_HA_BIN_DIR (contracts.EvictNode, which also sets the step's time bound; when it
+# runs out the step still succeeds).
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -84,21 +80,6 @@ suspect_rows() {
 # Whether this evict looks for dead servers: a server's, given a usable cluster label.
 looks_for_dead_servers() {
   [[ ${K3S_ROLE:-} == server && ${K3S_HA_CLUSTER:-} =~ ^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$ ]]
-}
-
-# The whole step's bound when K3S_HA_STEP_TIMEOUT does not set it: it grows with the servers
-# that may be dead, counted here, before the bound starts (one API call of at most 30 s).
-step_seconds() {
-  local rows suspects=0
-  if [[ -n ${K3S_HA_STEP_TIMEOUT:-} || -n ${K3S_HA_BOUNDED:-} ]]; then
-    printf '%s\n' "${K3S_HA_STEP_TIMEOUT:-$K3S_HA_BOUNDED}"
-    return
-  fi
-  if looks_for_dead_servers \
-    && rows=$(timeout --foreground 40 "$(k3s_ha_k3s_bin)" kubectl get nodes -o "$(k3s_ha_node_rows_format)" --request-timeout=30s </dev/null 2>/dev/null); then
-    suspects=$(suspect_rows "$rows" | grep -c . || true)
-  fi
-  printf '%s\n' "$((K3S_HA_SSH_TIMEOUT + 450 + suspects * (K3S_HA_SSH_TIMEOUT + 240)))"
 }
 
 # Usage: remove_dead_servers ROWS   (after k3s_ha_load_ssh_key)
@@ -138,7 +119,6 @@ main() {
   [[ $address =~ ^[0-9A-Fa-f.:]+$|^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$ ]] \
     || k3s_ha_die "K3S_HA_ADDRESS must be an address, got '$address'"
   k3s_ha_require_ssh_params
-  k3s_ha_bound_step "$(step_seconds)"
   if ! rows=$(k3s_ha_node_rows 2>&1); then
     k3s_ha_log "no cluster API on this server yet ($(k3s_ha_brief "$rows")): nothing to evict"
     return 0

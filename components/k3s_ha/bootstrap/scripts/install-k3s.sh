@@ -8,8 +8,10 @@
 # server|agent), K3S_INSTALL_URL (default https://get.k3s.io), K3S_HA_CLOUD_INIT_TIMEOUT
 # (seconds, default 600), K3S_HA_DOWNLOAD_TIMEOUT (seconds for fetching the installer,
 # default 300), K3S_HA_INSTALLER_TIMEOUT (seconds for the installer, which downloads the
-# binary, default 900), K3S_HA_STEP_TIMEOUT (seconds for the whole step, default the sum
-# of those three plus 120), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR.
+# binary, default 900), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR (contracts.InstallK3s;
+# its time bound is the sum of those three defaults plus 120).
+# stdout: one line, "NAME fresh" or "NAME running": the node name K3s registers this machine
+# under and whether K3s ran on it before this step (evict-agents.sh decides from it).
 #
 # The unit's enabled state is the same afterwards as before: install.sh always disables
 # the unit and, with INSTALL_K3S_SKIP_ENABLE, never enables it again (k3s-io/k3s
@@ -32,7 +34,6 @@ K3S_HA_INSTALLER_TIMEOUT=${K3S_HA_INSTALLER_TIMEOUT:-900}
 k3s_ha_require_seconds K3S_HA_CLOUD_INIT_TIMEOUT
 k3s_ha_require_seconds K3S_HA_DOWNLOAD_TIMEOUT
 k3s_ha_require_seconds K3S_HA_INSTALLER_TIMEOUT
-k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_HA_CLOUD_INIT_TIMEOUT + K3S_HA_DOWNLOAD_TIMEOUT + K3S_HA_INSTALLER_TIMEOUT + 120))}"
 
 k3s_ha_require_param K3S_VERSION
 k3s_ha_require_param K3S_ROLE
@@ -52,6 +53,17 @@ role=$K3S_ROLE
 install_url=${K3S_INSTALL_URL:-https://get.k3s.io}
 k3s_bin=$(k3s_ha_k3s_bin)
 unit_path=${K3S_HA_SYSTEMD_DIR:-/etc/systemd/system}/$service.service
+# Only the report below may reach stdout (fd 3): Python reads it.
+exec 3>&1 1>&2
+ran_before=fresh
+if systemctl is-active --quiet "$service" 2>/dev/null || systemctl is-active --quiet k3s 2>/dev/null \
+  || systemctl is-active --quiet k3s-agent 2>/dev/null; then
+  ran_before=running
+fi
+node_name=$(k3s_ha_node_name)
+report() {
+  printf '%s %s\n' "$node_name" "$ran_before" >&3
+}
 
 # A version the installed one cannot move to (downgrade, skipped minor, Dqlite to etcd) is
 # refused before anything is downloaded, so the node keeps running what it has.
@@ -68,6 +80,7 @@ fi
 
 if [[ $current == "$version" && -f $unit_path ]]; then
   k3s_ha_log "k3s $version and $unit_path are already installed; nothing to download"
+  report
   exit 0
 fi
 if [[ -n $current ]]; then
@@ -134,3 +147,4 @@ if [[ ! -f $unit_path ]]; then
   k3s_ha_die "the installer did not create $unit_path"
 fi
 k3s_ha_log "installed k3s $version ($role)"
+report

@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # Shared helpers for the k3s-ha node scripts.
 #
-# scripts.py sends this file followed by one role script as a single `bash -c` text, and
-# the role scripts source it when run by hand, so it must only define functions: anything
-# it did at top level would run before every role script.
+# Every role script sources it, from the root-owned bundle directory Pulumi runs it in
+# (bootstrap/commands.py) or from wherever a person runs it by hand, so it must only define
+# functions: anything it did at top level would run before every role script.
 #
 # Secrets (tokens, config.yaml, the kubeconfig) arrive on stdin and must never reach
 # stdout, stderr or a command line: Pulumi keeps command output in its state and logs,
@@ -34,7 +34,8 @@ k3s_ha_never_fail() {
 
 # Usage: k3s_ha_at_exit COMMAND...
 # Runs COMMAND (words kept as given) when the script ends, however it ends: normally, by an
-# error, or by SIGTERM/SIGINT/SIGHUP (e.g. from the step's time bound, k3s_ha_bound_step).
+# error, or by SIGTERM/SIGINT/SIGHUP (e.g. from the step's time bound: the `timeout` the
+# command puts around the script, bootstrap/commands.py).
 # Used to remove temporary files that hold a token and to undo half-done changes.
 k3s_ha_at_exit() {
   local quoted
@@ -56,35 +57,6 @@ k3s_ha_run_at_exit() {
   if [[ -n ${K3S_HA_NEVER_FAIL:-} ]] && ((status != 0)); then
     k3s_ha_warn "stopped early (exit $status); reporting success anyway"
     status=0
-  fi
-  exit "$status"
-}
-
-# Usage: k3s_ha_bound_step SECONDS
-# Bounds the whole step, not only its waits: pulumi-command gives a step no time limit of
-# its own, and a dropped SSH session leaves the script running. The first call re-runs the
-# script (from BASH_EXECUTION_STRING, how Python sends it: `bash -c '<script>'`) under
-# coreutils `timeout`, which makes itself a process group leader and on expiry signals
-# the whole group (the script and everything it started: kubectl, sleep, systemctl), then
-# kills it 10 s later. The limit is logged first, so a step's log says how long it may
-# take. Timeouts inside a step use --foreground (no group of their own) so that this
-# reaches what they run; only the installer and cluster-reset, which start children of
-# their own, get their own group under a shorter bound of their own. An ssh-agent detaches
-# from the group and is stopped at exit instead (k3s_ha_load_ssh_key). This copy waits and
-# turns the expiry into a clear error. Call it first, before anything reads stdin; run
-# from a file or `bash -s` (by hand) it does nothing, and the script's own waits bound it.
-k3s_ha_bound_step() {
-  local limit=$1 status=0
-  if [[ ! $limit =~ ^[0-9]+$ ]] || ((limit == 0)); then
-    k3s_ha_die "K3S_HA_STEP_TIMEOUT must be a positive whole number of seconds, got '$limit'"
-  fi
-  if [[ -n ${K3S_HA_BOUNDED:-} || -z ${BASH_EXECUTION_STRING:-} ]]; then
-    return 0
-  fi
-  k3s_ha_log "this step may take up to ${limit}s (K3S_HA_STEP_TIMEOUT)"
-  K3S_HA_BOUNDED=$limit timeout --kill-after=10 "$limit" bash -c "$BASH_EXECUTION_STRING" "$0" || status=$?
-  if ((status == 124 || status == 137)); then
-    k3s_ha_die "the step did not finish within ${limit}s (K3S_HA_STEP_TIMEOUT) and was stopped, with everything it had started; see the log above"
   fi
   exit "$status"
 }
@@ -425,15 +397,12 @@ k3s_ha_systemctl_bounded() {
 }
 
 # Usage: k3s_ha_begin_start
-# How start-server.sh and start-agent.sh begin: the whole step is bounded
-# (K3S_HA_STEP_TIMEOUT, default K3S_READY_TIMEOUT + 120; k3s_ha_bound_step), stdout is kept
-# for the node name alone (moved to fd 3; everything else goes to stderr), the
+# How start-server.sh and start-agent.sh begin: stdout is kept for the node name alone (moved to fd 3; everything else goes to stderr), the
 # K3S_READY_TIMEOUT budget starts now, and the installed binary must be the wanted
 # K3S_VERSION when one is given. Call it before anything reads stdin.
 k3s_ha_begin_start() {
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
   k3s_ha_require_seconds K3S_READY_TIMEOUT
-  k3s_ha_bound_step "${K3S_HA_STEP_TIMEOUT:-$((K3S_READY_TIMEOUT + 120))}"
   exec 3>&1 1>&2
   K3S_HA_STARTED_AT=$(date +%s)
   if [[ -n ${K3S_VERSION:-} ]]; then

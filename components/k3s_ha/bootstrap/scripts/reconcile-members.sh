@@ -5,12 +5,15 @@
 # state's connection and may land on a server that is itself leaving or already gone
 # (issue 10.4; pulumi step_generator.go pending deletes, real-behaviour.md).
 #
-# Leaving nodes: every Node labelled k3s-ha.io/cluster=K3S_HA_CLUSTER whose name is not in
-# K3S_HA_NODES (the names the start steps reported). The nodes in K3S_HA_NODES are labelled
-# first, so a node somebody joined by hand (without the label) is never touched.
+# Leaving nodes: every Node labelled k3s-ha.io/cluster=K3S_HA_CLUSTER whose name is not among
+# the wanted nodes (the names the start steps reported, on stdin). The wanted nodes are
+# labelled first, so a node somebody joined by hand (without the label) is never touched.
+# Only what differs is written: one list of the Nodes, then a patch for each wanted node whose
+# label or recorded key is not yet right (none when nothing changed), in time linear in the
+# number of Nodes.
 #
 # Host keys: a node that leaves is no longer in the configuration, so its host key is not
-# among this run's inputs. Every wanted node's pinned key (K3S_HA_HOST_KEYS) is therefore
+# among this run's inputs. Every wanted node's pinned key (on its stdin line) is therefore
 # recorded on its Node (annotation k3s-ha.io/ssh-host-key, set with the label, removed when
 # the node has no pinned key any more); when the node leaves, SSH to its address must answer
 # with that key (lib.sh k3s_ha_reach_node). Only who may patch Nodes (cluster admins) and the
@@ -38,18 +41,18 @@
 # node is taken as gone (its address now belongs to another machine); Ready, the node still
 # runs somewhere that cannot be told to stop, so it is refused like an unreachable one.
 #
-# stdin: the SSH private key Pulumi logs in with; it only ever lives in an ssh-agent started
-# for this run. stdout stays empty (logs go to stderr).
-# Parameters (environment): K3S_HA_CLUSTER (required, a label value), K3S_HA_NODES (the
-# wanted node names, space-separated), K3S_HA_HOST_KEYS (the wanted nodes' pinned host keys,
-# space-separated NAME:TYPE:BASE64, public), K3S_HA_SSH_USER (required), K3S_DRAIN_TIMEOUT
-# (seconds, default 120), K3S_HA_SSH_TIMEOUT (seconds to connect, default 10),
-# K3S_HA_LB_GRACE_SECONDS (default 0: no load balancer in front of the servers),
-# K3S_HA_STEP_TIMEOUT (seconds for the whole step; default 120 + 30 per wanted node (its
-# label and key) + per leaving node K3S_DRAIN_TIMEOUT + K3S_HA_LB_GRACE_SECONDS + 4 x
-# K3S_HA_SSH_TIMEOUT + 690 (four SSH commands of 30 s, the uninstaller's 300 s, the API
-# calls' 270 s, its recorded host key's read included), the leaving nodes counted before
-# the bound starts), and for tests K3S_HA_BIN_DIR.
+# stdin: the wanted nodes, one line each, "node NAME" or "node NAME TYPE BASE64" (its pinned
+# SSH host key, public), then the line "# k3s-ha: end of nodes", then the SSH private key
+# Pulumi logs in with, which only ever lives in an ssh-agent started for this run. On stdin,
+# not in the command: the list grows with the cluster (Linux caps one argument at 128 KiB).
+# stdout stays empty (logs go to stderr).
+# Parameters (environment; contracts.ReconcileMembers, which also sets the step's time
+# bound): K3S_HA_CLUSTER (required, a label value), K3S_HA_SSH_USER (required),
+# K3S_DRAIN_TIMEOUT (seconds, default 120), K3S_HA_SSH_TIMEOUT (seconds to connect, default
+# 10), K3S_HA_LB_GRACE_SECONDS (default 0: no load balancer in front of the servers),
+# K3S_HA_REMOVALS_PER_RUN (default 20: the time bound covers that many removals; more
+# leaving nodes fail the step after those, and the next `up` goes on), and for tests
+# K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -164,25 +167,57 @@ leaving_rows() {
   local name etcd ready ip label
   while IFS='|' read -r name etcd ready ip label; do
     [[ $label == "$K3S_HA_CLUSTER" ]] || continue
-    [[ " ${wanted[*]} " == *" $name "* ]] && continue
+    [[ -n ${is_wanted[$name]:-} ]] && continue
     printf '%s|%s|%s|%s\n' "$name" "$etcd" "$ready" "$ip"
   done <<<"$1"
 }
 
-# Reads K3S_HA_HOST_KEYS ("NAME:TYPE:BASE64 ...") into host_keys[NAME]="TYPE BASE64".
-read_host_keys() {
-  local entry name type blob entries=()
-  read -r -a entries <<<"${K3S_HA_HOST_KEYS:-}"
-  for entry in "${entries[@]}"; do
-    IFS=: read -r name type blob <<<"$entry"
-    if [[ " ${wanted[*]} " != *" $name "* ]]; then
-      k3s_ha_die "K3S_HA_HOST_KEYS has a key for '$name', which is not in K3S_HA_NODES"
+# Reads the wanted nodes from stdin, up to the end line, into wanted (names, in order),
+# is_wanted[NAME]=1 and host_keys[NAME]="TYPE BASE64". Dies on anything else: these lines
+# decide which nodes stay.
+read_wanted() {
+  local line word name type blob extra end="# k3s-ha: end of nodes"
+  while IFS= read -r line; do
+    if [[ $line == "$end" ]]; then
+      return 0
     fi
-    if [[ ! $type =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|rsa-sha2-(256|512))$ || ! $blob =~ ^[A-Za-z0-9+/]+={0,3}$ ]]; then
-      k3s_ha_die "K3S_HA_HOST_KEYS has '$entry' for $name, which is not NAME:TYPE:BASE64 of an SSH host key"
+    read -r word name type blob extra <<<"$line"
+    if [[ $word != node || -n $extra ]] || ! k3s_ha_is_node_name "${name:-}"; then
+      k3s_ha_die "stdin line '$(k3s_ha_brief "$line")' is not 'node NAME [TYPE BASE64]'"
     fi
-    host_keys[$name]="$type $blob"
+    if [[ -n ${is_wanted[$name]:-} ]]; then
+      k3s_ha_die "node $name is wanted twice on stdin"
+    fi
+    if [[ -n $type ]]; then
+      if [[ ! $type =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|rsa-sha2-(256|512))$ || ! ${blob:-} =~ ^[A-Za-z0-9+/]+={0,3}$ ]]; then
+        k3s_ha_die "the host key given for $name is not TYPE BASE64 of an SSH host key"
+      fi
+      host_keys[$name]="$type $blob"
+    fi
+    wanted+=("$name")
+    is_wanted[$name]=1
   done
+  k3s_ha_die "stdin ended before the line '$end' (cut short?): nothing was changed"
+}
+
+# Reads every Node's cluster label and recorded host key into current[NAME]="LABEL|KEY", with
+# one list call. The annotation is the node's own kubelet's to write and may hold any text, a
+# newline too, which could forge a line: if a line does not parse or a name comes twice,
+# nothing read is trusted (current stays empty) and every wanted node is patched.
+read_current() {
+  local out name label key
+  local -A seen=()
+  out=$(reconcile_kubectl get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"|"}{.metadata.annotations.k3s-ha\.io/ssh-host-key}{"\n"}{end}') || return 0
+  while IFS='|' read -r name label key; do
+    [[ -n $name ]] || continue
+    if ! k3s_ha_is_node_name "$name" || [[ -n ${seen[$name]:-} || ! $key =~ ^([-a-z0-9]+\ [A-Za-z0-9+/]+={0,3})?$ ]]; then
+      k3s_ha_warn "the node list does not parse cleanly (at '$(k3s_ha_brief "$name")'): patching every wanted node"
+      current=()
+      return 0
+    fi
+    seen[$name]=1
+    current[$name]="$label|$key"
+  done <<<"$out"
 }
 
 # Usage: wanted_node_patch NAME
@@ -197,23 +232,9 @@ wanted_node_patch() {
     "$CLUSTER_LABEL" "$K3S_HA_CLUSTER" "$HOST_KEY_ANNOTATION" "$key"
 }
 
-# The whole step's bound when K3S_HA_STEP_TIMEOUT does not set it: it grows with the number
-# of nodes that leave, counted here, before the bound starts (one API call of at most 30 s).
-step_seconds() {
-  local rows leaving=0
-  if [[ -n ${K3S_HA_STEP_TIMEOUT:-} || -n ${K3S_HA_BOUNDED:-} ]]; then
-    printf '%s\n' "${K3S_HA_STEP_TIMEOUT:-$K3S_HA_BOUNDED}"
-    return
-  fi
-  if rows=$(timeout --foreground 40 "$(k3s_ha_k3s_bin)" kubectl get nodes -o "$(k3s_ha_node_rows_format)" --request-timeout=30s </dev/null); then
-    leaving=$(leaving_rows "$rows" | grep -c . || true)
-  fi
-  printf '%s\n' "$((120 + 30 * ${#wanted[@]} + leaving * (drain_timeout + lb_grace + 4 * K3S_HA_SSH_TIMEOUT + 690)))"
-}
-
 main() {
-  local name etcd ready ip wanted=() leaving_agents=() leaving_servers=() row rows
-  local -A host_keys=()
+  local name etcd ready ip role wanted=() leaving_agents=() leaving_servers=() row rows patched=0 removals=0
+  local -A host_keys=() is_wanted=() current=()
   exec 1>&2
   k3s_ha_require_param K3S_HA_CLUSTER
   k3s_ha_require_param K3S_HA_SSH_USER
@@ -226,17 +247,22 @@ main() {
   if [[ ! $K3S_HA_CLUSTER =~ ^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$ ]]; then
     k3s_ha_die "K3S_HA_CLUSTER must be a Kubernetes label value (letters, digits, '-', '_', '.', at most 63), got '$K3S_HA_CLUSTER'"
   fi
-  read -r -a wanted <<<"${K3S_HA_NODES:-}"
-  read_host_keys
-  k3s_ha_bound_step "$(step_seconds)"
+  max_removals=${K3S_HA_REMOVALS_PER_RUN:-20}
+  k3s_ha_require_seconds max_removals
+  read_wanted
   k3s_ha_load_ssh_key
 
+  read_current
   for name in "${wanted[@]}"; do
-    k3s_ha_is_node_name "$name" || k3s_ha_die "K3S_HA_NODES holds '$name', which is not a node name"
+    if [[ ${current[$name]:-} == "$K3S_HA_CLUSTER|${host_keys[$name]:-}" ]]; then
+      continue
+    fi
+    patched=$((patched + 1))
     reconcile_kubectl patch node "$name" --type=merge -p "$(wanted_node_patch "$name")" >&2 \
       || k3s_ha_die "could not label node $name; is it in this cluster? (A server's evict step removes a dead server's Node before that server joins, since etcd refuses the join while it is a member: if $name is that dead server, replace its machine or take it out of the configuration, then run pulumi up again)"
   done
 
+  k3s_ha_log "recorded $patched of ${#wanted[@]} wanted nodes (the others were already right)"
   rows=$(k3s_ha_node_rows) || k3s_ha_die "the API on this server does not list the nodes"
   while IFS='|' read -r name etcd ready ip; do
     [[ -n $name ]] || continue
@@ -251,13 +277,14 @@ main() {
     k3s_ha_log "no node has left the configuration of cluster $K3S_HA_CLUSTER"
     return 0
   fi
-  for row in "${leaving_agents[@]}"; do
-    IFS='|' read -r name ready ip <<<"$row"
-    remove_node "$name" agent "$ready" "$ip"
-  done
-  for row in "${leaving_servers[@]}"; do
-    IFS='|' read -r name ready ip <<<"$row"
-    remove_node "$name" server "$ready" "$ip"
+  for row in "${leaving_agents[@]/%/|agent}" "${leaving_servers[@]/%/|server}"; do
+    [[ -n $row ]] || continue
+    if ((removals >= max_removals)); then
+      k3s_ha_die "removed $removals nodes, as many as this step's time bound covers; $((${#leaving_agents[@]} + ${#leaving_servers[@]} - removals)) more have left the configuration: run pulumi up again to go on"
+    fi
+    IFS='|' read -r name ready ip role <<<"$row"
+    remove_node "$name" "$role" "$ready" "$ip"
+    removals=$((removals + 1))
   done
 }
 

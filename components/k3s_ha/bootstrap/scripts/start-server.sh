@@ -7,12 +7,11 @@
 # registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries); stdin ends
 # with the end marker line (k3s_ha_config_end_marker); without it nothing is written or restarted.
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
-# Parameters (environment): K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
+# Parameters (environment; contracts.StartServer): K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
 # K3S_READY_TIMEOUT (seconds from the script's start until
 # the server must be ready, waits and restart included; default 600), K3S_VERSION
 # (optional: refuse to start unless the installed binary reports exactly this, restart a
 # server that runs another version, and wait until it runs this one),
-# K3S_HA_STEP_TIMEOUT (seconds for the whole step, default K3S_READY_TIMEOUT + 120),
 # K3S_HA_PEERS (optional, space-separated addresses of the other servers or the fixed
 # registration address: a server whose config says cluster-init but which has no etcd
 # data yet joins the first of them that answers /ping instead of starting a second

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
+from ..contracts import InstallK3s
 from ..plan import BootstrapPlan
 from ..remote import Node, run_script
 
@@ -29,8 +30,7 @@ def install(
     return run_script(
         f"{plan.name}-{node.name}-install",
         node,
-        "install-k3s",
-        {"K3S_VERSION": plan.k3s_version, "K3S_ROLE": role, "K3S_INSTALL_URL": plan.install_url},
+        InstallK3s(version=plan.k3s_version, role=role, install_url=plan.install_url),
         parent=parent,
         depends_on=guards,
     )

@@ -8,6 +8,7 @@ import pulumi
 
 from ... import validation
 from ...ports import api_url
+from ..contracts import PrintKubeconfig
 from ..plan import BootstrapPlan
 from ..remote import Node, run_script
 
@@ -30,8 +31,7 @@ def fetch_kubeconfig(
     reader = run_script(
         f"{plan.name}-kubeconfig",
         node,
-        "print-kubeconfig",
-        {},
+        PrintKubeconfig(),
         parent=parent,
         depends_on=after,
         secret_output=True,

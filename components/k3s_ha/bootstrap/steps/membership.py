@@ -1,6 +1,6 @@
-"""Step 4: membership. Each node's membership step confirms from a server that it is Ready.
-Then one reconcile step on the current first server removes every node that has left the
-configuration (reconcile-members.sh): drain, stop and disable it over SSH, delete its Node
+"""Step 4: membership. Each server's membership step confirms from another server that it is
+Ready (agents confirm themselves: agents.py). Then one reconcile step on the current first
+server records the wanted nodes and removes every node that has left the configuration (reconcile-members.sh): drain, stop and disable it over SSH, delete its Node
 (K3s removes a server's etcd member with it) and uninstall it, one at a time, servers last.
 
 Why there, and not in the delete of each node's own steps: a delete runs after every create
@@ -11,7 +11,8 @@ together, 3 -> 1) and a dead or re-imaged host makes the delete fail or hit the 
 The reconcile runs in the create/update phase, from the first server of the new
 configuration, after it and every other node have started.
 
-Evict (a new machine for a host, its `replace_on` changed): before the new machine joins,
+Evict (a new machine for a server host, its `replace_on` changed; agents: agents.py): before
+the new machine joins,
 a server removes the Node the old machine left under the same name or address, which would
 otherwise refuse the join ("Node password rejected", "duplicate node name found"). Before a
 server joins, it also removes the dead servers of the cluster (labelled with the plan's name,
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
+from ..contracts import ConfirmNode, EvictNode, ReconcileMembers
 from ..plan import BootstrapPlan
 from ..remote import Node, run_script
 
@@ -63,15 +65,23 @@ def pinned_key(node: Node) -> pulumi.Input[str]:
     return type_and_blob(node.host_key)  # type: ignore[arg-type]
 
 
-def wanted_host_keys(nodes: Sequence[Node], names: Sequence[pulumi.Output[str]]) -> pulumi.Output[str]:
-    """K3S_HA_HOST_KEYS: "NAME:TYPE:BASE64" for each node with a pinned key, space-separated
-    (none of the three holds a space or a colon), sorted by name."""
+NODES_END = "# k3s-ha: end of nodes"
+"""The line after the reconcile's node list on its stdin; the SSH key follows it."""
+
+
+def wanted_nodes(nodes: Sequence[Node], names: Sequence[pulumi.Output[str]]) -> pulumi.Output[str]:
+    """The reconcile's node list: "node NAME" or "node NAME TYPE BASE64" (its pinned host key)
+    per wanted node, sorted by name, then NODES_END. On stdin, not in the command: it grows with
+    the cluster (Linux caps one argument at 128 KiB, real-behaviour.md)."""
 
     def entries(values: list) -> str:
         half = len(values) // 2
-        pairs = zip(values[:half], values[half:])
-        found = [(name, fields) for name, key in pairs if name and (fields := _key_fields(key))]
-        return " ".join(f"{name}:{fields[0]}:{fields[1]}" for name, fields in sorted(found))
+        rows = sorted(
+            " ".join(["node", name, *(_key_fields(key) or ())])
+            for name, key in zip(values[:half], values[half:])
+            if name
+        )
+        return "".join(f"{row}\n" for row in rows) + NODES_END + "\n"
 
     return pulumi.Output.all(*names, *[node.host_key for node in nodes]).apply(entries)
 
@@ -90,8 +100,7 @@ def hold_membership(
     return run_script(
         f"{plan.name}-{node.name}-member",
         holder,
-        "confirm-node",
-        {"K3S_HA_NODE": name, "K3S_READY_TIMEOUT": str(plan.ready_timeout_seconds)},
+        ConfirmNode(node=name, ready_timeout=plan.ready_timeout_seconds),
         parent=parent,
         depends_on=[start, holder_start, *after],
         # Only the member's own machine decides replacement.
@@ -103,17 +112,15 @@ def hold_memberships(
     plan: BootstrapPlan,
     servers: Sequence[Node],
     server_starts: Sequence[command.remote.Command],
-    agents: Sequence[Node],
-    agent_starts: Sequence[command.remote.Command],
-    names: Sequence[pulumi.Output[str]],
+    server_names: Sequence[pulumi.Output[str]],
     parent: pulumi.Resource,
 ) -> list[command.remote.Command]:
-    """The first server confirms every node but itself, which the second confirms. (The
-    names keep the older "holder" wording: these steps once carried the node's removal.)
-    `names[i]` is node_name of the i-th of `[*server_starts, *agent_starts]`."""
+    """The first server confirms every other server, the second confirms the first: a number
+    of steps that grows with the servers only. (The names keep the older "holder" wording:
+    these steps once carried the node's removal.) `server_names[i]`: node_name of
+    `server_starts[i]`."""
     members: list[command.remote.Command] = []
     previous: list[pulumi.Resource] = []
-    server_names, agent_names = names[: len(servers)], names[len(servers) :]
     for index, (node, start, name) in enumerate(zip(servers, server_starts, server_names)):
         if len(servers) == 1:
             break  # a single server has nobody to hand its membership to
@@ -121,8 +128,6 @@ def hold_memberships(
         member = hold_membership(plan, node, start, name, servers[holder], server_starts[holder], previous, parent)
         members.append(member)
         previous = [member]
-    for node, start, name in zip(agents, agent_starts, agent_names):
-        members.append(hold_membership(plan, node, start, name, servers[0], server_starts[0], [], parent))
     return members
 
 
@@ -137,23 +142,22 @@ def reconcile_members(
 ) -> command.remote.Command:
     """Runs whenever the set of node names or their host keys changes, or the first server
     is a new machine (no triggers: it is then updated, on the new machine). `nodes[i]` is
-    the node `starts[i]` started, `names[i]` its node_name."""
-    wanted = pulumi.Output.all(*names).apply(lambda names: " ".join(sorted(n for n in names if n)))
+    the node `starts[i]` started, `names[i]` its node_name. Its stdin (secret: it ends with
+    the SSH key) carries the node list, so its command stays the same size at any scale."""
+    stdin = pulumi.Output.all(wanted_nodes(nodes, names), plan.ssh_private_key).apply(lambda v: v[0] + v[1])
     return run_script(
         f"{plan.name}-members",
         first_server,
-        "reconcile-members",
-        {
-            "K3S_HA_CLUSTER": plan.name,
-            "K3S_HA_NODES": wanted,
-            "K3S_HA_HOST_KEYS": wanted_host_keys(nodes, names),
-            "K3S_HA_SSH_USER": plan.ssh_user,
-            "K3S_DRAIN_TIMEOUT": str(DRAIN_TIMEOUT_SECONDS),
-            "K3S_HA_LB_GRACE_SECONDS": str(plan.balancer_grace_seconds),
-        },
+        ReconcileMembers(
+            cluster=plan.name,
+            ssh_user=plan.ssh_user,
+            drain_timeout=DRAIN_TIMEOUT_SECONDS,
+            lb_grace_seconds=plan.balancer_grace_seconds,
+            nodes=len(nodes),
+        ),
         parent=parent,
         depends_on=[*starts, *after],
-        stdin=plan.ssh_private_key,
+        stdin=pulumi.Output.secret(stdin),
         replace_with_machine=False,
     )
 
@@ -165,6 +169,7 @@ def evict_stale_node(
     holder: Node,
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
+    server_count: int = 1,
 ) -> command.remote.Command | None:
     """Runs once per machine of `node` (its `replace_on`), on `holder`, before `node` starts."""
     if node.replace_on is None:
@@ -172,17 +177,17 @@ def evict_stale_node(
     return run_script(
         f"{plan.name}-{node.name}-evict",
         holder,
-        "evict-node",
-        {
-            "K3S_HA_ADDRESS": node.private_address,
-            "K3S_ROLE": role,
+        EvictNode(
+            address=node.private_address,
+            role=role,
             # The label the reconcile puts on every wanted node: only this cluster's dead
             # servers are removed before a server joins.
-            "K3S_HA_CLUSTER": plan.name,
-            "K3S_HA_HOST": node.name,
-            "K3S_HA_HOST_KEY": pinned_key(node),
-            "K3S_HA_SSH_USER": plan.ssh_user,
-        },
+            cluster=plan.name,
+            host=node.name,
+            host_key=pinned_key(node),
+            ssh_user=plan.ssh_user,
+            server_count=server_count,
+        ),
         parent=parent,
         depends_on=after,
         stdin=plan.ssh_private_key,

@@ -14,12 +14,14 @@ Every server start waits until the node is a ready etcd voter.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pulumi
 import pulumi_command as command
 
 from .. import node_config
+from ..contracts import StartServer
 from ..plan import BootstrapPlan
 from ..remote import Node, present, run_script
 
@@ -65,19 +67,12 @@ def start_server(
     addresses to probe before `cluster-init`. If one answers, a cluster already exists (this is
     a rebuilt first server) and the script joins it instead of splitting it in two
     (k3s-ansible#269)."""
-    params: dict[str, pulumi.Input[str]] = {**plan.start_params()}
-    if peers is not None:
-        params["K3S_HA_PEERS"] = peers
-    on_update = None
-    if first:
-        if node.replace_on is not None:
-            params["K3S_HA_MACHINE"] = node.replace_on
-        on_update = {**params, "K3S_HA_CLUSTER_INIT": "never"}
+    call = StartServer(**plan.start_fields(), peers=peers, machine=node.replace_on if first else None)
+    on_update = dataclasses.replace(call, cluster_init="never") if first else None
     return run_script(
         f"{plan.name}-{node.name}-start",
         node,
-        "start-server",
-        params,
+        call,
         parent=parent,
         depends_on=after,
         stdin=config,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
+from ..contracts import CheckUpgrade
 from ..plan import BootstrapPlan
 from ..remote import Node, run_script
 
@@ -26,8 +27,7 @@ def guard_upgrade(
         run_script(
             f"{plan.name}-version-guard" if index == 0 else f"{plan.name}-{server.name}-version-guard",
             server,
-            "check-upgrade",
-            {"K3S_VERSION": plan.k3s_version},
+            CheckUpgrade(version=plan.k3s_version),
             parent=parent,
         )
         for index, server in enumerate(servers)

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Before any agent starts: removes the Nodes that rebuilt agents' old machines left under the
+# name or address the new machines take. K3s refuses an agent on a new machine under an old
+# name ("Node password rejected") until the old Node and its <name>.node-password.k3s secret
+# are gone (k3s-io/k3s pkg/nodepassword; real-behaviour.md). One step for all agents, on the
+# first server: the work a server does for agents does not grow in steps or SSH sessions with
+# their number (issue 16), and nothing here SSHes anywhere.
+#
+# What it knows of each agent comes from that agent's own install step (install-k3s.sh
+# stdout): the name K3s registers the machine under, and whether K3s ran on it before
+# ("running": the same machine, nothing to evict). For a "fresh" machine at ADDRESS named
+# NAME, a Node is stale and deleted with its node password when
+#  - its InternalIP is ADDRESS (the old machine at this address: nothing runs K3s there now), or
+#  - it is named NAME and is not Ready (the old machine under this name is gone).
+# A Ready Node named NAME at another address is a live node whose host name collides with
+# the new machine's: it is left alone with a warning, and the new agent's join is refused
+# until one of the two is renamed.
+#
+# Never fails: with no API on this server it logs why and exits 0; the join itself then
+# reports any clash.
+#
+# stdin: one line per agent, "NAME fresh|running ADDRESS" (public values; not in the command,
+# whose size must not grow with the agents). stdout stays empty (logs go to stderr).
+# Parameters (contracts.EvictAgents, which also sets the step's time bound): none; for tests
+# K3S_HA_BIN_DIR.
+set -euo pipefail
+if ! declare -F k3s_ha_log >/dev/null; then
+  # shellcheck source-path=SCRIPTDIR source=lib.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+fi
+
+evict_kubectl() {
+  k3s_ha_kubectl "$@" --request-timeout=30s
+}
+
+# Usage: delete_stale NAME WHY
+delete_stale() {
+  k3s_ha_log "node $1 $2: deleting it and its node password"
+  evict_kubectl delete node "$1" --wait=true --timeout=60s || k3s_ha_warn "could not delete node $1"
+  evict_kubectl -n kube-system delete secret "$1.node-password.k3s" --ignore-not-found \
+    || k3s_ha_warn "could not delete secret $1.node-password.k3s"
+}
+
+main() {
+  local line name state address rows row_name _etcd ready ip _label fresh=0
+  local -A fresh_at=() fresh_named=() deleted=()
+  exec 1>&2
+  k3s_ha_never_fail
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    read -r name state address _ <<<"$line"
+    if ! k3s_ha_is_node_name "${name:-}" || [[ ! ${address:-} =~ ^[0-9A-Fa-f.:]+$|^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$ ]]; then
+      k3s_ha_warn "stdin line '$(k3s_ha_brief "$line")' is not 'NAME fresh|running ADDRESS': skipped"
+      continue
+    fi
+    if [[ $state == fresh ]]; then
+      fresh_at[$address]=$name
+      fresh_named[$name]=$address
+      fresh=$((fresh + 1))
+    fi
+  done
+  if ((fresh == 0)); then
+    k3s_ha_log "every agent machine ran K3s before: nothing to evict"
+    return 0
+  fi
+  if ! rows=$(k3s_ha_node_rows 2>&1); then
+    k3s_ha_log "no cluster API on this server ($(k3s_ha_brief "$rows")): nothing evicted"
+    return 0
+  fi
+  while IFS='|' read -r row_name _etcd ready ip _label; do
+    [[ -n $row_name && -z ${deleted[$row_name]:-} ]] || continue
+    if [[ -n $ip && -n ${fresh_at[$ip]:-} ]]; then
+      delete_stale "$row_name" "($ip) belongs to the machine ${fresh_at[$ip]}'s address had before"
+      deleted[$row_name]=1
+    elif [[ -n ${fresh_named[$row_name]:-} ]]; then
+      if [[ $ready != True ]]; then
+        delete_stale "$row_name" "($ip, $ready) is the old machine of agent ${fresh_named[$row_name]}"
+        deleted[$row_name]=1
+      else
+        k3s_ha_warn "node $row_name is Ready at $ip, but the new machine at ${fresh_named[$row_name]} has the same host name: left alone (a live node); rename one of the two, or the new agent's join is refused (Node password rejected)"
+      fi
+    fi
+  done <<<"$rows"
+}
+
+main "$@"
