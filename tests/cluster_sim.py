@@ -40,7 +40,7 @@ The node scripts, as modelled here (components/k3s_ha/bootstrap/scripts/*.sh):
   etcd members); a server that is down but alive answers SSH and is left alone. On a holder that is not a running member it does nothing (no
   API there).
 - reconcile-members (on the first server, after every start): the members no wanted node
-  name (K3S_HA_NODES, mapped through the new run's start steps) belongs to leave, one at a
+  name (on its stdin, mapped through the new run's start steps) belongs to leave, one at a
   time: a live one is stopped, its Node deleted and K3s uninstalled; a dead one's Node (and
   so its etcd member) is deleted. It needs a holder that is a running member.
 - An instance stop/start takes the machine down for the step; k3s comes back at boot only
@@ -62,18 +62,17 @@ members of the cluster, neither running nor reachable, until something removes t
 
 from __future__ import annotations
 
-from k3s_ha.bootstrap.bundle import SCRIPT_DIR
-from k3s_ha.bootstrap.commands import parse_command
-
 import hashlib
 import re
-import shlex
 from dataclasses import dataclass, field
 
 import step_model as sm
 import yaml
 from engine import Registration, Run
+from k3s_ha.bootstrap.bundle import SCRIPT_DIR
+from k3s_ha.bootstrap.commands import parse_command
 from k3s_ha.bootstrap.node_config import REGISTRIES_SEPARATOR
+from k3s_ha.bootstrap.steps.membership import NODES_END
 
 ONE_SERVER_AT_A_TIME = "at most one server down, restarting or leaving at any moment"
 NO_CLUSTER_INIT_AFTER_FIRST_UP = "cluster-init never runs after the first up"
@@ -548,7 +547,10 @@ class _Simulation:
             )
             self.event(step, holder, "reconcile-members: the API does not answer here; nothing removed")
             return
-        wanted = [self._start_of_node(name, NEW) for name in params.get("K3S_HA_NODES", "").split()]
+        # The wanted nodes come on stdin, one "node NAME [KEY]" line each (membership.py).
+        stdin = step.inputs_used.get("stdin") or ""
+        names = [line.split()[1] for line in stdin.split(NODES_END)[0].splitlines() if line.startswith("node ")]
+        wanted = [self._start_of_node(name, NEW) for name in names]
         wanted_keys = {m.key for m in wanted if m is not None}
         leaving = [
             m for m in self.machines.values() if m.member and m.cluster == holder.cluster and m.key not in wanted_keys

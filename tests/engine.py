@@ -17,17 +17,18 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
 from google.protobuf import json_format, struct_pb2
+from k3s_ha.bootstrap.commands import parse_command
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
-from k3s_ha.bootstrap.commands import parse_command
-
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+ARCHIVE_SIG = "0def7320c3a5731c473e5ecbe6d01bc7"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
@@ -48,8 +49,23 @@ users:
 """
 
 
+def archive_hash(directory: str) -> str:
+    """What the engine stores as a directory archive's `hash`: it hashes a tar of the files'
+    relative names and contents, with a fixed mode and no times (pulumi archive.go
+    addNextFileToTar), so the absolute path does not count. This hashes the same facts."""
+    root = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _reveal(value: Any, path: str, secret_paths: set[str]) -> Any:
     if isinstance(value, dict):
+        if value.get(SIG_KEY) == ARCHIVE_SIG and "path" in value:
+            # The engine computes the hash on registration (source_eval.go, ComputeAssetHashes)
+            # and keeps {sig, hash, path} in state, never the content.
+            return {**value, "hash": archive_hash(value["path"])}
         if value.get(SIG_KEY) == SECRET_SIG:
             secret_paths.add(path)
             return _reveal(value.get("value"), path, secret_paths)
@@ -359,6 +375,5 @@ def program_file(path) -> Callable[[], dict[str, Any]]:
 
 def main_program() -> dict[str, Any]:
     """The project's own __main__.py, with its exports captured."""
-    from pathlib import Path
 
     return program_file(Path(__file__).resolve().parent.parent / "__main__.py")()

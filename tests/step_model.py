@@ -66,7 +66,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import Registration, Run
+from engine import ARCHIVE_SIG, SIG_KEY, Registration, Run
 
 SAME = "same"
 CREATE = "create"
@@ -299,6 +299,18 @@ def _replace_keys(
     return keys
 
 
+def _equal(old: Any, new: Any) -> bool:
+    """Input equality as the engine has it: assets and archives are equal when their hashes
+    are, whatever their paths (pulumi sdk/go/common/resource Archive.Equals, DeepEquals)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        if ARCHIVE_SIG in (old.get(SIG_KEY), new.get(SIG_KEY)):
+            return old.get(SIG_KEY) == new.get(SIG_KEY) and old.get("hash") == new.get("hash")
+        return old.keys() == new.keys() and all(_equal(old[k], new[k]) for k in old)
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(_equal(a, b) for a, b in zip(old, new))
+    return old == new
+
+
 def plan_up(before: Run | None, after: Run, replace: Iterable[str] = ()) -> Plan:
     """What `pulumi up` does to move the stack from `before`'s registrations to `after`'s.
 
@@ -321,7 +333,9 @@ def plan_up(before: Run | None, after: Run, replace: Iterable[str] = ()) -> Plan
         if old is not None:
             ignore = reg.options.get("ignoreChanges") or []
             new_inputs = _with_ignored(old.inputs, reg.inputs, ignore)
-            changed_keys = {k for k in old.inputs.keys() | new_inputs.keys() if old.inputs.get(k) != new_inputs.get(k)}
+            changed_keys = {
+                k for k in old.inputs.keys() | new_inputs.keys() if not _equal(old.inputs.get(k), new_inputs.get(k))
+            }
             ignored_top = {_top_key(p) for p in ignore}
             renewed_keys: set[str] = set()
             for key, key_deps in reg.property_dependencies.items():

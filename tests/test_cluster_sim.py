@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 import cluster_sim as cs
 import engine
 import pytest
@@ -87,7 +85,9 @@ def test_an_agent_restarting_before_the_servers_is_flagged():
     assert simulate(before, ordered).violations == []
 
 
-def test_a_binary_on_disk_is_not_a_running_upgrade():
+def test_a_binary_on_disk_is_not_a_running_upgrade(monkeypatch):
+    # A start script that never compares the running version with the one on disk.
+    monkeypatch.setattr(cs, "UPGRADE_EVIDENCE", ("no-such-check",))
     before = run(*three_servers())
     result = simulate(before, run(*three_servers(version=V2)))
     assert result.broken() == {cs.RUNS_WANTED_VERSION}

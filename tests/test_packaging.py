@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from k3s_ha.bootstrap import bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "components" / "k3s_ha"
@@ -123,10 +124,11 @@ def test_installed_elsewhere_the_package_finds_its_scripts(wheel, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = (
-        "import k3s_ha, k3s_ha.bootstrap.commands\n"
-        "body = k3s_ha.bootstrap.commands.script_body('start-server')\n"
-        "command = k3s_ha.bootstrap.commands.remote_command('start-server', {'K3S_VERSION': 'v1.36.4+k3s1'})\n"
-        "assert body and command.endswith('k3s-ha-start-server'), command[-80:]\n"
+        "import k3s_ha, k3s_ha.bootstrap.bundle as b, k3s_ha.bootstrap.commands as c\n"
+        "assert (b.SCRIPT_DIR / 'start-server.sh').is_file() and (b.SCRIPT_DIR / 'lib.sh').is_file()\n"
+        "command = c.remote_command('start-server', {'K3S_VERSION': 'v1.36.4+k3s1'}, 60)\n"
+        "assert c.parse_command(command)[0] == 'start-server' and b.digest() in command, command[-200:]\n"
+        "print(b.digest())\n"
         "print(k3s_ha.__file__)\n"
     )
     # The installed copy, its dependencies from this interpreter, and not components/.
@@ -136,7 +138,11 @@ def test_installed_elsewhere_the_package_finds_its_scripts(wheel, tmp_path):
         [sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()).resolve().is_relative_to(target.resolve())
+    digest, location = result.stdout.split()
+    assert Path(location).resolve().is_relative_to(target.resolve())
+    # The same scripts at another path: the same bundle digest, so the same command text and
+    # no diff (bundle.py; the engine compares the archive by hash alone).
+    assert digest == bundle.digest()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from fake_node import Node, gone_soon
 from helpers import PRIVATE_KEY
+from k3s_ha.bootstrap.commands import remote_command
+from k3s_ha.bootstrap.contracts import EvictNode, ReconcileMembers
+from k3s_ha.bootstrap.steps.membership import NODES_END
 
 CLUSTER_STANDINS = Path(__file__).parent / "standins" / "cluster"
 LABEL = "k3s-ha.io/cluster"
@@ -52,15 +55,24 @@ def _agent(ip: str, ready: str = "True", label: str | None = "dev") -> dict:
     return {"etcd": False, "ready": ready, "ip": ip, "labels": {LABEL: label} if label else {}}
 
 
+def wanted_stdin(wanted: str, host_keys: str = "") -> str:
+    """The reconcile's stdin as membership.wanted_nodes writes it: a line per wanted node (with
+    its key from "NAME:TYPE:BASE64 ..."), the end line, then the SSH key."""
+    keys = dict(entry.split(":", 1) for entry in host_keys.split())
+    lines = [" ".join(["node", name, *keys.get(name, "").split(":")]).strip() for name in wanted.split()]
+    return "".join(f"{line}\n" for line in lines) + NODES_END + "\n" + PRIVATE_KEY
+
+
 def reconcile(node: Node, bin_dir: Path, wanted: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    host_keys = extra.pop("K3S_HA_HOST_KEYS", "")
+    stdin = extra.pop("stdin", None)
     params = {
         "K3S_HA_BIN_DIR": str(bin_dir),
         "K3S_HA_CLUSTER": "dev",
-        "K3S_HA_NODES": wanted,
         "K3S_HA_SSH_USER": "ubuntu",
         **extra,
     }
-    return node.run("reconcile-members", params, stdin=PRIVATE_KEY)
+    return node.run("reconcile-members", params, stdin=stdin if stdin is not None else wanted_stdin(wanted, host_keys))
 
 
 def _assert_key_hidden(node: Node, result: subprocess.CompletedProcess[str]) -> None:
@@ -191,11 +203,7 @@ def test_a_ready_node_that_ssh_cannot_reach_is_refused_and_kept(node: Node) -> N
 
 def test_the_key_arrives_on_stdin_only_and_is_required(node: Node) -> None:
     bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
-    result = node.run(
-        "reconcile-members",
-        {"K3S_HA_BIN_DIR": str(bin_dir), "K3S_HA_CLUSTER": "dev", "K3S_HA_NODES": "s0", "K3S_HA_SSH_USER": "ubuntu"},
-        stdin="",
-    )
+    result = reconcile(node, bin_dir, "s0", stdin=f"node s0\n{NODES_END}\n")
     assert result.returncode == 1 and "the SSH private key must arrive on stdin" in result.stderr
     ok = reconcile(node, bin_dir, "s0")
     assert ok.returncode == 0, ok.stderr
@@ -219,7 +227,7 @@ def test_a_hung_reconcile_is_stopped_whole_and_leaves_nothing_running(node: Node
 
     assert time.monotonic() - started < 15
     assert result.returncode == 1
-    assert "the step did not finish within 2s (K3S_HA_STEP_TIMEOUT)" in result.stderr
+    assert "the step did not finish within 2s" in result.stderr
     assert (node.state / "hung-ssh.pid").exists()  # it did hang in the ssh to a0
     assert "a0" in _cluster(node)["nodes"]  # stopped before its Node was deleted
     _assert_nothing_left_running(node)
@@ -228,26 +236,37 @@ def test_a_hung_reconcile_is_stopped_whole_and_leaves_nothing_running(node: Node
 
 
 @pytest.mark.parametrize(
-    ("wanted", "extra", "bound"),
+    ("fields", "bound"),
     [
-        ("s0 s1 s2", {}, 120 + 3 * 30),
-        ("s0", {}, 120 + 30 + 2 * (120 + 4 * 10 + 690)),
-        ("s0", {"K3S_DRAIN_TIMEOUT": "60", "K3S_HA_LB_GRACE_SECONDS": "1"}, 120 + 30 + 2 * (60 + 1 + 4 * 10 + 690)),
+        ({"nodes": 3}, 120 + 3 * 30 + 20 * (120 + 4 * 10 + 690)),
+        ({"nodes": 1, "drain_timeout": 60, "lb_grace_seconds": 30}, 120 + 30 + 20 * (60 + 30 + 4 * 10 + 690)),
+        ({"nodes": 505, "removals_per_run": 2}, 120 + 505 * 30 + 2 * (120 + 4 * 10 + 690)),
     ],
-    ids=["nobody leaves", "3 -> 1", "3 -> 1 behind a balancer, shorter drain"],
+    ids=["3 nodes", "behind a balancer, shorter drain", "5+500, two removals a run"],
 )
-def test_the_reconciles_default_bound_grows_with_the_nodes_that_leave(
-    node: Node, wanted: str, extra: dict[str, str], bound: int
-) -> None:
+def test_the_reconciles_bound_covers_its_wanted_nodes_and_a_run_of_removals(fields: dict, bound: int) -> None:
+    """The bound is the command's `timeout` (commands.py), fixed before the step starts: it
+    covers a record per wanted node and `removals_per_run` removals."""
+    call = ReconcileMembers(cluster="dev", ssh_user="ubuntu", **{"drain_timeout": 120, "lb_grace_seconds": 0, **fields})
+    assert call.seconds() == bound
+    assert f" {bound} /var/lib/k3s-ha/bundles " in remote_command(call.NAME, call.to_env(), call.seconds())
+
+
+def test_more_leaving_nodes_than_a_run_covers_fail_the_step_after_those_saying_to_run_up_again(node: Node) -> None:
     bin_dir = _setup(
         node,
-        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _server("10.0.0.3")},
-        {f"10.0.0.{i}": {"hostname": f"s{i - 1}", "unit_active": True} for i in (1, 2, 3)},
+        {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1"), "a1": _agent("10.0.1.2"), "a2": _agent("10.0.1.3")},
+        {f"10.0.1.{i}": {"hostname": f"a{i - 1}", "unit_active": True} for i in (1, 2, 3)},
     )
-    result = reconcile(node, bin_dir, wanted, **extra)
+    result = reconcile(node, bin_dir, "s0", K3S_HA_REMOVALS_PER_RUN="2")
 
+    assert result.returncode == 1
+    assert "removed 2 nodes, as many as this step's time bound covers; 1 more have left" in result.stderr
+    assert "run pulumi up again to go on" in result.stderr
+    assert len(_cluster(node)["nodes"]) == 2  # s0 and the one agent left for the next run
+    result = reconcile(node, bin_dir, "s0", K3S_HA_REMOVALS_PER_RUN="2")
     assert result.returncode == 0, result.stderr
-    assert f"this step may take up to {bound}s (K3S_HA_STEP_TIMEOUT)" in result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0"]
 
 
 # --- evict-node.sh ------------------------------------------------------------------------
@@ -364,15 +383,15 @@ def test_a_hung_evict_is_stopped_whole_leaves_nothing_running_and_lets_the_join_
 
     assert time.monotonic() - started < 15
     assert result.returncode == 0, result.stderr
-    assert "the step did not finish within 2s (K3S_HA_STEP_TIMEOUT)" in result.stderr
-    assert "reporting success anyway" in result.stderr
+    assert "may take up to 2s" in result.stderr  # the command's bound, stated first
+    assert "stopped early (exit 143); reporting success anyway" in result.stderr
     assert (node.state / "hung-ssh.pid").exists()
     _assert_nothing_left_running(node)
     _assert_key_hidden(node, result)
     _assert_no_temp_files_left(node)
 
 
-def test_evicts_default_bound_follows_the_ssh_timeout(node: Node) -> None:
+def test_evicts_bound_is_fixed_whatever_the_cluster_size(node: Node) -> None:
     bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {"10.0.1.1": {"hostname": "worker-1"}})
     result = node.run(
         "evict-node",
@@ -386,7 +405,9 @@ def test_evicts_default_bound_follows_the_ssh_timeout(node: Node) -> None:
         stdin=PRIVATE_KEY,
     )
     assert result.returncode == 0, result.stderr
-    assert "this step may take up to 455s (K3S_HA_STEP_TIMEOUT)" in result.stderr
+    call = EvictNode(address="10.0.1.1", role="server", cluster="dev", host="s1", host_key="", ssh_user="ubuntu")
+    # The SSH default (10 s), three dead servers: a constant, so adding servers re-runs nothing.
+    assert call.seconds() == 10 + 450 + 3 * (10 + 240)
 
 
 # --- pinned host keys (issue 12.4) --------------------------------------------------------
@@ -570,15 +591,18 @@ def test_a_recorded_value_that_is_not_one_host_key_sends_nothing(node: Node, rec
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ("s9:ssh-ed25519:AAAAC3Nz", "K3S_HA_HOST_KEYS has a key for 's9', which is not in K3S_HA_NODES"),
-        ("s0:ssh-dss:AAAAB3Nz", "K3S_HA_HOST_KEYS has 's0:ssh-dss:AAAAB3Nz' for s0, which is not NAME:TYPE:BASE64"),
-        ('s0:ssh-ed25519:AAAA"}', "which is not NAME:TYPE:BASE64"),
+        ("node s0 ssh-ed25519 AAAAC3Nz extra", "is not 'node NAME [TYPE BASE64]'"),
+        ("node s0 ssh-dss AAAAB3Nz", "the host key given for s0 is not TYPE BASE64 of an SSH host key"),
+        ('node s0 ssh-ed25519 AAAA"}', "the host key given for s0 is not TYPE BASE64"),
+        ("node s0\nnode s0", "node s0 is wanted twice on stdin"),
+        ("node s0", "stdin ended before the line '# k3s-ha: end of nodes'"),
     ],
-    ids=["unknown node", "unknown key type", "not base64"],
+    ids=["extra field", "unknown key type", "not base64", "twice", "cut short"],
 )
-def test_bad_host_keys_are_refused_before_anything_changes(node: Node, keys: str, message: str) -> None:
+def test_bad_node_lines_are_refused_before_anything_changes(node: Node, keys: str, message: str) -> None:
     bin_dir = _setup(node, {"s0": _server("10.0.0.1", label=None)}, {})
-    result = reconcile(node, bin_dir, "s0", K3S_HA_HOST_KEYS=keys)
+    end = "" if message.startswith("stdin ended") else f"\n{NODES_END}\n{PRIVATE_KEY}"
+    result = reconcile(node, bin_dir, "s0", stdin=keys + end)
 
     assert result.returncode == 1 and message in result.stderr
     assert _cluster(node)["nodes"]["s0"]["labels"] == {}
@@ -593,10 +617,9 @@ def test_a_cluster_name_that_would_need_quoting_in_the_patch_is_refused(node: No
         {
             "K3S_HA_BIN_DIR": str(bin_dir),
             "K3S_HA_CLUSTER": 'dev"},"annotations":{"x":"y',
-            "K3S_HA_NODES": "s0",
             "K3S_HA_SSH_USER": "ubuntu",
         },
-        stdin=PRIVATE_KEY,
+        stdin=wanted_stdin("s0"),
     )
 
     assert result.returncode == 1 and "K3S_HA_CLUSTER must be a Kubernetes label value" in result.stderr
@@ -790,13 +813,12 @@ def test_a_servers_evict_without_a_cluster_label_warns_and_still_evicts_the_stal
     assert sorted(_cluster(node)["nodes"]) == ["s0", "s1", "s2"]  # s3, the stale node, is gone
 
 
-def test_a_servers_evicts_default_bound_grows_with_the_servers_that_may_be_dead(node: Node) -> None:
+def test_a_servers_evict_removes_the_dead_servers_one_at_a_time(node: Node) -> None:
     nodes = {**_three_servers_one_dead(), "s9": _server("10.0.0.9", ready="False")}
     bin_dir = _setup(node, nodes, {"10.0.0.3": {"unreachable": True}, "10.0.0.9": {"unreachable": True}, **NEW_SERVER})
     result = evict(node, bin_dir, "10.0.0.4", role="server", K3S_HA_SSH_TIMEOUT="5")
 
     assert result.returncode == 0, result.stderr
-    assert f"this step may take up to {5 + 450 + 2 * (5 + 240)}s (K3S_HA_STEP_TIMEOUT)" in result.stderr
     assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
     # One at a time: s2's Node and secret are gone before s9 is probed, or the other way round.
     events = [

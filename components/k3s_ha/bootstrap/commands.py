@@ -29,13 +29,18 @@ _SCRIPT_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 # - First use of a digest on the host: copy the upload into a fresh root-owned directory
 #   (mktemp: 0700), refuse anything but files and directories (a symlink could point
 #   anywhere), check the digest of what was copied, then rename it into place. Renaming
-#   is atomic; a step that raced it finds the directory already there.
+#   is atomic; a step that raced it finds the directory already there. The system's own
+#   tools do this, whatever PATH the login carries.
 # - Then run the script under coreutils `timeout`: it makes itself a process group leader
 #   and on expiry signals the whole group (the script and what it started), killing it 10 s
 #   later. pulumi-command bounds nothing (real-behaviour.md), so this is the step's bound.
+#   --preserve-status: a script that must never fail (evict) turns the TERM into success
+#   itself (lib.sh k3s_ha_never_fail); any other ends with 143 (TERM) or 137 (KILL).
 PRELUDE = r"""set -u
 b=$4/$1
 if [ ! -f "$b/.verified" ]; then
+  (
+  PATH=/usr/sbin:/usr/bin:/sbin:/bin
   umask 022
   mkdir -p "$4" && x=$(mktemp -d "$4/.new.XXXXXX") || exit 1
   trap 'rm -rf "$x"' EXIT
@@ -46,13 +51,13 @@ if [ ! -f "$b/.verified" ]; then
   if [ "${h%% *}" != "$1" ]; then
     echo "k3s-ha: error: the script bundle at $5 does not have digest $1 (changed after the copy?); nothing was run" >&2; exit 1
   fi
-  chmod -R u=rwX,go=rX "$x" && touch "$x/.verified" && { mv -T "$x" "$b" 2>/dev/null || [ -f "$b/.verified" ]; } || exit 1
-  trap - EXIT; rm -rf "$x"
+  chmod -R u=rwX,go=rX "$x" && touch "$x/.verified" && { mv -T "$x" "$b" 2>/dev/null || [ -f "$b/.verified" ]; }
+  ) || exit 1
 fi
 echo "k3s-ha: $2 (bundle ${1:0:12}) may take up to $3s" >&2
-timeout -k 10 "$3" bash "$b/$2.sh"; c=$?
-if [ $c = 124 ] || [ $c = 137 ]; then
-  echo "k3s-ha: error: the step did not finish within $3s and was stopped, with everything it had started; see the log above" >&2
+timeout --preserve-status -k 10 "$3" bash "$b/$2.sh"; c=$?
+if [ $c = 143 ] || [ $c = 137 ]; then
+  echo "k3s-ha: error: the step did not finish within $3s and was stopped, with everything it had started; see the log above" >&2; c=1
 fi
 exit $c"""
 
@@ -88,9 +93,7 @@ def remote_command(
 _QUOTED_PRELUDE = shlex.quote(PRELUDE)
 
 
-def remote_command_input(
-    script: str, params: Mapping[str, pulumi.Input[str]], seconds: int
-) -> pulumi.Input[str]:
+def remote_command_input(script: str, params: Mapping[str, pulumi.Input[str]], seconds: int) -> pulumi.Input[str]:
     """remote_command for parameters that may be Outputs (node names, addresses)."""
     late = [k for k, v in params.items() if isinstance(v, pulumi.Output)]
     if not late:

@@ -13,9 +13,8 @@ and kubeconfig.py. A server host on a new machine first has its stale Node evict
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
-
 import dataclasses
+from typing import Any, TypedDict
 
 import pulumi
 import pulumi_command as command
@@ -188,15 +187,13 @@ class K3sBootstrap(pulumi.ComponentResource):
         # The first server's stale Node is evicted from the second server, which is still a
         # member when the first is rebuilt alone (servers start in order, so it starts after).
         init_evict = (
-            evict_stale_node(
-                plan, init, "server", servers[1], [server_installs[0], server_installs[1]], self, len(servers)
-            )
+            evict_stale_node(plan, init, "server", servers[1], [server_installs[0], server_installs[1]], self)
             if len(servers) > 1
             else None
         )
         init_start = start_init_server(plan, init, present(server_installs[0], init_evict), servers[1:], self)
         join_evicts = [
-            evict_stale_node(plan, n, "server", init, [installed, init_start], self, len(servers))
+            evict_stale_node(plan, n, "server", init, [installed, init_start], self)
             for n, installed in zip(servers[1:], server_installs[1:])
         ]
         joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self, join_evicts)

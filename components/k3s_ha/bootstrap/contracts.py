@@ -150,13 +150,15 @@ class EvictNode(Script):
     host: str = env("K3S_HA_HOST")
     host_key: pulumi.Input[str] = env("K3S_HA_HOST_KEY")
     ssh_user: pulumi.Input[str] = env("K3S_HA_SSH_USER")
-    server_count: int = bound(1)
-    """Not a parameter: how many servers may be dead, for the bound."""
+
+    DEAD_SERVERS: ClassVar[int] = 3
+    """Dead servers the bound covers: with more, no cluster of up to 7 servers has quorum left.
+    A constant, so that adding servers does not change (and re-run) every evict step."""
 
     def seconds(self) -> int:
         # The node list and one SSH command, two stale Nodes of 180 s each, 30 s to spare; then
-        # per server that may be dead: its key's read, an SSH probe, its Node and secret.
-        return SSH_TIMEOUT_SECONDS + 450 + self.server_count * (SSH_TIMEOUT_SECONDS + 240)
+        # per dead server: its key's read, an SSH probe, its Node and secret.
+        return SSH_TIMEOUT_SECONDS + 450 + self.DEAD_SERVERS * (SSH_TIMEOUT_SECONDS + 240)
 
 
 @dataclass(frozen=True)

@@ -55,20 +55,22 @@ k3s_bin=$(k3s_ha_k3s_bin)
 unit_path=${K3S_HA_SYSTEMD_DIR:-/etc/systemd/system}/$service.service
 # Only the report below may reach stdout (fd 3): Python reads it.
 exec 3>&1 1>&2
+
+# A version the installed one cannot move to (downgrade, skipped minor, Dqlite to etcd) is
+# refused before anything is downloaded, so the node keeps running what it has.
+current=$(k3s_ha_installed_version)
+k3s_ha_check_upgrade "$current" "$version"
+
+# Whether K3s ran on this machine before this step: a rebuilt agent's stale Node is removed
+# only for a machine that did not (evict-agents.sh).
 ran_before=fresh
-if systemctl is-active --quiet "$service" 2>/dev/null || systemctl is-active --quiet k3s 2>/dev/null \
-  || systemctl is-active --quiet k3s-agent 2>/dev/null; then
+if systemctl is-active --quiet "$service" 2>/dev/null; then
   ran_before=running
 fi
 node_name=$(k3s_ha_node_name)
 report() {
   printf '%s %s\n' "$node_name" "$ran_before" >&3
 }
-
-# A version the installed one cannot move to (downgrade, skipped minor, Dqlite to etcd) is
-# refused before anything is downloaded, so the node keeps running what it has.
-current=$(k3s_ha_installed_version)
-k3s_ha_check_upgrade "$current" "$version"
 
 # On first boot cloud-init may still be running apt or writing files the installer
 # touches. Its exit status only reports how cloud-init fared, which is not our business.

@@ -169,7 +169,6 @@ def evict_stale_node(
     holder: Node,
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
-    server_count: int = 1,
 ) -> command.remote.Command | None:
     """Runs once per machine of `node` (its `replace_on`), on `holder`, before `node` starts."""
     if node.replace_on is None:
@@ -186,7 +185,6 @@ def evict_stale_node(
             host=node.name,
             host_key=pinned_key(node),
             ssh_user=plan.ssh_user,
-            server_count=server_count,
         ),
         parent=parent,
         depends_on=after,
