@@ -11,6 +11,7 @@ import pytest
 import yaml
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha.aws.machines import NEW_NODES_ONLY
+from k3s_ha.bootstrap.steps.membership import NODES_END
 
 CMD = "command:remote:Command"
 
@@ -48,14 +49,15 @@ def test_unchanged_config_changes_nothing(base):
 def test_one_more_agent_adds_only_that_agents_resources(base):
     more = _run(agents=3)
     change = _changed(base, more)
-    # The reconcile step's list of wanted nodes grows; no existing node's step changes.
-    assert change["removed"] == [] and change["inputs"] == ["dev-members"]
+    # The two cluster-wide steps on the first server see one more agent (the evict step's
+    # list of agent machines, the reconcile's list of wanted nodes); no other node's step
+    # changes, and no server step is added for it (issue 16).
+    assert change["removed"] == [] and change["inputs"] == ["dev-evict-agents", "dev-members"]
     assert change["added"] == [
         "dev-agent-2",
-        "dev-agent-2-evict",
+        "dev-agent-2-bundle",
         "dev-agent-2-host-key",
         "dev-agent-2-install",
-        "dev-agent-2-member",
         "dev-agent-2-start",
     ]
 
@@ -67,7 +69,7 @@ def test_three_to_five_servers_leaves_existing_nodes_alone_and_joins_one_at_a_ti
     assert change["added"] == [
         f"dev-server-{i}{suffix}"
         for i in (3, 4)
-        for suffix in ("", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
+        for suffix in ("", "-bundle", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
     ]
     assert five.depends_on("dev-server-3-start", "dev-server-2-start")
     assert five.depends_on("dev-server-4-start", "dev-server-3-start")
@@ -117,13 +119,12 @@ def test_a_newly_published_image_changes_only_ignored_inputs(base):
 def test_removing_an_agent_leaves_the_others_alone(base):
     fewer = _run(agents=1)
     change = _changed(base, fewer)
-    assert change["added"] == [] and change["inputs"] == ["dev-members"]
+    assert change["added"] == [] and change["inputs"] == ["dev-evict-agents", "dev-members"]
     assert change["removed"] == [
         "dev-agent-1",
-        "dev-agent-1-evict",
+        "dev-agent-1-bundle",
         "dev-agent-1-host-key",
         "dev-agent-1-install",
-        "dev-agent-1-member",
         "dev-agent-1-start",
     ]
 
@@ -135,7 +136,8 @@ def test_a_leaving_agent_is_removed_by_the_first_server_and_its_old_steps_run_no
     reconcile = fewer.named("dev-members")
     assert reconcile.inputs["connection"]["host"] == fewer.outputs["serverPublicIps"][0]
     assert engine.script_name(reconcile.inputs["create"]) == "reconcile-members"
-    wanted = reconcile.inputs["create"].split("K3S_HA_NODES='")[1].split("'")[0].split()
+    listed, key = reconcile.inputs["stdin"].split(NODES_END + "\n")
+    wanted = [line.split()[1] for line in listed.splitlines()]
     assert engine.node_name("dev-agent-1-start") not in wanted
     assert sorted(wanted) == sorted(
         engine.node_name(f"dev-{h}-start") for h in ("server-0", "server-1", "server-2", "agent-0")
@@ -143,9 +145,9 @@ def test_a_leaving_agent_is_removed_by_the_first_server_and_its_old_steps_run_no
     # It runs after every node has started, and the SSH key reaches it only on stdin.
     for start in ("dev-server-2-start", "dev-agent-0-start"):
         assert fewer.depends_on("dev-members", start)
-    assert reconcile.inputs["stdin"] == PRIVATE_KEY and reconcile.is_secret("stdin")
+    assert key == PRIVATE_KEY and reconcile.is_secret("stdin")
     assert PRIVATE_KEY not in reconcile.inputs["create"]
-    for name in ("dev-agent-1-member", "dev-agent-1-start", "dev-agent-1-install"):
+    for name in ("dev-agent-1-start", "dev-agent-1-install"):
         assert "delete" not in base.named(name).inputs, name
 
 
@@ -157,7 +159,7 @@ def test_servers_leave_one_at_a_time():
     assert change["removed"] == [
         f"dev-server-{i}{suffix}"
         for i in (3, 4)
-        for suffix in ("", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
+        for suffix in ("", "-bundle", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
     ]
     # One reconcile step removes both, one after the other (reconcile-members.sh).
     for name in change["removed"]:

@@ -2,12 +2,13 @@
 connection (issue 12.4); running nodes are neither restarted nor pinned to a key they lack."""
 
 import json
-import shlex
 
 import engine
 import yaml
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha.aws.host_keys import HOST_KEY_TAG
+from k3s_ha.bootstrap.commands import parse_command
+from k3s_ha.bootstrap.steps.membership import NODES_END
 from k3s_ha.validation import host_key
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -115,9 +116,14 @@ def test_the_host_private_key_appears_only_in_secret_inputs():
 
 
 def _params(step) -> dict[str, str]:
-    """The script parameters of a step: `sudo -n env K=V ... bash -c '<script>' <name>`."""
-    words = shlex.split(step.inputs["create"])
-    return dict(word.split("=", 1) for word in words[words.index("env") + 1 : words.index("bash")])
+    """The script parameters of a step (commands.parse_command)."""
+    return parse_command(step.inputs["create"])[1]
+
+
+def _wanted(step) -> dict[str, str]:
+    """The reconcile's wanted nodes from its stdin: NAME -> "TYPE BASE64" ("" without a key)."""
+    listed = step.inputs["stdin"].split(NODES_END)[0]
+    return {line.split()[1]: " ".join(line.split()[2:]) for line in listed.splitlines()}
 
 
 def _type_and_blob(key: str) -> str:
@@ -132,11 +138,10 @@ def test_the_members_and_evict_steps_get_the_host_keys_pulumi_pins():
     hosts = ("server-0", "server-1", "server-2", "agent-0")
     public = {h: yaml.safe_load(run.named(f"dev-{h}").inputs["userData"])["ssh_keys"]["ed25519_public"] for h in hosts}
 
-    members = _params(run.named("dev-members"))
-    expected = {f"{engine.node_name(f'dev-{h}-start')}:{public[h].replace(' ', ':')}" for h in hosts}
-    assert set(members["K3S_HA_HOST_KEYS"].split()) == expected
-    assert set(members["K3S_HA_NODES"].split()) == {entry.split(":")[0] for entry in expected}
-    for h in hosts:
+    assert _wanted(run.named("dev-members")) == {
+        engine.node_name(f"dev-{h}-start"): _type_and_blob(public[h]) for h in hosts
+    }
+    for h in hosts[:3]:  # servers: agents have no evict step of their own (evict-agents.sh)
         evict = _params(run.named(f"dev-{h}-evict"))
         assert evict["K3S_HA_HOST"] == h
         assert evict["K3S_HA_ADDRESS"] == run.named(f"dev-{h}").outputs["privateIp"]
@@ -150,15 +155,15 @@ def test_each_evict_names_the_cluster_label_the_reconcile_puts_on_its_nodes():
     the cluster's name, so that another cluster's nodes on the same API are never touched."""
     run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS)
     assert _params(run.named("dev-members"))["K3S_HA_CLUSTER"] == "dev"
-    for h, role in (("server-0", "server"), ("server-1", "server"), ("server-2", "server"), ("agent-0", "agent")):
+    for h in ("server-0", "server-1", "server-2"):
         evict = _params(run.named(f"dev-{h}-evict"))
-        assert (evict["K3S_HA_CLUSTER"], evict["K3S_ROLE"]) == ("dev", role)
+        assert (evict["K3S_HA_CLUSTER"], evict["K3S_ROLE"]) == ("dev", "server")
 
 
 def test_nodes_launched_without_a_key_reach_the_day2_steps_without_one():
     run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS, mocks=OldInstances())
-    assert _params(run.named("dev-members"))["K3S_HA_HOST_KEYS"] == ""
-    for h in ("server-0", "server-1", "server-2", "agent-0"):
+    assert set(_wanted(run.named("dev-members")).values()) == {""}
+    for h in ("server-0", "server-1", "server-2"):
         assert _params(run.named(f"dev-{h}-evict"))["K3S_HA_HOST_KEY"] == ""
 
 
@@ -184,10 +189,11 @@ def test_a_bootstrap_hosts_key_reaches_the_day2_steps_without_its_comment():
         )
 
     run = engine.run(program)
-    members = _params(run.named("lab-members"))
-    assert members["K3S_HA_HOST_KEYS"] == f"{engine.node_name('lab-pi-1-start')}:ssh-ed25519:{blob}"
+    keys = _wanted(run.named("lab-members"))
+    assert keys[engine.node_name("lab-pi-1-start")] == f"ssh-ed25519 {blob}"
+    assert sorted(keys.values()) == ["", "", "", f"ssh-ed25519 {blob}"]
     assert _params(run.named("lab-pi-1-evict"))["K3S_HA_HOST_KEY"] == f"ssh-ed25519 {blob}"
-    for other in ("pi-0", "pi-2", "nuc-0"):
+    for other in ("pi-0", "pi-2"):
         assert _params(run.named(f"lab-{other}-evict"))["K3S_HA_HOST_KEY"] == ""
 
 
@@ -203,9 +209,9 @@ def test_no_secret_reaches_the_day2_steps_command_text():
     secrets |= {r.outputs["result"] for r in run.by_type("random:index/randomPassword:RandomPassword")}
     assert len(secrets) == 7  # login key, 4 host keys, 2 tokens
     steps = [s for name, s in commands(run).items() if name.endswith(("-members", "-evict"))]
-    assert len(steps) == 5
+    assert len(steps) == 4  # the reconcile and the servers' evicts
     for step in steps:
-        assert step.inputs["stdin"] == PRIVATE_KEY and step.is_secret("stdin")
+        assert step.inputs["stdin"].endswith(PRIVATE_KEY) and step.is_secret("stdin")
         text = step.inputs["create"]
         assert not step.is_secret("create"), "public keys only: the text stays readable in previews"
         for secret in secrets:

@@ -10,8 +10,9 @@
 # default 300), K3S_HA_INSTALLER_TIMEOUT (seconds for the installer, which downloads the
 # binary, default 900), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR (contracts.InstallK3s;
 # its time bound is the sum of those three defaults plus 120).
-# stdout: one line, "NAME fresh" or "NAME running": the node name K3s registers this machine
-# under and whether K3s ran on it before this step (evict-agents.sh decides from it).
+# stdout: one line, "NAME fresh|running BOOT_ID": the node name K3s registers this machine
+# under, whether K3s ran on it before this step, and its boot id (the kernel's, which the
+# kubelet reports as its Node's status.nodeInfo.bootID): evict-agents.sh decides from these.
 #
 # The unit's enabled state is the same afterwards as before: install.sh always disables
 # the unit and, with INSTALL_K3S_SKIP_ENABLE, never enables it again (k3s-io/k3s
@@ -68,8 +69,12 @@ if systemctl is-active --quiet "$service" 2>/dev/null; then
   ran_before=running
 fi
 node_name=$(k3s_ha_node_name)
+boot_id=-
+if [[ -r /proc/sys/kernel/random/boot_id ]]; then
+  read -r boot_id </proc/sys/kernel/random/boot_id || boot_id=-
+fi
 report() {
-  printf '%s %s\n' "$node_name" "$ran_before" >&3
+  printf '%s %s %s\n' "$node_name" "$ran_before" "${boot_id:--}" >&3
 }
 
 # On first boot cloud-init may still be running apt or writing files the installer
