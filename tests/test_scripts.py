@@ -141,8 +141,8 @@ def test_wait_counts_from_script_start_so_one_timeout_covers_restart_and_wait(no
     # must come out of the readiness wait rather than add to it.
     script = f"""
         . "{SCRIPT_DIR / "lib.sh"}"
-        K3S_HA_STARTED_AT=$(($(date +%s) - 100))
-        never() {{ K3S_HA_WAIT_STATUS="still no"; return 1; }}
+        _k3s_ha_started_at=$(($(date +%s) - 100))
+        never() {{ _k3s_ha_wait_status="still no"; return 1; }}
         k3s_ha_wait_until "the thing" 60 never "see the logs"
     """
     started = time.monotonic()

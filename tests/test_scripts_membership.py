@@ -855,3 +855,123 @@ def test_a_dead_server_whose_new_machine_keeps_its_name_is_removed_once(node: No
     assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]
     assert len([e for e in _events(node) if e.startswith("k3s kubectl delete node s2")]) == 1
     assert "could not delete" not in result.stderr
+
+
+# --- issue 16: the reconcile writes only what changed -------------------------------------
+
+
+def _patches(node: Node) -> list[str]:
+    return [e for e in _events(node) if e.startswith("k3s kubectl patch node")]
+
+
+def test_a_reconcile_with_nothing_changed_makes_no_api_write(node: Node) -> None:
+    bin_dir = _setup(node, {f"s{i}": _server(f"10.0.0.{i + 1}", label=None) for i in range(3)}, {})
+    keys = "s1:ssh-ed25519:AAAAC3NzaC1lZDI1NTE5AAAAIB"
+    first = reconcile(node, bin_dir, "s0 s1 s2", K3S_HA_HOST_KEYS=keys)
+    assert first.returncode == 0, first.stderr
+    assert len(_patches(node)) == 3 and "recorded 3 of 3 wanted nodes" in first.stderr
+
+    again = reconcile(node, bin_dir, "s0 s1 s2", K3S_HA_HOST_KEYS=keys)
+    assert again.returncode == 0, again.stderr
+    assert len(_patches(node)) == 3  # none more
+    assert "recorded 0 of 3 wanted nodes (the others were already right)" in again.stderr
+    writes = [e for e in _events(node) if e.split()[2:3] in (["patch"], ["delete"], ["cordon"], ["drain"])]
+    assert len(writes) == 3
+
+    # A key no longer pinned is one change: one write.
+    third = reconcile(node, bin_dir, "s0 s1 s2")
+    assert third.returncode == 0 and len(_patches(node)) == 4
+    assert "annotations" not in _cluster(node)["nodes"]["s1"] or _cluster(node)["nodes"]["s1"]["annotations"] == {}
+
+
+def test_a_node_list_a_kubelet_could_have_forged_is_not_trusted(node: Node) -> None:
+    """The host-key annotation is the node's own kubelet's to write (real-behaviour.md): a
+    newline in it could pass a line for another node as already right. Then every wanted
+    node is patched."""
+    nodes = {f"s{i}": _server(f"10.0.0.{i + 1}") for i in range(2)}
+    nodes["s1"]["labels"] = {}
+    nodes["s0"]["annotations"] = {"k3s-ha.io/ssh-host-key": "\ns1|dev|"}
+    bin_dir = _setup(node, nodes, {})
+    result = reconcile(node, bin_dir, "s0 s1")
+    assert result.returncode == 0, result.stderr
+    assert "does not parse cleanly" in result.stderr
+    assert _cluster(node)["nodes"]["s1"]["labels"] == {LABEL: "dev"}
+    assert len(_patches(node)) == 2
+
+
+def test_the_reconciles_time_is_linear_in_the_nodes(node: Node) -> None:
+    """No `" ${list[*]} " == *" $name "*` scans per node: 2,000 wanted nodes that are all
+    right already take one list and a pass over it."""
+    count = 2000
+    nodes = {f"n{i}": _agent(f"10.1.{i // 250}.{i % 250 + 1}") for i in range(count)}
+    bin_dir = _setup(node, nodes, {})
+    started = time.monotonic()
+    result = reconcile(node, bin_dir, " ".join(nodes))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert "recorded 0 of 2000 wanted nodes" in result.stderr and _patches(node) == []
+    assert elapsed < 20, elapsed
+
+
+# --- issue 16: evict-agents.sh, one step for every agent ----------------------------------
+
+
+def evict_agents(node: Node, bin_dir: Path, lines: list[str]) -> subprocess.CompletedProcess[str]:
+    return node.run("evict-agents", {"K3S_HA_BIN_DIR": str(bin_dir)}, stdin="".join(f"{line}\n" for line in lines))
+
+
+def test_evict_agents_removes_the_old_machines_node_by_address_and_by_name(node: Node) -> None:
+    nodes = {
+        "s0": _server("10.0.0.1"),
+        "old-at-address": {**_agent("10.0.1.1", ready="Unknown"), "boot_id": "old-boot"},
+        "worker-2": {**_agent("10.0.1.99", ready="False"), "boot_id": "old-boot-2"},
+        "worker-3": _agent("10.0.1.3"),  # a live agent, not rebuilt
+    }
+    bin_dir = _setup(node, nodes, {})
+    result = evict_agents(
+        node,
+        bin_dir,
+        ["worker-1 fresh boot-1 10.0.1.1", "worker-2 fresh boot-2 10.0.1.2", "worker-3 running boot-3 10.0.1.3"],
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-3"]
+    assert sorted(_cluster(node)["secrets"]) == ["s0.node-password.k3s", "worker-3.node-password.k3s"]
+    assert not any(e.startswith("ssh ") for e in _events(node))  # no SSH at all
+
+
+def test_evict_agents_never_deletes_a_ready_node_or_the_fresh_machine_itself(node: Node) -> None:
+    """A line stays "fresh" in the state until the install step runs again, so a later run
+    finds the machine joined: its own Node (same boot id) stays even when NotReady, and a
+    Ready Node is never deleted (a live node whose host name collides is named in a warning)."""
+    nodes = {
+        "s0": _server("10.0.0.1"),
+        "worker-1": {**_agent("10.0.1.1", ready="False"), "boot_id": "boot-1"},  # itself, down
+        "worker-2": _agent("10.0.9.9"),  # a live node elsewhere with the new machine's name
+        "other": _agent("10.0.1.3"),  # Ready at the address of a fresh machine
+    }
+    bin_dir = _setup(node, nodes, {})
+    result = evict_agents(
+        node, bin_dir, ["worker-1 fresh boot-1 10.0.1.1", "worker-2 fresh boot-2 10.0.1.2", "w3 fresh b3 10.0.1.3"]
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["other", "s0", "worker-1", "worker-2"]
+    assert "node worker-2 is Ready at 10.0.9.9, but the new machine at 10.0.1.2 has the same host name" in result.stderr
+    assert "node other (10.0.1.3) is still Ready: left alone" in result.stderr
+
+
+def test_evict_agents_with_no_fresh_machine_asks_the_api_nothing(node: Node) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
+    result = evict_agents(node, bin_dir, ["worker-1 running b1 10.0.1.1"])
+    assert result.returncode == 0 and "nothing to evict" in result.stderr
+    assert _events(node) == []
+
+
+def test_evict_agents_never_fails_the_up(node: Node) -> None:
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
+    cluster = _cluster(node)
+    cluster["api_down"] = True
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+    result = evict_agents(node, bin_dir, ["worker-1 fresh b1 10.0.1.1", "not a line"])
+    assert result.returncode == 0, result.stderr
+    assert "is not 'NAME fresh|running BOOT_ID ADDRESS': skipped" in result.stderr
+    assert "no cluster API on this server" in result.stderr

@@ -16,7 +16,7 @@ main() {
   exec 1>&2
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
   k3s_ha_require_seconds K3S_READY_TIMEOUT
-  K3S_HA_STARTED_AT=$(date +%s)
+  _k3s_ha_started_at=$(date +%s)
   k3s_ha_require_param K3S_HA_NODE
   if ! k3s_ha_is_node_name "$K3S_HA_NODE"; then
     k3s_ha_die "K3S_HA_NODE must be a Kubernetes node name, got '$K3S_HA_NODE'"
@@ -24,7 +24,7 @@ main() {
   if [[ ! -x $(k3s_ha_k3s_bin) ]]; then
     k3s_ha_die "$(k3s_ha_k3s_bin) does not exist: k3s is not installed on this server"
   fi
-  K3S_HA_WAIT_NODE=$K3S_HA_NODE
+  _k3s_ha_wait_node=$K3S_HA_NODE
   k3s_ha_wait_until "node $K3S_HA_NODE to be Ready" "$K3S_READY_TIMEOUT" k3s_ha_node_ready \
     "check k3s on that node (journalctl -u k3s-agent, or -u k3s on a server)"
 }

@@ -98,7 +98,7 @@ remove_dead_servers() {
       k3s_ha_log "server $name ($ip) is not Ready but answers SSH: left alone"
       continue
     fi
-    k3s_ha_log "server $name ($ip) is NotReady and $K3S_HA_UNREACHABLE: it is dead, and etcd refuses any join while it is a voter; deleting its Node (K3s removes its etcd member) and its node password"
+    k3s_ha_log "server $name ($ip) is NotReady and $_k3s_ha_unreachable: it is dead, and etcd refuses any join while it is a voter; deleting its Node (K3s removes its etcd member) and its node password"
     evict_kubectl delete node "$name" --wait=true --timeout=120s || k3s_ha_warn "could not delete node $name"
     evict_kubectl -n kube-system delete secret "$name.node-password.k3s" --ignore-not-found \
       || k3s_ha_warn "could not delete secret $name.node-password.k3s"

@@ -28,7 +28,7 @@ k3s_ha_warn() {
 # bound), and an early stop is logged as a warning. Cleanups registered with k3s_ha_at_exit
 # still run.
 k3s_ha_never_fail() {
-  K3S_HA_NEVER_FAIL=1
+  _k3s_ha_never_fail=1
   trap k3s_ha_run_at_exit EXIT
 }
 
@@ -40,7 +40,7 @@ k3s_ha_never_fail() {
 k3s_ha_at_exit() {
   local quoted
   printf -v quoted '%q ' "$@"
-  K3S_HA_AT_EXIT+=("$quoted")
+  _k3s_ha_at_exit+=("$quoted")
   trap k3s_ha_run_at_exit EXIT
   trap 'exit 129' HUP
   trap 'exit 130' INT
@@ -50,11 +50,11 @@ k3s_ha_at_exit() {
 k3s_ha_run_at_exit() {
   local status=$? i
   set +eu # k3s_ha_never_fail may have come without any k3s_ha_at_exit
-  for ((i = ${#K3S_HA_AT_EXIT[@]} - 1; i >= 0; i--)); do
-    eval "${K3S_HA_AT_EXIT[i]}"
+  for ((i = ${#_k3s_ha_at_exit[@]} - 1; i >= 0; i--)); do
+    eval "${_k3s_ha_at_exit[i]}"
   done
-  K3S_HA_AT_EXIT=()
-  if [[ -n ${K3S_HA_NEVER_FAIL:-} ]] && ((status != 0)); then
+  _k3s_ha_at_exit=()
+  if [[ -n ${_k3s_ha_never_fail:-} ]] && ((status != 0)); then
     k3s_ha_warn "stopped early (exit $status); reporting success anyway"
     status=0
   fi
@@ -105,7 +105,7 @@ k3s_ha_data_dir() {
     printf '%s\n' "$K3S_HA_DATA_DIR"
     return
   fi
-  if [[ -n ${K3S_HA_CONFIG:-} ]]; then
+  if [[ -n ${_k3s_ha_config:-} ]]; then
     from_config=$(k3s_ha_config_value data-dir) || from_config=""
   fi
   printf '%s\n' "${from_config:-/var/lib/rancher/k3s}"
@@ -134,7 +134,7 @@ k3s_ha_k3s_bin() {
 # "-"). The agent detaches into a session of its own (openssh ssh-agent.c: the forked agent
 # calls setsid()), out of reach of the signal the step's time bound sends to the step's
 # process group, so it is stopped at exit however the step ends. Also makes the run's SSH
-# directory (K3S_HA_SSH_DIR, mode 0700 in TMPDIR, removed at exit) for the known_hosts file
+# directory (_k3s_ha_ssh_dir, mode 0700 in TMPDIR, removed at exit) for the known_hosts file
 # k3s_ha_pin_host_key writes and what ssh says on stderr.
 k3s_ha_load_ssh_key() {
   local key
@@ -142,9 +142,9 @@ k3s_ha_load_ssh_key() {
   if [[ -z $key ]]; then
     k3s_ha_die "the SSH private key must arrive on stdin"
   fi
-  K3S_HA_SSH_DIR=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/k3s-ha-ssh.XXXXXX") \
+  _k3s_ha_ssh_dir=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/k3s-ha-ssh.XXXXXX") \
     || k3s_ha_die "could not create a temporary directory in ${TMPDIR:-/tmp}"
-  k3s_ha_at_exit rm -rf -- "$K3S_HA_SSH_DIR"
+  k3s_ha_at_exit rm -rf -- "$_k3s_ha_ssh_dir"
   eval "$(ssh-agent -s)" >/dev/null || k3s_ha_die "could not start ssh-agent"
   k3s_ha_at_exit k3s_ha_stop_ssh_agent
   printf '%s\n' "$key" | ssh-add -q - >/dev/null 2>&1 || k3s_ha_die "ssh-add refused the SSH private key"
@@ -159,11 +159,11 @@ k3s_ha_stop_ssh_agent() {
 # Usage: k3s_ha_pin_host_key ADDRESS KEY   (after k3s_ha_load_ssh_key)
 # Makes KEY (a public host key, "TYPE BASE64" as in authorized_keys; a comment after it is
 # dropped) the only key k3s_ha_ssh accepts from ADDRESS: a line "ADDRESS TYPE BASE64" in
-# K3S_HA_SSH_DIR/known_hosts (mode 0600). Fails, pinning nothing, unless ADDRESS is a host
+# _k3s_ha_ssh_dir/known_hosts (mode 0600). Fails, pinning nothing, unless ADDRESS is a host
 # name or IP address and KEY a key of a type OpenSSH takes, so that nothing else (a
 # pattern, a second line) ends up in that file.
 k3s_ha_pin_host_key() {
-  local address=$1 type blob file=${K3S_HA_SSH_DIR:?k3s_ha_load_ssh_key first}/known_hosts
+  local address=$1 type blob file=${_k3s_ha_ssh_dir:?k3s_ha_load_ssh_key first}/known_hosts
   [[ $2 != *[$'\n\r']* ]] || return 1
   read -r type blob _ <<<"$2" || true
   [[ $address =~ ^[0-9A-Fa-f.:]+$|^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$ ]] || return 1
@@ -174,14 +174,14 @@ k3s_ha_pin_host_key() {
   [[ $type =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa)$ && $blob =~ ^[A-Za-z0-9+/]+={0,3}$ ]] || return 1
   (umask 077 && printf '%s %s %s\n' "$address" "$type" "$blob" >>"$file") || k3s_ha_die "could not write $file"
   chmod 600 -- "$file" || k3s_ha_die "could not set mode 0600 on $file"
-  K3S_HA_PINNED_ADDRESSES+=" $address "
+  _k3s_ha_pinned_addresses+=" $address "
 }
 
 # Usage: k3s_ha_ssh ADDRESS SECONDS COMMAND [VAR]
 # Runs COMMAND as K3S_HA_SSH_USER on ADDRESS with the key k3s_ha_load_ssh_key loaded,
 # connecting within K3S_HA_SSH_TIMEOUT seconds (default 10) and ending within SECONDS.
 # COMMAND's stdout goes to stdout, or into variable VAR (then call it outside `$(...)`, or
-# K3S_HA_SSH_HOST_KEY_REFUSED is lost with the subshell; VAR must not be one of this
+# _k3s_ha_ssh_host_key_refused is lost with the subshell; VAR must not be one of this
 # function's locals, whose names all start with ssh_). --foreground keeps ssh in the
 # step's process group, where the step's bound reaches it.
 # An address k3s_ha_pin_host_key pinned must answer with that key, and only with it (no
@@ -189,17 +189,17 @@ k3s_ha_pin_host_key() {
 # sends the command, and with StrictHostKeyChecking=yes a key it does not know, or another
 # one, fails the connection (exit 255, "Host key verification failed."; openssh-portable
 # sshconnect.c check_host_key, sshconnect2.c verify_host_key_callback). Then
-# K3S_HA_SSH_HOST_KEY_REFUSED is 1 (else 0), so that callers can say why. Any other address
+# _k3s_ha_ssh_host_key_refused is 1 (else 0), so that callers can say why. Any other address
 # keeps accepting whatever key it answers with; callers warn about that. The agent is never
 # forwarded, whatever ssh_config says: whoever answers must not use the key.
 k3s_ha_ssh() {
   local ssh_address=$1 ssh_limit=$2 ssh_command=$3 ssh_status=0 ssh_output ssh_errors ssh_checking
-  local ssh_error_file=${K3S_HA_SSH_DIR:?k3s_ha_load_ssh_key first}/ssh-errors
+  local ssh_error_file=${_k3s_ha_ssh_dir:?k3s_ha_load_ssh_key first}/ssh-errors
   ssh_checking=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null)
-  if [[ ${K3S_HA_PINNED_ADDRESSES:-} == *" $ssh_address "* ]]; then
-    ssh_checking=(-o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$K3S_HA_SSH_DIR/known_hosts")
+  if [[ ${_k3s_ha_pinned_addresses:-} == *" $ssh_address "* ]]; then
+    ssh_checking=(-o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$_k3s_ha_ssh_dir/known_hosts")
   fi
-  K3S_HA_SSH_HOST_KEY_REFUSED=0
+  _k3s_ha_ssh_host_key_refused=0
   ssh_output=$(timeout --foreground "$ssh_limit" ssh -n -o BatchMode=yes "${ssh_checking[@]}" \
     -o GlobalKnownHostsFile=/dev/null -o CheckHostIP=no -o ForwardAgent=no -o LogLevel=ERROR \
     -o "ConnectTimeout=${K3S_HA_SSH_TIMEOUT:-10}" "$K3S_HA_SSH_USER@$ssh_address" "$ssh_command" \
@@ -209,7 +209,7 @@ k3s_ha_ssh() {
     printf '%s\n' "$ssh_errors" >&2
   fi
   if ((ssh_status == 255)) && [[ $ssh_errors == *"Host key verification failed."* ]]; then
-    K3S_HA_SSH_HOST_KEY_REFUSED=1
+    _k3s_ha_ssh_host_key_refused=1
   fi
   if [[ -n ${4:-} ]]; then
     printf -v "$4" '%s' "$ssh_output"
@@ -222,7 +222,7 @@ k3s_ha_ssh() {
 # Succeeds when the last k3s_ha_ssh failed because the address answered with another host
 # key than the one pinned for it (or a pinned address offered none of that type).
 k3s_ha_ssh_refused_host_key() {
-  ((${K3S_HA_SSH_HOST_KEY_REFUSED:-0}))
+  ((${_k3s_ha_ssh_host_key_refused:-0}))
 }
 
 # Usage: k3s_ha_require_ssh_params
@@ -254,7 +254,7 @@ k3s_ha_node_name() {
 
 # Usage: k3s_ha_write_config PATH  (content on stdin)
 # Replaces PATH atomically with mode 0600, because k3s may read config.yaml at any moment
-# and the file holds the cluster token. Sets K3S_HA_CONFIG_CHANGED to 1 when the content
+# and the file holds the cluster token. Sets _k3s_ha_config_changed to 1 when the content
 # differs from what was there before, 0 otherwise, so callers restart only when needed.
 # The content is read into memory first, so the temporary file (same directory, so that
 # the final mv is a rename; umask 077) exists only for a few builtins and is removed on
@@ -290,13 +290,13 @@ k3s_ha_write_config() {
   chmod 600 -- "$tmp" || k3s_ha_die "could not set mode 0600 on a temporary file in $dir"
   # sha256sum rather than cmp: coreutils is on every node, diffutils is not.
   if [[ -f $path && $(sha256sum <"$tmp") == "$(sha256sum <"$path")" ]]; then
-    K3S_HA_CONFIG_CHANGED=0
+    _k3s_ha_config_changed=0
   else
-    K3S_HA_CONFIG_CHANGED=1
+    _k3s_ha_config_changed=1
   fi
   # Replace even when unchanged: this also repairs a too-open mode on the old file.
   mv -f -- "$tmp" "$path" || k3s_ha_die "could not replace $path"
-  if [[ $K3S_HA_CONFIG_CHANGED == 1 ]]; then
+  if [[ $_k3s_ha_config_changed == 1 ]]; then
     k3s_ha_log "wrote $path (changed)"
   else
     k3s_ha_log "$path is unchanged"
@@ -305,10 +305,10 @@ k3s_ha_write_config() {
 
 # Usage: k3s_ha_wait_until DESCRIPTION TIMEOUT_SECONDS CHECK_FUNCTION [HINT]
 # Calls CHECK_FUNCTION (at least once) every K3S_HA_POLL_SECONDS until it succeeds or
-# TIMEOUT_SECONDS have passed, counted from K3S_HA_STARTED_AT (epoch seconds) if the role
+# TIMEOUT_SECONDS have passed, counted from _k3s_ha_started_at (epoch seconds) if the role
 # script set it, else from now: that way one K3S_READY_TIMEOUT bounds restart and wait
 # together, and Pulumi's own timeout (set above it) never fires first. CHECK_FUNCTION runs in an `if`, where `set -e` is off, so it
-# must return its result explicitly. It may put what it saw in K3S_HA_WAIT_STATUS: that is
+# must return its result explicitly. It may put what it saw in _k3s_ha_wait_status: that is
 # logged whenever it changes and quoted in the timeout error, so a failed run says what
 # was missing rather than just "timed out".
 k3s_ha_wait_until() {
@@ -320,21 +320,21 @@ k3s_ha_wait_until() {
   if [[ ! $poll =~ ^[0-9]+([.][0-9]+)?$ ]]; then
     k3s_ha_die "K3S_HA_POLL_SECONDS must be a number of seconds, got '$poll'"
   fi
-  deadline=$((${K3S_HA_STARTED_AT:-$(date +%s)} + timeout))
-  K3S_HA_WAIT_STATUS=""
+  deadline=$((${_k3s_ha_started_at:-$(date +%s)} + timeout))
+  _k3s_ha_wait_status=""
   while true; do
     if "$check"; then
       k3s_ha_log "done waiting for $description"
       return 0
     fi
-    if [[ -n $K3S_HA_WAIT_STATUS && $K3S_HA_WAIT_STATUS != "$last_status" ]]; then
-      k3s_ha_log "waiting for $description: $K3S_HA_WAIT_STATUS"
-      last_status=$K3S_HA_WAIT_STATUS
+    if [[ -n $_k3s_ha_wait_status && $_k3s_ha_wait_status != "$last_status" ]]; then
+      k3s_ha_log "waiting for $description: $_k3s_ha_wait_status"
+      last_status=$_k3s_ha_wait_status
     fi
     if (($(date +%s) >= deadline)); then
       message="timed out after ${timeout}s waiting for $description"
-      if [[ -n $K3S_HA_WAIT_STATUS ]]; then
-        message+=": $K3S_HA_WAIT_STATUS"
+      if [[ -n $_k3s_ha_wait_status ]]; then
+        message+=": $_k3s_ha_wait_status"
       fi
       if [[ -n $hint ]]; then
         message+="; $hint"
@@ -368,13 +368,13 @@ k3s_ha_require_installed_version() {
 }
 
 # Usage: k3s_ha_time_left TIMEOUT_SECONDS
-# Prints how much of TIMEOUT_SECONDS is left, counted from K3S_HA_STARTED_AT like
+# Prints how much of TIMEOUT_SECONDS is left, counted from _k3s_ha_started_at like
 # k3s_ha_wait_until does (the whole of it when that is unset), and at least 1, because
 # `timeout 0` means no limit at all.
 k3s_ha_time_left() {
   local left=$1
-  if [[ -n ${K3S_HA_STARTED_AT:-} ]]; then
-    left=$((K3S_HA_STARTED_AT + $1 - $(date +%s)))
+  if [[ -n ${_k3s_ha_started_at:-} ]]; then
+    left=$((_k3s_ha_started_at + $1 - $(date +%s)))
   fi
   printf '%s\n' "$((left > 0 ? left : 1))"
 }
@@ -404,7 +404,7 @@ k3s_ha_begin_start() {
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
   k3s_ha_require_seconds K3S_READY_TIMEOUT
   exec 3>&1 1>&2
-  K3S_HA_STARTED_AT=$(date +%s)
+  _k3s_ha_started_at=$(date +%s)
   if [[ -n ${K3S_VERSION:-} ]]; then
     k3s_ha_require_installed_version "$K3S_VERSION"
   fi
@@ -414,7 +414,7 @@ k3s_ha_begin_start() {
 # Enables UNIT and restarts it only when that changes something: a new config, a stopped
 # or failed unit, or a node that runs another version than K3S_VERSION. A restart of a
 # healthy server costs an etcd leader election, so a re-run with nothing new must leave it
-# alone. The restart gets what is left of TIMEOUT_SECONDS; K3S_HA_RESTARTED_AT is set to
+# alone. The restart gets what is left of TIMEOUT_SECONDS; _k3s_ha_restarted_at is set to
 # when it began, so that the readiness checks only take what K3s reported after it.
 #
 # What a node RUNS is not what /usr/local/bin/k3s reports: that is a multicall wrapper
@@ -428,16 +428,16 @@ k3s_ha_start_service() {
     k3s_ha_die "timeout for starting $unit must be a whole number of seconds, got '$timeout'"
   fi
   systemctl enable "$unit" || k3s_ha_die "systemctl enable $unit failed; is K3s installed on this node?"
-  if [[ ${K3S_HA_CONFIG_CHANGED:-0} == 1 ]]; then
+  if [[ ${_k3s_ha_config_changed:-0} == 1 ]]; then
     reason="its config changed"
   elif ! systemctl is-active --quiet "$unit"; then
     reason="it is not running"
   elif [[ -n ${K3S_VERSION:-} ]]; then
     k3s_ha_read_running_version "$node"
-    if [[ -z $K3S_HA_RUNNING ]]; then
-      reason="the version it runs cannot be read ($K3S_HA_VERSION_ERROR); a restart starts $K3S_VERSION for sure"
-    elif [[ $K3S_HA_RUNNING != "$K3S_VERSION" ]]; then
-      reason="it runs k3s $K3S_HA_RUNNING and $K3S_VERSION is installed (upgrade)"
+    if [[ -z $_k3s_ha_running ]]; then
+      reason="the version it runs cannot be read ($_k3s_ha_version_error); a restart starts $K3S_VERSION for sure"
+    elif [[ $_k3s_ha_running != "$K3S_VERSION" ]]; then
+      reason="it runs k3s $_k3s_ha_running and $K3S_VERSION is installed (upgrade)"
     fi
   fi
   if [[ -z $reason ]]; then
@@ -445,7 +445,7 @@ k3s_ha_start_service() {
     return 0
   fi
   k3s_ha_log "restarting $unit because $reason"
-  K3S_HA_RESTARTED_AT=$(date +%s)
+  _k3s_ha_restarted_at=$(date +%s)
   k3s_ha_systemctl_bounded restart "$unit" "$timeout"
 }
 
@@ -524,59 +524,59 @@ k3s_ha_pin_node_host_key() {
 # Runs COMMAND over SSH on node NAME at ADDRESS (its InternalIP) with the host key recorded
 # on its Node pinned (k3s_ha_pin_node_host_key), COMMAND's stdout to stderr, within
 # K3S_HA_SSH_TIMEOUT + 30 s. Succeeds when it ran there and succeeded. Otherwise
-# K3S_HA_UNREACHABLE says why, worded to follow the node's name ("does not answer SSH"). An
+# _k3s_ha_unreachable says why, worded to follow the node's name ("does not answer SSH"). An
 # address that answers with another key than the pinned one counts as unreachable: whoever
 # answers there is not NAME and was sent nothing. With NotReady this is how both scripts
 # decide that a node is gone. Call it outside `$(...)`, or what k3s_ha_ssh learnt is lost.
-# shellcheck disable=SC2034 # K3S_HA_UNREACHABLE is for the callers
+# shellcheck disable=SC2034 # _k3s_ha_unreachable is for the callers
 k3s_ha_reach_node() {
   local name=$1 address=$2 command=$3
-  K3S_HA_UNREACHABLE="does not answer SSH"
+  _k3s_ha_unreachable="does not answer SSH"
   if [[ ! $address =~ ^[0-9A-Fa-f.:]+$ ]]; then
-    K3S_HA_UNREACHABLE="has no address to reach it at"
+    _k3s_ha_unreachable="has no address to reach it at"
   elif ! k3s_ha_pin_node_host_key "$name" "$address"; then
-    K3S_HA_UNREACHABLE="has no readable pinned host key (nothing was sent to $address)"
+    _k3s_ha_unreachable="has no readable pinned host key (nothing was sent to $address)"
   elif k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "$command" >&2; then
-    K3S_HA_UNREACHABLE=""
+    _k3s_ha_unreachable=""
     return 0
   elif k3s_ha_ssh_refused_host_key; then
-    K3S_HA_UNREACHABLE="answers SSH at $address with another host key than its pinned one (so whoever answers there is not $name, and was sent nothing)"
+    _k3s_ha_unreachable="answers SSH at $address with another host key than its pinned one (so whoever answers there is not $name, and was sent nothing)"
   fi
   return 1
 }
 
 # Usage: k3s_ha_read_running_version NODE
-# Sets K3S_HA_RUNNING to the k3s version NODE runs (its Node's
+# Sets _k3s_ha_running to the k3s version NODE runs (its Node's
 # status.nodeInfo.kubeletVersion), or to nothing when the API does not say; what it said
-# then is in K3S_HA_VERSION_ERROR.
+# then is in _k3s_ha_version_error.
 k3s_ha_read_running_version() {
   local out
-  K3S_HA_RUNNING="" K3S_HA_VERSION_ERROR=""
+  _k3s_ha_running="" _k3s_ha_version_error=""
   if out=$(k3s_ha_kubectl get node "$1" --request-timeout=10s \
     -o 'jsonpath={.status.nodeInfo.kubeletVersion}' 2>&1) && k3s_ha_version_key "$out" >/dev/null; then
-    K3S_HA_RUNNING=$out
+    _k3s_ha_running=$out
   else
-    K3S_HA_VERSION_ERROR=$(k3s_ha_brief "${out:-<empty>}")
+    _k3s_ha_version_error=$(k3s_ha_brief "${out:-<empty>}")
   fi
 }
 
 # Usage: k3s_ha_read_condition NODE TYPE
-# Reads condition TYPE of NODE into K3S_HA_CONDITION (True, False, Unknown, or
-# "error: <what kubectl said>"), K3S_HA_HEARTBEAT and K3S_HA_TRANSITION (its
+# Reads condition TYPE of NODE into _k3s_ha_condition (True, False, Unknown, or
+# "error: <what kubectl said>"), _k3s_ha_heartbeat and _k3s_ha_transition (its
 # lastHeartbeatTime and lastTransitionTime in epoch seconds, 0 when unknown).
 k3s_ha_read_condition() {
   local node=$1 type=$2 out selector status heartbeat transition
   selector="{.status.conditions[?(@.type==\"$type\")]"
-  K3S_HA_CONDITION="" K3S_HA_HEARTBEAT=0 K3S_HA_TRANSITION=0
+  _k3s_ha_condition="" _k3s_ha_heartbeat=0 _k3s_ha_transition=0
   if ! out=$(k3s_ha_kubectl get node "$node" --request-timeout=10s \
     -o "jsonpath=$selector.status} $selector.lastHeartbeatTime} $selector.lastTransitionTime}" 2>&1); then
-    K3S_HA_CONDITION=$(k3s_ha_brief "error: $out")
+    _k3s_ha_condition=$(k3s_ha_brief "error: $out")
     return 0
   fi
   read -r status heartbeat transition _ <<<"$out" || true
-  K3S_HA_CONDITION=$(k3s_ha_brief "$status")
-  K3S_HA_HEARTBEAT=$(date -u -d "$heartbeat" +%s 2>/dev/null) || K3S_HA_HEARTBEAT=0
-  K3S_HA_TRANSITION=$(date -u -d "$transition" +%s 2>/dev/null) || K3S_HA_TRANSITION=0
+  _k3s_ha_condition=$(k3s_ha_brief "$status")
+  _k3s_ha_heartbeat=$(date -u -d "$heartbeat" +%s 2>/dev/null) || _k3s_ha_heartbeat=0
+  _k3s_ha_transition=$(date -u -d "$transition" +%s 2>/dev/null) || _k3s_ha_transition=0
 }
 
 # An epoch time for messages.
@@ -584,18 +584,18 @@ k3s_ha_time() {
   date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ
 }
 
-# Wait check: node K3S_HA_WAIT_NODE is Ready.
+# Wait check: node _k3s_ha_wait_node is Ready.
 k3s_ha_node_ready() {
-  k3s_ha_read_condition "$K3S_HA_WAIT_NODE" Ready
-  if [[ $K3S_HA_CONDITION == True ]]; then
+  k3s_ha_read_condition "$_k3s_ha_wait_node" Ready
+  if [[ $_k3s_ha_condition == True ]]; then
     return 0
   fi
-  K3S_HA_WAIT_STATUS="Ready (last seen: $K3S_HA_CONDITION)"
+  _k3s_ha_wait_status="Ready (last seen: $_k3s_ha_condition)"
   return 1
 }
 
-# Adds to K3S_HA_UNMET what keeps the node K3S_HA_WAIT_NODE from counting as up after its
-# own restart (K3S_HA_RESTARTED_AT, when this run restarted it):
+# Adds to _k3s_ha_unmet what keeps the node _k3s_ha_wait_node from counting as up after its
+# own restart (_k3s_ha_restarted_at, when this run restarted it):
 # - Ready must be True in a status the kubelet posted after the restart (lastHeartbeatTime
 #   not before it): right after a restart the Node still shows the old kubelet's Ready=True
 #   until the new one posts its first status, which it does as soon as it runs, stamping
@@ -603,35 +603,35 @@ k3s_ha_node_ready() {
 #   (kubernetes pkg/kubelet/nodestatus/setters.go, ReadyCondition);
 # - with K3S_VERSION, the Node's kubeletVersion must be it: the node RUNS the new version.
 k3s_ha_check_node_after_restart() {
-  local node=$K3S_HA_WAIT_NODE since=${K3S_HA_RESTARTED_AT:-}
+  local node=$_k3s_ha_wait_node since=${_k3s_ha_restarted_at:-}
   k3s_ha_read_condition "$node" Ready
-  if [[ $K3S_HA_CONDITION != True ]]; then
-    K3S_HA_UNMET+=("Ready (last seen: $K3S_HA_CONDITION)")
-  elif [[ -n $since ]] && ((K3S_HA_HEARTBEAT < since)); then
-    K3S_HA_UNMET+=("Ready (last seen: True, but from $(k3s_ha_time "$K3S_HA_HEARTBEAT"), before the restart at $(k3s_ha_time "$since"))")
+  if [[ $_k3s_ha_condition != True ]]; then
+    _k3s_ha_unmet+=("Ready (last seen: $_k3s_ha_condition)")
+  elif [[ -n $since ]] && ((_k3s_ha_heartbeat < since)); then
+    _k3s_ha_unmet+=("Ready (last seen: True, but from $(k3s_ha_time "$_k3s_ha_heartbeat"), before the restart at $(k3s_ha_time "$since"))")
   fi
   if [[ -n ${K3S_VERSION:-} ]]; then
     k3s_ha_read_running_version "$node"
-    if [[ $K3S_HA_RUNNING != "$K3S_VERSION" ]]; then
-      K3S_HA_UNMET+=("running version $K3S_VERSION (last seen: ${K3S_HA_RUNNING:-$K3S_HA_VERSION_ERROR})")
+    if [[ $_k3s_ha_running != "$K3S_VERSION" ]]; then
+      _k3s_ha_unmet+=("running version $K3S_VERSION (last seen: ${_k3s_ha_running:-$_k3s_ha_version_error})")
     fi
   fi
 }
 
-# Sets K3S_HA_WAIT_STATUS from K3S_HA_UNMET; succeeds when nothing is unmet.
+# Sets _k3s_ha_wait_status from _k3s_ha_unmet; succeeds when nothing is unmet.
 k3s_ha_report_unmet() {
   local item joined=""
-  if ((${#K3S_HA_UNMET[@]} == 0)); then
+  if ((${#_k3s_ha_unmet[@]} == 0)); then
     return 0
   fi
-  for item in "${K3S_HA_UNMET[@]}"; do
+  for item in "${_k3s_ha_unmet[@]}"; do
     joined+="${joined:+; }$item"
   done
-  K3S_HA_WAIT_STATUS="not yet satisfied: $joined"
+  _k3s_ha_wait_status="not yet satisfied: $joined"
   return 1
 }
 
-# Wait check: server K3S_HA_WAIT_NODE is a full member. Ready alone is not enough: a
+# Wait check: server _k3s_ha_wait_node is a full member. Ready alone is not enough: a
 # joining server is Ready while etcd still holds it as a learner, and the next server's
 # join fails if it starts before this one is promoted. /ping is not enough either: the
 # supervisor answers it before etcd and the apiserver are up; /readyz answers ok only
@@ -639,24 +639,24 @@ k3s_ha_report_unmet() {
 # EtcdIsVoter is set by the etcd leader, which refreshes an unchanged condition only every
 # 5 minutes (k3s-io/k3s pkg/etcd/etcd.go, setEtcdStatusCondition, heartbeatInterval). A
 # restart of a member with its data keeps its membership, so its True stands; but a server
-# that starts without etcd data (K3S_HA_JOINING: a join, a rejoin after a restore, a
+# that starts without etcd data (_k3s_ha_joining: a join, a rejoin after a restore, a
 # rebuilt machine whose Node still shows the old True) must show a transition to True
 # after its start.
 k3s_ha_server_ready() {
-  local readyz since=${K3S_HA_RESTARTED_AT:-}
-  K3S_HA_UNMET=()
+  local readyz since=${_k3s_ha_restarted_at:-}
+  _k3s_ha_unmet=()
   if readyz=$(k3s_ha_kubectl get --raw=/readyz --request-timeout=10s 2>&1); then
     readyz=$(k3s_ha_brief "$readyz")
   else
     readyz=$(k3s_ha_brief "error: $readyz")
   fi
-  [[ $readyz == ok ]] || K3S_HA_UNMET+=("readyz (last seen: $readyz)")
+  [[ $readyz == ok ]] || _k3s_ha_unmet+=("readyz (last seen: $readyz)")
   k3s_ha_check_node_after_restart
-  k3s_ha_read_condition "$K3S_HA_WAIT_NODE" EtcdIsVoter
-  if [[ $K3S_HA_CONDITION != True ]]; then
-    K3S_HA_UNMET+=("EtcdIsVoter (last seen: $K3S_HA_CONDITION)")
-  elif [[ -n $since && -n ${K3S_HA_JOINING:-} ]] && ((K3S_HA_TRANSITION < since)); then
-    K3S_HA_UNMET+=("EtcdIsVoter (last seen: True, but since $(k3s_ha_time "$K3S_HA_TRANSITION"), before this server started without etcd data at $(k3s_ha_time "$since"))")
+  k3s_ha_read_condition "$_k3s_ha_wait_node" EtcdIsVoter
+  if [[ $_k3s_ha_condition != True ]]; then
+    _k3s_ha_unmet+=("EtcdIsVoter (last seen: $_k3s_ha_condition)")
+  elif [[ -n $since && -n ${_k3s_ha_joining:-} ]] && ((_k3s_ha_transition < since)); then
+    _k3s_ha_unmet+=("EtcdIsVoter (last seen: True, but since $(k3s_ha_time "$_k3s_ha_transition"), before this server started without etcd data at $(k3s_ha_time "$since"))")
   fi
   k3s_ha_report_unmet
 }
@@ -665,7 +665,7 @@ k3s_ha_server_ready() {
 # Waits until the local server NODE answers /readyz with ok, is Ready and an etcd voter
 # (after its restart, and running K3S_VERSION when that is set: k3s_ha_server_ready).
 k3s_ha_wait_server_ready() {
-  K3S_HA_WAIT_NODE=$1
+  _k3s_ha_wait_node=$1
   k3s_ha_wait_until "k3s server $1 to be ready (readyz ok, Ready=True, EtcdIsVoter=True${K3S_VERSION:+, running $K3S_VERSION})" \
     "$2" k3s_ha_server_ready "see journalctl -u k3s"
 }
@@ -689,39 +689,39 @@ k3s_ha_peer_url() {
 # Usage: k3s_ha_ping URL   (https://HOST:PORT)
 # Succeeds when URL/ping answers "pong", the unauthenticated probe of the k3s supervisor.
 # -k because this only asks whether a k3s server is there; nothing it says is trusted.
-# Leaves what it saw in K3S_HA_PING_RESULT for messages.
+# Leaves what it saw in _k3s_ha_ping_result for messages.
 k3s_ha_ping() {
   local body status=0
   body=$(curl -ksf --max-time 5 "${1%/}/ping" 2>/dev/null) || status=$?
   if ((status != 0)); then
-    K3S_HA_PING_RESULT="no answer (curl exit $status)"
+    _k3s_ha_ping_result="no answer (curl exit $status)"
     return 1
   fi
   if [[ $body != pong ]]; then
-    K3S_HA_PING_RESULT="answered '$(k3s_ha_brief "$body")' instead of pong"
+    _k3s_ha_ping_result="answered '$(k3s_ha_brief "$body")' instead of pong"
     return 1
   fi
-  K3S_HA_PING_RESULT=pong
+  _k3s_ha_ping_result=pong
 }
 
-# Wait check: K3S_HA_WAIT_URL answers /ping.
+# Wait check: _k3s_ha_wait_url answers /ping.
 k3s_ha_ping_answers() {
-  if k3s_ha_ping "$K3S_HA_WAIT_URL"; then
+  if k3s_ha_ping "$_k3s_ha_wait_url"; then
     return 0
   fi
-  K3S_HA_WAIT_STATUS=$K3S_HA_PING_RESULT
+  _k3s_ha_wait_status=$_k3s_ha_ping_result
   return 1
 }
 
 # Usage: k3s_ha_wait_for_ping URL TIMEOUT_SECONDS
 k3s_ha_wait_for_ping() {
-  K3S_HA_WAIT_URL=$1
+  _k3s_ha_wait_url=$1
   k3s_ha_wait_until "$1 to answer /ping" "$2" k3s_ha_ping_answers \
     "the server there must be running, and a load balancer in front must have marked it healthy"
 }
 
 # --- config.yaml edits ---------------------------------------------------------------
-# The config text lives in K3S_HA_CONFIG, in memory: it holds the token, so it is only
+# The config text lives in _k3s_ha_config, in memory: it holds the token, so it is only
 # ever passed to bash functions and builtins, never to a command line or an output.
 
 # The last line of every config.yaml Python sends (node_config.END_MARKER). A YAML
@@ -730,18 +730,18 @@ k3s_ha_config_end_marker() {
   printf '%s\n' '# k3s-ha: end of config.yaml'
 }
 
-# Loads config.yaml from stdin into K3S_HA_CONFIG, byte for byte. Refuses stdin whose last
+# Loads config.yaml from stdin into _k3s_ha_config, byte for byte. Refuses stdin whose last
 # line is not the end marker: a dropped SSH session or a killed sender can cut stdin short
 # anywhere, and a config cut after `token:` but before `server:` would start a new cluster.
 k3s_ha_config_from_stdin() {
   local end
-  K3S_HA_CONFIG=""
-  if IFS= read -r -d '' K3S_HA_CONFIG; then
+  _k3s_ha_config=""
+  if IFS= read -r -d '' _k3s_ha_config; then
     k3s_ha_die "the config.yaml on stdin contains a NUL byte"
   fi
   end=$(k3s_ha_config_end_marker)
-  if [[ $'\n'$K3S_HA_CONFIG != *$'\n'"$end"$'\n' ]]; then
-    if [[ -z ${K3S_HA_CONFIG//[[:space:]]/} ]]; then
+  if [[ $'\n'$_k3s_ha_config != *$'\n'"$end"$'\n' ]]; then
+    if [[ -z ${_k3s_ha_config//[[:space:]]/} ]]; then
       k3s_ha_die "refusing to write an empty config.yaml: its content must arrive on stdin"
     fi
     k3s_ha_die "the config.yaml on stdin does not end with the line '$end': it was cut short (or not sent by k3s-ha); nothing was written or restarted"
@@ -749,20 +749,20 @@ k3s_ha_config_from_stdin() {
 }
 
 # Usage: k3s_ha_config_from_file FILE
-# Loads FILE into K3S_HA_CONFIG, byte for byte.
+# Loads FILE into _k3s_ha_config, byte for byte.
 k3s_ha_config_from_file() {
-  K3S_HA_CONFIG=""
+  _k3s_ha_config=""
   [[ -r $1 ]] || k3s_ha_die "cannot read $1"
-  if IFS= read -r -d '' K3S_HA_CONFIG <"$1"; then
+  if IFS= read -r -d '' _k3s_ha_config <"$1"; then
     k3s_ha_die "$1 contains a NUL byte; it cannot be a config.yaml"
   fi
 }
 
 # Usage: k3s_ha_config_save PATH
-# Writes K3S_HA_CONFIG to PATH like k3s_ha_write_config (atomic, 0600, sets
-# K3S_HA_CONFIG_CHANGED, refuses empty content).
+# Writes _k3s_ha_config to PATH like k3s_ha_write_config (atomic, 0600, sets
+# _k3s_ha_config_changed, refuses empty content).
 k3s_ha_config_save() {
-  k3s_ha_write_config "$1" < <(printf '%s' "$K3S_HA_CONFIG")
+  k3s_ha_write_config "$1" < <(printf '%s' "$_k3s_ha_config")
 }
 
 # --- registries.yaml ------------------------------------------------------------------
@@ -771,46 +771,46 @@ k3s_ha_config_save() {
 # hold registry passwords, so it travels on stdin like the token). bootstrap/node_config.py
 # writes that line; a rendered config.yaml never has a line starting with "---".
 
-# After k3s_ha_config_from_stdin: moves the registries.yaml part out of K3S_HA_CONFIG into
-# K3S_HA_REGISTRIES and sets K3S_HA_HAS_REGISTRIES to 1, or to 0 when stdin had none.
+# After k3s_ha_config_from_stdin: moves the registries.yaml part out of _k3s_ha_config into
+# _k3s_ha_registries and sets _k3s_ha_has_registries to 1, or to 0 when stdin had none.
 # K3S_HA_WITH_REGISTRIES=1 (a start step's parameter) says stdin must carry one: config.yaml
 # ends with the same end marker as the whole stdin, so a stdin cut between the two would
 # otherwise look like "no registries" and remove the file.
 k3s_ha_config_split_registries() {
   local separator=$'\n--- # k3s-ha: registries.yaml follows\n'
-  K3S_HA_REGISTRIES=""
-  K3S_HA_HAS_REGISTRIES=0
-  if [[ $K3S_HA_CONFIG == *"$separator"* ]]; then
-    K3S_HA_REGISTRIES=${K3S_HA_CONFIG#*"$separator"}
-    K3S_HA_CONFIG=${K3S_HA_CONFIG%%"$separator"*}$'\n'
-    K3S_HA_HAS_REGISTRIES=1
+  _k3s_ha_registries=""
+  _k3s_ha_has_registries=0
+  if [[ $_k3s_ha_config == *"$separator"* ]]; then
+    _k3s_ha_registries=${_k3s_ha_config#*"$separator"}
+    _k3s_ha_config=${_k3s_ha_config%%"$separator"*}$'\n'
+    _k3s_ha_has_registries=1
   elif [[ ${K3S_HA_WITH_REGISTRIES:-0} == 1 ]]; then
     k3s_ha_die "stdin ended after config.yaml although a registries.yaml was to follow (cut short?): nothing was written; run pulumi up again"
   fi
 }
 
 # Usage: k3s_ha_registries_save PATH
-# After k3s_ha_config_save: writes K3S_HA_REGISTRIES to PATH like config.yaml (atomic, 0600)
+# After k3s_ha_config_save: writes _k3s_ha_registries to PATH like config.yaml (atomic, 0600)
 # when stdin carried one; otherwise removes PATH if k3s-ha wrote it (its first line is the
 # header node_config.py puts there) and leaves a file written by hand alone. K3s reads the
-# file only when it starts, so K3S_HA_CONFIG_CHANGED ends up 1 when either file changed.
+# file only when it starts, so _k3s_ha_config_changed ends up 1 when either file changed.
 k3s_ha_registries_save() {
-  local path=$1 config_changed=${K3S_HA_CONFIG_CHANGED:-0} first=""
-  if ((${K3S_HA_HAS_REGISTRIES:-0})); then
-    k3s_ha_write_config "$path" < <(printf '%s' "$K3S_HA_REGISTRIES")
+  local path=$1 config_changed=${_k3s_ha_config_changed:-0} first=""
+  if ((${_k3s_ha_has_registries:-0})); then
+    k3s_ha_write_config "$path" < <(printf '%s' "$_k3s_ha_registries")
   else
-    K3S_HA_CONFIG_CHANGED=0
+    _k3s_ha_config_changed=0
     if [[ -f $path ]]; then
       IFS= read -r first <"$path" || true
     fi
     if [[ $first == "# Written by k3s-ha from the registries input;"* ]]; then
       rm -f -- "$path" || k3s_ha_die "could not remove $path"
       k3s_ha_log "removed $path (no registries given any more)"
-      K3S_HA_CONFIG_CHANGED=1
+      _k3s_ha_config_changed=1
     fi
   fi
   if ((config_changed)); then
-    K3S_HA_CONFIG_CHANGED=1
+    _k3s_ha_config_changed=1
   fi
 }
 
@@ -819,7 +819,7 @@ k3s_ha_registries_save() {
 # when the key is absent. Never use it on a secret outside a variable assignment.
 k3s_ha_config_value() {
   local pattern="^$1:([[:space:]]+(.*))?\$" line value lines=()
-  mapfile -t lines < <(printf '%s' "${K3S_HA_CONFIG:-}")
+  mapfile -t lines < <(printf '%s' "${_k3s_ha_config:-}")
   for line in "${lines[@]}"; do
     line=${line%$'\r'}
     if [[ $line =~ $pattern ]]; then
@@ -857,7 +857,7 @@ k3s_ha_config_server_url() {
 }
 
 # Usage: k3s_ha_config_join URL
-# Turns K3S_HA_CONFIG into one that joins URL: its cluster-init and server lines give way
+# Turns _k3s_ha_config into one that joins URL: its cluster-init and server lines give way
 # to one `server: URL` where the first of them was; every other line (token included)
 # stays as it was.
 k3s_ha_config_join() {
@@ -865,14 +865,14 @@ k3s_ha_config_join() {
 }
 
 # Usage: k3s_ha_config_replace_keys NEW_LINE KEY...
-# Removes every top-level line of K3S_HA_CONFIG that sets one of KEYs (quoted keys too:
+# Removes every top-level line of _k3s_ha_config that sets one of KEYs (quoted keys too:
 # other tools write "server":) and puts NEW_LINE (if not empty) where the first of them
 # was, or at the end, before the end marker line if there is one.
 k3s_ha_config_replace_keys() {
   local new=$1 line key text="" placed=0 matched end lines=()
   shift
   end=$(k3s_ha_config_end_marker)
-  mapfile -t lines < <(printf '%s' "$K3S_HA_CONFIG")
+  mapfile -t lines < <(printf '%s' "$_k3s_ha_config")
   for line in "${lines[@]}"; do
     matched=0
     for key in "$@"; do
@@ -896,11 +896,11 @@ k3s_ha_config_replace_keys() {
   if ((placed == 0)) && [[ -n $new ]]; then
     text+="$new"$'\n'
   fi
-  K3S_HA_CONFIG=$text
+  _k3s_ha_config=$text
 }
 
 # Usage: k3s_ha_config_join_a_peer [ADDRESS...]
-# Probes each address; on the first that answers /ping, rewrites K3S_HA_CONFIG to join it
+# Probes each address; on the first that answers /ping, rewrites _k3s_ha_config to join it
 # and succeeds. Fails when none answers. A server with cluster-init on a fresh disk would
 # otherwise start a second, separate cluster next to the running one (k3s-ansible#269).
 k3s_ha_config_join_a_peer() {
@@ -913,7 +913,7 @@ k3s_ha_config_join_a_peer() {
       k3s_ha_config_join "$url"
       return 0
     fi
-    k3s_ha_log "peer $address: $K3S_HA_PING_RESULT"
+    k3s_ha_log "peer $address: $_k3s_ha_ping_result"
   done
   return 1
 }

@@ -124,9 +124,9 @@ remove_node() {
     reachable=1
     k3s_ha_log "$name: $unit disabled and no longer restarted by systemd"
   elif [[ $ready == True ]]; then
-    k3s_ha_die "$name is Ready but SSH from this server to $K3S_HA_SSH_USER@$address fails ($name $K3S_HA_UNREACHABLE): it cannot be stopped before it is removed, and removing it while it may restart would bring it back (k3s-io/k3s#5404); let this server reach it on port 22 with its pinned host key, or stop k3s on it yourself, then run pulumi up again"
+    k3s_ha_die "$name is Ready but SSH from this server to $K3S_HA_SSH_USER@$address fails ($name $_k3s_ha_unreachable): it cannot be stopped before it is removed, and removing it while it may restart would bring it back (k3s-io/k3s#5404); let this server reach it on port 22 with its pinned host key, or stop k3s on it yourself, then run pulumi up again"
   else
-    k3s_ha_log "$name is NotReady and $K3S_HA_UNREACHABLE: taking it as gone"
+    k3s_ha_log "$name is NotReady and $_k3s_ha_unreachable: taking it as gone"
   fi
   if [[ $role == server ]] && ((reachable && lb_grace > 0)); then
     fence_from_balancer "$name" "$address"

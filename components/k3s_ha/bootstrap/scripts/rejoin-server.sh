@@ -34,7 +34,7 @@ fi
 main() {
   local config join_url db aside node peers=()
   exec 1>&2
-  K3S_HA_STARTED_AT=$(date +%s)
+  _k3s_ha_started_at=$(date +%s)
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
   k3s_ha_require_seconds K3S_READY_TIMEOUT
   if [[ ! -x $(k3s_ha_k3s_bin) ]]; then
@@ -78,8 +78,8 @@ main() {
   fi
 
   k3s_ha_log "starting k3s to rejoin through $join_url"
-  K3S_HA_RESTARTED_AT=$(date +%s)
-  K3S_HA_JOINING=1
+  _k3s_ha_restarted_at=$(date +%s)
+  _k3s_ha_joining=1
   k3s_ha_systemctl_bounded start k3s "$K3S_READY_TIMEOUT"
   node=$(k3s_ha_node_name)
   k3s_ha_wait_server_ready "$node" "$K3S_READY_TIMEOUT"

@@ -76,13 +76,13 @@ main() {
     fi
   done
 
-  K3S_HA_STARTED_AT=$(date +%s)
+  _k3s_ha_started_at=$(date +%s)
   k3s_ha_log "stopping k3s"
   k3s_ha_systemctl_bounded stop k3s "$K3S_READY_TIMEOUT"
 
   if [[ -n $(k3s_ha_config_server_url) ]]; then
     backup=$config.before-restore-$(date +%s)
-    k3s_ha_write_config "$backup" < <(printf '%s' "$K3S_HA_CONFIG")
+    k3s_ha_write_config "$backup" < <(printf '%s' "$_k3s_ha_config")
     k3s_ha_config_replace_keys "" server
     k3s_ha_config_save "$config"
     k3s_ha_log "removed the server: line from $config (K3s refuses --cluster-reset while it is set; this server is the cluster now); the old file is $backup"
@@ -103,8 +103,8 @@ main() {
   fi
 
   # The readiness budget starts after the reset.
-  K3S_HA_STARTED_AT=$(date +%s)
-  K3S_HA_RESTARTED_AT=$K3S_HA_STARTED_AT
+  _k3s_ha_started_at=$(date +%s)
+  _k3s_ha_restarted_at=$_k3s_ha_started_at
   k3s_ha_log "starting k3s on the restored data"
   k3s_ha_systemctl_bounded start k3s "$K3S_READY_TIMEOUT"
   node=$(k3s_ha_node_name)

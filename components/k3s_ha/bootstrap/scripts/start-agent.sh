@@ -39,16 +39,16 @@ k3s_ha_start_service k3s-agent "$K3S_READY_TIMEOUT" "$node"
 # since stopped, and waits for what the kubelet reports after the restart.
 agent_up() {
   local state
-  K3S_HA_UNMET=()
+  _k3s_ha_unmet=()
   if ! systemctl is-active --quiet k3s-agent; then
     state=$(systemctl is-active k3s-agent 2>/dev/null) || true
-    K3S_HA_UNMET+=("k3s-agent is ${state:-not active}")
+    _k3s_ha_unmet+=("k3s-agent is ${state:-not active}")
   fi
   k3s_ha_check_node_after_restart
   k3s_ha_report_unmet
 }
 
-K3S_HA_WAIT_NODE=$node
+_k3s_ha_wait_node=$node
 k3s_ha_wait_until "k3s-agent to be up (active, Ready=True${K3S_VERSION:+, running $K3S_VERSION})" \
   "$K3S_READY_TIMEOUT" agent_up "see journalctl -u k3s-agent"
 printf '%s\n' "$node" >&3

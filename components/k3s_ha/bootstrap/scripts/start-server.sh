@@ -62,7 +62,7 @@ fi
 node=$(k3s_ha_node_name)
 if ! k3s_ha_has_etcd_data; then
   # Whatever the Node shows about etcd membership predates this start.
-  K3S_HA_JOINING=1
+  _k3s_ha_joining=1
 fi
 k3s_ha_start_service k3s "$K3S_READY_TIMEOUT" "$node"
 k3s_ha_wait_server_ready "$node" "$K3S_READY_TIMEOUT"

@@ -1,0 +1,205 @@
+"""Issue 16: every node script has a declared contract (bootstrap/contracts.py), its command is
+short and names the bundle's digest, and the bundle is checked before anything runs as root."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from k3s_ha.bootstrap import bundle, contracts
+from k3s_ha.bootstrap.commands import PRELUDE, parse_command, remote_command
+
+SCRIPTS = bundle.SCRIPT_DIR
+_READ = re.compile(r"\$\{?(K3S_[A-Z0-9_]+)")
+_FUNCTION = re.compile(r"^([a-z_][a-z0-9_]*)\(\) \{$", re.M)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _lib_functions() -> dict[str, str]:
+    text = (SCRIPTS / "lib.sh").read_text()
+    starts = [(m.group(1), m.start()) for m in _FUNCTION.finditer(text)]
+    bodies = {}
+    for name, start in starts:
+        bodies[name] = text[start : text.index("\n}\n", start) + 2]
+    return bodies
+
+
+def _reads(script: str) -> set[str]:
+    """The K3S_* names `script` reads, itself or through the lib.sh functions it calls."""
+    functions = _lib_functions()
+    text = (SCRIPTS / f"{script}.sh").read_text()
+    reached: set[str] = set()
+    pending = set(_WORD.findall(text)) & functions.keys()
+    while pending:
+        name = pending.pop()
+        reached.add(name)
+        pending |= (set(_WORD.findall(functions[name])) & functions.keys()) - reached
+    return set(_READ.findall(text + "".join(functions[name] for name in reached)))
+
+
+@pytest.mark.parametrize("cls", contracts.all_scripts(), ids=lambda cls: cls.NAME)
+def test_each_scripts_reads_are_its_declared_fields_plus_the_test_hooks(cls) -> None:
+    reads = _reads(cls.NAME)
+    # K3S_HA_MACHINE is never read: it is the machine's identity, there so that a new machine
+    # changes (and re-runs) the first server's start step (contracts.StartServer.machine).
+    assert reads - contracts.TEST_HOOKS == cls.declared() - {"K3S_HA_MACHINE"}, cls.NAME
+
+
+def test_upper_case_names_in_the_scripts_are_the_contract_alone() -> None:
+    """Internal state is `_k3s_ha_*`: every upper-case K3S_ name a script or lib.sh mentions is
+    a declared parameter, a test hook, or a parameter of the scripts run by hand."""
+    by_hand = {"K3S_HA_PEERS", "K3S_READY_TIMEOUT", "K3S_HA_SNAPSHOT", "K3S_HA_RESET_TIMEOUT"}
+    declared = set().union(*(cls.declared() for cls in contracts.all_scripts()))
+    mentioned = set()
+    for path in SCRIPTS.glob("*.sh"):
+        mentioned |= set(re.findall(r"\b(K3S_[A-Z0-9_]+)\b", path.read_text()))
+    # The installer's own variables, which install-k3s.sh hands to install.sh.
+    mentioned -= {"K3S_HA_ONLY"} | {n for n in mentioned if n.startswith("K3S_INSTALL_URL")}
+    assert mentioned - declared - contracts.TEST_HOOKS - by_hand == set()
+
+
+def test_to_env_sets_only_what_is_given() -> None:
+    call = contracts.StartServer(ready_timeout=600, version="v1.36.4+k3s1", with_registries=True)
+    assert call.to_env() == {"K3S_READY_TIMEOUT": "600", "K3S_VERSION": "v1.36.4+k3s1", "K3S_HA_WITH_REGISTRIES": "1"}
+    assert call.seconds() == 720
+    assert contracts.StartAgent(ready_timeout=30, version="v1.36.4+k3s1").to_env() == {
+        "K3S_READY_TIMEOUT": "30",
+        "K3S_VERSION": "v1.36.4+k3s1",
+    }
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def _typical() -> list[contracts.Script]:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTestOnly0000000000000000000"
+    return [
+        contracts.CheckUpgrade(version="v1.36.4+k3s1"),
+        contracts.InstallK3s(version="v1.36.4+k3s1", role="server", install_url="https://get.k3s.io"),
+        contracts.StartServer(
+            ready_timeout=600, version="v1.36.4+k3s1", peers="10.0.1.11 10.0.2.12", machine="i-0123456789abcdef0"
+        ),
+        contracts.StartAgent(ready_timeout=600, version="v1.36.4+k3s1", with_registries=True),
+        contracts.ConfirmNode(node="ip-10-0-1-11", ready_timeout=600),
+        contracts.EvictNode(
+            address="10.0.1.11", role="server", cluster="prod", host="server-1", host_key=key, ssh_user="ubuntu"
+        ),
+        contracts.EvictAgents(agents=500),
+        contracts.ReconcileMembers(
+            cluster="prod", ssh_user="ubuntu", drain_timeout=120, lb_grace_seconds=30, nodes=505
+        ),
+        contracts.PrintKubeconfig(),
+    ]
+
+
+@pytest.mark.parametrize("call", _typical(), ids=lambda c: c.NAME)
+def test_every_command_is_a_few_hundred_bytes_and_names_the_digest_and_its_bound(call) -> None:
+    text = remote_command(call.NAME, call.to_env(), call.seconds())
+    assert len(text) < 2048, len(text)
+    assert bundle.digest() in text and f" {call.seconds()} " in text
+    assert parse_command(text) == (call.NAME, call.to_env())
+    assert "k3s_ha_log()" not in text  # no script text: it ships in the bundle
+
+
+def test_a_change_to_any_script_changes_the_digest_and_so_every_command(tmp_path) -> None:
+    copy = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, copy)
+    before = bundle.digest(copy)
+    lib = copy / "lib.sh"
+    lib.write_text(lib.read_text().replace("k3s_ha_log() {", "k3s_ha_log() {\n  :", 1))
+    bundle.digest.cache_clear()
+    after = bundle.digest(copy)
+    assert before != after
+    call = contracts.PrintKubeconfig()
+    assert remote_command(call.NAME, {}, 60, digest=before) != remote_command(call.NAME, {}, 60, digest=after)
+
+
+def test_the_digest_is_what_sha256sum_says_on_a_node() -> None:
+    listing = subprocess.run(
+        "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum",
+        shell=True,
+        cwd=SCRIPTS,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listing.stdout.split()[0] == bundle.digest()
+
+
+# --- the prelude, run for real ----------------------------------------------------------
+
+
+def _run(tmp_path: Path, upload: Path, script: str = "print-kubeconfig", seconds: int = 30, digest=None):
+    config = tmp_path / "etc"
+    config.mkdir(exist_ok=True)
+    (config / "k3s.yaml").write_text("kind: Config\n")
+    text = remote_command(
+        script,
+        {"K3S_HA_CONFIG_DIR": str(config)},
+        seconds,
+        digest=digest or bundle.digest(),
+        bundle_root=str(tmp_path / "root"),
+        upload=str(upload),
+    )
+    env = {"PATH": f"{Path(__file__).parent / 'standins'}:{os.environ['PATH']}", "STANDIN_STATE": str(tmp_path)}
+    return subprocess.run(["bash", "-c", text], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_the_bundle_is_verified_into_its_own_directory_and_run_from_there(tmp_path) -> None:
+    upload = tmp_path / "upload"
+    shutil.copytree(SCRIPTS, upload)
+    result = _run(tmp_path, upload)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "kind: Config\n"
+    installed = tmp_path / "root" / bundle.digest()
+    assert (installed / ".verified").is_file() and (installed / "print-kubeconfig.sh").is_file()
+    assert oct(installed.stat().st_mode & 0o777) == "0o755"
+    # Changing the upload afterwards changes nothing that runs: the verified copy is used.
+    (upload / "print-kubeconfig.sh").write_text("#!/bin/bash\necho hijacked\n")
+    again = _run(tmp_path, upload)
+    assert again.returncode == 0 and again.stdout == "kind: Config\n"
+
+
+@pytest.mark.parametrize("tamper", ["changed", "added", "symlink", "missing"])
+def test_an_upload_that_does_not_match_the_digest_runs_nothing(tmp_path, tamper) -> None:
+    upload = tmp_path / "upload"
+    shutil.copytree(SCRIPTS, upload)
+    target = upload / "print-kubeconfig.sh"
+    if tamper == "changed":
+        target.write_text(target.read_text() + "\necho hijacked\n")
+    elif tamper == "added":
+        (upload / "extra.sh").write_text("echo hijacked\n")
+    elif tamper == "symlink":
+        target.unlink()
+        target.symlink_to(tmp_path / "elsewhere.sh")
+        (tmp_path / "elsewhere.sh").write_text("echo hijacked\n")
+    else:
+        shutil.rmtree(upload)
+    result = _run(tmp_path, upload)
+    assert result.returncode == 1
+    assert "hijacked" not in result.stdout
+    assert "k3s-ha: error:" in result.stderr and "nothing was run" in result.stderr or "no usable" in result.stderr
+    assert not (tmp_path / "root" / bundle.digest()).exists()
+    assert [p.name for p in (tmp_path / "root").glob(".new.*")] == []  # the staging copy is gone
+
+
+def test_the_command_bounds_the_script_and_says_so(tmp_path) -> None:
+    upload = tmp_path / "upload"
+    shutil.copytree(SCRIPTS, upload)
+    (upload / "print-kubeconfig.sh").write_text("sleep 30\n")
+    digest = bundle.digest(upload)
+    result = _run(tmp_path, upload, seconds=1, digest=digest)
+    assert result.returncode == 1
+    assert "may take up to 1s" in result.stderr
+    assert "the step did not finish within 1s and was stopped" in result.stderr
+
+
+def test_the_prelude_is_plain_posix_tools_and_bash() -> None:
+    """It runs before anything is verified, so it stays small enough to read in a preview."""
+    assert len(PRELUDE) < 1200
+    for tool in ("mktemp", "find", "sha256sum", "timeout"):
+        assert tool in PRELUDE
