@@ -173,7 +173,9 @@ class CloudMocks(pulumi.runtime.Mocks):
                 state["stdout"] = node_name(name) + "\n"  # the start scripts print the Node name
             elif script == "install-k3s":
                 # The node name and that K3s never ran there: a first `up` of fresh machines.
-                state["stdout"] = f"{node_name(name.removesuffix('-install') + '-start')} fresh boot-{name}\n"
+                state["stdout"] = (
+                    f"{node_name(name.removesuffix('-install') + '-start')} fresh boot-{name} 1767225600\n"
+                )
             else:
                 state["stdout"] = ""
             state["stderr"] = ""

@@ -8,7 +8,7 @@ if [[ ! -x $venv/bin/python ]]; then
 fi
 # The lab (tests/lab, marker `lab`) runs hosts with a real sshd, sudo and etcd. As root (CI is
 # root on a fresh machine) install what is missing; elsewhere the lab tests skip and say why.
-lab_packages=(openssh-server openssh-client sudo etcd-server etcd-client iproute2 curl openssl)
+lab_packages=(openssh-server openssh-sftp-server openssh-client sudo etcd-server etcd-client iproute2 curl openssl)
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for package in "${lab_packages[@]}"; do

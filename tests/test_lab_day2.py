@@ -97,7 +97,8 @@ def test_agents_join_leave_and_a_reimaged_agent_rejoins_without_touching_the_oth
     shrunk = cluster.up(agents=["a0", "a1", "a2"])
     record_report("-1 agent", shrunk)
     cluster.check()
-    assert ran(shrunk) == {"lab-members"}
+    # The agents' evict step sees one line fewer (it finds nothing to do), the reconcile removes a3.
+    assert ran(shrunk) == {"lab-evict-agents", "lab-members"}
     assert_uninstalled(cluster, cluster.host("a3"))
 
     cluster.new_machine("a1")  # re-imaged: same address and host name, nothing of K3s left
@@ -105,7 +106,9 @@ def test_agents_join_leave_and_a_reimaged_agent_rejoins_without_touching_the_oth
     replaced = cluster.up()
     record_report("replace one agent (re-imaged host)", replaced)
     cluster.check()
-    assert {"lab-a1-evict", "lab-a1-install", "lab-a1-start"} <= ran(replaced)
+    assert {"lab-a1-bundle", "lab-evict-agents", "lab-a1-install", "lab-a1-start"} <= ran(replaced)
+    evict_log = next(o.stderr for o in replaced.outcomes if o.name == "lab-evict-agents")
+    assert "node lab-a1 " in evict_log and "deleting it and its node password" in evict_log, evict_log
     assert not {"lab-s0-start", "lab-a0-start", "lab-a2-start"} & ran(replaced)
     now = running_pids(cluster)
     assert now["s0"] == first["s0"] and now["a0"] == first["a0"], "the server or another agent restarted"
@@ -135,7 +138,7 @@ def test_an_ssh_key_rotation_reruns_every_step_on_the_new_key_and_restarts_nothi
     assert cluster.up().outcomes == [], "an unchanged config runs nothing"
     removed = cluster.up(agents=["a0"])
     cluster.check()
-    assert ran(removed) == {"lab-members"}
+    assert ran(removed) == {"lab-evict-agents", "lab-members"}
     assert_uninstalled(cluster, cluster.host("a1"))
 
 

@@ -920,10 +920,17 @@ def evict_agents(node: Node, bin_dir: Path, lines: list[str]) -> subprocess.Comp
     return node.run("evict-agents", {"K3S_HA_BIN_DIR": str(bin_dir)}, stdin="".join(f"{line}\n" for line in lines))
 
 
+# 2026-06-01T00:00:00Z: the fresh machines' install steps ran then; the stand-in's Nodes were
+# created on 2026-01-01 unless a test says otherwise.
+INSTALLED = 1780272000
+
+
 def test_evict_agents_removes_the_old_machines_node_by_address_and_by_name(node: Node) -> None:
     nodes = {
         "s0": _server("10.0.0.1"),
-        "old-at-address": {**_agent("10.0.1.1", ready="Unknown"), "boot_id": "old-boot"},
+        # At the fresh machine's address and still Ready (re-imaged within the grace period):
+        # the fresh machine holds that address now, so this Node is the old machine's.
+        "old-at-address": {**_agent("10.0.1.1"), "boot_id": "old-boot"},
         "worker-2": {**_agent("10.0.1.99", ready="False"), "boot_id": "old-boot-2"},
         "worker-3": _agent("10.0.1.3"),  # a live agent, not rebuilt
     }
@@ -931,7 +938,11 @@ def test_evict_agents_removes_the_old_machines_node_by_address_and_by_name(node:
     result = evict_agents(
         node,
         bin_dir,
-        ["worker-1 fresh boot-1 10.0.1.1", "worker-2 fresh boot-2 10.0.1.2", "worker-3 running boot-3 10.0.1.3"],
+        [
+            f"worker-1 fresh boot-1 {INSTALLED} 10.0.1.1",
+            f"worker-2 fresh boot-2 {INSTALLED} 10.0.1.2",
+            f"worker-3 running boot-3 {INSTALLED} 10.0.1.3",
+        ],
     )
     assert result.returncode == 0, result.stderr
     assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-3"]
@@ -939,29 +950,34 @@ def test_evict_agents_removes_the_old_machines_node_by_address_and_by_name(node:
     assert not any(e.startswith("ssh ") for e in _events(node))  # no SSH at all
 
 
-def test_evict_agents_never_deletes_a_ready_node_or_the_fresh_machine_itself(node: Node) -> None:
+def test_evict_agents_never_deletes_the_fresh_machines_own_node_or_a_live_namesake(node: Node) -> None:
     """A line stays "fresh" in the state until the install step runs again, so a later run
-    finds the machine joined: its own Node (same boot id) stays even when NotReady, and a
-    Ready Node is never deleted (a live node whose host name collides is named in a warning)."""
+    finds the machine joined: its own Node (its boot id, or created after the install) stays,
+    down or rebooted; a Ready Node elsewhere with its name is named in a warning."""
     nodes = {
         "s0": _server("10.0.0.1"),
         "worker-1": {**_agent("10.0.1.1", ready="False"), "boot_id": "boot-1"},  # itself, down
+        "worker-3": {**_agent("10.0.1.3"), "boot_id": "rebooted", "created": "2026-06-02T00:00:00Z"},
         "worker-2": _agent("10.0.9.9"),  # a live node elsewhere with the new machine's name
-        "other": _agent("10.0.1.3"),  # Ready at the address of a fresh machine
     }
     bin_dir = _setup(node, nodes, {})
     result = evict_agents(
-        node, bin_dir, ["worker-1 fresh boot-1 10.0.1.1", "worker-2 fresh boot-2 10.0.1.2", "w3 fresh b3 10.0.1.3"]
+        node,
+        bin_dir,
+        [
+            f"worker-1 fresh boot-1 {INSTALLED} 10.0.1.1",
+            f"worker-2 fresh boot-2 {INSTALLED} 10.0.1.2",
+            f"worker-3 fresh boot-3 {INSTALLED} 10.0.1.3",
+        ],
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(_cluster(node)["nodes"]) == ["other", "s0", "worker-1", "worker-2"]
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-1", "worker-2", "worker-3"]
     assert "node worker-2 is Ready at 10.0.9.9, but the new machine at 10.0.1.2 has the same host name" in result.stderr
-    assert "node other (10.0.1.3) is still Ready: left alone" in result.stderr
 
 
 def test_evict_agents_with_no_fresh_machine_asks_the_api_nothing(node: Node) -> None:
     bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
-    result = evict_agents(node, bin_dir, ["worker-1 running b1 10.0.1.1"])
+    result = evict_agents(node, bin_dir, [f"worker-1 running b1 {INSTALLED} 10.0.1.1"])
     assert result.returncode == 0 and "nothing to evict" in result.stderr
     assert _events(node) == []
 
@@ -971,7 +987,7 @@ def test_evict_agents_never_fails_the_up(node: Node) -> None:
     cluster = _cluster(node)
     cluster["api_down"] = True
     (node.state / "cluster.json").write_text(json.dumps(cluster))
-    result = evict_agents(node, bin_dir, ["worker-1 fresh b1 10.0.1.1", "not a line"])
+    result = evict_agents(node, bin_dir, [f"worker-1 fresh b1 {INSTALLED} 10.0.1.1", "not a line"])
     assert result.returncode == 0, result.stderr
-    assert "is not 'NAME fresh|running BOOT_ID ADDRESS': skipped" in result.stderr
+    assert "is not 'NAME fresh|running BOOT_ID TIME ADDRESS': skipped" in result.stderr
     assert "no cluster API on this server" in result.stderr

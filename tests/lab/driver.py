@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import engine
 import step_model
+from k3s_ha.bootstrap.bundle import SCRIPT_DIR
 
 from lab.harness import Lab
 
 COMMAND = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Action:
     host: str
     private_key: str | None = None
     """The connection's key, which the driver logs in with (None: the lab's own)."""
+    copy_to: str | None = None
+    """A CopyToRemote step: the `remotePath` the script bundle goes to over real SFTP (`command`
+    is then empty)."""
 
 
 @dataclass
@@ -72,6 +77,17 @@ class StepFailed(Exception):
 
 
 def _action(step: step_model.Step) -> Action | None:
+    if step.type == COPY:
+        # pulumi-command copies on a create or replace, and on an update only when the source's
+        # hash or the remote path changed (copyController.go Update); a delete copies nothing.
+        copies = step.kind in (step_model.CREATE, step_model.REPLACE) or (
+            step.kind == step_model.UPDATE and {"source", "remotePath"} & set(step.changed)
+        )
+        if not copies:
+            return None
+        inputs = step.inputs_used
+        connection = inputs["connection"]
+        return Action(step.urn, "", None, connection["host"], connection.get("privateKey"), inputs["remotePath"])
     text = step.command_text()
     if text is None:
         return None
@@ -123,7 +139,11 @@ def run_waves(
             def one(action: Action) -> Outcome:
                 began = time.time()
                 key = lab.key_file(action.private_key) if action.private_key else None
-                result = lab.ssh(lab.by_address(action.host), action.command, action.stdin, timeout=timeout, key=key)
+                host = lab.by_address(action.host)
+                if action.copy_to is not None:
+                    result = lab.sftp_put(host, SCRIPT_DIR, action.copy_to, key=key)
+                else:
+                    result = lab.ssh(host, action.command, action.stdin, timeout=timeout, key=key)
                 return Outcome(action, result.status, result.stdout, result.stderr, result.seconds, began)
 
             outcomes = list(pool.map(one, wave))
@@ -155,16 +175,29 @@ class LabMocks(engine.CloudMocks):
 
     def new_resource(self, args):
         rid, state = super().new_resource(args)
-        if args.typ == COMMAND and engine.script_name(state.get("create")) in ("start-server", "start-agent"):
+        script = engine.script_name(state.get("create")) if args.typ == COMMAND else None
+        if script in ("start-server", "start-agent", "install-k3s"):
             connection = engine._reveal(args.inputs["connection"], "", set())
             host = self.lab.by_address(connection["host"])
             state["stdout"] = host.hostname + "\n"
+            if script == "install-k3s":
+                # What install-k3s.sh will report: whether K3s runs there now (the install step
+                # runs before anything starts) and the host's boot id (host-init.sh).
+                unit = "k3s" if engine.parse_command(state["create"])[1].get("K3S_ROLE") == "server" else "k3s-agent"
+                running = self.lab.unit_running(host, unit)
+                boot = host.path("/boot_id").read_text().strip() if host.path("/boot_id").exists() else "-"
+                # The install's time is only known when it runs: predicted as now, and what the
+                # check compares is the rest of the line.
+                state["stdout"] = f"{host.hostname} {'running' if running else 'fresh'} {boot} {int(time.time())}\n"
             self.expected_stdout[args.name] = state["stdout"]
         return rid, state
 
     def check(self, outcome: Outcome) -> str | None:
         name = outcome.action.urn.rsplit("::", 1)[-1]
         wanted = self.expected_stdout.get(name)
+        if wanted is not None and name.endswith("-install"):
+            wanted, got = wanted.rsplit(" ", 1)[0], outcome.stdout.rsplit(" ", 1)[0]
+            return None if got == wanted else f"printed {outcome.stdout!r}, the program was run with {wanted!r}"
         if wanted is not None and outcome.stdout != wanted:
             return f"printed {outcome.stdout!r}, the program was run with {wanted!r}"
         return None

@@ -34,6 +34,7 @@ USER_PREFIX = "k3slab"  # + the lab's id: every lab has its own login user, so l
 PACKAGES = {  # Debian package -> a file it installs
     "openssh-server": "/usr/sbin/sshd",
     "openssh-client": "/usr/bin/ssh",
+    "openssh-sftp-server": "/usr/lib/openssh/sftp-server",
     "sudo": "/usr/bin/sudo",
     "etcd-server": "/usr/bin/etcd",
     "etcd-client": "/usr/bin/etcdctl",
@@ -264,6 +265,9 @@ class Lab:
                     # No MaxStartups or MaxSessions: the distribution's defaults (10:30:100
                     # and 10), which drop connections when many steps dial one host at once.
                     "LogLevel ERROR",
+                    # As in Debian's and Ubuntu's sshd_config: pulumi-command's CopyToRemote
+                    # (the script bundle) speaks SFTP.
+                    "Subsystem sftp /usr/lib/openssh/sftp-server",
                 ]
             )
             + "\n"
@@ -302,6 +306,33 @@ class Lab:
         except subprocess.TimeoutExpired as expired:
             return SshResult(124, str(expired.stdout or ""), f"timed out after {timeout}s", time.time() - started)
         return SshResult(result.returncode, result.stdout, result.stderr, time.time() - started)
+
+    def sftp_put(self, host: Host, local: Path, remote_path: str, key: Path | None = None) -> SshResult:
+        """Copy directory `local` to `remote_path/<its name>` over real SFTP as the lab user,
+        where pulumi-command's CopyToRemote puts a directory archive (copyController.go
+        sftpCopy; paths relative to the login's home)."""
+        batch = "".join(f"-mkdir {p}\n" for p in _parents(remote_path)) + f"put -r {local} {remote_path}/{local.name}\n"
+        args = [
+            "ip", "netns", "exec", self.hub, "sftp", "-i", str(key or self.login_key), "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-b", "-", f"{self.user}@{host.address}",
+        ]  # fmt: skip
+        started = time.time()
+        result = subprocess.run(args, input=batch, capture_output=True, text=True, timeout=120)
+        return SshResult(result.returncode, result.stdout, result.stderr, time.time() - started)
+
+    def unit_running(self, host: Host, unit: str) -> bool:
+        """Whether the stand-in systemd runs `unit` on `host` now (its pid file names a live process)."""
+        pid_file = host.path(f"/run/k3s-standin/{unit}.pid")
+        try:
+            pid = int(pid_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return False
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return pid > 0
 
     def root_on(self, host: Host, command: str, timeout: float = 60) -> SshResult:
         """`command` as root on `host` (through sudo, like the node scripts)."""
@@ -436,3 +467,9 @@ def remove_abandoned_labs() -> None:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _parents(path: str) -> list[str]:
+    """ ".k3s-ha/bundle-X" -> [".k3s-ha", ".k3s-ha/bundle-X"]: sftp's mkdir makes one level."""
+    parts = path.strip("/").split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]

@@ -14,6 +14,12 @@ hostname "$name"
 mkdir -p "$root/home"
 chown "$user:" "$root/home"
 mount --bind "$root/home" "$home"
+# Its own kernel boot id, new with every machine (the hosts share this machine's kernel): the
+# kubelet reports it as its Node's status.nodeInfo.bootID, and install-k3s.sh reads it.
+if [[ ! -s $root/boot_id ]]; then
+  cat /proc/sys/kernel/random/uuid >"$root/boot_id"
+fi
+mount --bind "$root/boot_id" /proc/sys/kernel/random/boot_id
 for dir in /etc/rancher /var/lib/rancher /var/lib/k3s-ha /usr/local/bin /usr/local/sbin /etc/systemd/system /run /tmp; do
   mkdir -p "$root$dir"
   mount --bind "$root$dir" "$dir"

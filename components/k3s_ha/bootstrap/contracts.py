@@ -91,7 +91,7 @@ class CheckUpgrade(Script):
 @dataclass(frozen=True)
 class InstallK3s(Script):
     NAME: ClassVar[str] = "install-k3s"
-    STDOUT: ClassVar[str] = "NAME fresh|running BOOT_ID: the node name, whether K3s ran before, the boot id"
+    STDOUT: ClassVar[str] = "NAME fresh|running BOOT_ID TIME: node name, whether K3s ran before, boot id, when"
     version: str = env("K3S_VERSION")
     role: str = env("K3S_ROLE")
     install_url: str = env("K3S_INSTALL_URL")
@@ -166,7 +166,7 @@ class EvictAgents(Script):
     """One step for all agents, on the first server, before any agent starts."""
 
     NAME: ClassVar[str] = "evict-agents"
-    STDIN: ClassVar[str] = "one line per agent: install-k3s's stdout (NAME fresh|running BOOT_ID), then ADDRESS"
+    STDIN: ClassVar[str] = "one line per agent: install-k3s's stdout (NAME fresh|running BOOT_ID TIME), then ADDRESS"
     agents: int = bound(0)
     """Not a parameter: the number of agents, for the bound."""
 

@@ -444,7 +444,7 @@ class Server:
         registered = False
         while True:
             try:
-                value = json.dumps({**record, **heartbeat()})
+                value = json.dumps(keep_created(self.cluster, key, {**record, **heartbeat()}))
                 if not registered:
                     self.cluster.put(key, value)
                     registered = True
@@ -483,8 +483,30 @@ class Server:
                 log(f"etcd member management: {error}")
 
 
+def boot_id() -> str:
+    """The kernel's boot id, which the real kubelet reports as status.nodeInfo.bootID
+    (kubernetes pkg/kubelet/nodestatus/setters.go MachineInfo); each lab host has its own."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def keep_created(cluster, key: str, record: dict) -> dict:
+    """The record with the Node's creation time: kept from the stored Node (a kubelet that
+    registers again, or posts its status, does not change metadata.creationTimestamp), now
+    for a new one."""
+    try:
+        stored = cluster.get(key)
+    except EtcdError:
+        stored = None
+    created = json.loads(stored).get("created") if stored else None
+    return {**record, "created": created or time.time()}
+
+
 def heartbeat() -> dict:
-    return {"heartbeat": time.time(), "kubeletVersion": VERSION}
+    return {"heartbeat": time.time(), "kubeletVersion": VERSION, "bootID": boot_id()}
 
 
 def local_node_password() -> str:
@@ -555,13 +577,14 @@ def node_object(record: dict, statuses: dict[str, str]) -> dict:
         "kind": "Node",
         "metadata": {
             "name": record["name"],
+            "creationTimestamp": rfc3339(float(record.get("created", record.get("since", 0)))),
             "labels": labels,
             "annotations": json.loads(statuses.get("annotations", "{}")),
         },
         "spec": {"unschedulable": statuses.get("unschedulable") == "true"},
         "status": {
             "conditions": conditions,
-            "nodeInfo": {"kubeletVersion": record.get("kubeletVersion", "")},
+            "nodeInfo": {"kubeletVersion": record.get("kubeletVersion", ""), "bootID": record.get("bootID", "")},
             "addresses": [{"type": "InternalIP", "address": record.get("internalIP", "")}],
         },
     }
@@ -657,6 +680,8 @@ class ApiServer:
                     record = {"name": name, "roles": [], "internalIP": body.get("internalIP", ""), **heartbeat()}
                     record["since"] = body.get("since", record["heartbeat"])
                     record["kubeletVersion"] = body.get("kubeletVersion", "")
+                    record["bootID"] = body.get("bootID", "")
+                    record = keep_created(server.cluster, PREFIX + f"nodes/{name}", record)
                     if body.get("register"):
                         server.cluster.put(PREFIX + f"nodes/{name}", json.dumps(record))
                     elif not server.cluster.update(PREFIX + f"nodes/{name}", json.dumps(record)):
@@ -782,6 +807,7 @@ def agent() -> None:
                     "password": password,
                     "internalIP": ip,
                     "kubeletVersion": VERSION,
+                    "bootID": boot_id(),
                     "register": not ready,
                     "since": started,
                 },  # fmt: skip

@@ -10,9 +10,10 @@
 # default 300), K3S_HA_INSTALLER_TIMEOUT (seconds for the installer, which downloads the
 # binary, default 900), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR (contracts.InstallK3s;
 # its time bound is the sum of those three defaults plus 120).
-# stdout: one line, "NAME fresh|running BOOT_ID": the node name K3s registers this machine
-# under, whether K3s ran on it before this step, and its boot id (the kernel's, which the
-# kubelet reports as its Node's status.nodeInfo.bootID): evict-agents.sh decides from these.
+# stdout: one line, "NAME fresh|running BOOT_ID TIME": the node name K3s registers this
+# machine under, whether K3s ran on it before this step, its boot id (the kernel's, which the
+# kubelet reports as its Node's status.nodeInfo.bootID) and this step's time (epoch seconds):
+# evict-agents.sh tells this machine's Node from an older machine's by these.
 #
 # The unit's enabled state is the same afterwards as before: install.sh always disables
 # the unit and, with INSTALL_K3S_SKIP_ENABLE, never enables it again (k3s-io/k3s
@@ -73,8 +74,9 @@ boot_id=-
 if [[ -r /proc/sys/kernel/random/boot_id ]]; then
   read -r boot_id </proc/sys/kernel/random/boot_id || boot_id=-
 fi
+installed_at=$(date +%s)
 report() {
-  printf '%s %s %s\n' "$node_name" "$ran_before" "${boot_id:--}" >&3
+  printf '%s %s %s %s\n' "$node_name" "$ran_before" "${boot_id:--}" "$installed_at" >&3
 }
 
 # On first boot cloud-init may still be running apt or writing files the installer
