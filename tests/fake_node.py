@@ -84,7 +84,9 @@ class Node:
     def command(self, name: str, params: dict[str, str], seconds: int = 300) -> str:
         """The real command text, with the bundle verified into this node's own root instead
         of /var/lib/k3s-ha, copied from the checkout's scripts (the upload)."""
-        return remote_command(name, params, seconds, bundle_root=str(self.root / "bundles"), upload=str(SCRIPT_DIR))
+        return remote_command(
+            name, params, seconds, installs_bundle=True, bundle_root=str(self.root / "bundles"), upload=str(SCRIPT_DIR)
+        )
 
     def set(self, name: str, *answers: str) -> None:
         (self.state / name).write_text("".join(f"{a}\n" for a in answers))

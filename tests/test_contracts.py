@@ -99,10 +99,15 @@ def _typical() -> list[contracts.Script]:
 @pytest.mark.parametrize("call", _typical(), ids=lambda c: c.NAME)
 def test_every_command_is_a_few_hundred_bytes_and_names_the_digest_and_its_bound(call) -> None:
     text = remote_command(call.NAME, call.to_env(), call.seconds())
-    assert len(text) < 2048, len(text)
-    assert bundle.digest() in text and f" {call.seconds()} " in text
+    assert len(text) < 512, len(text)
+    assert text.endswith(f" {bundle.BUNDLE_ROOT}/{bundle.digest()}/run.sh {call.NAME} {call.seconds()}")
     assert parse_command(text) == (call.NAME, call.to_env())
-    assert "k3s_ha_log()" not in text  # no script text: it ships in the bundle
+    first = remote_command(call.NAME, call.to_env(), call.seconds(), installs_bundle=True)
+    assert len(first) < 1300, len(first)
+    assert parse_command(first) == (call.NAME, call.to_env())
+    assert f"k3s-ha {bundle.digest()} {call.NAME} {call.seconds()} {bundle.BUNDLE_ROOT} " in first
+    for command in (text, first):
+        assert "k3s_ha_log()" not in command  # no script text: it ships in the bundle
 
 
 def test_a_change_to_any_script_changes_the_digest_and_so_every_command(tmp_path) -> None:
@@ -141,6 +146,7 @@ def _run(tmp_path: Path, upload: Path, script: str = "print-kubeconfig", seconds
         script,
         {"K3S_HA_CONFIG_DIR": str(config)},
         seconds,
+        installs_bundle=True,
         digest=digest or bundle.digest(),
         bundle_root=str(tmp_path / "root"),
         upload=str(upload),
@@ -156,8 +162,9 @@ def test_the_bundle_is_verified_into_its_own_directory_and_run_from_there(tmp_pa
     assert result.returncode == 0, result.stderr
     assert result.stdout == "kind: Config\n"
     installed = tmp_path / "root" / bundle.digest()
-    assert (installed / ".verified").is_file() and (installed / "print-kubeconfig.sh").is_file()
+    assert (installed / "run.sh").is_file() and (installed / "print-kubeconfig.sh").is_file()
     assert oct(installed.stat().st_mode & 0o777) == "0o755"
+    assert oct((installed / "lib.sh").stat().st_mode & 0o777) == "0o644"
     # Changing the upload afterwards changes nothing that runs: the verified copy is used.
     (upload / "print-kubeconfig.sh").write_text("#!/bin/bash\necho hijacked\n")
     again = _run(tmp_path, upload)
@@ -182,7 +189,7 @@ def test_an_upload_that_does_not_match_the_digest_runs_nothing(tmp_path, tamper)
     result = _run(tmp_path, upload)
     assert result.returncode == 1
     assert "hijacked" not in result.stdout
-    assert "k3s-ha: error:" in result.stderr and "nothing was run" in result.stderr or "no usable" in result.stderr
+    assert "no bundle with digest" in result.stderr and "nothing was run" in result.stderr
     assert not (tmp_path / "root" / bundle.digest()).exists()
     assert [p.name for p in (tmp_path / "root").glob(".new.*")] == []  # the staging copy is gone
 
@@ -200,6 +207,30 @@ def test_the_command_bounds_the_script_and_says_so(tmp_path) -> None:
 
 def test_the_prelude_is_plain_posix_tools_and_bash() -> None:
     """It runs before anything is verified, so it stays small enough to read in a preview."""
-    assert len(PRELUDE) < 1200
-    for tool in ("mktemp", "find", "sha256sum", "timeout"):
+    assert len(PRELUDE) < 800
+    for tool in ("mktemp", "find", "sha256sum", "mv -T"):
         assert tool in PRELUDE
+
+
+def test_the_short_form_runs_the_installed_bundle(tmp_path) -> None:
+    """Every step but a host's first names the installed bundle's run.sh directly."""
+    upload = tmp_path / "upload"
+    shutil.copytree(SCRIPTS, upload)
+    assert _run(tmp_path, upload).returncode == 0  # the first step installs it
+    config = tmp_path / "etc"
+    text = remote_command(
+        "print-kubeconfig", {"K3S_HA_CONFIG_DIR": str(config)}, 30, bundle_root=str(tmp_path / "root")
+    )
+    result = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{Path(__file__).parent / 'standins'}:{os.environ['PATH']}",
+                                 "STANDIN_STATE": str(tmp_path)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "kind: Config\n"
+    assert "print-kubeconfig (bundle " in result.stderr and "may take up to 30s" in result.stderr
+
+
+def test_run_sh_refuses_what_is_not_one_of_its_scripts(tmp_path) -> None:
+    for args, message in ((["../lib", "5"], "has no script ../lib"), (["run", "5"], "has no script run"),
+                          (["print-kubeconfig", "0"], "positive whole number")):  # fmt: skip
+        result = subprocess.run(["bash", str(SCRIPTS / "run.sh"), *args], capture_output=True, text=True)
+        assert result.returncode == 1 and message in result.stderr, result.stderr

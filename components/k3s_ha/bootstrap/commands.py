@@ -1,14 +1,18 @@
 """The one place that turns a script call into remote command text.
 
-Python decides the parameters; bash does the node's work. A command is
+Python decides the parameters; bash does the node's work. The scripts are not in the text:
+they reach each host once, in its bundle step (bundle.py), and run from a root-owned copy
+named by the bundle's digest. A step's command is one of two:
 
+    sudo -n env K=V ... bash ROOT/DIGEST/run.sh SCRIPT SECONDS
     sudo -n env K=V ... bash -c '<prelude>' k3s-ha DIGEST SCRIPT SECONDS ROOT "$HOME/<upload>"
 
-Parameters are plain, non-secret values (they show in previews and `ps`); secrets only ever
-travel on stdin. The scripts themselves are not in the text: they reach the host once, in the
-bundle step (bundle.py), and the prelude runs them from a root-owned copy checked against
-DIGEST. So every command stays a few hundred bytes, and a changed script still changes
-every command (its DIGEST), which runs each step again.
+The second is the first step on each host (a server's version guard, an agent's install): its
+prelude checks the uploaded copy against DIGEST and installs it under ROOT; every other step
+on the host depends on that one, so the short form finds the bundle there. Either way a
+changed script changes DIGEST, and so every command, which runs each step again. Parameters
+are plain, non-secret values (they show in previews and `ps`); secrets only ever travel on
+stdin. bundle/run.sh puts the step's time bound around the script.
 """
 
 from __future__ import annotations
@@ -25,41 +29,24 @@ _PARAM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SCRIPT_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 # Runs as root. $1 digest, $2 script, $3 seconds, $4 bundle root, $5 the uploaded copy (in the
-# login user's home, which that user may still change: nothing is run from there).
-# - First use of a digest on the host: copy the upload into a fresh root-owned directory
-#   (mktemp: 0700), refuse anything but files and directories (a symlink could point
-#   anywhere), check the digest of what was copied, then rename it into place. Renaming
-#   is atomic; a step that raced it finds the directory already there. The system's own
-#   tools do this, whatever PATH the login carries.
-# - Then run the script under coreutils `timeout`: it makes itself a process group leader
-#   and on expiry signals the whole group (the script and what it started), killing it 10 s
-#   later. pulumi-command bounds nothing (real-behaviour.md), so this is the step's bound.
-#   --preserve-status: a script that must never fail (evict) turns the TERM into success
-#   itself (lib.sh k3s_ha_never_fail); any other ends with 143 (TERM) or 137 (KILL).
-PRELUDE = r"""set -u
-b=$4/$1
-if [ ! -f "$b/.verified" ]; then
-  (
-  PATH=/usr/sbin:/usr/bin:/sbin:/bin
-  umask 022
+# login user's home, which that user may still change: nothing is run from there). On the
+# first use of a digest on the host it copies the upload into a fresh root-owned directory
+# (mktemp: 0700), refuses anything but files and directories (a symlink could point
+# anywhere), checks the digest of what was copied, and renames it into place: atomic, and a
+# step that raced it finds the directory there. The system's own tools do this, whatever PATH
+# the login carries. Then the script runs from there (run.sh).
+PRELUDE = r"""b=$4/$1
+if [ ! -f "$b/run.sh" ]; then (
+  PATH=/usr/bin:/bin; umask 022
   mkdir -p "$4" && x=$(mktemp -d "$4/.new.XXXXXX") || exit 1
   trap 'rm -rf "$x"' EXIT
-  if [ ! -d "$5" ] || [ -n "$(find "$5" ! -type f ! -type d -print -quit)" ] || ! cp -R "$5/." "$x/"; then
-    echo "k3s-ha: error: no usable script bundle at $5 (the step that copies it must run first; run pulumi up again)" >&2; exit 1
-  fi
-  h=$(cd "$x" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)
-  if [ "${h%% *}" != "$1" ]; then
-    echo "k3s-ha: error: the script bundle at $5 does not have digest $1 (changed after the copy?); nothing was run" >&2; exit 1
-  fi
-  chmod -R u=rwX,go=rX "$x" && touch "$x/.verified" && { mv -T "$x" "$b" 2>/dev/null || [ -f "$b/.verified" ]; }
-  ) || exit 1
-fi
-echo "k3s-ha: $2 (bundle ${1:0:12}) may take up to $3s" >&2
-timeout --preserve-status -k 10 "$3" bash "$b/$2.sh"; c=$?
-if [ $c = 143 ] || [ $c = 137 ]; then
-  echo "k3s-ha: error: the step did not finish within $3s and was stopped, with everything it had started; see the log above" >&2; c=1
-fi
-exit $c"""
+  [ -d "$5" ] && [ -z "$(find "$5" ! -type f ! -type d -print -quit)" ] && cp -R "$5/." "$x/" \
+    && [ "$(cd "$x" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)" = "$1  -" ] \
+    || { echo "k3s-ha: error: no bundle with digest $1 at $5; nothing was run (run pulumi up again)" >&2; exit 1; }
+  chmod -R u=rwX,go=rX "$x" && { mv -T "$x" "$b" 2>/dev/null || [ -f "$b/run.sh" ]; }
+) || exit 1; fi
+exec bash "$b/run.sh" "$2" "$3"
+"""
 
 
 def remote_command(
@@ -67,12 +54,14 @@ def remote_command(
     params: Mapping[str, str],
     seconds: int,
     *,
+    installs_bundle: bool = False,
     digest: str | None = None,
     bundle_root: str = bundle.BUNDLE_ROOT,
     upload: str | None = None,
 ) -> str:
     """The command text that runs `script` from the bundle as root, with `params` in its
-    environment, bounded to `seconds`. `bundle_root` and `upload` are for tests."""
+    environment, bounded to `seconds`. `installs_bundle`: the first step on its host, which
+    checks and installs the uploaded bundle first. `bundle_root` and `upload` are for tests."""
     if not _SCRIPT_NAME.match(script):
         raise ValueError(f"script name {script!r} must be a lower-case file name without .sh")
     for key in params:
@@ -81,11 +70,14 @@ def remote_command(
     if not isinstance(seconds, int) or seconds <= 0:
         raise ValueError(f"a step's time bound must be a positive whole number of seconds, got {seconds!r}")
     digest = digest or bundle.digest()
+    env = " ".join(f"{key}={shlex.quote(str(params[key]))}" for key in sorted(params))
+    prefix = f"sudo -n env {env} " if env else "sudo -n "
+    if not installs_bundle:
+        run = shlex.quote(f"{bundle_root}/{digest}/run.sh")
+        return f"{prefix}bash {run} {script} {seconds}"
     # The upload path is expanded by the login user's shell: $HOME is the login's home, where
     # SFTP put the copy (bundle.py); under sudo it would be root's.
     upload = shlex.quote(upload) if upload is not None else f'"{bundle.uploaded_scripts(digest)}"'
-    env = " ".join(f"{key}={shlex.quote(str(params[key]))}" for key in sorted(params))
-    prefix = f"sudo -n env {env} " if env else "sudo -n "
     args = " ".join(shlex.quote(a) for a in (digest, script, str(seconds), bundle_root))
     return f"{prefix}bash -c {_QUOTED_PRELUDE} k3s-ha {args} {upload}"
 
@@ -93,16 +85,22 @@ def remote_command(
 _QUOTED_PRELUDE = shlex.quote(PRELUDE)
 
 
-def remote_command_input(script: str, params: Mapping[str, pulumi.Input[str]], seconds: int) -> pulumi.Input[str]:
+def remote_command_input(
+    script: str, params: Mapping[str, pulumi.Input[str]], seconds: int, installs_bundle: bool = False
+) -> pulumi.Input[str]:
     """remote_command for parameters that may be Outputs (node names, addresses)."""
+
+    def text(values: Mapping[str, str]) -> str:
+        return remote_command(script, values, seconds, installs_bundle=installs_bundle)
+
     late = [k for k, v in params.items() if isinstance(v, pulumi.Output)]
     if not late:
-        return remote_command(script, params, seconds)  # type: ignore[arg-type]
+        return text(params)  # type: ignore[arg-type]
     if len(late) == 1:  # the common case (a node's name): one apply, no gather
         key = late[0]
-        return params[key].apply(lambda value: remote_command(script, {**params, key: value}, seconds))  # type: ignore[union-attr]
+        return params[key].apply(lambda value: text({**params, key: value}))  # type: ignore[union-attr]
     return pulumi.Output.all(*[params[k] for k in late]).apply(
-        lambda values: remote_command(script, {**params, **dict(zip(late, values))}, seconds)
+        lambda values: text({**params, **dict(zip(late, values))})
     )
 
 
@@ -113,12 +111,18 @@ def parse_command(text: str) -> tuple[str, dict[str, str]] | None:
         words = shlex.split(text)
     except ValueError:
         return None
-    if "k3s-ha" not in words or words[:2] != ["sudo", "-n"]:
+    if words[:2] != ["sudo", "-n"] or "bash" not in words:
         return None
-    marker = words.index("k3s-ha")
+    after = words[words.index("bash") + 1 :]
+    if after[:1] == ["-c"] and "k3s-ha" in after:
+        script = after[after.index("k3s-ha") + 2]
+    elif len(after) == 3 and after[0].endswith("/run.sh"):
+        script = after[1]
+    else:
+        return None
     params = {}
     for word in words[2 : words.index("bash")]:
         key, sep, value = word.partition("=")
         if sep and _PARAM_NAME.match(key):
             params[key] = value
-    return words[marker + 2], params
+    return script, params

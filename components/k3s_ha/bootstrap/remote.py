@@ -74,6 +74,7 @@ def run_script(
     on_update: Script | None = None,
     identity: pulumi.Input[str] | None = None,
     replace_with_machine: bool = True,
+    installs_bundle: bool = False,
 ) -> command.remote.Command:
     """Run `script` (bootstrap/scripts/<NAME>.sh, from the host's bundle) on `node` as root.
 
@@ -86,6 +87,8 @@ def run_script(
     provider runs `update` instead of `create` then; pulumi-command commandController.go).
     `replace_with_machine=False`: no triggers, so a new machine updates the step (runs the
     `update` text) instead of replacing it (which would run `create` again).
+    `installs_bundle`: the first step on `node` (every other step there depends on it): its
+    command checks the copied bundle against its digest and installs it (commands.py).
     """
     identity = node.replace_on if identity is None else identity
     if not replace_with_machine:
@@ -100,8 +103,8 @@ def run_script(
     return command.remote.Command(
         resource_name,
         connection=node.connection,
-        create=_command(script),
-        update=_command(on_update) if on_update is not None else None,
+        create=_command(script, installs_bundle),
+        update=_command(on_update, installs_bundle) if on_update is not None else None,
         stdin=stdin,
         triggers=[identity] if identity is not None else None,
         # Output that carries a secret must not reach the logs either (pulumi-command #260).
@@ -113,5 +116,5 @@ def run_script(
     )
 
 
-def _command(script: Script) -> pulumi.Input[str]:
-    return remote_command_input(script.NAME, script.to_env(), script.seconds())
+def _command(script: Script, installs_bundle: bool) -> pulumi.Input[str]:
+    return remote_command_input(script.NAME, script.to_env(), script.seconds(), installs_bundle)

@@ -33,4 +33,6 @@ def install(
         InstallK3s(version=plan.k3s_version, role=role, install_url=plan.install_url),
         parent=parent,
         depends_on=guards,
+        # An agent's first step (a server's is its version guard, which this waits for).
+        installs_bundle=role == "agent",
     )

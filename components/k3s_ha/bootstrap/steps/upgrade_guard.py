@@ -29,6 +29,7 @@ def guard_upgrade(
             server,
             CheckUpgrade(version=plan.k3s_version),
             parent=parent,
+            installs_bundle=True,  # a server's first step: its install and the rest wait for it
         )
         for index, server in enumerate(servers)
     ]
