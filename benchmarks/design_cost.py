@@ -1,6 +1,7 @@
 """What the design costs the people who run it: state size, steps, SSH sessions, chain length.
 
     python benchmarks/design_cost.py [--tree DIR] SERVERS AGENTS [--add-agent]
+    python benchmarks/design_cost.py --table [--before DIR]   # the BENCHMARKS.md table
 
 Runs the project's `__main__.py` (K3sCluster on AWS, the dev stack's settings) under the
 recording mock engine of the tree DIR (default: this checkout; give a `git worktree` of an
@@ -159,13 +160,52 @@ def measure(servers: int, agents: int, add_agent: bool) -> dict:
     return result
 
 
+SIZES = ((3, 0), (3, 10), (5, 100), (5, 500))
+COLUMNS = (
+    ("checkpoint", lambda r: f"{r['checkpoint_bytes'] / 1e6:.2f} MB"),
+    ("per node", lambda r: f"{r['checkpoint_per_node'] / 1e3:.1f} KB"),
+    ("per added agent", lambda r: f"{r['checkpoint_per_added_agent'] / 1e3:.1f} KB"),
+    ("remote steps per node", lambda r: f"{r['remote_steps_per_node']}"),
+    ("SSH sessions, busiest server", lambda r: f"{r['max_server_sessions']}"),
+    ("longest chain", lambda r: f"{r['longest_chain']}"),
+    ("largest per-node command (+stdin)", lambda r: f"{r['largest_per_node_command']} B"),
+    ("reconcile command / stdin", lambda r: f"{r['reconcile_command']} B / {r['reconcile_stdin']} B"),
+    ("steps to add one agent", lambda r: f"{r['add_agent_steps']}"),
+)
+
+
+def table(before: Path | None) -> str:
+    """Every size for this tree (and `before`), each in a fresh process, as a markdown table."""
+    import subprocess
+
+    here = Path(__file__).resolve()
+    trees = [("this design", here.parent.parent)] + ([("before", before.resolve())] if before else [])
+    rows = ["| design | size | " + " | ".join(name for name, _ in COLUMNS) + " |"]
+    rows.append("|---|---|" + "---:|" * len(COLUMNS))
+    for label, tree in trees:
+        for servers, agents in SIZES:
+            out = subprocess.run(
+                [sys.executable, str(here), "--tree", str(tree), str(servers), str(agents), "--add-agent"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            result = json.loads(out.strip().splitlines()[-1])
+            cells = " | ".join(render(result) for _, render in COLUMNS)
+            rows.append(f"| {label} | {servers}+{agents} | {cells} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
-    parser.add_argument("servers", type=int)
-    parser.add_argument("agents", type=int)
+    parser.add_argument("--table", action="store_true")
+    parser.add_argument("--before", type=Path)
+    parser.add_argument("servers", type=int, nargs="?")
+    parser.add_argument("agents", type=int, nargs="?")
     parser.add_argument("--add-agent", action="store_true")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.before))
+        return
     _setup(args.tree.resolve())
     print(json.dumps(measure(args.servers, args.agents, args.add_agent)))
 

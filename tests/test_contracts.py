@@ -111,12 +111,11 @@ def test_every_command_is_a_few_hundred_bytes_and_names_the_digest_and_its_bound
 
 
 def test_a_change_to_any_script_changes_the_digest_and_so_every_command(tmp_path) -> None:
+    before = bundle.digest(SCRIPTS)
     copy = tmp_path / "scripts"
     shutil.copytree(SCRIPTS, copy)
-    before = bundle.digest(copy)
     lib = copy / "lib.sh"
     lib.write_text(lib.read_text().replace("k3s_ha_log() {", "k3s_ha_log() {\n  :", 1))
-    bundle.digest.cache_clear()
     after = bundle.digest(copy)
     assert before != after
     call = contracts.PrintKubeconfig()
@@ -234,3 +233,32 @@ def test_run_sh_refuses_what_is_not_one_of_its_scripts(tmp_path) -> None:
                           (["print-kubeconfig", "0"], "positive whole number")):  # fmt: skip
         result = subprocess.run(["bash", str(SCRIPTS / "run.sh"), *args], capture_output=True, text=True)
         assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
+def test_a_one_line_change_in_a_shared_function_is_one_changed_digest_per_host_and_reruns_every_step(
+    tmp_path, monkeypatch
+) -> None:
+    """Issue 16: what a preview shows for an edit of lib.sh. Each host's bundle step is an
+    update (a new remotePath and hash: one changed digest per host), and every remote step is
+    an update that runs its script again; nothing is replaced and no machine is touched."""
+    import engine
+    import step_model as sm
+    from helpers import SECRET_KEYS, config
+
+    before = engine.run(engine.main_program, config(agents=2), SECRET_KEYS)
+    copy = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, copy)
+    lib = copy / "lib.sh"
+    lib.write_text(lib.read_text().replace("k3s_ha_log() {", "k3s_ha_log() {\n  :", 1))
+    monkeypatch.setattr(bundle, "SCRIPT_DIR", copy)
+    after = engine.run(engine.main_program, config(agents=2), SECRET_KEYS)
+    plan = sm.plan_up(before, after)
+
+    copies = [s for s in plan.steps if s.type == "command:remote:CopyToRemote"]
+    assert len(copies) == 5 and {s.kind for s in copies} == {sm.UPDATE}
+    assert all(set(s.changed) == {"remotePath", "source"} for s in copies)
+    commands = [s for s in plan.steps if s.type == "command:remote:Command"]
+    assert len(commands) == len(after.by_type("command:remote:Command"))
+    assert {s.kind for s in commands} == {sm.UPDATE}
+    assert all(bundle.digest(copy) in s.command_text() for s in commands)
+    assert {s.type for s in plan.steps} == {"command:remote:CopyToRemote", "command:remote:Command"}

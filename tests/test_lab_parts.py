@@ -47,13 +47,17 @@ def test_a_first_up_runs_installs_together_servers_one_after_another_and_agents_
     run = engine.run(program())
     applies, deletes = driver.up_plan(None, run)
     waves = names(applies)
-    assert waves[0] == ["lab-s1-version-guard", "lab-s2-version-guard", "lab-version-guard"]
-    assert waves[1] == ["lab-a0-install", "lab-a1-install", "lab-s0-install", "lab-s1-install", "lab-s2-install"]
-    assert waves[2] == ["lab-s0-start"]
+    # The script bundle reaches every host first, all at once (one copy each), then the guards.
+    assert waves[0] == sorted(f"lab-{h}-bundle" for h in ("a0", "a1", "s0", "s1", "s2"))
+    assert waves[1] == ["lab-s1-version-guard", "lab-s2-version-guard", "lab-version-guard"]
+    assert waves[2] == ["lab-a0-install", "lab-a1-install", "lab-s0-install", "lab-s1-install", "lab-s2-install"]
+    assert waves[3] == ["lab-s0-start"]
     order = flat(applies)
-    assert order.index("lab-s1-start") < order.index("lab-s2-start") < order.index("lab-a0-start")
+    assert order.index("lab-s1-start") < order.index("lab-s2-start") < order.index("lab-evict-agents")
+    assert order.index("lab-evict-agents") < order.index("lab-a0-start")
     assert any({"lab-a0-start", "lab-a1-start"} <= set(wave) for wave in waves)
-    assert sorted(order) == sorted(r.name for r in run.by_type(driver.COMMAND))
+    remote = [*run.by_type(driver.COMMAND), *run.by_type(driver.COPY)]
+    assert sorted(order) == sorted(r.name for r in remote)
     assert deletes == []
 
 
@@ -62,6 +66,11 @@ def test_actions_carry_the_text_the_provider_runs_with_stdin_and_host() -> None:
     applies, _ = driver.up_plan(None, run)
     for action in (a for wave in applies for a in wave):
         registration = run.by_urn(action.urn)
+        if registration.type == driver.COPY:
+            assert (action.command, action.stdin) == ("", None)
+            assert action.copy_to == registration.inputs["remotePath"]
+            assert action.host == registration.inputs["connection"]["host"]
+            continue
         assert action.command == registration.inputs["create"]
         assert action.stdin == registration.inputs.get("stdin")
         assert action.host == registration.inputs["connection"]["host"]

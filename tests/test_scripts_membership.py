@@ -249,7 +249,7 @@ def test_the_reconciles_bound_covers_its_wanted_nodes_and_a_run_of_removals(fiel
     covers a record per wanted node and `removals_per_run` removals."""
     call = ReconcileMembers(cluster="dev", ssh_user="ubuntu", **{"drain_timeout": 120, "lb_grace_seconds": 0, **fields})
     assert call.seconds() == bound
-    assert f" {bound} /var/lib/k3s-ha/bundles " in remote_command(call.NAME, call.to_env(), call.seconds())
+    assert remote_command(call.NAME, call.to_env(), call.seconds()).endswith(f"/run.sh reconcile-members {bound}")
 
 
 def test_more_leaving_nodes_than_a_run_covers_fail_the_step_after_those_saying_to_run_up_again(node: Node) -> None:

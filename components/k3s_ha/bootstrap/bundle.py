@@ -34,17 +34,22 @@ UPLOAD_DIR = ".k3s-ha"
 UPLOAD_DIR/bundle-<digest>, and the directory lands inside it as `scripts`."""
 
 
-def bundle_files(root: Path = SCRIPT_DIR) -> list[Path]:
+def bundle_files(root: Path) -> list[Path]:
     """Every regular file in the bundle, by relative path in byte order (what `find . -type f
     -print0 | LC_ALL=C sort -z` lists on the node)."""
     files = [p for p in root.rglob("*") if p.is_file()]
     return sorted(files, key=lambda p: ("./" + p.relative_to(root).as_posix()).encode())
 
 
+def digest(root: Path | None = None) -> str:
+    """SHA-256 of the `sha256sum` listing of the bundle's files (default: SCRIPT_DIR): the same
+    value the command prelude computes on the node with `find | sort -z | xargs -0 sha256sum |
+    sha256sum`."""
+    return _digest(root or SCRIPT_DIR)
+
+
 @functools.cache
-def digest(root: Path = SCRIPT_DIR) -> str:
-    """SHA-256 of the `sha256sum` listing of the bundle's files: the same value the command
-    prelude computes on the node with `find | sort -z | xargs -0 sha256sum | sha256sum`."""
+def _digest(root: Path) -> str:
     listing = "".join(
         f"{hashlib.sha256(p.read_bytes()).hexdigest()}  ./{p.relative_to(root).as_posix()}\n"
         for p in bundle_files(root)

@@ -49,7 +49,7 @@ def ship_bundle(resource_name: str, node: Node, parent: pulumi.Resource) -> comm
     return command.remote.CopyToRemote(
         resource_name,
         connection=node.connection,
-        source=pulumi.FileArchive(str(bundle.SCRIPT_DIR)),
+        source=pulumi.FileArchive(str(bundle.SCRIPT_DIR)),  # the directory: bundle.py
         remote_path=bundle.upload_path(digest),
         triggers=[node.replace_on] if node.replace_on is not None else None,
         opts=pulumi.ResourceOptions(parent=parent),
