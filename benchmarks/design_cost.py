@@ -21,7 +21,8 @@ older commit to measure the design before a change) and prints one JSON line:
 - `largest_command`: the longest `create`/`update` text plus `stdin` of any one step, and which;
   `reconcile_command` and `reconcile_stdin_per_node` for the one cluster-wide step.
 - with --add-agent: `add_agent_steps`, the remote steps a second `up` with one more agent runs
-  (tests/step_model.py, as `pulumi up` plans it).
+  (tests/step_model.py, as `pulumi up` plans it), and what that agent adds to the checkpoint (at
+  500 agents, the project's limit, the 500th is added to 499).
 """
 
 from __future__ import annotations
@@ -83,18 +84,17 @@ def measure(servers: int, agents: int, add_agent: bool) -> dict:
     total = sum(checkpoint_bytes(r) for r in custom)
     remote_bytes = sum(checkpoint_bytes(r) for r in remote)
 
-    public = {}
-    for r in run.by_type("aws:ec2/instance:Instance"):
-        public[r.outputs.get("privateIp")] = r.outputs.get("publicIp")
+    # By instance name: the mock invents addresses from a short hash, which collide at 500 nodes.
+    public = {r.name: r.outputs.get("publicIp") for r in run.by_type("aws:ec2/instance:Instance")}
     sessions: dict[str, int] = {}
     for r in remote:
         host = r.inputs["connection"]["host"]
         sessions[host] = sessions.get(host, 0) + 1
-        text = r.inputs.get("create") or ""
-        if r.type == REMOTE[0] and _script(text) == "evict-node":
-            target = text.split("K3S_HA_ADDRESS=")[1].split()[0].strip("'")
-            sessions[public.get(target, target)] = sessions.get(public.get(target, target), 0) + 1
-    server_hosts = set(run.outputs["serverPublicIps"])
+        if r.type == REMOTE[0] and _script(r.inputs.get("create") or "") == "evict-node":
+            # The evict step SSHes once to the host it evicts for (`<cluster>-<host>-evict`).
+            target = public[r.name.removesuffix("-evict")]
+            sessions[target] = sessions.get(target, 0) + 1
+    server_hosts = {public[f"dev-server-{i}"] for i in range(servers)}
 
     def size_of(r) -> int:
         texts = [r.inputs.get("create") or "", r.inputs.get("update") or ""]
@@ -138,8 +138,19 @@ def measure(servers: int, agents: int, add_agent: bool) -> dict:
     if add_agent:
         import step_model
 
-        grown = engine.run(engine.main_program, config(servers=servers, agents=agents + 1), SECRET_KEYS)
-        plan = step_model.plan_up(run, grown)
+        # The project allows at most 500 agents: at that size, add the 500th to 499.
+        base = (
+            run
+            if agents < 500
+            else engine.run(engine.main_program, config(servers=servers, agents=agents - 1), SECRET_KEYS)
+        )
+        grown_to = agents + 1 if agents < 500 else agents
+        grown = (
+            engine.run(engine.main_program, config(servers=servers, agents=grown_to), SECRET_KEYS)
+            if agents < 500
+            else run
+        )
+        plan = step_model.plan_up(base, grown)
         ran = []
         for step in plan.steps:
             if step.phase != step_model.APPLY_PHASE or step.type not in REMOTE:
@@ -155,8 +166,9 @@ def measure(servers: int, agents: int, add_agent: bool) -> dict:
             ran.append(step.name)
         result["add_agent_steps"] = len(ran)
         result["add_agent_step_names"] = sorted(ran)
+        base_total = sum(checkpoint_bytes(r) for r in base.registrations if r.custom)
         grown_total = sum(checkpoint_bytes(r) for r in grown.registrations if r.custom)
-        result["checkpoint_per_added_agent"] = grown_total - total
+        result["checkpoint_per_added_agent"] = grown_total - base_total
     return result
 
 

@@ -113,7 +113,7 @@ def test_the_installer_writes_no_script_text_into_the_units_env_file(make_lab) -
     SUDO_COMMAND holds the whole script (shared/real-behaviour.md)."""
     cluster = Cluster(make_lab(["s0", "a0"]), ["s0"], ["a0"])
     applies, _ = driver.up_plan(None, cluster.record_program())
-    installs = [[a for a in wave if a.urn.endswith(("-install", "-version-guard"))] for wave in applies]
+    installs = [[a for a in wave if a.urn.endswith(("-bundle", "-install", "-version-guard"))] for wave in applies]
     driver.run_waves(cluster.lab, [w for w in installs if w])
     for name, unit in (("s0", "k3s"), ("a0", "k3s-agent")):
         assert cluster.host(name).path(f"/etc/systemd/system/{unit}.service").exists()
@@ -185,12 +185,11 @@ def test_a_version_change_makes_every_node_run_the_new_version(cluster: Cluster)
 
 
 def _script(name: str, params: dict[str, str]) -> str:
-    """The project's command text for a node script that no program step runs (restore)."""
-    try:
-        from k3s_ha.bootstrap.commands import remote_command
-    except ImportError:  # the layout before components/k3s_ha/bootstrap/
-        from k3s_ha.scripts import remote_command
-    return remote_command(name, params)
+    """The command text for a node script no program step runs (restore, rejoin), from the
+    bundle the `up` installed on every host, under a 15-minute bound."""
+    from k3s_ha.bootstrap.commands import remote_command
+
+    return remote_command(name, params, 900)
 
 
 def test_snapshot_and_restore_on_a_joined_server(cluster: Cluster) -> None:

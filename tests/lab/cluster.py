@@ -61,27 +61,31 @@ class Cluster:
         host = self.machine(name)
         return f"{host.name}#{self.images.get(host.name, 0)}"
 
-    def program(self):
+    def bootstrap_args(self) -> dict:
+        """The K3sBootstrap arguments, plain (the key not yet a secret): JSON for a program of
+        another version of the project (test_lab_migration.py)."""
+
         def host_args(name: str) -> dict:
             args = {"name": name, "address": self.machine(name).address}
             if self.machine_ids:
                 args["replace_on"] = self.replace_on(name)
             return args
 
-        key = (self.key or self.lab.key).read_text()
+        return {
+            "servers": [host_args(n) for n in self.servers],
+            "agents": [host_args(n) for n in self.agents],
+            "ssh": {"user": self.lab.user, "private_key": (self.key or self.lab.key).read_text()},
+            "k3s_version": self.version,
+            "install_url": self.lab.install_url,
+            "ready_timeout_seconds": self.ready_timeout,
+        }
+
+    def program(self):
+        args = self.bootstrap_args()
+        args["ssh"] = {**args["ssh"], "private_key": pulumi.Output.secret(args["ssh"]["private_key"])}
 
         def program():
-            bootstrap = K3sBootstrap(
-                "lab",
-                {
-                    "servers": [host_args(n) for n in self.servers],
-                    "agents": [host_args(n) for n in self.agents],
-                    "ssh": {"user": self.lab.user, "private_key": pulumi.Output.secret(key)},
-                    "k3s_version": self.version,
-                    "install_url": self.lab.install_url,
-                    "ready_timeout_seconds": self.ready_timeout,
-                },
-            )
+            bootstrap = K3sBootstrap("lab", args)
             return {"kubeconfig": bootstrap.kubeconfig}
 
         return program
