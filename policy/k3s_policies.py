@@ -134,4 +134,22 @@ CLUSTER_GROUPS = StackValidationPolicy(
     enforcement_level=ENFORCEMENT,
 )
 
-POLICIES = [IMDSV2, ENCRYPTED_VOLUMES, CLUSTER_PORTS, SSH, ODD_SERVERS, INIT_FIRST, JOIN_IN_TURN, CLUSTER_GROUPS]
+TOGETHER = StackValidationPolicy(
+    name="k3s-no-world-open-together",
+    description="The ingress rules of each security group of the cluster's machines do not, taken together, "
+    "open SSH or a cluster port to the whole internet (e.g. 0.0.0.0/1 and 128.0.0.0/1).",
+    validate=_stack_validation(rules.cluster_groups_not_world_open_together),
+    enforcement_level=ENFORCEMENT,
+)
+
+POLICIES = [
+    IMDSV2,
+    ENCRYPTED_VOLUMES,
+    CLUSTER_PORTS,
+    SSH,
+    ODD_SERVERS,
+    INIT_FIRST,
+    JOIN_IN_TURN,
+    CLUSTER_GROUPS,
+    TOGETHER,
+]

@@ -240,6 +240,25 @@ def is_world(cidr: Any) -> bool:
         return False
 
 
+def world_covered(sources: Iterable[Any]) -> list[str]:
+    """The sources whose union is the whole IPv4 or IPv6 internet (0.0.0.0/1 and 128.0.0.0/1
+    together are 0.0.0.0/0), or [] when it is not."""
+    by_version: dict[int, list] = {4: [], 6: []}
+    for source in sources:
+        if not isinstance(source, str) or is_unknown(source):
+            continue
+        try:
+            network = ipaddress.ip_network(source.strip(), strict=False)
+        except ValueError:
+            continue
+        by_version[network.version].append((source, network))
+    for found in by_version.values():
+        merged = list(ipaddress.collapse_addresses(n for _, n in found))
+        if any(n.prefixlen == 0 for n in merged):
+            return [s for s, _ in found]
+    return []
+
+
 def _covers(entry: Ingress, port: Port) -> bool:
     if entry.protocol == "all":
         return True  # every protocol and port, whatever fromPort/toPort say
@@ -277,12 +296,40 @@ def world_open(resource_type: str, props: Mapping[str, Any], ports: Iterable[Por
     return messages
 
 
+def _span(entry: Ingress) -> str:
+    if entry.protocol == "all":
+        return "all traffic"
+    return f"{entry.protocol} {0 if entry.first is None else entry.first}-{65535 if entry.last is None else entry.last}"
+
+
+def union_world_open(entries: Iterable[Ingress], ports: Iterable[Port]) -> list[str]:
+    """Ingress whose sources TOGETHER cover the whole internet for one of `ports`, where no
+    single source does (those `world_open` reports): a world-open rule split into smaller
+    blocks, in one resource or over several rules of the same security group."""
+    entries = [e for e in entries if not any(is_unknown(v) for v in (e.protocol, e.first, e.last))]
+    messages = []
+    for port in ports:
+        covering = [e for e in entries if _covers(e, port)]
+        if any(is_world(s) for e in covering for s in e.sources):
+            continue
+        union = world_covered(s for e in covering for s in e.sources)
+        if union:
+            messages.append(
+                f"{port.label} ({port.protocol} {port.first}{'' if port.first == port.last else f'-{port.last}'}) "
+                f"is open to the whole internet through {', '.join(sorted(set(union)))} together; allow only "
+                "the cluster's security groups or narrow CIDRs"
+            )
+    return messages
+
+
 def ssh_not_world_open(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    return world_open(resource_type, props, SSH_PORTS)
+    entries = list(ingress_entries(resource_type, props))
+    return world_open(resource_type, props, SSH_PORTS) + union_world_open(entries, SSH_PORTS)
 
 
 def cluster_ports_not_world_open(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    return world_open(resource_type, props, CLUSTER_PORTS)
+    entries = list(ingress_entries(resource_type, props))
+    return world_open(resource_type, props, CLUSTER_PORTS) + union_world_open(entries, CLUSTER_PORTS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,6 +521,35 @@ def cluster_groups_not_world_open(resources: Sequence[Mapping[str, Any]]) -> lis
     return violations
 
 
+def cluster_groups_not_world_open_together(resources: Sequence[Mapping[str, Any]]) -> list[Violation]:
+    """The union of every ingress rule of each security group that guards a cluster's machines,
+    per port: rules that each open a part of the internet (sshAllowedCidrs of 0.0.0.0/1 and
+    128.0.0.0/1: two rules) may together open all of it, which no rule shows alone."""
+    guarded = cluster_groups(resources)
+    entries: dict[str, list[tuple[Ingress, Mapping[str, Any]]]] = {urn: [] for urn in guarded}
+    for resource in resources:
+        kind, props = resource.get("type"), resource.get("props") or {}
+        if kind == SECURITY_GROUP and resource.get("urn") in guarded:
+            targets = {resource.get("urn")}
+        elif kind in (INGRESS_RULE, SECURITY_GROUP_RULE):
+            targets = _dependencies_of(resource, "securityGroupId") & guarded
+        else:
+            continue
+        for entry in ingress_entries(kind, props):
+            for target in targets:
+                entries[target].append((entry, resource))
+    by_urn = {r.get("urn"): r for r in resources}
+    violations = []
+    for group, found in sorted(entries.items()):
+        rules = {id(r): r for _, r in found}
+        if len(rules) < 2:
+            continue  # one resource alone: the resource rules judge it
+        for message in union_world_open([e for e, _ in found], SSH_PORTS + CLUSTER_PORTS):
+            name = (by_urn.get(group) or {}).get("name", group)
+            violations.append(Violation(f"{name}, which guards a k3s-ha cluster's machines: {message}", group))
+    return violations
+
+
 RESOURCE_RULES = {
     "k3s-imdsv2-required": imdsv2_required,
     "k3s-encrypted-volumes": encrypted_volumes,
@@ -485,6 +561,7 @@ STACK_RULES = {
     "k3s-init-server-starts-first": init_server_first,
     "k3s-servers-join-in-turn": servers_join_in_turn,
     "k3s-no-world-open-cluster-groups": cluster_groups_not_world_open,
+    "k3s-no-world-open-together": cluster_groups_not_world_open_together,
 }
 
 

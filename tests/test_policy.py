@@ -34,6 +34,7 @@ POLICY_DIR = ROOT / "policy"  # on the path through pytest.ini
 
 ALL_POLICIES = {
     "k3s-no-world-open-cluster-groups",
+    "k3s-no-world-open-together",
     "k3s-imdsv2-required",
     "k3s-encrypted-volumes",
     "k3s-no-world-open-cluster-ports",
@@ -161,6 +162,31 @@ def test_ssh_open_to_the_world_is_only_a_warning_in_the_program_but_fails_the_po
     found = flagged(as_resources(run))
     assert set(found) == {"k3s-no-world-open-ssh"}
     assert [v.urn for v in found["k3s-no-world-open-ssh"]] == [engine_urns(run)[run.urn("dev-ssh-0")]]
+
+
+def test_ssh_split_into_two_halves_of_the_internet_fails_the_policy():
+    """Issue 18.4: 0.0.0.0/1 and 128.0.0.0/1 are two rules, each narrower than the world, and
+    together the whole of it."""
+    run = engine.run(engine.main_program, config(sshAllowedCidrs=["0.0.0.0/1", "128.0.0.0/1"]), SECRET_KEYS)
+    found = flagged(as_resources(run))
+    assert set(found) == {"k3s-no-world-open-together"}
+    (violation,) = found["k3s-no-world-open-together"]
+    assert "ssh" in violation.message.lower() and "0.0.0.0/1, 128.0.0.0/1 together" in violation.message
+
+
+def test_one_rule_with_both_halves_is_flagged_by_the_resource_rule(dev):
+    group = next(r for r in dev if r["type"] == "aws:ec2/securityGroup:SecurityGroup")
+    group["props"]["ingress"] = [
+        {"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/2"]}
+    ]
+    found = flagged(dev)
+    assert "k3s-no-world-open-ssh" in found
+    assert "together" in found["k3s-no-world-open-ssh"][0].message
+
+
+def test_two_narrow_ssh_sources_pass():
+    run = engine.run(engine.main_program, config(sshAllowedCidrs=["203.0.113.0/24", "198.51.100.7/32"]), SECRET_KEYS)
+    assert flagged(as_resources(run)) == {}
 
 
 # ---------------------------------------------------------------------------------------------
