@@ -82,17 +82,18 @@ class Cluster:
 
     def program(self):
         args = self.bootstrap_args()
-        args["ssh"] = {**args["ssh"], "private_key": pulumi.Output.secret(args["ssh"]["private_key"])}
 
         def program():
-            bootstrap = K3sBootstrap("lab", args)
+            # The secret is made inside the program: Outputs belong to the engine's event loop.
+            ssh = {**args["ssh"], "private_key": pulumi.Output.secret(args["ssh"]["private_key"])}
+            bootstrap = K3sBootstrap("lab", {**args, "ssh": ssh})
             return {"kubeconfig": bootstrap.kubeconfig}
 
         return program
 
     def record_program(self) -> engine.Run:
         """Run the program in the mock engine (its outputs agreeing with the lab)."""
-        self.mocks = driver.LabMocks(self.lab)
+        self.mocks = driver.LabMocks(self.lab, previous=self.recorded)
         return engine.run(self.program(), mocks=self.mocks)
 
     def run(self, waves: list[list[driver.Action]], check=None) -> driver.Report:

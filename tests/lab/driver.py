@@ -168,9 +168,12 @@ class LabMocks(engine.CloudMocks):
     which K3s takes from the host name), so later steps get the names the lab really has.
     `expected_stdout` lets the driver check that prediction against what the step printed."""
 
-    def __init__(self, lab: Lab):
+    def __init__(self, lab: Lab, previous: engine.Run | None = None):
         super().__init__()
         self.lab = lab
+        self.previous = previous
+        """The stack's state before this `up`: a step whose inputs did not change keeps its
+        outputs, as the engine gives the program the old state's outputs for a `same` step."""
         self.expected_stdout: dict[str, str] = {}
 
     def new_resource(self, args):
@@ -180,7 +183,10 @@ class LabMocks(engine.CloudMocks):
             connection = engine._reveal(args.inputs["connection"], "", set())
             host = self.lab.by_address(connection["host"])
             state["stdout"] = host.hostname + "\n"
-            if script == "install-k3s":
+            kept = self._unchanged_stdout(args.name, state)
+            if kept is not None:
+                state["stdout"] = kept
+            elif script == "install-k3s":
                 # What install-k3s.sh will report: whether K3s runs there now (the install step
                 # runs before anything starts) and the host's boot id (host-init.sh).
                 unit = "k3s" if engine.parse_command(state["create"])[1].get("K3S_ROLE") == "server" else "k3s-agent"
@@ -191,6 +197,19 @@ class LabMocks(engine.CloudMocks):
                 state["stdout"] = f"{host.hostname} {'running' if running else 'fresh'} {boot} {int(time.time())}\n"
             self.expected_stdout[args.name] = state["stdout"]
         return rid, state
+
+    def _unchanged_stdout(self, name: str, state: dict) -> str | None:
+        if self.previous is None:
+            return None
+        old = next((r for r in self.previous.registrations if r.name == name), None)
+        if old is None or old.type != COMMAND:
+            return None
+        keys = ("create", "update", "stdin", "triggers")
+        if any(old.inputs.get(k) != state.get(k) for k in keys):
+            return None
+        if old.inputs["connection"].get("host") != engine._reveal(state["connection"], "", set()).get("host"):
+            return None
+        return old.outputs.get("stdout")
 
     def check(self, outcome: Outcome) -> str | None:
         name = outcome.action.urn.rsplit("::", 1)[-1]
