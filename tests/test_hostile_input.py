@@ -247,3 +247,94 @@ def test_keys_the_cli_hands_over_in_pulumi_config_are_seen_too(monkeypatch):
 def test_a_bastion_that_is_not_an_ip_or_dns_name_is_refused(bastion):
     error = refuse(bastionHost=bastion)
     assert error.field == "bastionHost / bastion_host"
+
+
+# --- issue 18: accepted silently before, broken later -------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev_", "my.stack-", "x" * 64, "-dev"])
+def test_a_stack_name_that_cannot_label_the_nodes_is_refused(stack):
+    """The cluster's name labels its Nodes (k3s-ha.io/cluster), which is how the day-2 steps
+    tell its nodes and dead servers from others: the reconcile would die on every `up`."""
+    with pytest.raises(ConfigError) as caught:
+        engine.run(engine.main_program, config(), SECRET_KEYS, stack=stack)
+    assert caught.value.registrations == []
+    assert caught.value.field.startswith("the cluster's name") and "label value" in caught.value.problem
+    assert "rename the stack" in caught.value.fix
+
+
+def test_a_bootstrap_name_that_cannot_label_the_nodes_is_refused():
+    def program():
+        K3sBootstrap(
+            "lab-",
+            {"servers": [{"name": "pi-0", "address": "192.0.2.10"}], "ssh": {"user": "pi", "private_key": KEY}},
+        )
+
+    with pytest.raises(ConfigError) as caught:
+        engine.run(program)
+    assert caught.value.registrations == [] and "label value" in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cluster-cidr", "10.0.128.0/17"),
+        ("service-cidr", "10.43.0.0/16,10.0.0.0/24"),
+        ("cluster-cidr", ["10.0.1.0/24"]),
+    ],
+)
+def test_a_pod_or_service_network_overlapping_the_vpc_is_refused(key, value):
+    error = refuse(serverConfig={key: value})
+    assert error.field == "serverConfig / server_config"
+    assert key in error.problem and "overlaps the VPC 10.0.0.0/16" in error.problem
+
+
+def test_a_pod_network_outside_the_vpc_passes():
+    engine.run(engine.main_program, config(serverConfig={"cluster-cidr": "10.52.0.0/16"}), SECRET_KEYS)
+
+
+@pytest.mark.parametrize("value", [True, "true"])
+def test_etcd_disable_snapshots_is_refused(value):
+    error = refuse(serverConfig={"etcd-disable-snapshots": value})
+    assert "etcd-disable-snapshots" in error.problem and "never leaves backups silently off" in error.problem
+
+
+@pytest.mark.parametrize(
+    ("server_config", "protocol", "ports"),
+    [
+        ({"flannel-backend": "wireguard-native"}, "udp", (51820, 51821)),
+        ({"embedded-registry": True}, "tcp", (5001, 5001)),
+    ],
+)
+def test_settings_that_need_more_ports_between_nodes_get_them(server_config, protocol, ports):
+    """Issue 18: wireguard-native and the embedded registry need ports the fixed matrix does
+    not open (docs.k3s.io installation/requirements): nodes may reach them from nodes only."""
+    run = engine.run(engine.main_program, config(serverConfig=server_config), SECRET_KEYS)
+    rule = run.named(f"dev-{protocol}-{ports[0]}")
+    assert (rule.inputs["ipProtocol"], rule.inputs["fromPort"], rule.inputs["toPort"]) == (protocol, *ports)
+    assert rule.inputs["referencedSecurityGroupId"] == rule.inputs["securityGroupId"] == "dev-nodes-id"
+    assert "cidrIpv4" not in rule.inputs
+    plain = engine.run(engine.main_program, config(), SECRET_KEYS)
+    assert not [r for r in plain.registrations if r.name == f"dev-{protocol}-{ports[0]}"]
+
+
+def test_ipv6_host_addresses_are_bracketed_in_every_url():
+    """Issue 18: `https://2001:db8::10:6443` reads as a port; RFC 3986 brackets the address."""
+    from helpers import stdin_yaml
+
+    def program():
+        boot = K3sBootstrap(
+            "lab",
+            {
+                "servers": [{"name": f"s{i}", "address": f"2001:db8::1{i}"} for i in range(3)],
+                "agents": [{"name": "a0", "address": "2001:db8::20"}],
+                "ssh": {"user": "admin", "private_key": KEY},
+            },
+        )
+        return {"endpoint": boot.api_endpoint, "kubeconfig": boot.kubeconfig}
+
+    run = engine.run(program)
+    assert run.outputs["endpoint"] == "https://[2001:db8::10]:6443"
+    assert "server: https://[2001:db8::10]:6443" in run.outputs["kubeconfig"]
+    assert stdin_yaml(run, "lab-s1-start")["server"] == "https://[2001:db8::10]:6443"
+    assert stdin_yaml(run, "lab-a0-start")["server"] == "https://[2001:db8::10]:6443"

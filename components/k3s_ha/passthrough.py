@@ -85,6 +85,13 @@ def k3s_settings(value: object, arg: str, role: str, extra_owned: ExtraOwned | N
             )
         if key in BOOTSTRAP_OWNED:
             raise _refuse(arg, f"{key} cannot be set here: {BOOTSTRAP_OWNED[key]}", f"remove {key}")
+        if key == "etcd-disable-snapshots" and item not in (False, "false", "False"):
+            raise _refuse(
+                arg,
+                "etcd-disable-snapshots turns off every scheduled etcd snapshot, and k3s-ha never leaves "
+                "backups silently off",
+                "remove it; to snapshot less often set etcd-snapshot-schedule-cron and etcd-snapshot-retention",
+            )
         if extra_owned and key in extra_owned:
             raise _refuse(
                 arg, f"{key} has its own input", f"use {field(extra_owned[key])} instead and remove {key} from here"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
-from typing import TypeGuard
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeGuard
 
 import pulumi
 
@@ -207,6 +207,30 @@ def world_open(networks: Iterable[Network]) -> bool:
     return any(network.prefixlen == 0 for network in merged)
 
 
+def k3s_networks_outside(server_config: Mapping[str, Any], vpc: ipaddress.IPv4Network) -> None:
+    """A pod or service network (serverConfig cluster-cidr / service-cidr, comma-separated for
+    dual stack) that overlaps the VPC breaks routing between nodes and pods."""
+    for key in ("cluster-cidr", "service-cidr"):
+        value = server_config.get(key)
+        if value is None:
+            continue
+        for part in (
+            str(v).strip() for item in (value if isinstance(value, list) else [value]) for v in str(item).split(",")
+        ):
+            try:
+                network = ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    "serverConfig / server_config", f"{key}: {part!r} is not a CIDR block", "use e.g. 10.42.0.0/16"
+                ) from None
+            if network.version == 4 and network.overlaps(vpc):
+                raise ConfigError(
+                    "serverConfig / server_config",
+                    f"{key} {part} overlaps the VPC {vpc}, so nodes could not route to pods or services",
+                    f"choose a block outside {vpc}, e.g. K3s' default ({'10.42.0.0/16' if key == 'cluster-cidr' else '10.43.0.0/16'})",
+                )
+
+
 def vpc_cidr(value: object, subnet_count: int) -> ipaddress.IPv4Network:
     try:
         network = ipaddress.ip_network(str(value), strict=True)
@@ -303,6 +327,23 @@ def tags(value: object) -> dict[str, str]:
 _DNS_NAME = re.compile(
     r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
+
+
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def cluster_name(name: object, arg: str) -> None:
+    """The cluster's name is the value of the k3s-ha.io/cluster label on its Nodes, by which
+    the day-2 steps tell its nodes (and its dead servers) from others: a Kubernetes label value
+    (at most 63 characters, letters and digits at both ends, `-`, `_` and `.` between)."""
+    if isinstance(name, str) and _LABEL_VALUE.match(name):
+        return
+    raise ConfigError(
+        arg,
+        f"{name!r} cannot be a Kubernetes label value (at most 63 characters: letters, digits, '-', '_' "
+        "and '.', starting and ending with a letter or digit), and it labels the cluster's nodes",
+        "rename the stack (or the component) e.g. to dev or prod-eu",
+    )
 
 
 def host_address(value: object, arg: str) -> None:

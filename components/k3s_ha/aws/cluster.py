@@ -15,7 +15,7 @@ from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECOND
 from ..bootstrap.settings import BootstrapSettings
 from ..bootstrap.token_check import check_tokens
 from ..errors import ConfigError
-from ..ports import API_PORT
+from ..ports import API_PORT, node_ports
 from ..validation import field
 from .args import K3sClusterArgs
 from .firewall import Firewall, allow, build_firewall
@@ -131,6 +131,7 @@ def _firewall(
         load_balancer=settings.load_balancer,
         tags=tags,
         parent=parent,
+        extra_node_ports=node_ports(dict(settings.server_config)),
     )
 
 

@@ -81,7 +81,9 @@ def build_firewall(
     load_balancer: bool,
     tags: Mapping[str, str],
     parent: pulumi.Resource,
+    extra_node_ports: Sequence[tuple[str, tuple[int, int], str]] = (),
 ) -> Firewall:
+    """`extra_node_ports`: further (protocol, ports, what) between nodes (ports.node_ports)."""
     nodes = _group(f"{name}-nodes", "K3s cluster nodes (servers and agents)", vpc_id, tags, parent)
     servers = _group(f"{name}-servers", "K3s servers (API and embedded etcd)", vpc_id, tags, parent)
     lb = _group(f"{name}-api-lb", "K3s API load balancer", vpc_id, tags, parent) if load_balancer else None
@@ -95,6 +97,8 @@ def build_firewall(
         source_group=nodes,
     )
     allow(f"{name}-kubelet", nodes, "tcp", (KUBELET_PORT, KUBELET_PORT), "kubelet between nodes", source_group=nodes)
+    for protocol, ports, what in extra_node_ports:
+        allow(f"{name}-{protocol}-{ports[0]}", nodes, protocol, ports, what, source_group=nodes)
     allow(f"{name}-etcd", servers, "tcp", ETCD_PORTS, "embedded etcd between servers", source_group=servers)
     allow(f"{name}-api-nodes", servers, "tcp", (API_PORT, API_PORT), "API/supervisor from nodes", source_group=nodes)
     allow(f"{name}-ssh-from-servers", nodes, "tcp", (22, 22), "SSH from servers: node removal", source_group=servers)

@@ -274,6 +274,7 @@ def parse_cluster_args(
 
     `resolve_operator_address` answers `auto` in the CIDR lists (default:
     operator_address.resolver, which asks checkip.amazonaws.com); it is called at most once."""
+    validation.cluster_name(name, "the cluster's name (the stack name, or the K3sCluster's name)")
     given = _whole_numbers(args)
 
     def setting(arg: str) -> Any:
@@ -309,6 +310,8 @@ def parse_cluster_args(
     etcd_s3_bucket = given.get("etcd_s3_bucket")
     snapshot_bucket = _snapshot_bucket(name, etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None
     server_config, agent_config, registries = _passthrough(given, snapshot_bucket is not None)
+    if isinstance(network, NewVpc):
+        validation.k3s_networks_outside(server_config, network.cidr)
     settings = ClusterSettings(
         servers=servers,
         agents=agents,

@@ -149,6 +149,7 @@ class K3sBootstrap(pulumi.ComponentResource):
     ):
         """`args`: the inputs, or BootstrapSettings a caller has already checked (K3sCluster
         builds them from its own checked settings, so nothing is checked twice)."""
+        validation.cluster_name(name, "the K3sBootstrap's name")
         settings, warnings = (args, []) if isinstance(args, BootstrapSettings) else parse_bootstrap_args(args)
         super().__init__("k3s-ha:index:K3sBootstrap", name, {}, opts)
         for warning in warnings:
