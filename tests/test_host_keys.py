@@ -4,6 +4,7 @@ connection (issue 12.4); running nodes are neither restarted nor pinned to a key
 import json
 
 import engine
+import pytest
 import yaml
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha.aws.host_keys import HOST_KEY_TAG
@@ -73,6 +74,39 @@ def test_running_nodes_launched_without_the_key_are_not_pinned_and_their_steps_d
     before = engine.run(engine.main_program, config(), SECRET_KEYS, mocks=OldInstances())
     for name, step in commands(before).items():
         assert "hostKey" not in step.inputs["connection"], name
+
+
+class TamperedTags(engine.CloudMocks):
+    """`pulumi refresh` after someone with ec2:CreateTags put their own key in server-1's tag."""
+
+    FORGED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIForgedKeyOfSomeoneWithCreateTags000000000"
+
+    def new_resource(self, args):
+        rid, state = super().new_resource(args)
+        if args.typ == INSTANCE and args.name == "dev-server-1":
+            state["tags"] = {**state["tags"], HOST_KEY_TAG: self.FORGED}
+        return rid, state
+
+
+def test_a_changed_tag_never_becomes_the_pinned_key_and_fails_the_up():
+    """Issue 18.5: the key pinned is the generated one from the state; a tag that names
+    another one stops the `up` before anything is sent to that node."""
+    with pytest.raises(Exception) as caught:
+        engine.run(engine.main_program, config(), SECRET_KEYS, mocks=TamperedTags())
+    assert "dev-server-1's k3s-ha-ssh-host-key tag names another SSH host key" in str(caught.value)
+    assert "Nothing is sent to it" in str(caught.value)
+
+
+def test_the_pinned_key_comes_from_the_state_not_from_the_tag():
+    run = engine.run(engine.main_program, config(), SECRET_KEYS)
+    for name in ("dev-server-0", "dev-server-1", "dev-server-2"):
+        generated = run.named(f"{name}-host-key").outputs["publicKeyOpenssh"].strip()
+        assert run.named(f"{name}-install").inputs["connection"]["hostKey"] == generated
+
+
+def test_a_node_without_the_tag_is_named_in_a_warning():
+    run = engine.run(engine.main_program, config(), SECRET_KEYS, mocks=OldInstances())
+    assert any("has no k3s-ha-ssh-host-key tag" in w and "accepts any host key" in w for w in run.warnings)
 
 
 def test_a_bootstrap_host_key_is_pinned_for_that_host_only():

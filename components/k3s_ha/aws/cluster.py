@@ -200,7 +200,7 @@ def _machines(
         machine = build_instance(
             f"{name}-{node}-{index}", user_data=rendered, creation_tags={HOST_KEY_TAG: key.public_openssh}, **kwargs
         )
-        host_keys[f"{node}-{index}"] = pinned_host_key(machine)
+        host_keys[f"{node}-{index}"] = pinned_host_key(machine, key, f"{name}-{node}-{index}")
         return machine
 
     def machines(

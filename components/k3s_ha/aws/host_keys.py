@@ -13,6 +13,10 @@ pinned in every connection, so whoever answers on a node's address cannot pose a
   stops and starts an instance (pulumi-aws Instance.user_data), so the instance ignores its
   changes. Whether a node was launched with its key is read from its HOST_KEY_TAG tag, set at
   creation with the user data; a node without it (created before this existed) is not pinned.
+  The tag is only that marker: the key pinned is the generated one, from Pulumi's state
+  (pulumi-tls PrivateKey). Anyone with ec2:CreateTags can change a tag, and `pulumi refresh`
+  reads it back into the instance's outputs, so a tag that names another key than the state's
+  fails the `up` (issue 18.5) rather than pinning whatever it says.
   The tag's changes are ignored too: for a path missing from an instance's old inputs the
   engine deletes it from the new ones (PropertyPath.Reset, pulumi/pulumi
   sdk/go/common/resource/properties_path.go), so a running node never gains the tag.
@@ -70,8 +74,30 @@ def user_data(key: HostKey, *wait_for: pulumi.Input[object]) -> pulumi.Output[st
     )
 
 
-def pinned_host_key(instance: aws.ec2.Instance) -> pulumi.Output[str | None]:
-    """The public key to pin for this instance: the one its HOST_KEY_TAG says it was launched
-    with, or None for an instance launched before host keys existed (it has no such tag; the
-    tag's later changes are ignored, like the user data's, so it is never added afterwards)."""
-    return instance.tags.apply(lambda tags: (tags or {}).get(HOST_KEY_TAG))
+def pinned_host_key(instance: aws.ec2.Instance, key: HostKey, name: str) -> pulumi.Output[str | None]:
+    """The public key to pin for this instance: the generated one from the state, when its
+    HOST_KEY_TAG marks it as launched with it; None for an instance launched before host keys
+    existed (no such tag; the tag's later changes are ignored, like the user data's, so it is
+    never added afterwards). Fails closed when the tag names another key."""
+
+    def pick(values: list) -> str | None:
+        tags, generated = values
+        marker = (tags or {}).get(HOST_KEY_TAG)
+        if marker is None:
+            pulumi.log.warn(
+                f"{name} has no {HOST_KEY_TAG} tag (launched before k3s-ha pinned host keys, or the tag was "
+                "removed): SSH to it accepts any host key until it is replaced (README, Accepted risks)",
+                resource=instance,
+            )
+            return None
+        if marker.split()[:2] != generated.split()[:2]:
+            raise ValueError(
+                f"{name}'s {HOST_KEY_TAG} tag names another SSH host key than the one k3s-ha generated for it "
+                f"and keeps in the state: someone changed the tag, or the instance does not run the key "
+                f"it was launched with. Nothing is sent to it. Check the instance, then set the tag back to "
+                f"{generated.split()[0]} {generated.split()[1][:16]}... or replace the instance "
+                f"(pulumi up --replace <its URN>)"
+            )
+        return generated
+
+    return pulumi.Output.all(instance.tags, key.public_openssh).apply(pick)
