@@ -33,6 +33,7 @@ DURATIONS = {
     "kubeconfig": 5,  # print-kubeconfig.sh
     "reconcile": 5,  # reconcile-members.sh (`<name>-members`): leavers removed, after every node
     "remote": 5,  # any other remote step
+    "copy": 3,  # the script bundle (~90 KB) over SFTP, once per host
     "aws": 5,  # any other AWS API resource (VPC, subnet, security group, rule, key pair...)
     "none": 0,  # components, random passwords
 }
@@ -49,13 +50,14 @@ SCRIPT_KIND = {
     "start-agent": "agent",
     "check-upgrade": "guard",
     "evict-node": "evict",
+    "evict-agents": "evict",
     "confirm-node": "confirm",
     "print-kubeconfig": "kubeconfig",
     "reconcile-members": "reconcile",
 }
 # Short steps that may sit on the path between the long ones; what they add is counted in
 # small_steps and in the expected time.
-SMALL = ("aws", "guard", "evict", "confirm", "kubeconfig", "remote")
+SMALL = ("aws", "copy", "guard", "evict", "confirm", "kubeconfig", "remote")
 
 
 def script(reg) -> str:
@@ -74,6 +76,8 @@ def kind(reg) -> str:
         if name == "start-server":
             return "init" if "cluster-init: true" in (reg.inputs.get("stdin") or "") else "join"
         return SCRIPT_KIND.get(name, "remote")
+    if reg.type == "command:remote:CopyToRemote":
+        return "copy"
     if reg.type.startswith("aws:"):
         return "aws"
     return "none"

@@ -13,6 +13,7 @@ Markdown table for BENCHMARKS.md.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ LAB_DURATIONS = {
     "kubeconfig": 0.4,
     "reconcile": 0.4,
     "remote": 0.4,
+    "copy": 0.3,
     "aws": 0,
     "none": 0,
 }
@@ -53,10 +55,29 @@ def modeled(run, servers: int, agents: int, durations: dict[str, float]) -> floa
         critical_path.DURATIONS.update(saved)
 
 
+def sessions(report) -> dict[str, int]:
+    """SSH logins per lab host in one `up`: every step that connects to it (a bundle copy is
+    one SFTP session), plus the probe a server's evict step makes to the host it evicts for."""
+    counts: dict[str, int] = {}
+    for outcome in report.outcomes:
+        counts[outcome.action.host] = counts.get(outcome.action.host, 0) + 1
+    return counts
+
+
+def reconcile_writes(report) -> str:
+    """What the reconcile step says it wrote ("recorded N of M wanted nodes")."""
+    for outcome in report.outcomes:
+        if outcome.name.endswith("-members"):
+            found = re.search(r"recorded (\d+) of (\d+) wanted nodes", outcome.stderr)
+            return f"{found.group(1)} of {found.group(2)}" if found else "?"
+    return "did not run"
+
+
 def measure(servers: int, agents: int) -> dict:
-    names = [f"s{i}" for i in range(servers)] + [f"a{i}" for i in range(agents)]
+    """Bring up servers+agents, then add one agent (a host kept spare until then)."""
+    names = [f"s{i}" for i in range(servers)] + [f"a{i}" for i in range(agents + 1)]
     with Lab(names) as lab:
-        cluster = Cluster(lab, names[:servers], names[servers:])
+        cluster = Cluster(lab, names[:servers], names[servers:-1], machine_ids=True)
         started = time.monotonic()
         report = cluster.up()
         whole = time.monotonic() - started
@@ -64,7 +85,22 @@ def measure(servers: int, agents: int) -> dict:
         ready = [n for n, node in cluster.nodes(on="s0").items() if node.get("Ready") == "True"]
         assert len(voters) == servers and len(ready) == servers + agents, (voters, ready)
         run = cluster.recorded
+        server_hosts = {lab.hosts[n].address for n in names[:servers]}
+        logins = sessions(report)
+        first_writes = reconcile_writes(report)
+        grown = cluster.up(agents=names[servers:])
+        grown_logins = sessions(grown)
+        again = cluster.up()
     return {
+        "max_server_logins": max(logins.get(h, 0) for h in server_hosts),
+        "max_agent_logins": max(v for h, v in logins.items() if h not in server_hosts),
+        "reconcile_writes": first_writes,
+        "add_agent_steps": len(grown.outcomes),
+        "add_agent_step_names": sorted(o.name for o in grown.outcomes),
+        "add_agent_server_logins": max(grown_logins.get(h, 0) for h in server_hosts),
+        "add_agent_seconds": round(grown.seconds, 1),
+        "add_agent_reconcile_writes": reconcile_writes(grown),
+        "rerun_steps": len(again.outcomes),
         "size": f"{servers}+{agents}",
         "steps_seconds": round(report.seconds, 1),
         "whole_seconds": round(whole, 1),
@@ -81,16 +117,22 @@ def main() -> None:
         sys.exit(f"lab unavailable: {reason}")
     sizes = [tuple(int(x) for x in a.split(":")) for a in sys.argv[1:]] or [(3, 2), (5, 20)]
     print(
-        "| bring-up | measured (steps) | measured (incl. recording) | modeled, lab durations | modeled, EC2 durations | command steps | most in parallel |"
+        "| bring-up | measured (steps) | measured (incl. recording) | modeled, lab durations | modeled, EC2 durations "
+        "| remote steps | most in parallel | SSH logins, busiest server / agent | reconcile writes "
+        "| + 1 agent: steps, busiest server's logins, seconds, reconcile writes | `up` again: steps |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for servers, agents in sizes:
         r = measure(servers, agents)
         print(
             f"| {r['size']} | {r['steps_seconds']} s | {r['whole_seconds']} s | {r['modeled_lab']} s | "
-            f"{r['modeled_ec2']} s | {r['steps']} | {r['max_parallel']} |",
+            f"{r['modeled_ec2']} s | {r['steps']} | {r['max_parallel']} | {r['max_server_logins']} / "
+            f"{r['max_agent_logins']} | {r['reconcile_writes']} | {r['add_agent_steps']}, "
+            f"{r['add_agent_server_logins']}, {r['add_agent_seconds']} s, {r['add_agent_reconcile_writes']} "
+            f"| {r['rerun_steps']} |",
             flush=True,
         )
+        print(f"<!-- {r['size']} + 1 agent ran: {', '.join(r['add_agent_step_names'])} -->", flush=True)
 
 
 if __name__ == "__main__":

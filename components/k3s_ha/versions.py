@@ -69,3 +69,39 @@ def parse_version(tag: object, field: str = "k3sVersion") -> K3sVersion:
             f"use {DEFAULT_K3S_VERSION} or another release from v1.19.5+k3s1 on",
         )
     return version
+
+
+@dataclass(frozen=True)
+class UpgradePrerequisite:
+    """A minor version that every node must reach from a minimum release of the one before."""
+
+    target: tuple[int, int]
+    """The (major, minor) being moved to."""
+    minimum: str
+    """The release every node must run before moving to `target`."""
+    why: str
+
+
+# The one table of minimum source releases, by target minor, with its sources. The version guard
+# (check-upgrade.sh, install-k3s.sh) refuses a move to the target minor while any node runs a
+# release below `minimum`, naming it.
+UPGRADE_PREREQUISITES = (
+    # K3s v1.34 embeds etcd 3.6. etcd's upgrade guide (etcd.io docs, upgrades/upgrade_3_6):
+    # "make sure that all of your 3.5 members are updated to 3.5.26 or later"; the etcd blog
+    # (2025, zombie_members_upgrade): "make sure to update to v3.5.26 or later first". A
+    # 3-server EC2 cluster whose servers had been replaced failed v1.33.7 -> v1.34.3
+    # (k3s-io/k3s#13485). etcd 3.5.26 is in v1.33.7+k3s3 (k3s-io/k3s#13493; docs.k3s.io release
+    # notes v1.33.X: etcd v3.5.26-k3s1, "K3s v1.34 Upgrade Warning"), and in v1.32.11+k3s3 on the
+    # v1.32 line (#13494), which must move to v1.33 first anyway (one minor at a time).
+    UpgradePrerequisite(
+        (1, 34),
+        "v1.33.7+k3s3",
+        "K3s v1.34 embeds etcd 3.6, and every etcd 3.5 member must run 3.5.26 or later first "
+        "(etcd's upgrade guide, zombie members; k3s-io/k3s#13485)",
+    ),
+)
+
+
+def upgrade_prerequisite(target: K3sVersion) -> UpgradePrerequisite | None:
+    """The minimum source release for a move to `target`'s minor, if its minor needs one."""
+    return next((p for p in UPGRADE_PREREQUISITES if p.target == (target.major, target.minor)), None)

@@ -83,6 +83,9 @@ class Script:
 class CheckUpgrade(Script):
     NAME: ClassVar[str] = "check-upgrade"
     version: str = env("K3S_VERSION")
+    upgrade_from: str | None = env("K3S_HA_UPGRADE_FROM", None)
+    """The release every node must run before moving to `version`'s minor (versions.py
+    UPGRADE_PREREQUISITES), None when that minor needs none."""
 
     def seconds(self) -> int:
         return 120
@@ -95,6 +98,7 @@ class InstallK3s(Script):
     version: str = env("K3S_VERSION")
     role: str = env("K3S_ROLE")
     install_url: str = env("K3S_INSTALL_URL")
+    upgrade_from: str | None = env("K3S_HA_UPGRADE_FROM", None)
 
     def seconds(self) -> int:
         # cloud-init 600 + installer download 300 + installer 900 (install-k3s.sh) + 120.

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
+from ..versions import upgrade_prerequisite
 from .remote import Node
 from .settings import BootstrapSettings
 
@@ -27,6 +28,8 @@ class BootstrapPlan:
     name: str
     """The bootstrap's resource name: prefixes every step's name."""
     k3s_version: str
+    upgrade_from: str | None
+    """The release every node must run before moving to k3s_version's minor, or None."""
     token: pulumi.Output[str]
     agent_token: pulumi.Output[str]
     registration_address: pulumi.Input[str]
@@ -66,6 +69,7 @@ class BootstrapPlan:
         return cls(
             name=name,
             k3s_version=settings.k3s.version.tag,
+            upgrade_from=prerequisite.minimum if (prerequisite := upgrade_prerequisite(settings.k3s.version)) else None,
             token=token,
             agent_token=agent_token,
             registration_address=registration,

@@ -27,7 +27,7 @@ def guard_upgrade(
         run_script(
             f"{plan.name}-version-guard" if index == 0 else f"{plan.name}-{server.name}-version-guard",
             server,
-            CheckUpgrade(version=plan.k3s_version),
+            CheckUpgrade(version=plan.k3s_version, upgrade_from=plan.upgrade_from),
             parent=parent,
             installs_bundle=True,  # a server's first step: its install and the rest wait for it
         )
