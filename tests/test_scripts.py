@@ -452,7 +452,10 @@ def test_install_runs_installer_with_pinned_settings_only(node: Node, role: str,
         "INSTALL_K3S_VERSION",
     ]
     (curl_call,) = node.calls("curl")
-    assert curl_call.startswith("-sSfL --connect-timeout 20 --max-time 120 --retry 10 --retry-delay 5 ")
+    # https only, redirects too (issue 18.6): curl -L would follow a redirect to plain http.
+    assert curl_call.startswith(
+        "-sSfL --proto =https --proto-redir =https --connect-timeout 20 --max-time 120 --retry 10 --retry-delay 5 "
+    )
     assert curl_call.endswith(" https://get.k3s.io")
     assert node.calls("cloud-init") == ["status --wait"]  # its "degraded" exit is ignored
     assert "daemon-reload" in node.calls("systemctl")

@@ -735,3 +735,61 @@ def test_rejoin_server_refuses_without_config(node: Node) -> None:
     assert result.returncode == 1
     assert "config.yaml does not exist" in last_error(result)
     assert node.calls("systemctl") == []
+
+
+# --- issue 17.1: the minimum source release of a minor that needs one ----------------------
+
+NEEDS = "v1.33.7+k3s3"  # versions.py UPGRADE_PREREQUISITES, target v1.34
+
+
+@pytest.mark.parametrize(
+    ("cluster", "target", "allowed"),
+    [
+        ("v1.33.6+k3s1 v1.33.6+k3s1", "v1.34.3+k3s1", False),  # etcd 3.5.25 -> 3.6: refused
+        ("v1.33.7+k3s3 v1.33.7+k3s1", "v1.34.3+k3s1", False),  # the LOWEST node counts
+        ("v1.33.7+k3s3 v1.33.9+k3s1", "v1.34.3+k3s1", True),
+        ("v1.33.6+k3s1 v1.33.6+k3s1", "v1.33.7+k3s3", True),  # a patch upgrade to the minimum
+        ("v1.34.1+k3s1 v1.34.1+k3s1", "v1.34.3+k3s1", True),  # patch upgrades within v1.34
+    ],
+    ids=["below", "one node below", "at or above", "patch to the minimum", "patch within"],
+)
+def test_a_minor_that_needs_a_minimum_source_release_is_refused_below_it(
+    node: Node, cluster: str, target: str, allowed: bool
+) -> None:
+    node.set("version", cluster.split()[0])
+    node.set("kubelet_versions", cluster)
+    result = guard(node, target, K3S_HA_UPGRADE_FROM=NEEDS)
+    if allowed:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1
+        lowest = min(cluster.split(), key=lambda v: (v.split("+")[0], v))
+        message = last_error(result)
+        assert f"refusing to upgrade k3s from {lowest} to {target}: every node must run {NEEDS}" in message
+        assert f"set k3sVersion to {NEEDS}, run pulumi up, then set it to {target}" in message
+
+
+def test_the_install_step_refuses_below_the_minimum_before_downloading(node: Node) -> None:
+    node.set("version", "v1.33.6+k3s1")
+    result = node.run(
+        "install-k3s",
+        {"K3S_HA_BIN_DIR": str(node.path_dir), "K3S_VERSION": "v1.34.3+k3s1", "K3S_ROLE": "agent",
+         "K3S_HA_UPGRADE_FROM": NEEDS},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"every node must run {NEEDS}" in last_error(result)
+    assert node.calls("curl") == []
+
+
+def test_the_program_passes_the_minimum_only_for_a_minor_that_needs_one() -> None:
+    import engine
+    from helpers import SECRET_KEYS, config
+    from k3s_ha.bootstrap.commands import parse_command
+
+    for version, wanted in (("v1.34.3+k3s1", NEEDS), ("v1.36.4+k3s1", None), ("v1.33.7+k3s3", None)):
+        run = engine.run(engine.main_program, config(k3sVersion=version), SECRET_KEYS)
+        for name in ("dev-version-guard", "dev-server-1-install"):
+            assert parse_command(run.named(name).inputs["create"])[1].get("K3S_HA_UPGRADE_FROM") == wanted, (
+                version,
+                name,
+            )

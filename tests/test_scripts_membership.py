@@ -287,18 +287,18 @@ def evict(
 
 
 @pytest.mark.parametrize(
-    ("old_name", "old_ip"),
-    [("worker-1", "10.0.1.1"), ("worker-1", "10.0.1.50"), ("other-name", "10.0.1.1")],
-    ids=["same name and address", "same name", "same address"],
+    ("old_name", "old_ip", "ready"),
+    [("worker-1", "10.0.1.1", "True"), ("worker-1", "10.0.1.50", "Unknown"), ("other-name", "10.0.1.1", "True")],
+    ids=["same name and address", "same name, elsewhere, not Ready", "same address"],
 )
 def test_a_new_machine_gets_the_stale_node_and_its_password_removed_before_it_joins(
-    node: Node, old_name: str, old_ip: str
+    node: Node, old_name: str, old_ip: str, ready: str
 ) -> None:
     """issue 10.8: K3s refuses a new machine under an old name until the old Node and its
     <name>.node-password.k3s secret are gone (real-behaviour.md, k3s-io/k3s#10408)."""
     bin_dir = _setup(
         node,
-        {"s0": _server("10.0.0.1"), old_name: _agent(old_ip, ready="True")},
+        {"s0": _server("10.0.0.1"), old_name: _agent(old_ip, ready=ready)},
         {"10.0.1.1": {"hostname": "Worker-1", "unit_active": False}},
     )
     result = evict(node, bin_dir, "10.0.1.1")
@@ -308,6 +308,24 @@ def test_a_new_machine_gets_the_stale_node_and_its_password_removed_before_it_jo
     assert sorted(cluster["nodes"]) == ["s0"]
     assert cluster["secrets"] == ["s0.node-password.k3s"]
     _assert_key_hidden(node, result)
+
+
+@pytest.mark.parametrize("role", ["server", "agent"])
+def test_a_ready_node_elsewhere_under_the_new_machines_name_is_a_collision_not_a_stale_node(
+    node: Node, role: str
+) -> None:
+    """Issue 17.4: the new machine at 10.0.1.1 calls itself worker-1, and a Ready worker-1 lives
+    at 10.0.1.50. For a server that is a live etcd member: deleting it would take it out."""
+    live = _server("10.0.1.50") if role == "server" else _agent("10.0.1.50")
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "worker-1": live},
+        {"10.0.1.1": {"hostname": "worker-1", "unit_active": False}},
+    )
+    result = evict(node, bin_dir, "10.0.1.1", role=role)
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-1"]
+    assert "node worker-1 is Ready at 10.0.1.50, another address than 10.0.1.1" in result.stderr
 
 
 @pytest.mark.parametrize("answer", ["", "offline", "unknown"], ids=["nothing", "offline", "unknown"])
@@ -991,3 +1009,42 @@ def test_evict_agents_never_fails_the_up(node: Node) -> None:
     assert result.returncode == 0, result.stderr
     assert "is not 'NAME fresh|running BOOT_ID TIME ADDRESS': skipped" in result.stderr
     assert "no cluster API on this server" in result.stderr
+
+
+def test_three_to_one_with_a_dead_leaving_server_removes_the_dead_one_first(node: Node) -> None:
+    """Issue 17.3: s1 is live and s2 dead. Name order takes s1 first through the
+    remove-while-running path, which etcd refuses (the started members left would be below
+    quorum: mayRemoveMember), leaving s1 Terminating on every re-run. Dead servers go first."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2"), "s2": _server("10.0.0.3", ready="Unknown")},
+        {
+            "10.0.0.1": {"hostname": "s0", "unit_active": True},
+            "10.0.0.2": {"hostname": "s1", "unit_active": True},
+            "10.0.0.3": {"unreachable": True},
+        },
+    )
+    result = reconcile(node, bin_dir, "s0")
+
+    assert result.returncode == 0, result.stderr
+    assert list(_cluster(node)["nodes"]) == ["s0"]
+    deletes = [e for e in _events(node) if e.startswith("k3s kubectl delete node")]
+    assert [e.split()[4] for e in deletes] == ["s2", "s1"]
+
+
+def test_a_leaving_nodes_address_that_answers_under_another_name_gets_nothing(node: Node) -> None:
+    """Issue 17.4: a renamed host (or a reused address) answers at the leaving Node's address
+    with the right key; it calls itself something else, so nothing is stopped or uninstalled
+    there. NotReady, the Node is taken as gone; Ready, the removal is refused."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1", ready="Unknown"), "a1": _agent("10.0.1.2")},
+        {"10.0.1.1": {"hostname": "wanted-host", "unit_active": True}, "10.0.1.2": {"hostname": "other"}},
+    )
+    result = reconcile(node, bin_dir, "s0")
+    assert result.returncode == 1
+    assert "a1 is Ready but" in result.stderr and "answers SSH at 10.0.1.2 under another host name" in result.stderr
+    assert not _cluster(node)["machines"]["10.0.1.1"].get("uninstalled")
+    assert not [e for e in _reached(node, "10.0.1.1") if "systemctl" in e or "uninstall" in e]
+    assert "a0" not in _cluster(node)["nodes"]  # NotReady and not itself at its address: gone
+    assert "a1" in _cluster(node)["nodes"]

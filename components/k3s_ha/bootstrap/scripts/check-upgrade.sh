@@ -11,7 +11,8 @@
 #
 # stdin is not read; stdout stays empty (logs go to stderr).
 # Parameters (environment; contracts.CheckUpgrade): K3S_VERSION (required, the target, e.g.
-# v1.36.4+k3s1), and for tests K3S_HA_BIN_DIR.
+# v1.36.4+k3s1), K3S_HA_UPGRADE_FROM (optional: the release every node must run before moving
+# to the target's minor), and for tests K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -70,7 +71,8 @@ main() {
   if [[ $(k3s_ha_version_key "$target") < "$highest_key" ]]; then
     k3s_ha_check_upgrade "$highest" "$target"
   fi
-  k3s_ha_check_upgrade "$lowest" "$target"
+  # The lowest node also against the minimum source release of the target's minor.
+  k3s_ha_check_upgrade "$lowest" "$target" "${K3S_HA_UPGRADE_FROM:-}"
   k3s_ha_check_upgrade "$highest" "$target"
   k3s_ha_log "the cluster may move to k3s $target"
 }

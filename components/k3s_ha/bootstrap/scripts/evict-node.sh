@@ -163,9 +163,15 @@ main() {
     k3s_ha_warn "$address reported the host name '$new_name', which no Node can have: nothing evicted"
     return 0
   fi
-  while IFS='|' read -r name _etcd _ready ip _label; do
+  while IFS='|' read -r name _etcd ready ip _label; do
     # A dead server that kept its host name on the new machine is gone already.
     [[ -n $name && " ${removed[*]} " != *" $name "* ]] || continue
+    if [[ $name == "$new_name" && $ip != "$address" && $ready == True ]]; then
+      # issue 17.4: a hostname collision, not a stale Node. For a server it is a live etcd
+      # member; deleting it would take that server out of the cluster.
+      k3s_ha_warn "node $name is Ready at $ip, another address than $address, whose new machine has the same host name: left alone (a live node); rename one of the two, or the join is refused (duplicate node name / Node password rejected)"
+      continue
+    fi
     if [[ $name == "$new_name" || $ip == "$address" ]]; then
       k3s_ha_log "node $name ($ip) belongs to the machine $address had before: deleting it and its node password"
       evict_kubectl delete node "$name" --wait=true --timeout=120s || k3s_ha_warn "could not delete node $name"

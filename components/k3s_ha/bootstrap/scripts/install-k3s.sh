@@ -5,7 +5,8 @@
 # etcd needs (servers one at a time).
 #
 # Parameters (environment): K3S_VERSION (required, e.g. v1.36.4+k3s1), K3S_ROLE (required,
-# server|agent), K3S_INSTALL_URL (default https://get.k3s.io), K3S_HA_CLOUD_INIT_TIMEOUT
+# server|agent), K3S_INSTALL_URL (default https://get.k3s.io), K3S_HA_UPGRADE_FROM (optional:
+# the release this node must run before moving to K3S_VERSION's minor), K3S_HA_CLOUD_INIT_TIMEOUT
 # (seconds, default 600), K3S_HA_DOWNLOAD_TIMEOUT (seconds for fetching the installer,
 # default 300), K3S_HA_INSTALLER_TIMEOUT (seconds for the installer, which downloads the
 # binary, default 900), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR (contracts.InstallK3s;
@@ -61,7 +62,7 @@ exec 3>&1 1>&2
 # A version the installed one cannot move to (downgrade, skipped minor, Dqlite to etcd) is
 # refused before anything is downloaded, so the node keeps running what it has.
 current=$(k3s_ha_installed_version)
-k3s_ha_check_upgrade "$current" "$version"
+k3s_ha_check_upgrade "$current" "$version" "${K3S_HA_UPGRADE_FROM:-}"
 
 # Whether K3s ran on this machine before this step: a rebuilt agent's stale Node is removed
 # only for a machine that did not (evict-agents.sh).
@@ -101,7 +102,7 @@ fi
 installer=$(mktemp "${TMPDIR:-/tmp}/k3s-ha-install.XXXXXX")
 k3s_ha_at_exit rm -f -- "$installer"
 status=0
-timeout --foreground "$(k3s_ha_at_least_one "$K3S_HA_DOWNLOAD_TIMEOUT")" curl -sSfL --connect-timeout 20 --max-time 120 \
+timeout --foreground "$(k3s_ha_at_least_one "$K3S_HA_DOWNLOAD_TIMEOUT")" curl -sSfL --proto =https --proto-redir =https --connect-timeout 20 --max-time 120 \
   --retry 10 --retry-delay 5 --retry-connrefused -o "$installer" "$install_url" </dev/null || status=$?
 if ((status == 124)); then
   k3s_ha_die "downloading the K3s installer from $install_url did not finish within ${K3S_HA_DOWNLOAD_TIMEOUT}s"

@@ -530,17 +530,30 @@ k3s_ha_pin_node_host_key() {
 # decide that a node is gone. Call it outside `$(...)`, or what k3s_ha_ssh learnt is lost.
 # shellcheck disable=SC2034 # _k3s_ha_unreachable is for the callers
 k3s_ha_reach_node() {
-  local name=$1 address=$2 command=$3
+  local name=$1 address=$2 command=$3 status=0
   _k3s_ha_unreachable="does not answer SSH"
+  if ! k3s_ha_is_node_name "$name"; then
+    _k3s_ha_unreachable="has a name that is no node name"
+    return 1
+  fi
+  # The host must call itself NAME before anything else runs there (issue 17.4): an address
+  # can belong to another machine now (a renamed host, a reused address), which must not be
+  # stopped or uninstalled for a node that left.
+  command="[ \"\$(hostname | tr '[:upper:]' '[:lower:]')\" = '$name' ] || exit 3; $command"
   if [[ ! $address =~ ^[0-9A-Fa-f.:]+$ ]]; then
     _k3s_ha_unreachable="has no address to reach it at"
   elif ! k3s_ha_pin_node_host_key "$name" "$address"; then
     _k3s_ha_unreachable="has no readable pinned host key (nothing was sent to $address)"
-  elif k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "$command" >&2; then
-    _k3s_ha_unreachable=""
-    return 0
-  elif k3s_ha_ssh_refused_host_key; then
-    _k3s_ha_unreachable="answers SSH at $address with another host key than its pinned one (so whoever answers there is not $name, and was sent nothing)"
+  else
+    k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "$command" >&2 || status=$?
+    if ((status == 0)); then
+      _k3s_ha_unreachable=""
+      return 0
+    elif k3s_ha_ssh_refused_host_key; then
+      _k3s_ha_unreachable="answers SSH at $address with another host key than its pinned one (so whoever answers there is not $name, and was sent nothing)"
+    elif ((status == 3)); then
+      _k3s_ha_unreachable="answers SSH at $address under another host name (so whoever answers there is not $name, and nothing was done there)"
+    fi
   fi
   return 1
 }
@@ -985,13 +998,15 @@ k3s_ha_version_key() {
   printf '%09d%09d%09d%09d%09d\n' "${f[@]}"
 }
 
-# Usage: k3s_ha_check_upgrade FROM TO
+# Usage: k3s_ha_check_upgrade FROM TO [MINIMUM]
 # Returns 0 when a node (or cluster) on K3s FROM may move to TO: FROM empty (nothing
 # installed), the same tag, or an upgrade K3s supports. Dies, naming both versions and
-# the way out, on a downgrade, a skipped minor version (docs/upgrades/manual.md), or a
-# move from the Dqlite era (before v1.19.1) to embedded etcd.
+# the way out, on a downgrade, a skipped minor version (docs/upgrades/manual.md), a
+# move from the Dqlite era (before v1.19.1) to embedded etcd, or a move into TO's minor from
+# a release below MINIMUM, the release every node must run first (K3S_HA_UPGRADE_FROM, from
+# versions.py UPGRADE_PREREQUISITES: e.g. v1.33.7+k3s3, whose etcd 3.5.26 etcd 3.6 needs).
 k3s_ha_check_upgrade() {
-  local from=$1 to=$2 from_key to_key dqlite_end
+  local from=$1 to=$2 minimum=${3:-} from_key to_key dqlite_end minimum_key
   local -a f t
   if [[ -z $from || $from == "$to" ]]; then
     return 0
@@ -1011,6 +1026,13 @@ k3s_ha_check_upgrade() {
   fi
   if ((t[0] == f[0] && t[1] > f[1] + 1)); then
     k3s_ha_die "refusing to upgrade k3s from $from to $to: upgrade one minor at a time: $from -> v${f[0]}.$((f[1] + 1)) first (its latest patch release), then on towards $to (docs/upgrades/manual.md)"
+  fi
+  if [[ -n $minimum ]] && ((t[0] != f[0] || t[1] != f[1])); then
+    minimum_key=$(k3s_ha_version_key "$minimum") \
+      || k3s_ha_die "K3S_HA_UPGRADE_FROM must be a K3s release tag, got '$minimum'"
+    if [[ $from_key < "$minimum_key" ]]; then
+      k3s_ha_die "refusing to upgrade k3s from $from to $to: every node must run $minimum or a later release of its line first (K3s v${t[0]}.${t[1]} embeds a newer etcd that the etcd in $from cannot safely hand over to; k3s-ha versions.py UPGRADE_PREREQUISITES): set k3sVersion to $minimum, run pulumi up, then set it to $to"
+    fi
   fi
   return 0
 }

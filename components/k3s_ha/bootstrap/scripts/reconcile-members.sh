@@ -277,6 +277,19 @@ main() {
     k3s_ha_log "no node has left the configuration of cluster $K3S_HA_CLUSTER"
     return 0
   fi
+  # Dead (not Ready) leaving servers before live ones: etcd refuses to remove a started member
+  # when the active members left would be below quorum, and allows removing one that is down
+  # (mayRemoveMember, etcd server/etcdserver/server.go; issue 17.3).
+  local down=() up=()
+  for row in "${leaving_servers[@]}"; do
+    IFS='|' read -r name ready ip <<<"$row"
+    if [[ $ready == True ]]; then
+      up+=("$row")
+    else
+      down+=("$row")
+    fi
+  done
+  leaving_servers=("${down[@]}" "${up[@]}")
   for row in "${leaving_agents[@]/%/|agent}" "${leaving_servers[@]/%/|server}"; do
     [[ -n $row ]] || continue
     if ((removals >= max_removals)); then
