@@ -253,3 +253,22 @@ def test_a_lab_whose_test_process_died_is_taken_down_by_the_next_one(make_lab) -
     assert host.netns not in listed and abandoned.hub not in listed
     assert not abandoned.root.exists() and not abandoned.sudoers.exists()
     assert subprocess.run(["id", "-u", abandoned.user], capture_output=True).returncode != 0
+
+
+def test_three_to_one_with_a_dead_leaving_server_removes_the_dead_one_first(make_lab) -> None:
+    """Issue 17.3: s2 is dead, s1 live, and both leave. Taking s1 first (Node-name order) would
+    remove a started member with the active ones below quorum, which real etcd refuses
+    (mayRemoveMember): K3s's finalizer keeps the Node Terminating and the step times out, on
+    every re-run. The dead one goes first; then s1 leaves a one-member cluster."""
+    cluster = Cluster(make_lab(SERVERS), list(SERVERS), [])
+    cluster.up()
+    cluster.lab.kill_host(cluster.host("s2"))
+    cluster.wait_for("s2 to be NotReady", lambda: cluster.nodes("s0")["lab-s2"]["Ready"] != "True", 90)
+
+    report = cluster.up(servers=["s0"])
+    record_report("3 -> 1 servers, the second leaving one dead", report)
+    cluster.check()
+    members_log = next(o.stderr for o in report.outcomes if o.name == "lab-members")
+    assert members_log.index("removing server lab-s2") < members_log.index("removing server lab-s1"), members_log
+    assert "lab-s2 is NotReady" in members_log
+    assert [m["name"].rsplit("-", 1)[0] for m in cluster.members("s0")] == ["lab-s0"]

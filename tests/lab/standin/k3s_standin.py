@@ -55,8 +55,9 @@ NODE_PASSWORD_FILE = "/etc/rancher/node/password"
 PREFIX = "/k3s-standin/"
 FAULTS = "/etc/rancher/k3s-standin-faults"  # lab fault injection, see _refused_versions
 # Kubernetes' node-monitor-grace-period default (kube-controller-manager): a node whose
-# kubelet stopped posting status still shows its last Ready for this long.
-NODE_MONITOR_GRACE_SECONDS = 40
+# kubelet stopped posting status still shows its last Ready for this long; 50 s since
+# Kubernetes 1.32 (kubernetes/kubernetes#126287; it was 40 s).
+NODE_MONITOR_GRACE_SECONDS = 50
 HEARTBEAT_SECONDS = 2
 # pkg/etcd/etcd.go: manageTickerTime = 15 s, the leader's learner-promotion and voter ticker.
 MANAGE_TICKER_SECONDS = float(os.environ.get("K3S_STANDIN_MANAGE_SECONDS", "15"))
@@ -478,9 +479,31 @@ class Server:
                     node = json.loads(value)
                     if "etcd" in node.get("roles", []):
                         self.set_voter_condition(node["name"], "True" if node["name"] in voters else "False")
+                self.finalize_deleted_servers(members)
                 self.refresh_cluster_endpoints()
             except EtcdError as error:
                 log(f"etcd member management: {error}")
+
+    def finalize_deleted_servers(self, members: list[dict]) -> None:
+        """The etcd finalizer of deleted server Nodes, on the leader's ticker: remove the member,
+        then the Node. etcd refuses to remove a started member when the started ones left would
+        be below quorum (mayRemoveMember, server/etcdserver/server.go); the Node then stays
+        Terminating and the next tick tries again (issue 17.3)."""
+        statuses = self.local.get_prefix(PREFIX + "node-status/")
+        for key in statuses:
+            if not key.endswith("/deletionTimestamp"):
+                continue
+            name = key[len(PREFIX + "node-status/") : -len("/deletionTimestamp")]
+            try:
+                for member in members:
+                    member_name = member.get("name", "")
+                    if member_name[: member_name.rfind("-")] == name:
+                        self.local.call("/v3/cluster/member/remove", {"ID": member["ID"]})
+                        log(f"Removed etcd member {member_name} of deleted node {name}")
+            except EtcdError as error:
+                log(f"failed to remove etcd member of deleted node {name}, will retry: {error}")
+                continue
+            forget_node(self.local, name)
 
 
 def boot_id() -> str:
@@ -491,6 +514,14 @@ def boot_id() -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
+def forget_node(store, name: str) -> None:
+    """The Node object and what hangs off it are gone (the node-password secret through its
+    OwnerReference)."""
+    store.delete_prefix(PREFIX + f"nodes/{name}")
+    store.delete_prefix(PREFIX + f"node-status/{name}/")
+    store.delete_prefix(PREFIX + f"node-passwords/{name}")
 
 
 def keep_created(cluster, key: str, record: dict) -> dict:
@@ -578,6 +609,7 @@ def node_object(record: dict, statuses: dict[str, str]) -> dict:
         "metadata": {
             "name": record["name"],
             "creationTimestamp": rfc3339(float(record.get("created", record.get("since", 0)))),
+            **({"deletionTimestamp": statuses["deletionTimestamp"]} if "deletionTimestamp" in statuses else {}),
             "labels": labels,
             "annotations": json.loads(statuses.get("annotations", "{}")),
         },
@@ -741,16 +773,14 @@ class ApiServer:
                             server.cluster.put(key, json.dumps(current))
                     return self.reply(200, self.nodes(name)[0])
                 if method == "DELETE":
-                    store = server.cluster
-                    store.delete_prefix(PREFIX + f"nodes/{name}")
-                    store.delete_prefix(PREFIX + f"node-status/{name}/")
-                    store.delete_prefix(PREFIX + f"node-passwords/{name}")
-                    # pkg/etcd/member_controller.go onRemove: a deleted server's member goes.
-                    for member in server.local.members():
-                        member_name = member.get("name", "")
-                        if member_name[: member_name.rfind("-")] == name:
-                            server.local.call("/v3/cluster/member/remove", {"ID": member["ID"]})
-                            log(f"Removed etcd member {member_name} of deleted node {name}")
+                    if found[0]["metadata"]["labels"].get("node-role.kubernetes.io/etcd") == "true":
+                        # A server's Node carries K3s's etcd finalizer: the API call only marks it
+                        # for deletion; the member controller, on the leader, removes the etcd
+                        # member and then the Node (pkg/etcd/member_controller.go onRemove), and
+                        # retries while etcd refuses (manage(), finalize_deleted_servers).
+                        server.cluster.put(PREFIX + f"node-status/{name}/deletionTimestamp", rfc3339(time.time()))
+                        return self.reply(200, {"kind": "Status", "status": "Success"})
+                    forget_node(server.cluster, name)
                     return self.reply(200, {"kind": "Status", "status": "Success"})
                 return self.reply(405, {"message": "method not allowed"})
 
@@ -1050,6 +1080,17 @@ def kubectl(args: list[str]) -> int:
         if status != 200:
             return fail(status, text)
         print(f'node "{name}" deleted')
+        if "--wait" in flags and "--wait=false" not in args:
+            # kubectl waits until the object is gone (its finalizers done), up to --timeout.
+            limit = next((a.split("=", 1)[1] for a in args if a.startswith("--timeout=")), "0s")
+            deadline = time.time() + (float(limit.rstrip("s")) or 3600)
+            while time.time() < deadline:
+                status, _ = call(f"/api/v1/nodes/{name}")
+                if status == 404:
+                    return 0
+                time.sleep(1)
+            print(f"error: timed out waiting for the condition on nodes/{name}", file=sys.stderr)
+            return 1
         return 0
     if verb == "delete" and kind == "secret" and name.endswith(".node-password.k3s"):
         status, text = call(f"/v1-standin/node-passwords/{name.removesuffix('.node-password.k3s')}", "DELETE")
