@@ -262,3 +262,29 @@ def test_a_one_line_change_in_a_shared_function_is_one_changed_digest_per_host_a
     assert {s.kind for s in commands} == {sm.UPDATE}
     assert all(bundle.digest(copy) in s.command_text() for s in commands)
     assert {s.type for s in plan.steps} == {"command:remote:CopyToRemote", "command:remote:Command"}
+
+
+def test_every_step_on_a_host_waits_for_its_bundle_through_the_hosts_first_step() -> None:
+    """The first step on each host (a server's version guard, an agent's install) installs
+    the bundle; every other step that runs there must come after it, or it would find no
+    bundle (commands.py)."""
+    import engine
+    from helpers import SECRET_KEYS, config
+
+    run = engine.run(engine.main_program, config(agents=2, loadBalancer=True), SECRET_KEYS)
+    commands = run.by_type("command:remote:Command")
+    first = {}
+    for step in commands:
+        if " -c " in step.inputs["create"]:
+            host = step.inputs["connection"]["host"]
+            assert host not in first, f"two first steps on {host}"
+            first[host] = step
+            bundle = next(
+                r for r in run.by_type("command:remote:CopyToRemote") if r.inputs["connection"]["host"] == host
+            )
+            assert bundle.urn in step.dependencies
+    assert len(first) == len(run.by_type("command:remote:CopyToRemote")) == 5
+    for step in commands:
+        host = step.inputs["connection"]["host"]
+        if step is not first[host]:
+            assert run.transitively_depends_on(step.name, first[host].name), (step.name, first[host].name)

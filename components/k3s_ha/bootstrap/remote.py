@@ -35,8 +35,8 @@ class Node:
     """The SSH host key pinned in `connection` (authorized_keys format), None when unpinned;
     the steps that SSH from a server to other nodes pin it too (membership.py)."""
     bundle: pulumi.Resource | None = None
-    """The step that copied the script bundle to this host (ship_bundle): every step that
-    runs a script here waits for it."""
+    """The step that copied the script bundle to this host (ship_bundle): the host's first
+    step waits for it, and every other step there for that one."""
 
 
 def ship_bundle(resource_name: str, node: Node, parent: pulumi.Resource) -> command.remote.CopyToRemote:
@@ -97,7 +97,10 @@ def run_script(
     # context.TODO(), real-behaviour.md); every script bounds itself on the node.
     options = pulumi.ResourceOptions(
         parent=parent,
-        depends_on=[*([node.bundle] if node.bundle is not None else []), *depends_on],
+        # Only the host's first step waits for the bundle copy explicitly: every other step on
+        # the host depends on that one already, and each explicit dependency is two URNs more
+        # in the state (dependencies and propertyDependencies).
+        depends_on=[*([node.bundle] if installs_bundle and node.bundle is not None else []), *depends_on],
         additional_secret_outputs=["stdout", "stderr"] if secret_output else None,
     )
     return command.remote.Command(
