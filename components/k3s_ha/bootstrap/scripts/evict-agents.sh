@@ -43,9 +43,7 @@ evict_kubectl() {
 # Usage: delete_stale NAME WHY
 delete_stale() {
   k3s_ha_log "node $1 $2: deleting it and its node password"
-  evict_kubectl delete node "$1" --wait=true --timeout=60s || k3s_ha_warn "could not delete node $1"
-  evict_kubectl -n kube-system delete secret "$1.node-password.k3s" --ignore-not-found \
-    || k3s_ha_warn "could not delete secret $1.node-password.k3s"
+  k3s_ha_forget_node "$1" 60
 }
 
 # Prints "name|ready|ip|bootID|created" for every Node (one API call of at most 30 s).

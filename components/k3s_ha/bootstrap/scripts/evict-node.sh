@@ -61,10 +61,6 @@ if ! declare -F k3s_ha_log >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
-evict_kubectl() {
-  k3s_ha_kubectl "$@" --request-timeout=30s
-}
-
 # Usage: suspect_rows ROWS
 # Prints "name|ip" of the rows of ROWS (k3s_ha_node_rows) that may be dead servers of this
 # cluster: labelled K3S_HA_CLUSTER, with the etcd role, not Ready, not at K3S_HA_ADDRESS.
@@ -99,9 +95,7 @@ remove_dead_servers() {
       continue
     fi
     k3s_ha_log "server $name ($ip) is NotReady and $_k3s_ha_unreachable: it is dead, and etcd refuses any join while it is a voter; deleting its Node (K3s removes its etcd member) and its node password"
-    evict_kubectl delete node "$name" --wait=true --timeout=120s || k3s_ha_warn "could not delete node $name"
-    evict_kubectl -n kube-system delete secret "$name.node-password.k3s" --ignore-not-found \
-      || k3s_ha_warn "could not delete secret $name.node-password.k3s"
+    k3s_ha_forget_node "$name" 120
     removed+=("$name")
   done <<<"$suspects"
 }
@@ -174,9 +168,7 @@ main() {
     fi
     if [[ $name == "$new_name" || $ip == "$address" ]]; then
       k3s_ha_log "node $name ($ip) belongs to the machine $address had before: deleting it and its node password"
-      evict_kubectl delete node "$name" --wait=true --timeout=120s || k3s_ha_warn "could not delete node $name"
-      evict_kubectl -n kube-system delete secret "$name.node-password.k3s" --ignore-not-found \
-        || k3s_ha_warn "could not delete secret $name.node-password.k3s"
+      k3s_ha_forget_node "$name" 120
     fi
   done <<<"$rows"
 }

@@ -498,6 +498,17 @@ k3s_ha_node_rows() {
   k3s_ha_kubectl get nodes -o "$(k3s_ha_node_rows_format)" --request-timeout=30s
 }
 
+# Usage: k3s_ha_forget_node NAME SECONDS
+# Deletes Node NAME, waiting up to SECONDS for it to go (a server's etcd finalizer removes its
+# member first), and its NAME.node-password.k3s secret, so a new machine may take the name.
+# Warns instead of failing: the evict steps never fail the `up` (the join then reports a clash).
+k3s_ha_forget_node() {
+  k3s_ha_kubectl delete node "$1" --wait=true "--timeout=${2}s" --request-timeout=30s \
+    || k3s_ha_warn "could not delete node $1"
+  k3s_ha_kubectl -n kube-system delete secret "$1.node-password.k3s" --ignore-not-found --request-timeout=30s \
+    || k3s_ha_warn "could not delete secret $1.node-password.k3s"
+}
+
 # Usage: k3s_ha_pin_node_host_key NAME ADDRESS   (after k3s_ha_load_ssh_key)
 # Pins for ADDRESS the host key recorded on Node NAME (annotation k3s-ha.io/ssh-host-key,
 # which reconcile-members.sh sets on every wanted node while it is in the configuration: a
