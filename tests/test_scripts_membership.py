@@ -1048,3 +1048,37 @@ def test_a_leaving_nodes_address_that_answers_under_another_name_gets_nothing(no
     assert not [e for e in _reached(node, "10.0.1.1") if "systemctl" in e or "uninstall" in e]
     assert "a0" not in _cluster(node)["nodes"]  # NotReady and not itself at its address: gone
     assert "a1" in _cluster(node)["nodes"]
+
+
+def test_a_removal_names_the_persistent_volumes_it_destroys(node: Node) -> None:
+    """Issue 17.6: the uninstaller deletes the data dir, local-path volumes included, and a
+    failed drain is only a warning: the step's log names what goes."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1"), "a1": _agent("10.0.1.2")},
+        {"10.0.1.1": {"hostname": "a0", "unit_active": True}},
+    )
+    cluster = _cluster(node)
+    cluster["volumes"] = {
+        "pvc-1": {"node": "a0", "claim": "shop/db"},
+        "pvc-2": {"node": "a1", "claim": "shop/cache"},
+    }
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+    result = reconcile(node, bin_dir, "s0 a1")
+    assert result.returncode == 0, result.stderr
+    assert "removing a0 destroys the data of 1 PersistentVolume(s) on its disk: pvc-1 (claim shop/db)" in result.stderr
+    assert "pvc-2" not in result.stderr
+
+
+def test_a_pv_list_that_cannot_be_read_is_said_and_changes_nothing_else(node: Node) -> None:
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1")},
+        {"10.0.1.1": {"hostname": "a0", "unit_active": True}},
+    )
+    cluster = _cluster(node)
+    cluster["pv_list_fails"] = True
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+    result = reconcile(node, bin_dir, "s0")
+    assert result.returncode == 0, result.stderr
+    assert "could not list PersistentVolumes" in result.stderr and list(_cluster(node)["nodes"]) == ["s0"]

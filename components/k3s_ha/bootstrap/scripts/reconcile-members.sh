@@ -111,6 +111,25 @@ fence_from_balancer() {
   fi
 }
 
+# Usage: name_local_volumes NAME
+# Names, in a warning, the PersistentVolumes pinned to node NAME (node affinity on its host
+# name, as local-path provisions them under DATA_DIR/storage): K3s's uninstaller deletes the
+# whole data dir, so removing the node destroys them, and a drain that fails is only a warning
+# (issue 17.6). One API call; a PV list that cannot be read is said too.
+name_local_volumes() {
+  local name=$1 rows pv nodes claim found=()
+  if ! rows=$(k3s_ha_kubectl get pv --request-timeout=30s -o 'jsonpath={range .items[*]}{.metadata.name}{"|"}{.spec.nodeAffinity.required.nodeSelectorTerms[*].matchExpressions[*].values[*]}{"|"}{.spec.claimRef.namespace}/{.spec.claimRef.name}{"\n"}{end}' 2>&1); then
+    k3s_ha_warn "could not list PersistentVolumes ($(k3s_ha_brief "$rows")): volumes on $name's disk, if any, are deleted with it"
+    return 0
+  fi
+  while IFS='|' read -r pv nodes claim; do
+    [[ -n $pv && " $nodes " == *" $name "* ]] && found+=("$pv (claim $claim)")
+  done <<<"$rows"
+  if ((${#found[@]} > 0)); then
+    k3s_ha_warn "removing $name destroys the data of ${#found[@]} PersistentVolume(s) on its disk: ${found[*]}"
+  fi
+}
+
 # Usage: remove_node NAME ROLE READY ADDRESS
 remove_node() {
   local name=$1 role=$2 ready=$3 address=$4 unit=k3s-agent uninstaller=k3s-agent-uninstall.sh
@@ -119,6 +138,7 @@ remove_node() {
     unit=k3s uninstaller=k3s-uninstall.sh
   fi
   k3s_ha_log "removing $role $name ($address) from the cluster"
+  name_local_volumes "$name"
   reconcile_kubectl cordon "$name" >&2 || k3s_ha_warn "could not cordon $name"
   if k3s_ha_reach_node "$name" "$address" "sudo -n sh -c 'systemctl disable --quiet $unit 2>/dev/null; mkdir -p /run/systemd/system/$unit.service.d && printf \"[Service]\\nRestart=no\\n\" >/run/systemd/system/$unit.service.d/k3s-ha-leaving.conf && systemctl daemon-reload'"; then
     reachable=1
