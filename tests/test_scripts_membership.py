@@ -23,7 +23,8 @@ CLUSTER_STANDINS = Path(__file__).parent / "standins" / "cluster"
 LABEL = "k3s-ha.io/cluster"
 
 
-def _setup(node: Node, nodes: dict, machines: dict, secrets: list[str] | None = None) -> Path:
+def _setup(node: Node, nodes: dict, machines: dict, secrets: list[str] | None = None, **extra) -> Path:
+    """`extra`: further cluster.json keys of the k3s stand-in (api_down, volumes, pv_list_fails)."""
     bin_dir = node.root / "cluster-bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "k3s").symlink_to(CLUSTER_STANDINS / "k3s")
@@ -33,6 +34,7 @@ def _setup(node: Node, nodes: dict, machines: dict, secrets: list[str] | None = 
         "nodes": nodes,
         "machines": machines,
         "secrets": secrets if secrets is not None else [f"{n}.node-password.k3s" for n in nodes],
+        **extra,
     }
     (node.state / "cluster.json").write_text(json.dumps(cluster))
     return bin_dir
@@ -1001,10 +1003,7 @@ def test_evict_agents_with_no_fresh_machine_asks_the_api_nothing(node: Node) -> 
 
 
 def test_evict_agents_never_fails_the_up(node: Node) -> None:
-    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
-    cluster = _cluster(node)
-    cluster["api_down"] = True
-    (node.state / "cluster.json").write_text(json.dumps(cluster))
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {}, api_down=True)
     result = evict_agents(node, bin_dir, [f"worker-1 fresh b1 {INSTALLED} 10.0.1.1", "not a line"])
     assert result.returncode == 0, result.stderr
     assert "is not 'NAME fresh|running BOOT_ID TIME ADDRESS': skipped" in result.stderr
@@ -1057,13 +1056,8 @@ def test_a_removal_names_the_persistent_volumes_it_destroys(node: Node) -> None:
         node,
         {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1"), "a1": _agent("10.0.1.2")},
         {"10.0.1.1": {"hostname": "a0", "unit_active": True}},
+        volumes={"pvc-1": {"node": "a0", "claim": "shop/db"}, "pvc-2": {"node": "a1", "claim": "shop/cache"}},
     )
-    cluster = _cluster(node)
-    cluster["volumes"] = {
-        "pvc-1": {"node": "a0", "claim": "shop/db"},
-        "pvc-2": {"node": "a1", "claim": "shop/cache"},
-    }
-    (node.state / "cluster.json").write_text(json.dumps(cluster))
     result = reconcile(node, bin_dir, "s0 a1")
     assert result.returncode == 0, result.stderr
     assert "removing a0 destroys the data of 1 PersistentVolume(s) on its disk: pvc-1 (claim shop/db)" in result.stderr
@@ -1075,10 +1069,8 @@ def test_a_pv_list_that_cannot_be_read_is_said_and_changes_nothing_else(node: No
         node,
         {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1")},
         {"10.0.1.1": {"hostname": "a0", "unit_active": True}},
+        pv_list_fails=True,
     )
-    cluster = _cluster(node)
-    cluster["pv_list_fails"] = True
-    (node.state / "cluster.json").write_text(json.dumps(cluster))
     result = reconcile(node, bin_dir, "s0")
     assert result.returncode == 0, result.stderr
     assert "could not list PersistentVolumes" in result.stderr and list(_cluster(node)["nodes"]) == ["s0"]
