@@ -61,6 +61,7 @@ class Node:
             # Never the host's /var/lib/rancher/k3s, whose etcd data would change behaviour.
             "K3S_HA_DATA_DIR": str(self.data_dir),
             "K3S_HA_POLL_SECONDS": "0",
+            "K3S_HA_STAGE_DIR": str(self.root / "stage"),
             **params,
         }
         env = {

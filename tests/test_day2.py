@@ -93,11 +93,14 @@ def test_a_version_bump_upgrades_in_place_servers_one_at_a_time_then_agents(base
         # Same triggers, so each step is an update (the script runs again), never a replace.
         assert _by_key(base)[(CMD, name)].inputs.get("triggers") == bumped.named(name).inputs.get("triggers")
         assert "K3S_VERSION=v1.37.0+k3s1" in bumped.named(name).inputs["create"]
-    # Nothing downloads before the guard has accepted the new version on the running cluster.
+    # No server downloads, and no node starts, before every guard has accepted the new version
+    # on the running cluster; agents only stage it (install-k3s.sh), so their downloads start at once.
+    guards = ("dev-version-guard", "dev-server-1-version-guard", "dev-server-2-version-guard")
     for name in change["inputs"]:
-        if name.endswith("-install"):
-            for guard in ("dev-version-guard", "dev-server-1-version-guard", "dev-server-2-version-guard"):
-                assert bumped.depends_on(name, guard)
+        if name.endswith("-install") and "server" in name:
+            assert all(bumped.depends_on(name, guard) for guard in guards), name
+        if name.endswith("-start"):
+            assert all(bumped.transitively_depends_on(name, guard) for guard in guards), name
     assert bumped.depends_on("dev-server-1-start", "dev-server-0-start")
     assert bumped.depends_on("dev-server-2-start", "dev-server-1-start")
     for i in range(2):

@@ -13,8 +13,10 @@ servers there are, and each bring-up of three costs about 45 s here.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
+from k3s_ha.versions import parse_version
 from lab import driver, harness
 from lab.cluster import ETCDCTL, Cluster, record
 from lab.fixtures import k3s_processes
@@ -216,6 +218,49 @@ def test_a_failed_upgrade_stops_at_the_failing_server_and_a_rerun_finishes_it(ma
     assert not any(name.endswith("-install") for name in ran(rerun)), "the downloads ran again"
     assert {"lab-s1-start", "lab-s2-start", "lab-a0-start"} <= ran(rerun)
     assert_servers_started_one_at_a_time(rerun)
+
+
+def installed_version(host: Host) -> str:
+    """What the host's k3s would run after a reboot: the version the stand-in installer wrote
+    into /usr/local/bin/k3s (tests/lab/standin/install.sh)."""
+    text = host.path("/usr/local/bin/k3s").read_text()
+    return text.split("version='", 1)[1].split("'", 1)[0]
+
+
+def running_version(host: Host, unit: str) -> str | None:
+    """The release the unit's process runs (the stand-in's K3S_STANDIN_VERSION), None when down."""
+    pid = unit_pid(host, unit)
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if pid else []
+    except OSError:
+        return None
+    found = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"K3S_STANDIN_VERSION=")]
+    return found[0] if found else None
+
+
+def test_an_upgrade_never_leaves_an_agent_with_a_kubelet_newer_than_a_server(make_lab) -> None:
+    """Issue 17.2 (Kubernetes version skew policy: a kubelet must not be newer than
+    kube-apiserver). After every step of an upgrade, the binary each agent would start after
+    a reboot is no newer than what every running server runs: downloads only stage the new
+    release, and an agent's own start step, after every server's, swaps it in."""
+    cluster = Cluster(make_lab([*SERVERS, "a0"]), list(SERVERS), ["a0"], ready_timeout=45)
+    cluster.up()
+    seen: list[str] = []
+
+    def skew() -> str | None:
+        servers = [running_version(cluster.machine(n), "k3s") for n in cluster.servers]
+        oldest = min((v for v in servers if v), key=parse_version, default=None)
+        agent = installed_version(cluster.machine("a0"))
+        seen.append(agent)
+        if oldest and parse_version(agent) > parse_version(oldest):
+            return f"a0 would start k3s {agent} after a reboot while a server runs {oldest}"
+        return None
+
+    report = cluster.up(version=NEXT_PATCH, invariant=skew)
+    record_report("upgrade, skew checked after every step", report)
+    cluster.check()
+    assert installed_version(cluster.machine("a0")) == NEXT_PATCH
+    assert seen.count(NEXT_PATCH) < len(seen), "the check never saw the agent before its start"
 
 
 def test_a_dead_server_is_replaced_without_hand_edits(make_lab) -> None:

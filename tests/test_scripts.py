@@ -475,15 +475,51 @@ def test_install_skips_download_when_version_and_unit_present(node: Node) -> Non
     assert "already installed" in result.stderr
 
 
-def test_install_redownloads_when_version_differs(node: Node) -> None:
+def test_install_on_a_node_with_k3s_stages_the_new_release_and_keeps_the_installed_one(node: Node) -> None:
+    """Issue 17.2: an upgrade's download must not change what the node runs after a reboot:
+    the new release is staged, the installed binary, unit and env file stay as they were
+    (the installer's systemd_disable removes them from /etc/systemd/system whatever
+    INSTALL_K3S_SYSTEMD_DIR says, so they are put back), and the unit stays enabled."""
     node.install_fake_k3s("v1.35.2+k3s1", "k3s.service")
+    (node.systemd_dir / "k3s.service.env").write_text("K3S_KEEP=1\n")
+    node.set("enabled.k3s", "enabled")
+    unit_before = (node.systemd_dir / "k3s.service").read_text()
+    stage = node.root / "stage" / VERSION
 
     result = node.run("install-k3s", install_params(node, "server"))
 
     assert result.returncode == 0, result.stderr
     assert len(node.calls("curl")) == 1
-    assert installer_env(node)["INSTALL_K3S_VERSION"] == VERSION
-    assert "replacing k3s v1.35.2+k3s1 with v1.36.4+k3s1" in result.stderr
+    env = installer_env(node)
+    assert env["INSTALL_K3S_VERSION"] == VERSION
+    assert env["INSTALL_K3S_BIN_DIR"] == str(stage) and env["INSTALL_K3S_SYMLINK"] == "skip"
+    assert _reported_version(node, node.install_bin / "k3s") == "v1.35.2+k3s1"
+    assert _reported_version(node, stage / "k3s") == VERSION
+    assert (node.systemd_dir / "k3s.service").read_text() == unit_before
+    assert (node.systemd_dir / "k3s.service.env").read_text() == "K3S_KEEP=1\n"
+    assert (node.state / "enabled.k3s").exists()
+
+    again = node.run("install-k3s", install_params(node, "server"))
+    assert again.returncode == 0, again.stderr
+    assert "already staged" in again.stderr and len(node.calls("curl")) == 1
+
+    node.server_is_healthy()
+    start = node.run(
+        "start-server",
+        server_params(node, K3S_VERSION=VERSION, K3S_HA_BIN_DIR=str(node.install_bin)),
+        stdin=SERVER_CONFIG,
+    )
+    assert start.returncode == 0, start.stderr
+    assert _reported_version(node, node.install_bin / "k3s") == VERSION
+    assert (node.state / "running.k3s").read_text().strip() == VERSION
+    assert not (node.root / "stage").exists()
+
+
+def _reported_version(node: Node, binary: Path) -> str:
+    out = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, env={**os.environ, "STANDIN_STATE": str(node.state)}
+    )
+    return out.stdout.split()[2]
 
 
 def test_install_runs_installer_when_role_unit_missing(node: Node) -> None:

@@ -247,7 +247,7 @@ def test_install_allows_an_upgrade(node: Node, installed: str) -> None:
     result = node.run("install-k3s", install_params(node, "server"))
 
     assert result.returncode == 0, result.stderr
-    assert f"replacing k3s {installed} with {VERSION}" in result.stderr
+    assert f"staging k3s {VERSION} at" in result.stderr and f"beside the installed {installed}" in result.stderr
     assert len(node.calls("curl")) == 1
 
 

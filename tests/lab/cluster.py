@@ -110,10 +110,12 @@ class Cluster:
         agents: list[str] | None = None,
         version: str | None = None,
         key: Path | None = None,
+        invariant=None,
     ) -> driver.Report:
         """`pulumi up` with the given changes (none: the first up, or a rerun): the step
         model's apply waves, then its delete waves. When a step fails, the state becomes what
-        the engine would have recorded (step_model.state_after_failure) and StepFailed is raised."""
+        the engine would have recorded (step_model.state_after_failure) and StepFailed is raised.
+        `invariant()` (returns what is wrong, or None) is checked after every step."""
         self.servers = self.servers if servers is None else servers
         self.agents = self.agents if agents is None else agents
         self.version = version or self.version
@@ -122,7 +124,10 @@ class Cluster:
         plan = step_model.plan_up(self.recorded, after)
         applies, deletes = driver.plan_waves(plan)
         try:
-            report = self.run(applies, check=self.mocks.check)
+            def check(outcome: driver.Outcome) -> str | None:
+                return self.mocks.check(outcome) or (invariant() if invariant else None)
+
+            report = self.run(applies, check=check)
         except driver.StepFailed as failed:
             succeeded = {o.action.urn for o in failed.report.outcomes if o.status == 0}
             self.recorded = step_model.state_after_failure(plan, succeeded)

@@ -3,10 +3,14 @@
 # @STANDINS@, @STATE@ and @DATA_DIR@ filled in). It records its environment and arguments,
 # then does what the real install.sh (k3s-io/k3s install.sh, "run the install process")
 # does to a node, in its order:
-# - puts "k3s" in INSTALL_K3S_BIN_DIR: a wrapper around the k3s stand-in; the version it
-#   reports is the state file "version", one binary per node like /usr/local/bin/k3s;
+# - puts "k3s" in INSTALL_K3S_BIN_DIR: a wrapper around the k3s stand-in, with the version
+#   it was installed as. The node's installed binary is the one in the script's K3S_HA_BIN_DIR
+#   (@LIVE_BIN@): its version is the state file "version", which the wrapper sets from its own
+#   whenever it runs from there (so a staged wrapper that start-*.sh moved in place becomes
+#   the installed version); one elsewhere (a stage) reports its own and changes nothing;
 # - systemd_disable: ALWAYS `systemctl disable` the unit, then removes the unit file and
-#   its env file;
+#   its env file from /etc/systemd/system, whatever INSTALL_K3S_SYSTEMD_DIR says (here: the
+#   script's K3S_HA_SYSTEMD_DIR, @LIVE_UNITS@);
 # - create_env_file: every line of `export` whose text after the first word starts with
 #   K3S_ or CONTAINERD_ goes into the unit's env file (and *_PROXY lines). A multi-line
 #   value such as sudo's SUDO_COMMAND spills its lines into that output, so lines of a
@@ -33,14 +37,23 @@ case ${INSTALL_K3S_EXEC:-} in
   *) echo "[ERROR] stand-in installer: unexpected INSTALL_K3S_EXEC" >&2; exit 1 ;;
 esac
 mkdir -p "$bin_dir" "$systemd_dir"
-printf '#!/bin/sh\n# stand-in, not the real k3s: written by the stand-in installer\nexec %s/k3s "$@"\n' \
-  "$standins" >"$bin_dir/k3s.new"
+cat >"$bin_dir/k3s.new" <<WRAPPER
+#!/bin/sh
+# stand-in, not the real k3s: written by the stand-in installer as ${INSTALL_K3S_VERSION:?}
+if [ "\$(cd "\$(dirname "\$0")" && pwd -P)" = "\$(cd "@LIVE_BIN@" 2>/dev/null && pwd -P)" ]; then
+  echo "$INSTALL_K3S_VERSION" >"$state/version"
+else
+  K3S_STANDIN_BINARY_VERSION=$INSTALL_K3S_VERSION
+  export K3S_STANDIN_BINARY_VERSION
+fi
+exec $standins/k3s "\$@"
+WRAPPER
 chmod 755 "$bin_dir/k3s.new"
 mv -f "$bin_dir/k3s.new" "$bin_dir/k3s"
-echo "${INSTALL_K3S_VERSION:?}" >"$state/version"
+"$bin_dir/k3s" --version >/dev/null
 
 systemctl disable "$unit" >/dev/null 2>&1 || true
-rm -f "$systemd_dir/$unit.service" "$systemd_dir/$unit.service.env"
+rm -f "@LIVE_UNITS@/$unit.service" "@LIVE_UNITS@/$unit.service.env"
 if [ -f "$state/installer_hangs" ]; then
   exec sleep 60
 fi

@@ -184,7 +184,9 @@ class K3sBootstrap(pulumi.ComponentResource):
 
         guards = guard_upgrade(plan, servers, self)
         server_installs = [install(plan, n, "server", guards, self) for n in servers]
-        agent_installs = [install(plan, n, "agent", guards, self) for n in agents]
+        # An agent's install only stages a new release beside the running one (install-k3s.sh),
+        # so it need not wait for the guards: its start step, after every server, does.
+        agent_installs = [install(plan, n, "agent", [], self) for n in agents]
         # The first server's stale Node is evicted from the second server, which is still a
         # member when the first is rebuilt alone (servers start in order, so it starts after).
         init_evict = (

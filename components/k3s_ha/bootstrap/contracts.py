@@ -23,6 +23,7 @@ TEST_HOOKS = frozenset(
         "K3S_HA_CONFIG_DIR",
         "K3S_HA_DATA_DIR",
         "K3S_HA_SYSTEMD_DIR",
+        "K3S_HA_STAGE_DIR",
         "K3S_HA_POLL_SECONDS",
         "K3S_HA_SSH_TIMEOUT",
         "K3S_HA_NODE_NAME",

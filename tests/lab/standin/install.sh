@@ -5,7 +5,7 @@
 # It follows the real installer's order of steps (install.sh, "run the install process"):
 #   download (here: build the multicall wrapper for INSTALL_K3S_VERSION), create_symlinks,
 #   create_killall, create_uninstall, systemd_disable (ALWAYS disables and removes the unit
-#   and its env file), create_env_file (every K3S_*/CONTAINERD_* line of `sh -c export`,
+#   and its env file from /etc/systemd/system, even with INSTALL_K3S_SYSTEMD_DIR elsewhere), create_env_file (every K3S_*/CONTAINERD_* line of `sh -c export`,
 #   mode 0600), create_service_file (Type=notify), service_enable_and_start (returns early
 #   with INSTALL_K3S_SKIP_ENABLE=true, so the unit stays disabled; skips the start with
 #   INSTALL_K3S_SKIP_START=true).
@@ -69,8 +69,10 @@ EOF
 chmod 755 "$tmp"
 mv -f "$tmp" "$bin_dir/k3s"
 
-# create_symlinks
-[ -e "$bin_dir/kubectl" ] || ln -s k3s "$bin_dir/kubectl"
+# create_symlinks (none with INSTALL_K3S_SYMLINK=skip)
+if [ "${INSTALL_K3S_SYMLINK:-}" != skip ]; then
+  [ -e "$bin_dir/kubectl" ] || ln -s k3s "$bin_dir/kubectl"
+fi
 
 # create_killall + create_uninstall
 cat >"$bin_dir/k3s-killall.sh" <<EOF
@@ -93,9 +95,10 @@ rm -f "$uninstall"
 EOF
 chmod 755 "$uninstall"
 
-# systemd_disable: always, before the unit is written again.
+# systemd_disable: always, before the unit is written again, and on /etc/systemd/system
+# whatever INSTALL_K3S_SYSTEMD_DIR says (the real one names that path).
 systemctl disable "$system_name" >/dev/null 2>&1 || true
-rm -f "$service_file" "$env_file"
+rm -f "/etc/systemd/system/$system_name.service" "/etc/systemd/system/$system_name.service.env"
 
 # create_env_file: the real installer's exact pipeline.
 info "env: Creating environment file $env_file"

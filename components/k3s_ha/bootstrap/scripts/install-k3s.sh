@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Download phase: puts the pinned K3s binary and the role's systemd unit on the node,
-# without enabling or starting anything. Runs on every node in parallel right after boot;
+# Download phase: puts the pinned K3s binary and the role's systemd unit on a new node, or
+# stages the binary beside the running one on a node that has K3s (an upgrade: start-*.sh
+# swaps it in), without enabling or starting anything. Runs on every node in parallel right after boot;
 # starting is left to start-server.sh / start-agent.sh, which Python runs in the order
 # etcd needs (servers one at a time).
 #
@@ -9,7 +10,8 @@
 # the release this node must run before moving to K3S_VERSION's minor), K3S_HA_CLOUD_INIT_TIMEOUT
 # (seconds, default 600), K3S_HA_DOWNLOAD_TIMEOUT (seconds for fetching the installer,
 # default 300), K3S_HA_INSTALLER_TIMEOUT (seconds for the installer, which downloads the
-# binary, default 900), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR (contracts.InstallK3s;
+# binary, default 900), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR, K3S_HA_STAGE_DIR
+# (contracts.InstallK3s;
 # its time bound is the sum of those three defaults plus 120).
 # stdout: one line, "NAME fresh|running BOOT_ID TIME": the node name K3s registers this
 # machine under, whether K3s ran on it before this step, its boot id (the kernel's, which the
@@ -93,8 +95,19 @@ if [[ $current == "$version" && -f $unit_path ]]; then
   report
   exit 0
 fi
-if [[ -n $current ]]; then
-  k3s_ha_log "replacing k3s $current with $version ($role)"
+# A node with K3s installed gets the new release staged beside it, not in its place: what it
+# runs after a reboot changes only at its own start step, which for agents comes after every
+# server has moved, so no kubelet is ever newer than the API servers (Kubernetes version skew
+# policy; issue 17.2). start-*.sh swaps it in (lib.sh k3s_ha_swap_in_staged).
+stage=""
+if [[ -n $current && -f $unit_path ]]; then
+  stage=$(k3s_ha_stage_dir "$version")
+  if [[ $(k3s_ha_version_of "$stage/k3s") == "$version" ]]; then
+    k3s_ha_log "k3s $version is already staged at $stage; its start step puts it in place"
+    report
+    exit 0
+  fi
+  k3s_ha_log "staging k3s $version at $stage beside the installed $current ($role)"
 else
   k3s_ha_log "installing k3s $version ($role)"
 fi
@@ -121,17 +134,38 @@ installer_env=(
 if [[ -n ${TMPDIR:-} ]]; then
   installer_env+=(TMPDIR="$TMPDIR")
 fi
-if [[ -n ${K3S_HA_BIN_DIR:-} ]]; then
-  installer_env+=(INSTALL_K3S_BIN_DIR="$K3S_HA_BIN_DIR")
-fi
-if [[ -n ${K3S_HA_SYSTEMD_DIR:-} ]]; then
-  installer_env+=(INSTALL_K3S_SYSTEMD_DIR="$K3S_HA_SYSTEMD_DIR")
+if [[ -n $stage ]]; then
+  # Binary, killall and uninstall scripts, unit and env file all go to the stage (install.sh
+  # setup_env: BIN_DIR, SYSTEMD_DIR); no kubectl/crictl/ctr links (create_symlinks).
+  rm -rf -- "$stage"
+  if ! { mkdir -p "$stage" && chmod 0700 "$stage"; }; then
+    k3s_ha_die "could not create $stage"
+  fi
+  installer_env+=(INSTALL_K3S_BIN_DIR="$stage" INSTALL_K3S_SYSTEMD_DIR="$stage/systemd" INSTALL_K3S_SYMLINK=skip)
+else
+  if [[ -n ${K3S_HA_BIN_DIR:-} ]]; then
+    installer_env+=(INSTALL_K3S_BIN_DIR="$K3S_HA_BIN_DIR")
+  fi
+  if [[ -n ${K3S_HA_SYSTEMD_DIR:-} ]]; then
+    installer_env+=(INSTALL_K3S_SYSTEMD_DIR="$K3S_HA_SYSTEMD_DIR")
+  fi
 fi
 
 # A node whose unit was enabled (it ran before) gets it enabled again whatever happens
 # from here on, the installer failing or timing out included.
 if [[ $(systemctl is-enabled "$service" 2>/dev/null) == enabled ]]; then
   k3s_ha_at_exit k3s_ha_enable_again "$service"
+fi
+# Staging too, the installer removes the live unit and its env file: its systemd_disable
+# names /etc/systemd/system whatever INSTALL_K3S_SYSTEMD_DIR says (k3s-io/k3s install.sh).
+# They are put back whatever happens (before the unit is enabled again: at-exit runs last
+# first), so the running K3s keeps its unit.
+if [[ -n $stage ]]; then
+  k3s_ha_at_exit k3s_ha_put_back_unit "$stage/live-unit" "$unit_path"
+  if ! { mkdir -p "$stage/live-unit" && cp -p -- "$unit_path" "$stage/live-unit/" \
+    && { [[ ! -e $unit_path.env ]] || cp -p -- "$unit_path.env" "$stage/live-unit/"; }; }; then
+    k3s_ha_die "could not keep a copy of $unit_path before staging"
+  fi
 fi
 
 # Its own process group (timeout without --foreground): on expiry the installer and
@@ -145,6 +179,15 @@ elif ((status != 0)); then
   k3s_ha_die "the K3s installer failed (exit $status)"
 fi
 
+if [[ -n $stage ]]; then
+  staged=$(k3s_ha_version_of "$stage/k3s")
+  if [[ $staged != "$version" ]]; then
+    k3s_ha_die "after staging, $stage/k3s reports version '${staged:-none}' instead of $version"
+  fi
+  k3s_ha_log "staged k3s $version; $k3s_bin stays $current until this node's start step"
+  report
+  exit 0
+fi
 # With INSTALL_K3S_SKIP_ENABLE the installer skips its daemon-reload, so systemd would
 # keep using the previous unit file (or not know the new one) when start-*.sh runs.
 systemctl daemon-reload || k3s_ha_die "systemctl daemon-reload failed after installing k3s"

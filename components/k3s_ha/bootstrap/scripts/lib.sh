@@ -92,6 +92,19 @@ k3s_ha_enable_again() {
   fi
 }
 
+# Usage: k3s_ha_put_back_unit COPY_DIR UNIT_PATH
+# Restores a unit file and its env file kept in COPY_DIR (install-k3s.sh, staging) and has
+# systemd read them again.
+k3s_ha_put_back_unit() {
+  local copy=$1 unit=$2 file
+  for file in "$copy"/*; do
+    [[ -e $file ]] || continue
+    cp -p -- "$file" "${unit%/*}/${file##*/}" || k3s_ha_warn "could not put $unit back from $file"
+  done
+  rm -rf -- "$copy"
+  systemctl daemon-reload || k3s_ha_warn "systemctl daemon-reload failed after putting $unit back"
+}
+
 # Overridable so that tests never touch /etc.
 k3s_ha_config_dir() {
   printf '%s\n' "${K3S_HA_CONFIG_DIR:-/etc/rancher/k3s}"
@@ -347,13 +360,50 @@ k3s_ha_wait_until() {
 
 # Prints the version the installed k3s binary reports, or nothing if there is none.
 k3s_ha_installed_version() {
-  local bin line _ version=""
-  bin=$(k3s_ha_k3s_bin)
+  k3s_ha_version_of "$(k3s_ha_k3s_bin)"
+}
+
+# Usage: k3s_ha_version_of BINARY
+# The release a k3s binary reports, or "" when there is none or it does not run.
+k3s_ha_version_of() {
+  local bin=$1 line _ version=""
   if [[ -x $bin ]] && line=$("$bin" --version 2>/dev/null); then
     # First line: "k3s version v1.36.4+k3s1 (abcdef01)"
     read -r _ _ version _ <<<"$line" || true
   fi
   printf '%s\n' "$version"
+}
+
+# Usage: k3s_ha_stage_dir VERSION
+# Where install-k3s.sh stages VERSION on a node that already runs K3s: the binary a node would
+# run after a reboot changes only at its own start step, so an agent never holds a kubelet
+# newer than the API servers while they move (Kubernetes version skew policy; issue 17.2).
+k3s_ha_stage_dir() {
+  printf '%s/%s\n' "${K3S_HA_STAGE_DIR:-/var/lib/k3s-ha/stage}" "$1"
+}
+
+# Usage: k3s_ha_swap_in_staged VERSION
+# Puts the binary install-k3s.sh staged for VERSION in place of the installed one (an atomic
+# rename in the binary's own directory, as the K3s installer's setup_binary does), then drops
+# every staged release. Nothing to do when none is staged.
+k3s_ha_swap_in_staged() {
+  local wanted=$1 staged bin
+  staged=$(k3s_ha_stage_dir "$wanted")/k3s
+  [[ -e $staged ]] || return 0
+  bin=$(k3s_ha_k3s_bin)
+  if [[ $(k3s_ha_installed_version) != "$wanted" ]]; then
+    if [[ $(k3s_ha_version_of "$staged") != "$wanted" ]]; then
+      k3s_ha_die "the k3s staged at $staged does not report $wanted; run install-k3s.sh again"
+    fi
+    if ! { install -m 0755 "$staged" "$bin.k3s-ha-new" && mv -f "$bin.k3s-ha-new" "$bin"; }; then
+      k3s_ha_die "could not put the staged k3s $wanted in place of $bin"
+    fi
+    if command -v restorecon >/dev/null 2>&1; then
+      restorecon "$bin" 2>/dev/null || true # SELinux label, as the installer's setup_binary sets
+    fi
+    k3s_ha_log "k3s $wanted, staged by the install step, is now $bin"
+  fi
+  rm -rf -- "${K3S_HA_STAGE_DIR:-/var/lib/k3s-ha/stage}"
 }
 
 # Usage: k3s_ha_require_installed_version VERSION
@@ -406,6 +456,7 @@ k3s_ha_begin_start() {
   exec 3>&1 1>&2
   _k3s_ha_started_at=$(date +%s)
   if [[ -n ${K3S_VERSION:-} ]]; then
+    k3s_ha_swap_in_staged "$K3S_VERSION"
     k3s_ha_require_installed_version "$K3S_VERSION"
   fi
 }

@@ -1,7 +1,10 @@
 """Step -1, on every server: refuse a K3s version the running cluster cannot move to.
 
-Every node's download waits for these steps, so a downgrade, a skipped minor version or a
-crossing from the Dqlite era to etcd (which loses data) is refused before any node is touched.
+Every server's download, and through the servers every start, waits for these steps, so a
+downgrade, a skipped minor version or a crossing from the Dqlite era to etcd (which loses data)
+is refused before any node runs anything new. Agents' downloads need not wait: on a node that
+runs K3s a download only stages the release beside it (install-k3s.sh), and an agent's start
+comes after every server's.
 They run again whenever `k3s_version` changes. One per server, not only on the first: a new
 machine has nothing to compare with and passes, so when the first server is being rebuilt in
 the same `up` a surviving server still asks the running cluster (issue 10).
