@@ -170,7 +170,7 @@ def test_the_bundle_is_verified_into_its_own_directory_and_run_from_there(tmp_pa
     assert again.returncode == 0 and again.stdout == "kind: Config\n"
 
 
-@pytest.mark.parametrize("tamper", ["changed", "added", "symlink", "missing"])
+@pytest.mark.parametrize("tamper", ["changed", "added", "symlink", "added-symlink", "fifo", "missing"])
 def test_an_upload_that_does_not_match_the_digest_runs_nothing(tmp_path, tamper) -> None:
     upload = tmp_path / "upload"
     shutil.copytree(SCRIPTS, upload)
@@ -183,12 +183,17 @@ def test_an_upload_that_does_not_match_the_digest_runs_nothing(tmp_path, tamper)
         target.unlink()
         target.symlink_to(tmp_path / "elsewhere.sh")
         (tmp_path / "elsewhere.sh").write_text("echo hijacked\n")
+    elif tamper == "added-symlink":  # the digest lists regular files only: adopt.sh refuses it
+        (upload / "lib").symlink_to(tmp_path)
+    elif tamper == "fifo":  # copied as a FIFO (cp -R), never read, then refused
+        os.mkfifo(upload / "pipe")
     else:
         shutil.rmtree(upload)
     result = _run(tmp_path, upload)
     assert result.returncode == 1
     assert "hijacked" not in result.stdout
-    assert "no bundle with digest" in result.stderr and "nothing was run" in result.stderr
+    expected = "holds something other than files" if tamper in ("added-symlink", "fifo") else "no bundle with digest"
+    assert expected in result.stderr and "nothing was run" in result.stderr
     assert not (tmp_path / "root" / bundle.digest()).exists()
     assert [p.name for p in (tmp_path / "root").glob(".new.*")] == []  # the staging copy is gone
 
@@ -206,9 +211,10 @@ def test_the_command_bounds_the_script_and_says_so(tmp_path) -> None:
 
 def test_the_prelude_is_plain_posix_tools_and_bash() -> None:
     """It runs before anything is verified, so it stays small enough to read in a preview."""
-    assert len(PRELUDE) < 800
-    for tool in ("mktemp", "find", "sha256sum", "mv -T"):
+    assert len(PRELUDE) < 500
+    for tool in ("mktemp", "find", "sha256sum", "adopt.sh"):
         assert tool in PRELUDE
+    assert "mv -T" in (SCRIPTS / "adopt.sh").read_text()
 
 
 def test_the_short_form_runs_the_installed_bundle(tmp_path) -> None:

@@ -612,8 +612,9 @@ def test_print_kubeconfig_fails_clearly_when_absent(node: Node) -> None:
 
 # --- the scripts as files --------------------------------------------------------------
 
-# lib.sh holds the functions, run.sh runs a role script under its time bound.
-ROLE_SCRIPTS = sorted(p for p in SCRIPT_DIR.glob("*.sh") if p.name not in ("lib.sh", "run.sh"))
+# lib.sh holds the functions, run.sh runs a role script under its time bound, adopt.sh
+# installs a checked bundle (commands.PRELUDE).
+ROLE_SCRIPTS = sorted(p for p in SCRIPT_DIR.glob("*.sh") if p.name not in ("lib.sh", "run.sh", "adopt.sh"))
 
 
 def test_role_scripts_exist() -> None:

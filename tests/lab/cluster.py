@@ -124,6 +124,7 @@ class Cluster:
         plan = step_model.plan_up(self.recorded, after)
         applies, deletes = driver.plan_waves(plan)
         try:
+
             def check(outcome: driver.Outcome) -> str | None:
                 return self.mocks.check(outcome) or (invariant() if invariant else None)
 

@@ -31,20 +31,16 @@ _SCRIPT_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 # Runs as root. $1 digest, $2 script, $3 seconds, $4 bundle root, $5 the uploaded copy (in the
 # login user's home, which that user may still change: nothing is run from there). On the
 # first use of a digest on the host it copies the upload into a fresh root-owned directory
-# (mktemp: 0700), refuses anything but files and directories (a symlink could point
-# anywhere), checks the digest of what was copied, and renames it into place: atomic, and a
-# step that raced it finds the directory there. The system's own tools do this, whatever PATH
-# the login carries. Then the script runs from there (run.sh).
+# (mktemp: 0700) and checks the digest of what was copied; the checked copy's adopt.sh then
+# refuses anything but files and directories and renames it into place. The system's own
+# tools do this, whatever PATH the login carries (the script itself gets the login's PATH and
+# umask, as sudo gives them). Then the script runs from there (run.sh).
 PRELUDE = r"""b=$4/$1
-if [ ! -f "$b/run.sh" ]; then (
-  PATH=/usr/bin:/bin; umask 022
-  mkdir -p "$4" && x=$(mktemp -d "$4/.new.XXXXXX") || exit 1
-  trap 'rm -rf "$x"' EXIT
-  [ -d "$5" ] && [ -z "$(find "$5" ! -type f ! -type d -print -quit)" ] && cp -R "$5/." "$x/" \
-    && [ "$(cd "$x" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)" = "$1  -" ] \
-    || { echo "k3s-ha: error: no bundle with digest $1 at $5; nothing was run (run pulumi up again)" >&2; exit 1; }
-  chmod -R u=rwX,go=rX "$x" && { mv -T "$x" "$b" 2>/dev/null || [ -f "$b/run.sh" ]; }
-) || exit 1; fi
+[ -f "$b/run.sh" ] || { x=$(PATH=/usr/bin:/bin; umask 022; mkdir -p "$4" && d=$(mktemp -d "$4/.new.XXXXXX") && {
+  cp -R "$5/." "$d/" && [ "$(cd "$d" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum |
+    sha256sum)" = "$1  -" ] && echo "$d" || rm -rf "$d"; })
+  [ -n "$x" ] && exec bash "$x/adopt.sh" "$x" "$b" "$2" "$3"
+  echo "k3s-ha: error: no bundle with digest $1 at $5; nothing was run (run pulumi up again)" >&2; exit 1; }
 exec bash "$b/run.sh" "$2" "$3"
 """
 
