@@ -131,7 +131,7 @@ def test_the_digest_is_what_sha256sum_says_on_a_node() -> None:
         text=True,
         check=True,
     )
-    assert listing.stdout.split()[0] == bundle.digest()
+    assert listing.stdout.split()[0][: bundle.DIGEST_HEX] == bundle.digest() and len(bundle.digest()) == 32
 
 
 # --- the prelude, run for real ----------------------------------------------------------
@@ -215,6 +215,7 @@ def test_the_prelude_is_plain_posix_tools_and_bash() -> None:
     for tool in ("mktemp", "find", "sha256sum", "adopt.sh"):
         assert tool in PRELUDE
     assert "mv -T" in (SCRIPTS / "adopt.sh").read_text()
+    assert f"sha256sum | cut -c1-{bundle.DIGEST_HEX})" in PRELUDE  # the node checks what Python names
 
 
 def test_the_short_form_runs_the_installed_bundle(tmp_path) -> None:

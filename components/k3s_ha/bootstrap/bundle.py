@@ -41,10 +41,17 @@ def bundle_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: ("./" + p.relative_to(root).as_posix()).encode())
 
 
+DIGEST_HEX = 32
+"""The digest is SHA-256 cut to its first 128 bits (32 hex digits), as SHA-512/256-style
+truncation keeps SHA-256's security per bit: 2^128 work to forge an upload that passes the
+check. It appears in every command, the upload path and the bundle's directory name, so each
+digit costs state at every step (issue 16's budget)."""
+
+
 def digest(root: Path | None = None) -> str:
-    """SHA-256 of the `sha256sum` listing of the bundle's files (default: SCRIPT_DIR): the same
-    value the command prelude computes on the node with `find | sort -z | xargs -0 sha256sum |
-    sha256sum`."""
+    """SHA-256 of the `sha256sum` listing of the bundle's files (default: SCRIPT_DIR), its first
+    DIGEST_HEX digits: the same value the command prelude computes on the node with `find | sort
+    -z | xargs -0 sha256sum | sha256sum | cut -c1-32`."""
     return _digest(root or SCRIPT_DIR)
 
 
@@ -54,7 +61,7 @@ def _digest(root: Path) -> str:
         f"{hashlib.sha256(p.read_bytes()).hexdigest()}  ./{p.relative_to(root).as_posix()}\n"
         for p in bundle_files(root)
     )
-    return hashlib.sha256(listing.encode()).hexdigest()
+    return hashlib.sha256(listing.encode()).hexdigest()[:DIGEST_HEX]
 
 
 def upload_path(bundle_digest: str) -> str:

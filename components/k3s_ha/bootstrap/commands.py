@@ -38,7 +38,7 @@ _SCRIPT_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 PRELUDE = r"""b=$4/$1
 [ -f "$b/run.sh" ] || { x=$(PATH=/usr/bin:/bin; umask 022; mkdir -p "$4" && d=$(mktemp -d "$4/.new.XXXXXX") && {
   cp -R "$5/." "$d/" && [ "$(cd "$d" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum |
-    sha256sum)" = "$1  -" ] && echo "$d" || rm -rf "$d"; })
+    sha256sum | cut -c1-32)" = "$1" ] && echo "$d" || rm -rf "$d"; })
   [ -n "$x" ] && exec bash "$x/adopt.sh" "$x" "$b" "$2" "$3"
   echo "k3s-ha: error: no bundle with digest $1 at $5; nothing was run (run pulumi up again)" >&2; exit 1; }
 exec bash "$b/run.sh" "$2" "$3"
