@@ -39,10 +39,12 @@ The node scripts, as modelled here (components/k3s_ha/bootstrap/scripts/*.sh):
   server's evict, every dead server of the holder's cluster too (their Nodes, and so their
   etcd members); a server that is down but alive answers SSH and is left alone. On a holder that is not a running member it does nothing (no
   API there).
-- reconcile-members (on the first server, after every start): the members no wanted node
-  name (on its stdin, mapped through the new run's start steps) belongs to leave, one at a
-  time: a live one is stopped, its Node deleted and K3s uninstalled; a dead one's Node (and
-  so its etcd member) is deleted. It needs a holder that is a running member.
+- record-members (on the first server, before any agent starts): a rebuilt agent's stale
+  Node (its old machine, still a member) is deleted. remove-members (on the first server,
+  after every start): the nodes on its stdin (the leaving nodes step_model.model_leaving
+  worked out, mapped through the old run's start steps) leave, one at a time: a live one is
+  stopped, its Node deleted and K3s uninstalled; a dead one's Node (and so its etcd member)
+  is deleted. Both need a holder that is a running member.
 - An instance stop/start takes the machine down for the step; k3s comes back at boot only
   if its unit is enabled, running whatever binary is on disk.
 
@@ -534,27 +536,46 @@ class _Simulation:
         leaving.member = False
         self.event(step, holder, f"removes node {leaving.hostname} ({leaving.host}) from cluster {holder.cluster}")
 
-    def do_reconcile_members(self, step, holder: Machine, params, text) -> None:
-        """reconcile-members.sh on the first server of the new configuration: every member of
-        its cluster that no wanted node name maps to leaves, one at a time, agents first:
-        a live one is disabled over SSH, stopped, its Node deleted (K3s removes a server's
-        etcd member with it) and K3s uninstalled; a dead one only loses its Node."""
-        if not (holder.alive and holder.member and holder.running and holder.role == "server"):
-            self.violate(
-                REMOVAL_FROM_A_MEMBER,
-                f"{step.name} runs on {holder.hostname}, which is not a running member of the cluster",
-                step,
-            )
-            self.event(step, holder, "reconcile-members: the API does not answer here; nothing removed")
+    def _api_here(self, step, holder: Machine, script: str) -> bool:
+        if holder.alive and holder.member and holder.running and holder.role == "server":
+            return True
+        self.violate(
+            REMOVAL_FROM_A_MEMBER,
+            f"{step.name} runs on {holder.hostname}, which is not a running member of the cluster",
+            step,
+        )
+        self.event(step, holder, f"{script}: the API does not answer here; nothing done")
+        return False
+
+    def do_record_members(self, step, holder: Machine, params, text) -> None:
+        """record-members.sh on the first server, before any agent starts: the stale Node of a
+        rebuilt agent (an "installed NAME fresh ... ADDRESS" line: its old machine, which the
+        old run's start step named NAME, still a member) is deleted; the record itself is the
+        step model's business (step_model.model_leaving)."""
+        if not self._api_here(step, holder, "record-members"):
             return
-        # The wanted nodes come on stdin, one "node NAME [KEY]" line each (membership.py).
         stdin = step.inputs_used.get("stdin") or ""
-        names = [line.split()[1] for line in stdin.split(NODES_END)[0].splitlines() if line.startswith("node ")]
-        wanted = [self._start_of_node(name, NEW) for name in names]
-        wanted_keys = {m.key for m in wanted if m is not None}
-        leaving = [
-            m for m in self.machines.values() if m.member and m.cluster == holder.cluster and m.key not in wanted_keys
-        ]
+        for words in (line.split() for line in stdin.split(NODES_END)[0].splitlines()):
+            if words[:1] != ["installed"] or words[2] != "fresh":
+                continue
+            old = self._start_of_node(words[1], OLD)
+            new = self.machine_at(words[5], NEW)
+            if old is not None and old is not new and old.member and old.cluster == holder.cluster:
+                old.member = False
+                self.event(step, holder, f"deletes the stale Node {words[1]} of the rebuilt agent at {words[5]}")
+
+    def do_remove_members(self, step, holder: Machine, params, text) -> None:
+        """remove-members.sh on the first server of the new configuration, after every start:
+        the nodes on its stdin ("leaving NAME ..." lines, which the old run's start steps
+        named) leave, one at a time, agents first: a live one is disabled over SSH, stopped,
+        its Node deleted (K3s removes a server's etcd member with it) and K3s uninstalled; a
+        dead one only loses its Node."""
+        if not self._api_here(step, holder, "remove-members"):
+            return
+        stdin = step.inputs_used.get("stdin") or ""
+        names = [line.split()[1] for line in stdin.split(NODES_END)[0].splitlines() if line.startswith("leaving ")]
+        found = [self._start_of_node(name, OLD) for name in names]
+        leaving = [m for m in found if m is not None and m.member and m.cluster == holder.cluster]
         leaving.sort(key=lambda m: m.role == "server")
         for machine in leaving:
             if machine.role == "server":

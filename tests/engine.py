@@ -28,6 +28,8 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+LEAVING_UNKNOWN = "# k3s-ha mock: the leaving nodes, which step_model.plan_up fills in\n"
+"""The mock's stdout for record-members: see step_model.model_leaving."""
 ARCHIVE_SIG = "0def7320c3a5731c473e5ecbe6d01bc7"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -171,6 +173,10 @@ class CloudMocks(pulumi.runtime.Mocks):
                 state["stdout"] = SAMPLE_KUBECONFIG
             elif script in ("start-server", "start-agent"):
                 state["stdout"] = node_name(name) + "\n"  # the start scripts print the Node name
+            elif script == "record-members":
+                # Which nodes left depends on the member record the cluster holds, which the
+                # mock cannot know: step_model.plan_up puts in what record-members.sh prints.
+                state["stdout"] = LEAVING_UNKNOWN
             elif script == "install-k3s":
                 # The node name and that K3s never ran there: a first `up` of fresh machines.
                 state["stdout"] = (

@@ -60,13 +60,14 @@ NOT modelled (know this before you trust a result):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import ARCHIVE_SIG, SIG_KEY, Registration, Run
+from engine import ARCHIVE_SIG, LEAVING_UNKNOWN, SIG_KEY, Registration, Run
 
 SAME = "same"
 CREATE = "create"
@@ -311,13 +312,56 @@ def _equal(old: Any, new: Any) -> bool:
     return old == new
 
 
+def _printed_nothing(reg: Registration) -> Registration:
+    """An old registration the mock recorded without this model (a run handed in as `before`
+    as it was recorded): its record step printed nothing, as a first `up`'s does."""
+    if reg.type != COMMAND or not any(
+        LEAVING_UNKNOWN in str(v) for v in (reg.inputs.get("stdin"), (reg.outputs or {}).get("stdout"))
+    ):
+        return reg
+    stdin = reg.inputs.get("stdin")
+    inputs = {**reg.inputs, "stdin": stdin.replace(LEAVING_UNKNOWN, "")} if isinstance(stdin, str) else reg.inputs
+    outputs = {**(reg.outputs or {})}
+    if outputs.get("stdout") == LEAVING_UNKNOWN:
+        outputs["stdout"] = ""
+    return dataclasses.replace(reg, inputs=inputs, outputs=outputs)
+
+
+def _leaving_printed(reg: Registration, old: Registration | None, same: bool, renewed: Mapping[str, set[str]]) -> str:
+    """What record-members.sh prints (`reg` is its step; the mock engine left LEAVING_UNKNOWN as
+    its stdout): the nodes of the member record that are not wanted now. In this model every
+    step of the previous `up` succeeded, so the record holds exactly the nodes the old record
+    step was given: the leaving ones are those the new one no longer names, and those whose
+    machine is new (a replaced instance: on AWS it has a new address and so a new host name
+    and Node name, which the mock, naming Nodes after steps, does not show), with the role,
+    address and key recorded then. A record step that does not run keeps its old stdout (a
+    first `up`'s printed nothing)."""
+    if same and old is not None:
+        text = (old.outputs or {}).get("stdout") or ""
+        return "" if text == LEAVING_UNKNOWN else text
+    new_machines = set().union(*renewed.values()) if renewed else set()
+
+    def lines(r: Registration | None) -> dict[str, list[str]]:
+        stdin = (r.inputs.get("stdin") or "") if r else ""
+        return {w[1]: w[2:] for w in (line.split() for line in stdin.splitlines()) if w[:1] == ["node"]}
+
+    now = lines(reg)
+    return "".join(
+        " ".join(["leaving", name, *rest]) + "\n"
+        for name, rest in sorted(lines(old).items())
+        if name not in now or rest[1] in new_machines
+    )
+
+
 def plan_up(before: Run | None, after: Run, replace: Iterable[str] = ()) -> Plan:
     """What `pulumi up` does to move the stack from `before`'s registrations to `after`'s.
 
     `replace`: URNs to replace although unchanged, as `pulumi up --replace URN` does
     (step_generator.go: ReplaceTargets turn a same or an update into a replace)."""
     forced = set(replace)
-    olds, news = _custom(before), _custom(after)
+    olds, news = {urn: _printed_nothing(r) for urn, r in _custom(before).items()}, _custom(after)
+    leaving: list[str] = []
+    modelled: dict[str, Registration] = {}
     renewed: dict[str, set[str]] = {}
     apply_steps: list[Step] = []
     sames: list[Step] = []
@@ -327,6 +371,12 @@ def plan_up(before: Run | None, after: Run, replace: Iterable[str] = ()) -> Plan
     pending_deletes: list[Registration] = []
 
     for reg in _topological(news):
+        stdin = reg.inputs.get("stdin")
+        if leaving and isinstance(stdin, str) and LEAVING_UNKNOWN in stdin:
+            # The removals step: its stdin carries what the record step printed (membership.py).
+            reg = modelled[reg.urn] = dataclasses.replace(
+                reg, inputs={**reg.inputs, "stdin": stdin.replace(LEAVING_UNKNOWN, leaving[0], 1)}
+            )
         deps = _deps(reg) & news.keys()
         old = olds.get(reg.urn)
         kind, changed, stop_start, dbr_delete = CREATE, (), False, None
@@ -356,6 +406,9 @@ def plan_up(before: Run | None, after: Run, replace: Iterable[str] = ()) -> Plan
                 kind = UPDATE
                 stop_start = bool(changed_keys & STOP_START.get(reg.type, frozenset()))
 
+        if reg.type == COMMAND and reg.outputs and reg.outputs.get("stdout") == LEAVING_UNKNOWN:
+            leaving.append(_leaving_printed(reg, old, kind == SAME, renewed))
+            reg = modelled[reg.urn] = dataclasses.replace(reg, outputs={**reg.outputs, "stdout": leaving[-1]})
         if kind in (CREATE, REPLACE):
             renewed[reg.urn] = _computed_outputs(reg)
         elif stop_start:
@@ -403,6 +456,8 @@ def plan_up(before: Run | None, after: Run, replace: Iterable[str] = ()) -> Plan
         apply_waves[step.wave].append(step)
     apply_waves = [w for w in apply_waves if w]
     steps = [s for w in apply_waves for s in w] + [s for w in delete_waves for s in w]
+    if modelled:
+        after = dataclasses.replace(after, registrations=[modelled.get(r.urn, r) for r in after.registrations])
     return Plan(steps, sames, apply_waves, delete_waves, renewed, before, after, ancestors)
 
 

@@ -143,8 +143,8 @@ def test_load_balancer_is_the_registration_address(prod):
     assert (check["protocol"], check["path"], check["matcher"]) == ("HTTPS", "/readyz", "401")
     assert check["healthyThreshold"] >= 3
     # A leaving server is fenced off from the balancer for longer than two missed checks
-    # before it is drained and uninstalled (reconcile-members.sh).
-    grace = int(prod.named("prod-members").inputs["create"].split("K3S_HA_LB_GRACE_SECONDS=")[1].split()[0])
+    # before it is drained and uninstalled (remove-members.sh).
+    grace = int(prod.named("prod-removals").inputs["create"].split("K3S_HA_LB_GRACE_SECONDS=")[1].split()[0])
     assert grace >= check["unhealthyThreshold"] * check["interval"] + 5
     for i in range(3):
         cfg = stdin_yaml(prod, f"prod-server-{i}-start")
@@ -168,7 +168,7 @@ def test_api_access_goes_through_the_load_balancer_group(prod):
 
 
 def test_without_load_balancer_joins_use_the_init_servers_private_address(dev):
-    assert "K3S_HA_LB_GRACE_SECONDS=0 " in dev.named("dev-members").inputs["create"]
+    assert "K3S_HA_LB_GRACE_SECONDS=0 " in dev.named("dev-removals").inputs["create"]
     init_private = dev.outputs["serverPrivateIps"][0]
     for i in (1, 2):
         assert stdin_yaml(dev, f"dev-server-{i}-start")["server"] == f"https://{init_private}:6443"

@@ -93,7 +93,7 @@ def test_every_resource_is_parented_inside_the_component(run):
 
 def test_a_new_machine_gets_a_fresh_install_and_join(run):
     for name, cmd in commands(run).items():
-        if name in ("dev-server-0-start", "dev-members", "dev-evict-agents"):
+        if name in ("dev-server-0-start", "dev-members", "dev-removals"):
             continue  # never replaced: see test_cluster_init_is_only_ever_in_the_first_servers_create
         if name in ("dev-kubeconfig", "dev-version-guard"):
             machine = "dev-server-0"

@@ -88,10 +88,8 @@ def _typical() -> list[contracts.Script]:
         contracts.EvictNode(
             address="10.0.1.11", role="server", cluster="prod", host="server-1", host_key=key, ssh_user="ubuntu"
         ),
-        contracts.EvictAgents(agents=500),
-        contracts.ReconcileMembers(
-            cluster="prod", ssh_user="ubuntu", drain_timeout=120, lb_grace_seconds=30, nodes=505
-        ),
+        contracts.RecordMembers(cluster="prod", nodes=505),
+        contracts.RemoveMembers(cluster="prod", ssh_user="ubuntu", drain_timeout=120, lb_grace_seconds=30),
         contracts.PrintKubeconfig(),
     ]
 

@@ -8,6 +8,7 @@ import json
 
 import engine
 import pytest
+import step_model
 import yaml
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha.aws.machines import NEW_NODES_ONLY
@@ -49,10 +50,11 @@ def test_unchanged_config_changes_nothing(base):
 def test_one_more_agent_adds_only_that_agents_resources(base):
     more = _run(agents=3)
     change = _changed(base, more)
-    # The two cluster-wide steps on the first server see one more agent (the evict step's
-    # list of agent machines, the reconcile's list of wanted nodes); no other node's step
-    # changes, and no server step is added for it (issue 16).
-    assert change["removed"] == [] and change["inputs"] == ["dev-evict-agents", "dev-members"]
+    # The record step on the first server sees one more agent (its list of wanted nodes and
+    # of agent machines); the removals step does not (its input is what the record step
+    # prints: the nodes that left), no other node's step changes, and no server step is added
+    # for it (issue 16).
+    assert change["removed"] == [] and change["inputs"] == ["dev-members"]
     assert change["added"] == [
         "dev-agent-2",
         "dev-agent-2-bundle",
@@ -122,7 +124,7 @@ def test_a_newly_published_image_changes_only_ignored_inputs(base):
 def test_removing_an_agent_leaves_the_others_alone(base):
     fewer = _run(agents=1)
     change = _changed(base, fewer)
-    assert change["added"] == [] and change["inputs"] == ["dev-evict-agents", "dev-members"]
+    assert change["added"] == [] and change["inputs"] == ["dev-members"]
     assert change["removed"] == [
         "dev-agent-1",
         "dev-agent-1-bundle",
@@ -134,22 +136,33 @@ def test_removing_an_agent_leaves_the_others_alone(base):
 
 def test_a_leaving_agent_is_removed_by_the_first_server_and_its_old_steps_run_nothing(base):
     """issue 10.4: removal runs in the create/update phase from the first server of the new
-    configuration (reconcile-members.sh); the old steps' deletes run nothing on the old host."""
+    configuration (record-members.sh names it, remove-members.sh takes it out); the old
+    steps' deletes run nothing on the old host."""
     fewer = _run(agents=1)
-    reconcile = fewer.named("dev-members")
-    assert reconcile.inputs["connection"]["host"] == fewer.outputs["serverPublicIps"][0]
-    assert engine.script_name(reconcile.inputs["create"]) == "reconcile-members"
-    listed, key = reconcile.inputs["stdin"].split(NODES_END + "\n")
-    wanted = [line.split()[1] for line in listed.splitlines()]
+    record, removals = fewer.named("dev-members"), fewer.named("dev-removals")
+    for step in (record, removals):
+        assert step.inputs["connection"]["host"] == fewer.outputs["serverPublicIps"][0]
+    assert engine.script_name(record.inputs["create"]) == "record-members"
+    assert engine.script_name(removals.inputs["create"]) == "remove-members"
+    listed = record.inputs["stdin"].split(NODES_END + "\n")[0]
+    wanted = [line.split()[1] for line in listed.splitlines() if line.startswith("node ")]
     assert engine.node_name("dev-agent-1-start") not in wanted
     assert sorted(wanted) == sorted(
         engine.node_name(f"dev-{h}-start") for h in ("server-0", "server-1", "server-2", "agent-0")
     )
+    # What leaves is what the record step printed; what the step model puts there is the
+    # agent the old record named and the new one does not.
+    plan = step_model.plan_up(base, fewer)
+    (ran,) = plan.named("dev-removals", step_model.UPDATE)
+    leaving, key = ran.inputs_used["stdin"].split(NODES_END + "\n")
+    assert [line.split()[:3] for line in leaving.splitlines()] == [
+        ["leaving", engine.node_name("dev-agent-1-start"), "agent"]
+    ]
     # It runs after every node has started, and the SSH key reaches it only on stdin.
     for start in ("dev-server-2-start", "dev-agent-0-start"):
-        assert fewer.depends_on("dev-members", start)
-    assert key == PRIVATE_KEY and reconcile.is_secret("stdin")
-    assert PRIVATE_KEY not in reconcile.inputs["create"]
+        assert fewer.depends_on("dev-removals", start)
+    assert key == PRIVATE_KEY and removals.is_secret("stdin")
+    assert PRIVATE_KEY not in removals.inputs["create"] and PRIVATE_KEY not in record.inputs["stdin"]
     for name in ("dev-agent-1-start", "dev-agent-1-install"):
         assert "delete" not in base.named(name).inputs, name
 
@@ -158,13 +171,13 @@ def test_servers_leave_one_at_a_time():
     five = _run(servers=5)
     fewer = _run(servers=3)
     change = _changed(five, fewer)
-    assert change["inputs"] == ["dev-members"] and change["added"] == []
+    assert change["inputs"] == ["dev-members"] and change["added"] == []  # dev-removals: see the step model
     assert change["removed"] == [
         f"dev-server-{i}{suffix}"
         for i in (3, 4)
         for suffix in ("", "-bundle", "-evict", "-host-key", "-install", "-member", "-start", "-version-guard")
     ]
-    # One reconcile step removes both, one after the other (reconcile-members.sh).
+    # One removals step removes both, one after the other (remove-members.sh).
     for name in change["removed"]:
         if five.named(name).type == CMD:
             assert "delete" not in five.named(name).inputs, name

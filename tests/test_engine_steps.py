@@ -192,10 +192,13 @@ def test_scaling_in_removes_servers_from_the_first_server_before_any_delete(scen
     """issue 10.4: the removal runs in the create/update phase, from the first server of the
     new configuration; the delete phase only forgets the old steps and terminates machines."""
     plan, result = outcome(scenario)
-    (reconcile,) = plan.named("dev-members")
+    (reconcile,) = plan.named("dev-removals")
     assert reconcile.kind == sm.UPDATE and reconcile.phase == sm.APPLY_PHASE
     assert reconcile.inputs_used["connection"]["host"] == cluster().outputs["serverPublicIps"][0]
-    assert engine.script_name(reconcile.command_text()) == "reconcile-members"
+    assert engine.script_name(reconcile.command_text()) == "remove-members"
+    # The record step named them (record-members.sh's stdout is the removals' stdin).
+    assert plan.precedes(plan.named("dev-members")[0], reconcile)
+    assert reconcile.inputs_used["stdin"].count("leaving ") == 2
     for step in plan.steps:
         if step.kind in (sm.DELETE, sm.DELETE_REPLACED):
             assert step.command_text() is None, step
@@ -212,7 +215,7 @@ def test_replacing_servers_0_and_1_together_removes_both_from_server_0s_new_mach
     plan = sm.plan_up(before, cluster(), [before.urn("dev-server-0"), before.urn("dev-server-1")])
     result = cs.simulate(plan)
     assert result.violations == []
-    (reconcile,) = plan.named("dev-members")
+    (reconcile,) = plan.named("dev-removals")
     assert [e.what.split(" (")[0] for e in result.timeline if e.step is reconcile] == [
         "removes server " + m.hostname
         for m in result.machines.values()
@@ -297,9 +300,9 @@ def test_a_reimaged_bootstrap_host_has_its_stale_node_evicted_before_it_joins_an
     old Node (and its node-password secret) before the new machine's start, and no step made
     for the old machine runs anything against the new one."""
     plan, result = outcome("bootstrap re-imaged agent")
-    # Agents share one evict step on the first server (issue 16); the new machine's install
-    # output is new, so it runs again before the new machine's start.
-    (evict,) = plan.named("lab-evict-agents", sm.UPDATE)
+    # Agents' stale Nodes go in the record step on the first server (issue 16); the new
+    # machine's install output is new, so it runs again before the new machine's start.
+    (evict,) = plan.named("lab-members", sm.UPDATE)
     (start,) = plan.named("lab-agent-1-start", sm.REPLACE)
     assert "stdin" in evict.changed
     assert plan.precedes(plan.named("lab-agent-1-install", sm.REPLACE)[0], evict)

@@ -155,9 +155,10 @@ def _params(step) -> dict[str, str]:
 
 
 def _wanted(step) -> dict[str, str]:
-    """The reconcile's wanted nodes from its stdin: NAME -> "TYPE BASE64" ("" without a key)."""
+    """The record step's wanted nodes from its stdin ("node NAME ROLE ADDRESS [TYPE BASE64]"
+    lines): NAME -> "TYPE BASE64" ("" without a key)."""
     listed = step.inputs["stdin"].split(NODES_END)[0]
-    return {line.split()[1]: " ".join(line.split()[2:]) for line in listed.splitlines()}
+    return {w[1]: " ".join(w[4:]) for w in (line.split() for line in listed.splitlines()) if w[0] == "node"}
 
 
 def _type_and_blob(key: str) -> str:
@@ -165,8 +166,9 @@ def _type_and_blob(key: str) -> str:
 
 
 def test_the_members_and_evict_steps_get_the_host_keys_pulumi_pins():
-    """The reconcile gets every wanted node's key under the Node name its start reported (it
-    records them on the Nodes: a node that leaves is no longer among the inputs); each evict
+    """The record step gets every wanted node's key under the Node name its start (an agent's:
+    its install) reported (it keeps them in the member record: a node that leaves is no longer
+    among the inputs); each evict
     gets the key of the host whose address it reaches. Public keys only, as plain text."""
     run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS)
     hosts = ("server-0", "server-1", "server-2", "agent-0")
@@ -175,7 +177,7 @@ def test_the_members_and_evict_steps_get_the_host_keys_pulumi_pins():
     assert _wanted(run.named("dev-members")) == {
         engine.node_name(f"dev-{h}-start"): _type_and_blob(public[h]) for h in hosts
     }
-    for h in hosts[:3]:  # servers: agents have no evict step of their own (evict-agents.sh)
+    for h in hosts[:3]:  # servers: agents have no evict step of their own (record-members.sh)
         evict = _params(run.named(f"dev-{h}-evict"))
         assert evict["K3S_HA_HOST"] == h
         assert evict["K3S_HA_ADDRESS"] == run.named(f"dev-{h}").outputs["privateIp"]
@@ -183,10 +185,10 @@ def test_the_members_and_evict_steps_get_the_host_keys_pulumi_pins():
         assert evict["K3S_HA_HOST_KEY"] == _type_and_blob(run.named(f"dev-{h}-install").inputs["connection"]["hostKey"])
 
 
-def test_each_evict_names_the_cluster_label_the_reconcile_puts_on_its_nodes():
-    """A server's evict removes the dead servers carrying the reconcile's k3s-ha.io/cluster
-    label (etcd refuses the join while one is a voter): both steps must name the same value,
-    the cluster's name, so that another cluster's nodes on the same API are never touched."""
+def test_each_evict_names_the_cluster_label_an_older_release_put_on_its_nodes():
+    """While a cluster has no member record yet (set up by an older release), a server's evict
+    and the record step take the members from the k3s-ha.io/cluster label that release put
+    on them: both must name the same value, the cluster's name."""
     run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS)
     assert _params(run.named("dev-members"))["K3S_HA_CLUSTER"] == "dev"
     for h in ("server-0", "server-1", "server-2"):
@@ -242,8 +244,10 @@ def test_no_secret_reaches_the_day2_steps_command_text():
     }
     secrets |= {r.outputs["result"] for r in run.by_type("random:index/randomPassword:RandomPassword")}
     assert len(secrets) == 7  # login key, 4 host keys, 2 tokens
-    steps = [s for name, s in commands(run).items() if name.endswith(("-members", "-evict"))]
-    assert len(steps) == 4  # the reconcile and the servers' evicts
+    record = run.named("dev-members")
+    assert not record.is_secret("stdin") and not any(secret in record.inputs["stdin"] for secret in secrets)
+    steps = [s for name, s in commands(run).items() if name.endswith(("-removals", "-evict"))]
+    assert len(steps) == 4  # the removals and the servers' evicts
     for step in steps:
         assert step.inputs["stdin"].endswith(PRIVATE_KEY) and step.is_secret("stdin")
         text = step.inputs["create"]

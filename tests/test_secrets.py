@@ -54,8 +54,8 @@ def test_generated_tokens_are_48_lowercase_alphanumerics_and_distinct(generated)
 def test_tokens_travel_only_on_stdin_and_stdin_is_secret(generated):
     token, agent_token = _tokens(generated)
     for name, cmd in commands(generated).items():
-        if name == "dev-evict-agents":
-            # Public values only: each agent's node name, boot id and address (agents.py).
+        if name == "dev-members":
+            # Public values only: names, roles, addresses, host keys, boot ids (membership.py).
             assert not cmd.is_secret("stdin") and token not in cmd.inputs["stdin"]
         elif "stdin" in cmd.inputs:
             assert cmd.is_secret("stdin"), name

@@ -26,10 +26,10 @@ from ..ports import api_url
 from .plan import BootstrapPlan
 from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, present, ship_bundle
 from .settings import BootstrapSettings, parse_bootstrap_args
-from .steps.agents import evict_rebuilt_agents, start_agents
+from .steps.agents import start_agents
 from .steps.install import install
 from .steps.kubeconfig import fetch_kubeconfig
-from .steps.membership import evict_stale_node, hold_memberships, node_name, reconcile_members
+from .steps.membership import evict_stale_node, hold_memberships, node_name, record_members, remove_members
 from .steps.servers import join_servers_in_turn, start_init_server
 from .steps.upgrade_guard import guard_upgrade
 from .token_check import check_tokens
@@ -202,13 +202,13 @@ class K3sBootstrap(pulumi.ComponentResource):
         joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self, join_evicts)
         last_server = joins[-1] if joins else init_start
         self.server_starts = [init_start, *joins]
-        agent_evict = evict_rebuilt_agents(plan, agents, agent_installs, init, [last_server], self)
-        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, agent_evict)
+        # One Output per server's Node name, shared by its membership step and the record.
+        server_names = [node_name(start) for start in self.server_starts]
+        self.memberships = hold_memberships(plan, servers, self.server_starts, server_names, self)
+        members = record_members(plan, init, servers, server_names, agents, agent_installs, [last_server], self)
+        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, members)
         starts = [*self.server_starts, *self.agent_starts]
-        # One Output per Node name, shared by its membership step and the reconcile.
-        names = [node_name(start) for start in starts]
-        self.memberships = hold_memberships(plan, servers, self.server_starts, names[: len(servers)], self)
-        self.reconcile = reconcile_members(plan, init, [*servers, *agents], starts, names, self.memberships, self)
+        self.removals = remove_members(plan, init, members, [*starts, *self.memberships], self)
 
         self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)
         self.api_endpoint = pulumi.Output.from_input(plan.api_address).apply(api_url)

@@ -162,45 +162,51 @@ class EvictNode(Script):
 
     def seconds(self) -> int:
         # The node list and one SSH command, two stale Nodes of 180 s each, 30 s to spare; then
-        # per dead server: its key's read, an SSH probe, its Node and secret.
+        # the member record, and per dead server its key's read, an SSH probe, its Node and secret.
         return SSH_TIMEOUT_SECONDS + 450 + self.DEAD_SERVERS * (SSH_TIMEOUT_SECONDS + 240)
 
 
 @dataclass(frozen=True)
-class EvictAgents(Script):
-    """One step for all agents, on the first server, before any agent starts."""
+class RecordMembers(Script):
+    """One step on the first server after every server started, before any agent starts."""
 
-    NAME: ClassVar[str] = "evict-agents"
-    STDIN: ClassVar[str] = "one line per agent: install-k3s's stdout (NAME fresh|running BOOT_ID TIME), then ADDRESS"
-    agents: int = bound(0)
-    """Not a parameter: the number of agents, for the bound."""
+    NAME: ClassVar[str] = "record-members"
+    STDIN: ClassVar[str] = (
+        "'node NAME ROLE ADDRESS [TYPE BASE64]' per wanted node, 'installed NAME fresh|running"
+        " BOOT_ID TIME ADDRESS' per agent machine, then an end line"
+    )
+    STDOUT: ClassVar[str] = "the leaving nodes, 'leaving NAME ROLE ADDRESS [TYPE BASE64]' a line"
+    cluster: str = env("K3S_HA_CLUSTER")
+    """The label an older release put on its nodes, read while there is no member record."""
+    nodes: int = bound(0)
+    """Not a parameter: how many nodes are wanted, for the bound."""
 
     def seconds(self) -> int:
-        # One list, then at most two deletions (Node and secret, 60 s each) per agent, which
-        # only a rebuilt agent needs: 300 s for those plus a second per agent for the loop.
-        return 300 + self.agents
+        # Three API calls, the record's write, at most two deletions (Node and secret, 60 s each)
+        # per rebuilt agent: 300 s for those plus a second per node for the loops.
+        return 300 + self.nodes
 
 
 @dataclass(frozen=True)
-class ReconcileMembers(Script):
-    NAME: ClassVar[str] = "reconcile-members"
-    STDIN: ClassVar[str] = "the wanted nodes ('node NAME [TYPE BASE64]' lines), an end line, then the SSH private key"
+class RemoveMembers(Script):
+    NAME: ClassVar[str] = "remove-members"
+    STDIN: ClassVar[str] = "record-members' stdout (the leaving nodes), an end line, then the SSH private key"
     cluster: str = env("K3S_HA_CLUSTER")
+    """The label an older release put on its nodes, read while there is no member record."""
     ssh_user: pulumi.Input[str] = env("K3S_HA_SSH_USER")
     drain_timeout: int = env("K3S_DRAIN_TIMEOUT")
     lb_grace_seconds: int = env("K3S_HA_LB_GRACE_SECONDS")
     removals_per_run: int = env("K3S_HA_REMOVALS_PER_RUN", 20)
     """Leaving nodes one run removes at most (the bound covers them); with more, the step fails
     after those, saying so, and the next `up` goes on."""
-    nodes: int = bound(0)
-    """Not a parameter: how many nodes are wanted, for the bound."""
 
     def removal_seconds(self) -> int:
-        # Four SSH commands of 30 s, the uninstaller's 300 s, the API calls' 270 s.
-        return self.drain_timeout + self.lb_grace_seconds + 4 * SSH_TIMEOUT_SECONDS + 690
+        # Four SSH commands of 30 s, the uninstaller's 300 s, the API calls' 300 s.
+        return self.drain_timeout + self.lb_grace_seconds + 4 * SSH_TIMEOUT_SECONDS + 720
 
     def seconds(self) -> int:
-        return 120 + 30 * self.nodes + self.removals_per_run * self.removal_seconds()
+        # Not the cluster's size: adding a node must not change this step's command.
+        return 120 + self.removals_per_run * self.removal_seconds()
 
 
 @dataclass(frozen=True)

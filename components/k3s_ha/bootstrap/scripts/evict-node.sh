@@ -4,7 +4,7 @@
 # under an old name ("Node password rejected", or "duplicate node name found" for a server,
 # k3s-io/k3s#10408) until the old Node and its <name>.node-password.k3s secret are gone
 # (real-behaviour.md). Runs on a server that is already a member; the cluster-side removal of
-# nodes that simply left is reconcile-members.sh.
+# nodes that simply left is remove-members.sh.
 #
 # Before a server joins, it also removes the DEAD servers of this cluster. etcd refuses
 # every member add, a learner's too, unless the member that takes it is connected to all
@@ -18,13 +18,14 @@
 # asks that a quorum stays connected (isConnectedToQuorumAfterAddingNewMemberSince; K3s's
 # main branch embeds etcd 3.7, go.mod), where the removal is still right but no longer
 # needed for the join. So while a dead server is still a voter, no server can join on those
-# releases: not the new machine that replaces it, not a new server of a scale-out. The reconcile, which removes nodes that left, runs after every
-# start: too late. A server of this cluster is dead when its Node carries the
-# k3s-ha.io/cluster label (the reconcile puts it on every wanted node) and the etcd role, is
-# not Ready (K3s shows Unknown about 40 s after a node dies), and SSH to its InternalIP
-# fails with the host key recorded on its Node pinned (an address that answers with another
-# key counts as unreachable: lib.sh k3s_ha_reach_node, the same decision as
-# reconcile-members.sh takes). Its Node is deleted (K3s removes its etcd member with it,
+# releases: not the new machine that replaces it, not a new server of a scale-out. The
+# removal of nodes that left (remove-members.sh) runs after every start: too late. A server
+# of this cluster is dead when the member record (lib.sh; kube-system/k3s-ha-members, or an
+# older release's k3s-ha.io/cluster labels while there is none) names it a server, its Node
+# has the etcd role and is not Ready (K3s shows Unknown 50 s after a node dies: the
+# node-monitor grace period), and SSH to its recorded address fails with its recorded host
+# key pinned (an address that answers with another key, or under another host name, counts
+# as unreachable: lib.sh k3s_ha_reach_node, the same decision remove-members.sh takes). Its Node is deleted (K3s removes its etcd member with it,
 # member_controller.go onRemove) with its <name>.node-password.k3s secret, one at a time. A
 # node that is Ready, or answers, is never touched, nor one at the address being evicted for
 # (that is the stale-node case above). A server dead for less than about 40 s still looks
@@ -49,8 +50,8 @@
 # stdin: the SSH private key Pulumi logs in with (only ever in an ssh-agent started for this
 # run). stdout stays empty (logs go to stderr).
 # Parameters (environment): K3S_HA_ADDRESS (the host's private address), K3S_ROLE
-# (server|agent), K3S_HA_CLUSTER (the k3s-ha.io/cluster label value of this cluster's nodes;
-# a server's evict without it looks for no dead servers), K3S_HA_HOST (the host's name in
+# (server|agent), K3S_HA_CLUSTER (the k3s-ha.io/cluster label value an older release put on
+# this cluster's nodes: read only while there is no member record), K3S_HA_HOST (the host's name in
 # the configuration, for messages), K3S_HA_HOST_KEY (its pinned SSH host key, "TYPE
 # BASE64", public; empty: none), K3S_HA_SSH_USER, K3S_HA_SSH_TIMEOUT (default 10), and for
 # tests K3S_HA_BIN_DIR (contracts.EvictNode, which also sets the step's time bound; when it
@@ -61,48 +62,51 @@ if ! declare -F k3s_ha_log >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
-# Usage: suspect_rows ROWS
-# Prints "name|ip" of the rows of ROWS (k3s_ha_node_rows) that may be dead servers of this
-# cluster: labelled K3S_HA_CLUSTER, with the etcd role, not Ready, not at K3S_HA_ADDRESS.
-suspect_rows() {
-  local name etcd ready ip label
-  while IFS='|' read -r name etcd ready ip label; do
-    [[ -n $name && $label == "$K3S_HA_CLUSTER" && $etcd == true && $ready != True ]] || continue
-    [[ $ip != "$K3S_HA_ADDRESS" ]] || continue
-    printf '%s|%s\n' "$name" "$ip"
+# Usage: suspects ROWS   (with the member record loaded)
+# Prints "name|address|key" of this cluster's servers (the record's members and leaving nodes
+# with the server role) that may be dead: their Node is listed and not Ready, and neither it
+# nor the record puts them at K3S_HA_ADDRESS.
+suspects() {
+  local name etcd ready ip state role address key
+  while IFS='|' read -r name etcd ready ip _; do
+    [[ -n $name && $etcd == true && $ready != True && -n ${_k3s_ha_record[$name]:-} ]] || continue
+    read -r state role address key <<<"${_k3s_ha_record[$name]}"
+    [[ $state != removed && $role == server && $ip != "$K3S_HA_ADDRESS" && $address != "$K3S_HA_ADDRESS" ]] || continue
+    printf '%s|%s|%s\n' "$name" "$address" "${key:-$(k3s_ha_legacy_key "$name")}"
   done <<<"$1"
-}
-
-# Whether this evict looks for dead servers: a server's, given a usable cluster label.
-looks_for_dead_servers() {
-  [[ ${K3S_ROLE:-} == server && ${K3S_HA_CLUSTER:-} =~ ^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$ ]]
 }
 
 # Usage: remove_dead_servers ROWS   (after k3s_ha_load_ssh_key)
 # Deletes the Node and node password of every server of this cluster in ROWS that is not
-# Ready and cannot be reached, one at a time (see the header: etcd refuses a join while one
-# is a voter), and adds their names to main's `removed`.
+# Ready and cannot be reached at its recorded address with its recorded key, one at a time
+# (see the header: etcd refuses a join while one is a voter), and adds their names to main's
+# `removed`.
 remove_dead_servers() {
-  local name ip suspects
-  suspects=$(suspect_rows "$1")
-  if [[ -z $suspects ]]; then
-    k3s_ha_log "every server of cluster $K3S_HA_CLUSTER is Ready: none to remove before this server joins"
+  local name ip key found
+  local -A _k3s_ha_record=()
+  if ! k3s_ha_load_record; then
+    k3s_ha_warn "cannot read the member record ($_k3s_ha_record_error): dead servers are not looked for"
     return 0
   fi
-  while IFS='|' read -r name ip; do
-    if k3s_ha_reach_node "$name" "$ip" true; then
+  found=$(suspects "$1")
+  if [[ -z $found ]]; then
+    k3s_ha_log "every server of the cluster is Ready: none to remove before this server joins"
+    return 0
+  fi
+  while IFS='|' read -r name ip key; do
+    if k3s_ha_reach_node "$name" "$ip" true "$key"; then
       k3s_ha_log "server $name ($ip) is not Ready but answers SSH: left alone"
       continue
     fi
     k3s_ha_log "server $name ($ip) is NotReady and $_k3s_ha_unreachable: it is dead, and etcd refuses any join while it is a voter; deleting its Node (K3s removes its etcd member) and its node password"
     k3s_ha_forget_node "$name" 120
     removed+=("$name")
-  done <<<"$suspects"
+  done <<<"$found"
 }
 
 main() {
   local address=${K3S_HA_ADDRESS:-} role=${K3S_ROLE:-} host=${K3S_HA_HOST:-${K3S_HA_ADDRESS:-}}
-  local unit answer new_name active rows name ip _etcd _ready _label removed=()
+  local unit answer new_name active rows name ip _etcd ready _label removed=()
   exec 1>&2
   k3s_ha_never_fail
   case $role in
@@ -118,10 +122,8 @@ main() {
     return 0
   fi
   k3s_ha_load_ssh_key
-  if looks_for_dead_servers; then
+  if [[ $role == server ]]; then
     remove_dead_servers "$rows"
-  elif [[ $role == server ]]; then
-    k3s_ha_warn "K3S_HA_CLUSTER is not a cluster label value ('${K3S_HA_CLUSTER:-}'): dead servers are not looked for"
   fi
   if [[ -z ${K3S_HA_HOST_KEY:-} ]]; then
     k3s_ha_warn "host $host has no pinned SSH host key: SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"

@@ -139,7 +139,7 @@ k3s_ha_k3s_bin() {
   printf '%s/k3s\n' "${K3S_HA_BIN_DIR:-/usr/local/bin}"
 }
 
-# --- SSH to other nodes (reconcile-members.sh, evict-node.sh) ----------------------------
+# --- SSH to other nodes (remove-members.sh, evict-node.sh) --------------------------------
 
 # Usage: k3s_ha_load_ssh_key
 # Loads the SSH private key from stdin into an ssh-agent started for this run, so that it
@@ -532,11 +532,11 @@ k3s_ha_kubectl() {
   fi
 }
 
-# --- other nodes of the cluster (evict-node.sh, reconcile-members.sh) -------------------
+# --- other nodes of the cluster (evict-node.sh, record-members.sh, remove-members.sh) ----
 
 # The kubectl output format k3s_ha_node_rows prints: "name|etcd role|Ready|InternalIP|cluster
-# label", one node a line. Not the host key: an annotation may hold any text, newlines too,
-# which could forge rows; k3s_ha_pin_node_host_key reads it per node.
+# label", one node a line. Never an annotation: one may hold any text, newlines too, which
+# could forge rows.
 k3s_ha_node_rows_format() {
   printf '%s\n' 'jsonpath={range .items[*]}{.metadata.name}{"|"}{.metadata.labels.node-role\.kubernetes\.io/etcd}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.labels.k3s-ha\.io/cluster}{"\n"}{end}'
 }
@@ -560,31 +560,9 @@ k3s_ha_forget_node() {
     || k3s_ha_warn "could not delete secret $1.node-password.k3s"
 }
 
-# Usage: k3s_ha_pin_node_host_key NAME ADDRESS   (after k3s_ha_load_ssh_key)
-# Pins for ADDRESS the host key recorded on Node NAME (annotation k3s-ha.io/ssh-host-key,
-# which reconcile-members.sh sets on every wanted node while it is in the configuration: a
-# node that has left, or died, is no longer among a run's inputs); warns when there is none.
-# Fails when it cannot be read or is not a host key: nothing may then be sent there.
-k3s_ha_pin_node_host_key() {
-  local name=$1 address=$2 host_key annotation=k3s-ha.io/ssh-host-key
-  if ! host_key=$(k3s_ha_kubectl get node "$name" -o 'jsonpath={.metadata.annotations.k3s-ha\.io/ssh-host-key}' --request-timeout=30s); then
-    k3s_ha_warn "could not read $name's $annotation annotation: nothing is sent to $address"
-    return 1
-  fi
-  if [[ -z $host_key ]]; then
-    k3s_ha_warn "$name has no pinned SSH host key (no $annotation annotation): SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
-    return 0
-  fi
-  if ! k3s_ha_pin_host_key "$address" "$host_key"; then
-    k3s_ha_warn "$name's $annotation annotation is not an SSH host key: nothing is sent to $address"
-    return 1
-  fi
-  k3s_ha_log "$name: SSH to $address must answer with its pinned host key"
-}
-
-# Usage: k3s_ha_reach_node NAME ADDRESS COMMAND   (after k3s_ha_load_ssh_key)
-# Runs COMMAND over SSH on node NAME at ADDRESS (its InternalIP) with the host key recorded
-# on its Node pinned (k3s_ha_pin_node_host_key), COMMAND's stdout to stderr, within
+# Usage: k3s_ha_reach_node NAME ADDRESS COMMAND KEY   (after k3s_ha_load_ssh_key)
+# Runs COMMAND over SSH on node NAME at ADDRESS (from the member record) with KEY ("TYPE
+# BASE64", from the record; empty: none, reached unpinned with a warning) pinned, COMMAND's stdout to stderr, within
 # K3S_HA_SSH_TIMEOUT + 30 s. Succeeds when it ran there and succeeded. Otherwise
 # _k3s_ha_unreachable says why, worded to follow the node's name ("does not answer SSH"). An
 # address that answers with another key than the pinned one counts as unreachable: whoever
@@ -592,7 +570,7 @@ k3s_ha_pin_node_host_key() {
 # decide that a node is gone. Call it outside `$(...)`, or what k3s_ha_ssh learnt is lost.
 # shellcheck disable=SC2034 # _k3s_ha_unreachable is for the callers
 k3s_ha_reach_node() {
-  local name=$1 address=$2 command=$3 status=0
+  local name=$1 address=$2 command=$3 key=$4 status=0
   _k3s_ha_unreachable="does not answer SSH"
   if ! k3s_ha_is_node_name "$name"; then
     _k3s_ha_unreachable="has a name that is no node name"
@@ -604,9 +582,14 @@ k3s_ha_reach_node() {
   command="[ \"\$(hostname | tr '[:upper:]' '[:lower:]')\" = '$name' ] || exit 3; $command"
   if [[ ! $address =~ ^[0-9A-Fa-f.:]+$ ]]; then
     _k3s_ha_unreachable="has no address to reach it at"
-  elif ! k3s_ha_pin_node_host_key "$name" "$address"; then
-    _k3s_ha_unreachable="has no readable pinned host key (nothing was sent to $address)"
+  elif [[ -n $key ]] && ! k3s_ha_pin_host_key "$address" "$key"; then
+    _k3s_ha_unreachable="has a recorded host key that is not one (nothing was sent to $address)"
   else
+    if [[ -n $key ]]; then
+      k3s_ha_log "$name: SSH to $address must answer with its pinned host key"
+    else
+      k3s_ha_warn "$name has no pinned SSH host key in the member record: SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
+    fi
     k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "$command" >&2 || status=$?
     if ((status == 0)); then
       _k3s_ha_unreachable=""
@@ -743,6 +726,132 @@ k3s_ha_wait_server_ready() {
   _k3s_ha_wait_node=$1
   k3s_ha_wait_until "k3s server $1 to be ready (readyz ok, Ready=True, EtcdIsVoter=True${K3S_VERSION:+, running $K3S_VERSION})" \
     "$2" k3s_ha_server_ready "see journalctl -u k3s"
+}
+
+# --- the member record (record-members.sh, remove-members.sh, evict-node.sh) ---------------
+#
+# Which nodes this configuration has, with the role, private address and pinned SSH host key
+# Pulumi gave each, is kept in one ConfigMap, kube-system/k3s-ha-members, which only cluster
+# admins may write: a kubelet may write its own Node (labels, annotations and addresses
+# included) but no ConfigMap (Kubernetes Node authorizer and NodeRestriction; issue 18.1).
+# So no node can make the servers treat another machine as a member, reach an address of its
+# choosing or trust a host key of its choosing. One line per node, sorted by name:
+#   STATE NAME ROLE ADDRESS [TYPE BASE64]
+# STATE is member (in the configuration), leaving (left it; remove-members.sh takes it out)
+# or removed (taken out; one that comes back is leaving again, issue 17.5), ROLE server|agent.
+
+_k3s_ha_record_name=k3s-ha-members
+
+# Usage: k3s_ha_record_line_ok LINE
+k3s_ha_record_line_ok() {
+  local state name role address type blob extra
+  read -r state name role address type blob extra <<<"$1"
+  [[ $state =~ ^(member|leaving|removed)$ && $role =~ ^(server|agent)$ && -z $extra ]] || return 1
+  k3s_ha_is_node_name "${name:-}" && [[ ${address:-} =~ ^[0-9A-Fa-f.:]+$ ]] || return 1
+  [[ -z $type ]] || k3s_ha_is_host_key "$type $blob"
+}
+
+# Usage: k3s_ha_is_host_key "TYPE BASE64"
+k3s_ha_is_host_key() {
+  local type blob extra
+  read -r type blob extra <<<"$1"
+  [[ $type =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|rsa-sha2-(256|512))$ ]] \
+    && [[ ${blob:-} =~ ^[A-Za-z0-9+/]+={0,3}$ && -z $extra ]]
+}
+
+# Usage: k3s_ha_load_record   (the caller declares: local -A _k3s_ha_record=())
+# Reads the record into _k3s_ha_record[NAME]="STATE ROLE ADDRESS [TYPE BASE64]" and keeps the
+# text read in _k3s_ha_record_text. With no record yet (a cluster an older k3s-ha release set
+# up) it is derived, in memory, from the Nodes labelled k3s-ha.io/cluster=K3S_HA_CLUSTER and
+# their addresses, as that release decided membership (_k3s_ha_record_legacy=1; their keys:
+# k3s_ha_legacy_key): the first record-members.sh run writes it, and labels are not read again. Returns 1, with
+# _k3s_ha_record_error, when the API cannot say, or the record does not parse.
+# shellcheck disable=SC2004 # _k3s_ha_record is the caller's associative array
+k3s_ha_load_record() {
+  local out line name etcd _ready ip label role
+  _k3s_ha_record=()
+  _k3s_ha_record_text=""
+  _k3s_ha_record_legacy=0
+  if out=$(k3s_ha_kubectl -n kube-system get configmap "$_k3s_ha_record_name" -o 'jsonpath={.data.nodes}' --request-timeout=30s 2>&1); then
+    while IFS= read -r line; do
+      [[ -n $line ]] || continue
+      if ! k3s_ha_record_line_ok "$line"; then
+        _k3s_ha_record_error="kube-system/$_k3s_ha_record_name has a line that is not 'STATE NAME ROLE ADDRESS [TYPE BASE64]': '$(k3s_ha_brief "$line")'"
+        return 1
+      fi
+      read -r _ name _ <<<"$line"
+      _k3s_ha_record[$name]=${line/ $name / }
+    done <<<"$out"
+    _k3s_ha_record_text=$(k3s_ha_record_text)
+    return 0
+  fi
+  if [[ $out != *"(NotFound)"* ]]; then
+    _k3s_ha_record_error=$(k3s_ha_brief "$out")
+    return 1
+  fi
+  # Not the annotations in this list: one may hold any text, newlines too, which could forge
+  # rows. k3s_ha_legacy_key reads a node's own when it is needed.
+  if ! out=$(k3s_ha_node_rows 2>&1); then
+    _k3s_ha_record_error=$(k3s_ha_brief "$out")
+    return 1
+  fi
+  _k3s_ha_record_legacy=1
+  while IFS='|' read -r name etcd _ready ip label; do
+    [[ -n $name && -n ${K3S_HA_CLUSTER:-} && $label == "$K3S_HA_CLUSTER" ]] || continue
+    role=agent
+    [[ $etcd != true ]] || role=server
+    if k3s_ha_record_line_ok "member $name $role ${ip:--}"; then
+      _k3s_ha_record[$name]="member $role $ip"
+    else
+      k3s_ha_warn "node $name is labelled k3s-ha.io/cluster=$K3S_HA_CLUSTER but has no usable address ('$ip'): not taken into the record"
+    fi
+  done <<<"$out"
+  if ((${#_k3s_ha_record[@]} > 0)); then
+    k3s_ha_log "no kube-system/$_k3s_ha_record_name yet: took ${#_k3s_ha_record[@]} members from the k3s-ha.io/cluster=$K3S_HA_CLUSTER labels an older k3s-ha set (the last time labels are read)"
+  fi
+}
+
+# Usage: k3s_ha_legacy_key NAME
+# For a record derived from labels: prints node NAME's pinned host key as an older k3s-ha
+# recorded it (annotation k3s-ha.io/ssh-host-key), or nothing when it has none or it is not
+# one host key.
+k3s_ha_legacy_key() {
+  local key
+  [[ ${_k3s_ha_record_legacy:-0} == 1 ]] || return 0
+  key=$(k3s_ha_kubectl get node "$1" -o 'jsonpath={.metadata.annotations.k3s-ha\.io/ssh-host-key}' --request-timeout=30s 2>/dev/null) || return 0
+  if k3s_ha_is_host_key "$key"; then
+    printf '%s\n' "$key"
+  fi
+}
+
+# Prints the record as stored: "STATE NAME ROLE ADDRESS [TYPE BASE64]" lines, sorted by name.
+k3s_ha_record_text() {
+  local name state rest
+  for name in "${!_k3s_ha_record[@]}"; do
+    read -r state rest <<<"${_k3s_ha_record[$name]}"
+    printf '%s %s %s\n' "$state" "$name" "$rest"
+  done | LC_ALL=C sort -k2,2
+}
+
+# Usage: k3s_ha_save_record
+# Writes the record when it differs from what was read (no API write otherwise): one
+# `kubectl apply` of the whole ConfigMap, from a file (it grows with the cluster).
+k3s_ha_save_record() {
+  local text file out
+  text=$(k3s_ha_record_text)
+  if [[ $text == "$_k3s_ha_record_text" ]]; then
+    return 0
+  fi
+  file=$(mktemp "${TMPDIR:-/tmp}/k3s-ha-record.XXXXXX") || k3s_ha_die "could not create a temporary file"
+  k3s_ha_at_exit rm -f -- "$file"
+  # Every character of the lines is [-a-z0-9.:+/= A-Z]: JSON needs only the newlines escaped.
+  printf '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"%s","namespace":"kube-system"},"data":{"nodes":"%s"}}\n' \
+    "$_k3s_ha_record_name" "${text//$'\n'/\\n}\\n" >"$file"
+  if ! out=$(k3s_ha_kubectl apply -f "$file" --request-timeout=30s 2>&1); then
+    k3s_ha_die "could not write kube-system/$_k3s_ha_record_name: $(k3s_ha_brief "$out")"
+  fi
+  _k3s_ha_record_text=$text
+  k3s_ha_log "recorded the cluster's members in kube-system/$_k3s_ha_record_name"
 }
 
 # --- other servers -------------------------------------------------------------------

@@ -1,30 +1,33 @@
 """Step 4: membership. Each server's membership step confirms from another server that it is
-Ready (agents confirm themselves: agents.py). Then one reconcile step on the current first
-server records the wanted nodes and removes every node that has left the configuration (reconcile-members.sh): drain, stop and disable it over SSH, delete its Node
-(K3s removes a server's etcd member with it) and uninstall it, one at a time, servers last.
+Ready (agents confirm themselves: agents.py). Then the first server, in two steps:
+- record_members (`<name>-members`), after every server started and before any agent starts:
+  records the wanted nodes in the member record (a ConfigMap only admins may write), evicts
+  the stale Nodes of rebuilt agents, and names the nodes that left (record-members.sh);
+- remove_members (`<name>-removals`), after every node started: takes those out one at a
+  time, servers last: drain, stop and disable each over SSH, delete its Node (K3s removes a
+  server's etcd member with it) and uninstall it (remove-members.sh). Its input is the list
+  the first step printed, which stays the same while nothing leaves, so adding a node runs
+  the record step and the node's own steps, and nothing else (issue 16).
 
 Why there, and not in the delete of each node's own steps: a delete runs after every create
 and update of the `up`, in reverse dependency order, with the OLD state's connection (pulumi
 step_generator.go; real-behaviour.md). Which server stays through an `up` is not known when
 a step is made, so any holder chosen then may itself be leaving (replacing servers 0 and 1
 together, 3 -> 1) and a dead or re-imaged host makes the delete fail or hit the new machine.
-The reconcile runs in the create/update phase, from the first server of the new
-configuration, after it and every other node have started.
+Both steps run in the create/update phase, from the first server of the new configuration.
 
-Evict (a new machine for a server host, its `replace_on` changed; agents: agents.py): before
-the new machine joins,
-a server removes the Node the old machine left under the same name or address, which would
-otherwise refuse the join ("Node password rejected", "duplicate node name found"). Before a
-server joins, it also removes the dead servers of the cluster (labelled with the plan's name,
-not Ready, not answering SSH with their recorded key): real etcd refuses any member add
-while a voter is dead (server.go mayAddMember, strict reconfig check; evict-node.sh), so the
-reconcile, which runs after every start, would come too late for a replacement's join.
+Evict (a new machine for a server host, its `replace_on` changed): before the new machine
+joins, a server removes the Node the old machine left under the same name or address, which
+would otherwise refuse the join ("Node password rejected", "duplicate node name found").
+Before a server joins, it also removes the dead servers of the cluster (servers in the member
+record, not Ready, not answering SSH with their recorded key): real etcd refuses any member
+add while a voter is dead (server.go mayAddMember, strict reconfig check; evict-node.sh), so
+the removals step, which runs after every start, would come too late for a replacement's join.
 
-Both SSH from a server to other nodes, so both get the host keys Pulumi's own connections
-pin (`Node.host_key`), as plain parameters (public keys; the private key alone is on stdin):
-evict the one of the host it reaches, the reconcile those of every wanted node, which it
-records on their Nodes, because a node that leaves is no longer among the inputs
-(reconcile-members.sh). Hosts without a key are reached unpinned, with a warning.
+Both SSH from a server to other nodes with the host keys Pulumi's own connections pin
+(`Node.host_key`): evict the one of the host it reaches (a parameter: public), the removals
+those the member record kept for the leaving nodes, because a node that leaves is no longer
+among the inputs. Hosts without a key are reached unpinned, with a warning.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
-from ..contracts import ConfirmNode, EvictNode, ReconcileMembers
+from ..contracts import ConfirmNode, EvictNode, RecordMembers, RemoveMembers
 from ..plan import BootstrapPlan
 from ..remote import Node, run_script
 
@@ -66,24 +69,45 @@ def pinned_key(node: Node) -> pulumi.Input[str]:
 
 
 NODES_END = "# k3s-ha: end of nodes"
-"""The line after the reconcile's node list on its stdin; the SSH key follows it."""
+"""The line after the node lines on the membership steps' stdin (the SSH key follows it on
+remove-members')."""
 
 
-def wanted_nodes(nodes: Sequence[Node], names: Sequence[pulumi.Output[str]]) -> pulumi.Output[str]:
-    """The reconcile's node list: "node NAME" or "node NAME TYPE BASE64" (its pinned host key)
-    per wanted node, sorted by name, then NODES_END. On stdin, not in the command: it grows with
-    the cluster (Linux caps one argument at 128 KiB, real-behaviour.md)."""
+def install_name(install: command.remote.Command) -> pulumi.Output[str]:
+    """The node name an install step reported (install-k3s.sh: its stdout's first field)."""
+    return install.stdout.apply(lambda out: ((out or "").split() or [""])[0])
 
-    def entries(values: list) -> str:
-        half = len(values) // 2
+
+def member_lines(
+    roles: Sequence[str],
+    nodes: Sequence[Node],
+    names: Sequence[pulumi.Output[str]],
+    reports: Sequence[tuple[Node, command.remote.Command]],
+) -> pulumi.Output[str]:
+    """record-members' stdin: "node NAME ROLE ADDRESS [TYPE BASE64]" per wanted node, sorted,
+    then "installed <install-k3s.sh's report> ADDRESS" per agent machine in `reports`, then
+    NODES_END. Public values only. On stdin, not in the command: it grows with the cluster
+    (Linux caps one argument at 128 KiB, real-behaviour.md)."""
+    n, r = len(nodes), len(reports)
+
+    def text(values: list) -> str:
+        names_, addresses, keys = values[:n], values[n : 2 * n], values[2 * n : 3 * n]
+        outs, report_addresses = values[3 * n : 3 * n + r], values[3 * n + r :]
         rows = sorted(
-            " ".join(["node", name, *(_key_fields(key) or ())])
-            for name, key in zip(values[:half], values[half:])
+            " ".join(["node", name, role, address, *(_key_fields(key) or ())])
+            for name, role, address, key in zip(names_, roles, addresses, keys)
             if name
         )
+        rows += sorted(f"installed {(out or '').strip()} {address}" for out, address in zip(outs, report_addresses))
         return "".join(f"{row}\n" for row in rows) + NODES_END + "\n"
 
-    return pulumi.Output.all(*names, *[node.host_key for node in nodes]).apply(entries)
+    return pulumi.Output.all(
+        *names,
+        *[node.private_address for node in nodes],
+        *[node.host_key for node in nodes],
+        *[install.stdout for _, install in reports],
+        *[node.private_address for node, _ in reports],
+    ).apply(text)
 
 
 def hold_membership(
@@ -131,32 +155,63 @@ def hold_memberships(
     return members
 
 
-def reconcile_members(
+def record_members(
     plan: BootstrapPlan,
     first_server: Node,
-    nodes: Sequence[Node],
-    starts: Sequence[command.remote.Command],
-    names: Sequence[pulumi.Output[str]],
+    servers: Sequence[Node],
+    server_names: Sequence[pulumi.Output[str]],
+    agents: Sequence[Node],
+    agent_installs: Sequence[command.remote.Command],
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
 ) -> command.remote.Command:
-    """Runs whenever the set of node names or their host keys changes, or the first server
-    is a new machine (no triggers: it is then updated, on the new machine). `nodes[i]` is
-    the node `starts[i]` started, `names[i]` its node_name. Its stdin (secret: it ends with
-    the SSH key) carries the node list, so its command stays the same size at any scale."""
-    stdin = pulumi.Output.all(wanted_nodes(nodes, names), plan.ssh_private_key).apply(lambda v: v[0] + v[1])
+    """`<name>-members`: after every server started (`after`) and every agent's install, before
+    any agent starts (record-members.sh): records the wanted nodes, evicts the stale Nodes of
+    rebuilt agents, and prints the nodes that left. Runs whenever a node, its name, address or
+    host key changes, or the first server is a new machine (no triggers: it is then updated,
+    on the new machine)."""
+    reports = [(agent, install) for agent, install in zip(agents, agent_installs) if agent.replace_on is not None]
+    stdin = member_lines(
+        ["server"] * len(servers) + ["agent"] * len(agents),
+        [*servers, *agents],
+        [*server_names, *[install_name(install) for install in agent_installs]],
+        reports,
+    )
     return run_script(
         f"{plan.name}-members",
         first_server,
-        ReconcileMembers(
+        RecordMembers(cluster=plan.name, nodes=len(servers) + len(agents)),
+        parent=parent,
+        depends_on=[*agent_installs, *after],
+        stdin=stdin,
+        replace_with_machine=False,
+    )
+
+
+def remove_members(
+    plan: BootstrapPlan,
+    first_server: Node,
+    members: command.remote.Command,
+    after: Sequence[pulumi.Resource],
+    parent: pulumi.Resource,
+) -> command.remote.Command:
+    """`<name>-removals`: after every node started (`after`), takes out the nodes `members`
+    named as leaving (remove-members.sh). Its stdin (secret: it ends with the SSH key) is that
+    list, which stays the same while nothing leaves: adding a node does not run it."""
+    stdin = pulumi.Output.all(members.stdout, plan.ssh_private_key).apply(
+        lambda v: (v[0] or "") + NODES_END + "\n" + v[1]
+    )
+    return run_script(
+        f"{plan.name}-removals",
+        first_server,
+        RemoveMembers(
             cluster=plan.name,
             ssh_user=plan.ssh_user,
             drain_timeout=DRAIN_TIMEOUT_SECONDS,
             lb_grace_seconds=plan.balancer_grace_seconds,
-            nodes=len(nodes),
         ),
         parent=parent,
-        depends_on=[*starts, *after],
+        depends_on=[members, *after],
         stdin=pulumi.Output.secret(stdin),
         replace_with_machine=False,
     )
