@@ -16,7 +16,7 @@ import pytest
 from fake_node import Node, gone_soon
 from helpers import PRIVATE_KEY
 from k3s_ha.bootstrap.commands import remote_command
-from k3s_ha.bootstrap.contracts import EvictNode, ReconcileMembers
+from k3s_ha.bootstrap.contracts import EvictNode, RemoveMembers
 from k3s_ha.bootstrap.steps.membership import NODES_END
 
 CLUSTER_STANDINS = Path(__file__).parent / "standins" / "cluster"
@@ -57,24 +57,49 @@ def _agent(ip: str, ready: str = "True", label: str | None = "dev") -> dict:
     return {"etcd": False, "ready": ready, "ip": ip, "labels": {LABEL: label} if label else {}}
 
 
-def wanted_stdin(wanted: str, host_keys: str = "") -> str:
-    """The reconcile's stdin as membership.wanted_nodes writes it: a line per wanted node (with
-    its key from "NAME:TYPE:BASE64 ..."), the end line, then the SSH key."""
+def member_stdin(node: Node, wanted: str, host_keys: str = "", installed: str = "") -> str:
+    """record-members' stdin as membership.member_lines writes it: "node NAME ROLE ADDRESS
+    [TYPE BASE64]" per wanted node (role and address from the stand-in cluster, keys from
+    "NAME:TYPE:BASE64 ..."), the `installed` lines, then the end line."""
     keys = dict(entry.split(":", 1) for entry in host_keys.split())
-    lines = [" ".join(["node", name, *keys.get(name, "").split(":")]).strip() for name in wanted.split()]
-    return "".join(f"{line}\n" for line in lines) + NODES_END + "\n" + PRIVATE_KEY
+    nodes = _cluster(node)["nodes"]
+    lines = []
+    for name in wanted.split():
+        found = nodes.get(name, {})
+        role = "server" if found.get("etcd") else "agent"
+        lines.append(
+            " ".join(["node", name, role, found.get("ip") or "10.9.9.9", *keys.get(name, "").split(":")]).strip()
+        )
+    lines += [line for line in installed.splitlines() if line]
+    return "".join(f"{line}\n" for line in lines) + NODES_END + "\n"
 
 
 def reconcile(node: Node, bin_dir: Path, wanted: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """What the program runs on the first server: record-members with the wanted nodes, then
+    remove-members with what it printed and the SSH key (membership.py). The result is the
+    removal's (the record's when that failed), with both logs."""
     host_keys = extra.pop("K3S_HA_HOST_KEYS", "")
     stdin = extra.pop("stdin", None)
-    params = {
-        "K3S_HA_BIN_DIR": str(bin_dir),
-        "K3S_HA_CLUSTER": "dev",
-        "K3S_HA_SSH_USER": "ubuntu",
-        **extra,
-    }
-    return node.run("reconcile-members", params, stdin=stdin if stdin is not None else wanted_stdin(wanted, host_keys))
+    installed = extra.pop("installed", "")
+    cluster = extra.pop("K3S_HA_CLUSTER", "dev")
+    common = {"K3S_HA_BIN_DIR": str(bin_dir), "K3S_HA_CLUSTER": cluster}
+    record = node.run(
+        "record-members", common, stdin=stdin if stdin is not None else member_stdin(node, wanted, host_keys, installed)
+    )
+    if record.returncode != 0:
+        return record
+    removal = node.run(
+        "remove-members",
+        {**common, "K3S_HA_SSH_USER": "ubuntu", **extra},
+        stdin=record.stdout + NODES_END + "\n" + PRIVATE_KEY,
+    )
+    return subprocess.CompletedProcess(removal.args, removal.returncode, removal.stdout, record.stderr + removal.stderr)
+
+
+def _record(node: Node) -> dict[str, list[str]]:
+    """The member record kube-system/k3s-ha-members: NAME -> [STATE, ROLE, ADDRESS, KEY...]."""
+    text = _cluster(node).get("configmaps", {}).get("k3s-ha-members", {}).get("nodes", "")
+    return {w[1]: [w[0], *w[2:]] for w in (line.split() for line in text.splitlines())}
 
 
 def _assert_key_hidden(node: Node, result: subprocess.CompletedProcess[str]) -> None:
@@ -141,7 +166,7 @@ def test_behind_a_balancer_a_leaving_server_is_fenced_off_before_it_is_drained(n
     assert "waiting 1s for the load balancer" in result.stderr
 
 
-def test_agents_leave_before_servers_and_wanted_nodes_are_labelled(node: Node) -> None:
+def test_agents_leave_before_servers_and_wanted_nodes_are_recorded(node: Node) -> None:
     bin_dir = _setup(
         node,
         {
@@ -158,7 +183,10 @@ def test_agents_leave_before_servers_and_wanted_nodes_are_labelled(node: Node) -
 
     assert result.returncode == 0, result.stderr
     assert sorted(_cluster(node)["nodes"]) == ["new", "s0", "s1", "s2"]
-    assert _cluster(node)["nodes"]["new"]["labels"] == {LABEL: "dev"}
+    record = _record(node)
+    assert record["new"] == ["member", "agent", "10.0.1.2"] and record["s0"] == ["member", "server", "10.0.0.1"]
+    assert record["a0"][0] == record["s3"][0] == "removed"
+    assert "labels" not in "".join(e for e in _events(node) if "patch" in e)  # nothing labels Nodes now
     deletes = [e for e in _events(node) if e.startswith("k3s kubectl delete node")]
     assert [d.split()[4] for d in deletes] == ["a0", "s3"]
     assert "k3s-agent-uninstall.sh" in "".join(e for e in _events(node) if "10.0.1.1" in e)
@@ -204,8 +232,9 @@ def test_a_ready_node_that_ssh_cannot_reach_is_refused_and_kept(node: Node) -> N
 
 
 def test_the_key_arrives_on_stdin_only_and_is_required(node: Node) -> None:
-    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
-    result = reconcile(node, bin_dir, "s0", stdin=f"node s0\n{NODES_END}\n")
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1"), "a9": _agent("10.0.1.9")}, {"10.0.1.9": {"unit_active": True}})
+    params = {"K3S_HA_BIN_DIR": str(bin_dir), "K3S_HA_CLUSTER": "dev", "K3S_HA_SSH_USER": "ubuntu"}
+    result = node.run("remove-members", params, stdin=f"leaving a9 agent 10.0.1.9\n{NODES_END}\n")
     assert result.returncode == 1 and "the SSH private key must arrive on stdin" in result.stderr
     ok = reconcile(node, bin_dir, "s0")
     assert ok.returncode == 0, ok.stderr
@@ -240,18 +269,19 @@ def test_a_hung_reconcile_is_stopped_whole_and_leaves_nothing_running(node: Node
 @pytest.mark.parametrize(
     ("fields", "bound"),
     [
-        ({"nodes": 3}, 120 + 3 * 30 + 20 * (120 + 4 * 10 + 690)),
-        ({"nodes": 1, "drain_timeout": 60, "lb_grace_seconds": 30}, 120 + 30 + 20 * (60 + 30 + 4 * 10 + 690)),
-        ({"nodes": 505, "removals_per_run": 2}, 120 + 505 * 30 + 2 * (120 + 4 * 10 + 690)),
+        ({}, 120 + 20 * (120 + 4 * 10 + 720)),
+        ({"drain_timeout": 60, "lb_grace_seconds": 30}, 120 + 20 * (60 + 30 + 4 * 10 + 720)),
+        ({"removals_per_run": 2}, 120 + 2 * (120 + 4 * 10 + 720)),
     ],
-    ids=["3 nodes", "behind a balancer, shorter drain", "5+500, two removals a run"],
+    ids=["default", "behind a balancer, shorter drain", "two removals a run"],
 )
-def test_the_reconciles_bound_covers_its_wanted_nodes_and_a_run_of_removals(fields: dict, bound: int) -> None:
+def test_the_removals_bound_covers_a_run_of_removals_whatever_the_cluster_size(fields: dict, bound: int) -> None:
     """The bound is the command's `timeout` (commands.py), fixed before the step starts: it
-    covers a record per wanted node and `removals_per_run` removals."""
-    call = ReconcileMembers(cluster="dev", ssh_user="ubuntu", **{"drain_timeout": 120, "lb_grace_seconds": 0, **fields})
+    covers `removals_per_run` removals, and not the cluster's size, so that adding a node does
+    not change the command (and run the step)."""
+    call = RemoveMembers(cluster="dev", ssh_user="ubuntu", **{"drain_timeout": 120, "lb_grace_seconds": 0, **fields})
     assert call.seconds() == bound
-    assert remote_command(call.NAME, call.to_env(), call.seconds()).endswith(f"/run.sh reconcile-members {bound}")
+    assert remote_command(call.NAME, call.to_env(), call.seconds()).endswith(f"/run.sh remove-members {bound}")
 
 
 def test_more_leaving_nodes_than_a_run_covers_fail_the_step_after_those_saying_to_run_up_again(node: Node) -> None:
@@ -475,10 +505,11 @@ def _assert_no_temp_files_left(node: Node) -> None:
     assert list(node.tmp_dir.iterdir()) == [], "the known_hosts file and its directory are removed at exit"
 
 
-def test_the_reconcile_records_each_wanted_nodes_key_on_its_node_and_forgets_a_key_no_longer_pinned(
+def test_the_record_keeps_each_wanted_nodes_key_and_forgets_a_key_no_longer_pinned(
     node: Node,
 ) -> None:
-    """A node that leaves is no longer among the inputs: its key must be on its Node by then."""
+    """A node that leaves is no longer among the inputs: its key must be in the record by then,
+    and not on its Node, which its own kubelet may write."""
     bin_dir = _setup(
         node,
         {"s0": _pinned(_server("10.0.0.1"), "ssh-ed25519 AAAAold"), "a0": _agent("10.0.1.1", label=None)},
@@ -488,9 +519,9 @@ def test_the_reconcile_records_each_wanted_nodes_key_on_its_node_and_forgets_a_k
     result = reconcile(node, bin_dir, "s0 a0", K3S_HA_HOST_KEYS=f"a0:{a0_type}:{a0_blob}")
 
     assert result.returncode == 0, result.stderr
-    nodes = _cluster(node)["nodes"]
-    assert nodes["a0"]["labels"] == {LABEL: "dev"} and nodes["a0"]["annotations"] == {ANNOTATION: KEY_A0}
-    assert nodes["s0"]["labels"] == {LABEL: "dev"} and ANNOTATION not in nodes["s0"]["annotations"]
+    record = _record(node)
+    assert record["a0"] == ["member", "agent", "10.0.1.1", *KEY_A0.split()]
+    assert record["s0"] == ["member", "server", "10.0.0.1"]  # the old annotation is not taken
 
 
 def test_a_leaving_node_is_reached_only_with_its_recorded_key(node: Node) -> None:
@@ -603,7 +634,7 @@ def test_a_recorded_value_that_is_not_one_host_key_sends_nothing(node: Node, rec
     result = reconcile(node, bin_dir, "s0")
 
     assert result.returncode == 0, result.stderr
-    assert "annotation is not an SSH host key: nothing is sent to 10.0.1.1" in result.stderr
+    assert "a0's k3s-ha.io/ssh-host-key annotation is not an SSH host key: nothing is sent to it" in result.stderr
     assert _connections(node) == []
     assert sorted(_cluster(node)["nodes"]) == ["s0", "s1"]  # a0 taken as gone, nothing else touched
 
@@ -611,40 +642,21 @@ def test_a_recorded_value_that_is_not_one_host_key_sends_nothing(node: Node, rec
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ("node s0 ssh-ed25519 AAAAC3Nz extra", "is not 'node NAME [TYPE BASE64]'"),
-        ("node s0 ssh-dss AAAAB3Nz", "the host key given for s0 is not TYPE BASE64 of an SSH host key"),
-        ('node s0 ssh-ed25519 AAAA"}', "the host key given for s0 is not TYPE BASE64"),
-        ("node s0\nnode s0", "node s0 is wanted twice on stdin"),
-        ("node s0", "stdin ended before the line '# k3s-ha: end of nodes'"),
+        ("node s0 server 10.0.0.1 ssh-ed25519 AAAAC3Nz extra", "is not 'node NAME server|agent ADDRESS [TYPE BASE64]'"),
+        ("node s0 server 10.0.0.1 ssh-dss AAAAB3Nz", "is not 'node NAME server|agent ADDRESS [TYPE BASE64]'"),
+        ('node s0 server 10.0.0.1 ssh-ed25519 AAAA"}', "is not 'node NAME server|agent ADDRESS [TYPE BASE64]'"),
+        ("node s0 server 10.0.0.1\nnode s0 server 10.0.0.1", "node s0 is wanted twice on stdin"),
+        ("node s0 server 10.0.0.1", "stdin ended before the line '# k3s-ha: end of nodes'"),
     ],
     ids=["extra field", "unknown key type", "not base64", "twice", "cut short"],
 )
 def test_bad_node_lines_are_refused_before_anything_changes(node: Node, keys: str, message: str) -> None:
     bin_dir = _setup(node, {"s0": _server("10.0.0.1", label=None)}, {})
-    end = "" if message.startswith("stdin ended") else f"\n{NODES_END}\n{PRIVATE_KEY}"
+    end = "" if message.startswith("stdin ended") else f"\n{NODES_END}\n"
     result = reconcile(node, bin_dir, "s0", stdin=keys + end)
 
     assert result.returncode == 1 and message in result.stderr
-    assert _cluster(node)["nodes"]["s0"]["labels"] == {}
-
-
-def test_a_cluster_name_that_would_need_quoting_in_the_patch_is_refused(node: Node) -> None:
-    bin_dir = _setup(node, {"s0": _server("10.0.0.1", label=None)}, {})
-    result = reconcile(node, bin_dir, "s0")
-    assert result.returncode == 0, result.stderr
-    result = node.run(
-        "reconcile-members",
-        {
-            "K3S_HA_BIN_DIR": str(bin_dir),
-            "K3S_HA_CLUSTER": 'dev"},"annotations":{"x":"y',
-            "K3S_HA_SSH_USER": "ubuntu",
-        },
-        stdin=wanted_stdin("s0"),
-    )
-
-    assert result.returncode == 1 and "K3S_HA_CLUSTER must be a Kubernetes label value" in result.stderr
-    assert _cluster(node)["nodes"]["s0"]["labels"] == {LABEL: "dev"}
-    assert "annotations" not in _cluster(node)["nodes"]["s0"] or _cluster(node)["nodes"]["s0"]["annotations"] == {}
+    assert "configmaps" not in _cluster(node)  # nothing recorded
 
 
 def evict_pinned(node: Node, bin_dir: Path, key: str) -> subprocess.CompletedProcess[str]:
@@ -817,10 +829,10 @@ def test_a_dead_server_without_this_clusters_label_is_left_alone(node: Node, lab
     assert result.returncode == 0, result.stderr
     assert sorted(_cluster(node)["nodes"]) == ["s0", "s1", "s2"]
     assert not any(e.startswith("k3s kubectl delete") for e in _events(node))
-    assert "every server of cluster dev is Ready" in result.stderr
+    assert "every server of the cluster is Ready" in result.stderr
 
 
-def test_a_servers_evict_without_a_cluster_label_warns_and_still_evicts_the_stale_node(node: Node) -> None:
+def test_a_servers_evict_without_a_record_or_cluster_label_still_evicts_the_stale_node(node: Node) -> None:
     bin_dir = _setup(
         node,
         {**_three_servers_one_dead(), "s3": _server("10.0.0.4", ready="Unknown")},
@@ -829,7 +841,7 @@ def test_a_servers_evict_without_a_cluster_label_warns_and_still_evicts_the_stal
     result = evict(node, bin_dir, "10.0.0.4", role="server", K3S_HA_CLUSTER="")
 
     assert result.returncode == 0, result.stderr
-    assert "dead servers are not looked for" in result.stderr
+    assert "every server of the cluster is Ready" in result.stderr  # no member known: none dead
     assert sorted(_cluster(node)["nodes"]) == ["s0", "s1", "s2"]  # s3, the stale node, is gone
 
 
@@ -845,20 +857,10 @@ def test_a_servers_evict_removes_the_dead_servers_one_at_a_time(node: Node) -> N
         e
         for e in _events(node)
         if e.startswith(("ssh ubuntu@10.0.0.3", "ssh ubuntu@10.0.0.9", "k3s kubectl delete", "k3s kubectl -n"))
+        and "configmap" not in e
     ]
     owners = ["s2" if "10.0.0.3" in e or "s2" in e else "s9" for e in events]
     assert owners in (["s2"] * 3 + ["s9"] * 3, ["s9"] * 3 + ["s2"] * 3)
-
-
-def test_a_wanted_node_whose_node_is_gone_fails_the_reconcile_saying_what_to_do(node: Node) -> None:
-    """A dead server still in the configuration loses its Node to the next server's evict
-    (scaling out past it): the reconcile cannot label it and says how to go on."""
-    bin_dir = _setup(node, {"s0": _server("10.0.0.1"), "s1": _server("10.0.0.2")}, {})
-    result = reconcile(node, bin_dir, "s0 s1 s2")
-
-    assert result.returncode == 1
-    assert "could not label node s2" in result.stderr
-    assert "replace its machine or take it out of the configuration" in result.stderr
 
 
 def test_a_dead_server_whose_new_machine_keeps_its_name_is_removed_once(node: Node) -> None:
@@ -880,56 +882,106 @@ def test_a_dead_server_whose_new_machine_keeps_its_name_is_removed_once(node: No
 # --- issue 16: the reconcile writes only what changed -------------------------------------
 
 
-def _patches(node: Node) -> list[str]:
-    return [e for e in _events(node) if e.startswith("k3s kubectl patch node")]
+def _record_writes(node: Node) -> list[str]:
+    return [e for e in _events(node) if e.startswith("k3s kubectl apply")]
 
 
-def test_a_reconcile_with_nothing_changed_makes_no_api_write(node: Node) -> None:
+def test_a_record_with_nothing_changed_makes_no_api_write(node: Node) -> None:
     bin_dir = _setup(node, {f"s{i}": _server(f"10.0.0.{i + 1}", label=None) for i in range(3)}, {})
     keys = "s1:ssh-ed25519:AAAAC3NzaC1lZDI1NTE5AAAAIB"
     first = reconcile(node, bin_dir, "s0 s1 s2", K3S_HA_HOST_KEYS=keys)
     assert first.returncode == 0, first.stderr
-    assert len(_patches(node)) == 3 and "recorded 3 of 3 wanted nodes" in first.stderr
+    assert len(_record_writes(node)) == 1
 
     again = reconcile(node, bin_dir, "s0 s1 s2", K3S_HA_HOST_KEYS=keys)
     assert again.returncode == 0, again.stderr
-    assert len(_patches(node)) == 3  # none more
-    assert "recorded 0 of 3 wanted nodes (the others were already right)" in again.stderr
-    writes = [e for e in _events(node) if e.split()[2:3] in (["patch"], ["delete"], ["cordon"], ["drain"])]
-    assert len(writes) == 3
+    assert len(_record_writes(node)) == 1  # none more
+    writes = [e for e in _events(node) if e.split()[2:3] in (["patch"], ["delete"], ["cordon"], ["drain"], ["apply"])]
+    assert len(writes) == 1
+    assert "no node has left the configuration" in again.stderr
 
     # A key no longer pinned is one change: one write.
     third = reconcile(node, bin_dir, "s0 s1 s2")
-    assert third.returncode == 0 and len(_patches(node)) == 4
-    assert "annotations" not in _cluster(node)["nodes"]["s1"] or _cluster(node)["nodes"]["s1"]["annotations"] == {}
+    assert third.returncode == 0 and len(_record_writes(node)) == 2
+    assert _record(node)["s1"] == ["member", "server", "10.0.0.2"]
 
 
-def test_a_node_list_a_kubelet_could_have_forged_is_not_trusted(node: Node) -> None:
-    """The host-key annotation is the node's own kubelet's to write (real-behaviour.md): a
-    newline in it could pass a line for another node as already right. Then every wanted
-    node is patched."""
-    nodes = {f"s{i}": _server(f"10.0.0.{i + 1}") for i in range(2)}
-    nodes["s1"]["labels"] = {}
-    nodes["s0"]["annotations"] = {"k3s-ha.io/ssh-host-key": "\ns1|dev|"}
-    bin_dir = _setup(node, nodes, {})
-    result = reconcile(node, bin_dir, "s0 s1")
+def test_a_node_a_kubelet_could_have_forged_is_never_taken_for_a_member(node: Node) -> None:
+    """Issue 18.1: root on an agent may register a new Node with the agent token, label it as a
+    member of this cluster and give it a victim's address and host key (all on its own Node,
+    which NodeRestriction lets its kubelet write). Once the record exists, membership, address
+    and key come from the record alone: the forged Node is not a member, is never reached,
+    and the victim is left alone."""
+    victim = {"hostname": "a0", "unit_active": True, "host_key": KEY_A0}
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1")}, {"10.0.1.1": victim})
+    a0_type, a0_blob = KEY_A0.split()
+    assert reconcile(node, bin_dir, "s0 a0", K3S_HA_HOST_KEYS=f"a0:{a0_type}:{a0_blob}").returncode == 0
+    cluster = _cluster(node)
+    cluster["nodes"]["forged"] = _pinned(_agent("10.0.1.1"), KEY_A0)
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+
+    result = reconcile(node, bin_dir, "s0 a0", K3S_HA_HOST_KEYS=f"a0:{a0_type}:{a0_blob}")
     assert result.returncode == 0, result.stderr
-    assert "does not parse cleanly" in result.stderr
-    assert _cluster(node)["nodes"]["s1"]["labels"] == {LABEL: "dev"}
-    assert len(_patches(node)) == 2
+    assert "forged" not in _record(node) and "no node has left the configuration" in result.stderr
+    assert not any(e.startswith("ssh ") for e in _events(node))
+    assert not _cluster(node)["machines"]["10.0.1.1"].get("uninstalled")
 
 
-def test_the_reconciles_time_is_linear_in_the_nodes(node: Node) -> None:
-    """No `" ${list[*]} " == *" $name "*` scans per node: 2,000 wanted nodes that are all
-    right already take one list and a pass over it."""
+def test_a_leaving_nodes_recorded_address_held_by_another_node_is_not_reached(node: Node) -> None:
+    """Issue 18.1: the address a leaving node had may belong to another node by then (a new
+    machine took it): nothing is sent there, and the leaving node, NotReady, is taken as gone."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1"), "a1": _agent("10.0.1.2")},
+        {"10.0.1.1": {"hostname": "a0", "unit_active": True}},
+    )
+    assert reconcile(node, bin_dir, "s0 a0 a1").returncode == 0
+    cluster = _cluster(node)
+    cluster["nodes"]["a0"]["ready"] = "Unknown"
+    cluster["nodes"]["a1"]["ip"] = "10.0.1.1"  # a1 now holds a0's old address
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+
+    result = reconcile(node, bin_dir, "s0 a1")
+    assert result.returncode == 0, result.stderr
+    assert "its recorded address 10.0.1.1 is node a1's now" in result.stderr
+    assert not any(e.startswith("ssh ") for e in _events(node))
+    assert sorted(_cluster(node)["nodes"]) == ["a1", "s0"] and _record(node)["a0"][0] == "removed"
+
+
+def test_a_removed_node_that_comes_back_leaves_again(node: Node) -> None:
+    """Issue 17.5: a removed node whose machine powers on again (its unit still enabled, as it
+    was unreachable when it was removed) registers again; the next record run makes it leave."""
+    bin_dir = _setup(
+        node,
+        {"s0": _server("10.0.0.1"), "a0": _agent("10.0.1.1", ready="Unknown")},
+        {"10.0.1.1": {"unreachable": True}},
+    )
+    assert reconcile(node, bin_dir, "s0 a0").returncode == 0
+    assert reconcile(node, bin_dir, "s0").returncode == 0
+    assert "a0" not in _cluster(node)["nodes"] and _record(node)["a0"][0] == "removed"
+    cluster = _cluster(node)
+    cluster["nodes"]["a0"] = _agent("10.0.1.1", label=None)  # it came back
+    cluster["machines"]["10.0.1.1"] = {"hostname": "a0", "unit_active": True}
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+
+    result = reconcile(node, bin_dir, "s0 a9")
+    assert result.returncode == 0, result.stderr
+    assert "node a0 was removed from the cluster and has come back" in result.stderr
+    assert "a0" not in _cluster(node)["nodes"] and _cluster(node)["machines"]["10.0.1.1"].get("uninstalled")
+
+
+def test_the_records_time_is_linear_in_the_nodes(node: Node) -> None:
+    """No `" ${list[*]} " == *" $name "*` scans per node: 2,000 wanted nodes already recorded
+    take one read of the record and a pass over it."""
     count = 2000
     nodes = {f"n{i}": _agent(f"10.1.{i // 250}.{i % 250 + 1}") for i in range(count)}
     bin_dir = _setup(node, nodes, {})
+    assert reconcile(node, bin_dir, " ".join(nodes)).returncode == 0
     started = time.monotonic()
     result = reconcile(node, bin_dir, " ".join(nodes))
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
-    assert "recorded 0 of 2000 wanted nodes" in result.stderr and _patches(node) == []
+    assert len(_record_writes(node)) == 1 and "no node has left" in result.stderr
     assert elapsed < 20, elapsed
 
 
@@ -937,7 +989,10 @@ def test_the_reconciles_time_is_linear_in_the_nodes(node: Node) -> None:
 
 
 def evict_agents(node: Node, bin_dir: Path, lines: list[str]) -> subprocess.CompletedProcess[str]:
-    return node.run("evict-agents", {"K3S_HA_BIN_DIR": str(bin_dir)}, stdin="".join(f"{line}\n" for line in lines))
+    """record-members with every Node wanted (nothing leaves) and these install reports."""
+    wanted = " ".join(_cluster(node)["nodes"])
+    stdin = member_stdin(node, wanted, installed="".join(f"installed {line}\n" for line in lines))
+    return node.run("record-members", {"K3S_HA_BIN_DIR": str(bin_dir), "K3S_HA_CLUSTER": "dev"}, stdin=stdin)
 
 
 # 2026-06-01T00:00:00Z: the fresh machines' install steps ran then; the stand-in's Nodes were
@@ -995,19 +1050,27 @@ def test_evict_agents_never_deletes_the_fresh_machines_own_node_or_a_live_namesa
     assert "node worker-2 is Ready at 10.0.9.9, but the new machine at 10.0.1.2 has the same host name" in result.stderr
 
 
-def test_evict_agents_with_no_fresh_machine_asks_the_api_nothing(node: Node) -> None:
+def test_evict_agents_with_no_fresh_machine_lists_no_nodes(node: Node) -> None:
     bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
+    assert evict_agents(node, bin_dir, []).returncode == 0  # the record exists from here on
+    before = len(_events(node))
     result = evict_agents(node, bin_dir, [f"worker-1 running b1 {INSTALLED} 10.0.1.1"])
-    assert result.returncode == 0 and "nothing to evict" in result.stderr
-    assert _events(node) == []
-
-
-def test_evict_agents_never_fails_the_up(node: Node) -> None:
-    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {}, api_down=True)
-    result = evict_agents(node, bin_dir, [f"worker-1 fresh b1 {INSTALLED} 10.0.1.1", "not a line"])
     assert result.returncode == 0, result.stderr
-    assert "is not 'NAME fresh|running BOOT_ID TIME ADDRESS': skipped" in result.stderr
-    assert "no cluster API on this server" in result.stderr
+    assert not any("get nodes" in e or "delete" in e for e in _events(node)[before:])
+
+
+def test_the_record_step_refuses_bad_lines_and_an_api_that_cannot_say_before_anything_changes(node: Node) -> None:
+    """It decides membership: with a line it cannot read, or no record to read, it changes
+    nothing and fails (no agent starts; the next `up` goes on)."""
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
+    bad = evict_agents(node, bin_dir, ["worker-1 fresh b1 not-a-time 10.0.1.1"])
+    assert bad.returncode == 1 and "is not 'installed NAME fresh|running BOOT_ID TIME ADDRESS'" in bad.stderr
+    cluster = _cluster(node)
+    cluster["api_down"] = True
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+    down = evict_agents(node, bin_dir, [f"worker-1 fresh b1 {INSTALLED} 10.0.1.1"])
+    assert down.returncode == 1 and "cannot read the member record on this server" in down.stderr
+    assert "configmaps" not in _cluster(node)
 
 
 def test_three_to_one_with_a_dead_leaving_server_removes_the_dead_one_first(node: Node) -> None:

@@ -582,6 +582,8 @@ k3s_ha_reach_node() {
   command="[ \"\$(hostname | tr '[:upper:]' '[:lower:]')\" = '$name' ] || exit 3; $command"
   if [[ ! $address =~ ^[0-9A-Fa-f.:]+$ ]]; then
     _k3s_ha_unreachable="has no address to reach it at"
+  elif [[ $key == none ]]; then
+    _k3s_ha_unreachable="has no usable recorded host key (nothing was sent to $address)"
   elif [[ -n $key ]] && ! k3s_ha_pin_host_key "$address" "$key"; then
     _k3s_ha_unreachable="has a recorded host key that is not one (nothing was sent to $address)"
   else
@@ -738,7 +740,8 @@ k3s_ha_wait_server_ready() {
 # choosing or trust a host key of its choosing. One line per node, sorted by name:
 #   STATE NAME ROLE ADDRESS [TYPE BASE64]
 # STATE is member (in the configuration), leaving (left it; remove-members.sh takes it out)
-# or removed (taken out; one that comes back is leaving again, issue 17.5), ROLE server|agent.
+# or removed (taken out; one that comes back is leaving again, issue 17.5), ROLE server|agent;
+# the key "none" says that nothing may be sent to the node (its recorded key was no key).
 
 _k3s_ha_record_name=k3s-ha-members
 
@@ -748,12 +751,13 @@ k3s_ha_record_line_ok() {
   read -r state name role address type blob extra <<<"$1"
   [[ $state =~ ^(member|leaving|removed)$ && $role =~ ^(server|agent)$ && -z $extra ]] || return 1
   k3s_ha_is_node_name "${name:-}" && [[ ${address:-} =~ ^[0-9A-Fa-f.:]+$ ]] || return 1
-  [[ -z $type ]] || k3s_ha_is_host_key "$type $blob"
+  [[ -z $type || ($type == none && -z $blob) ]] || k3s_ha_is_host_key "$type $blob"
 }
 
 # Usage: k3s_ha_is_host_key "TYPE BASE64"
 k3s_ha_is_host_key() {
   local type blob extra
+  [[ $1 != *[$'\n\r']* ]] || return 1
   read -r type blob extra <<<"$1"
   [[ $type =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|rsa-sha2-(256|512))$ ]] \
     && [[ ${blob:-} =~ ^[A-Za-z0-9+/]+={0,3}$ && -z $extra ]]
@@ -813,14 +817,20 @@ k3s_ha_load_record() {
 
 # Usage: k3s_ha_legacy_key NAME
 # For a record derived from labels: prints node NAME's pinned host key as an older k3s-ha
-# recorded it (annotation k3s-ha.io/ssh-host-key), or nothing when it has none or it is not
-# one host key.
+# recorded it (annotation k3s-ha.io/ssh-host-key), nothing when it has none, and "none" (send
+# nothing there) when it cannot be read or is not one host key: the annotation is the node's
+# own kubelet's to write.
 k3s_ha_legacy_key() {
   local key
   [[ ${_k3s_ha_record_legacy:-0} == 1 ]] || return 0
-  key=$(k3s_ha_kubectl get node "$1" -o 'jsonpath={.metadata.annotations.k3s-ha\.io/ssh-host-key}' --request-timeout=30s 2>/dev/null) || return 0
-  if k3s_ha_is_host_key "$key"; then
+  if ! key=$(k3s_ha_kubectl get node "$1" -o 'jsonpath={.metadata.annotations.k3s-ha\.io/ssh-host-key}' --request-timeout=30s 2>/dev/null); then
+    k3s_ha_warn "could not read $1's k3s-ha.io/ssh-host-key annotation: nothing is sent to it"
+    printf 'none\n'
+  elif [[ -z $key ]] || k3s_ha_is_host_key "$key"; then
     printf '%s\n' "$key"
+  else
+    k3s_ha_warn "$1's k3s-ha.io/ssh-host-key annotation is not an SSH host key: nothing is sent to it"
+    printf 'none\n'
   fi
 }
 
