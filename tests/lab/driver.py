@@ -10,6 +10,7 @@ the step's connection host: every action of a wave in parallel, waves one after 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -196,7 +197,47 @@ class LabMocks(engine.CloudMocks):
                 # check compares is the rest of the line.
                 state["stdout"] = f"{host.hostname} {'running' if running else 'fresh'} {boot} {int(time.time())}\n"
             self.expected_stdout[args.name] = state["stdout"]
+        elif script == "record-members":
+            kept = self._unchanged_stdout(args.name, state)
+            state["stdout"] = kept if kept is not None else self._leaving(args, state)
+            self.expected_stdout[args.name] = state["stdout"]
         return rid, state
+
+    def _leaving(self, args, state: dict) -> str:
+        """What record-members.sh will print: the nodes of the member record on the first
+        server (kube-system/k3s-ha-members; while there is none, the Nodes an older release
+        labelled, with their annotated keys) that the step's stdin no longer wants, and removed
+        nodes whose Node is back. The driver checks it against what the step prints."""
+        connection = engine._reveal(args.inputs["connection"], "", set())
+        host = self.lab.by_address(connection["host"])
+        wanted = {w[1] for w in (line.split() for line in (state.get("stdin") or "").splitlines()) if w[:1] == ["node"]}
+        got = self.lab.root_on(
+            host, "k3s kubectl -n kube-system get configmap k3s-ha-members -o jsonpath={.data.nodes}"
+        )
+        nodes = self.lab.root_on(host, "k3s kubectl get nodes -o json")
+        items = json.loads(nodes.stdout)["items"] if nodes.status == 0 else []
+        present = {item["metadata"]["name"] for item in items}
+        entries: dict[str, list[str]] = {}
+        if got.status == 0:
+            for words in (line.split() for line in got.stdout.splitlines() if line.strip()):
+                entries[words[1]] = [words[0], *words[2:]]
+        elif "(NotFound)" in got.stderr:
+            for item in items:
+                meta = item["metadata"]
+                if meta.get("labels", {}).get("k3s-ha.io/cluster") != engine.parse_command(state["create"])[1].get(
+                    "K3S_HA_CLUSTER"
+                ):
+                    continue
+                role = "server" if meta["labels"].get("node-role.kubernetes.io/etcd") == "true" else "agent"
+                ip = next((a["address"] for a in item["status"].get("addresses", []) if a["type"] == "InternalIP"), "")
+                key = meta.get("annotations", {}).get("k3s-ha.io/ssh-host-key", "").split()
+                entries[meta["name"]] = ["member", role, ip, *key]
+        lines = []
+        for name, (entry_state, *rest) in entries.items():
+            if name in wanted or (entry_state == "removed" and name not in present):
+                continue
+            lines.append(" ".join(["leaving", name, *rest]) + "\n")
+        return "".join(sorted(lines))
 
     def _unchanged_stdout(self, name: str, state: dict) -> str | None:
         if self.previous is None:

@@ -726,6 +726,20 @@ class ApiServer:
                         return self.reply(404, {"message": "not found", "reason": "NotFound"})
                     server.cluster.delete_prefix(key)
                     return self.reply(200, {})
+                match = re.match(r"^/api/v1/namespaces/kube-system/configmaps/([a-z0-9.-]+)$", path)
+                if match:
+                    # ConfigMaps in kube-system (the member record): GET, and PUT as
+                    # `kubectl apply` creates or replaces one; kept in etcd like the Nodes.
+                    key = PREFIX + f"configmaps/kube-system/{match.group(1)}"
+                    if method == "PUT":
+                        server.cluster.put(key, json.dumps(self.body()))
+                        return self.reply(200, json.loads(server.cluster.get(key)))
+                    found = server.cluster.get(key)
+                    if found is None:
+                        return self.reply(
+                            404, {"message": f'configmaps "{match.group(1)}" not found', "reason": "NotFound"}
+                        )
+                    return self.reply(200, json.loads(found))
                 if path == "/api/v1/nodes" and method == "GET":
                     return self.reply(200, {"kind": "NodeList", "items": self.nodes()})
                 match = re.match(r"^/api/v1/nodes/([a-z0-9.-]+)$", path)
@@ -1099,6 +1113,22 @@ def kubectl(args: list[str]) -> int:
         if status != 200:
             return fail(status, text)
         print(f'secret "{name}" deleted')
+        return 0
+    if verb == "get" and kind in ("configmap", "configmaps") and name:
+        status, text = call(f"/api/v1/namespaces/kube-system/configmaps/{name}")
+        return fail(status, text) if status != 200 else show(json.loads(text))
+    if verb == "apply" and "-f" in flags and kind:
+        # `kubectl apply -f FILE` of one kube-system ConfigMap (lib.sh k3s_ha_save_record).
+        with open(kind) as f:
+            obj = json.load(f)
+        if obj.get("kind") != "ConfigMap" or obj["metadata"].get("namespace") != "kube-system":
+            print(f"stand-in kubectl: unsupported apply: {obj.get('kind')}", file=sys.stderr)
+            return 64
+        name = obj["metadata"]["name"]
+        status, text = call(f"/api/v1/namespaces/kube-system/configmaps/{name}", "PUT", obj)
+        if status != 200:
+            return fail(status, text)
+        print(f"configmap/{name} configured")
         return 0
     if verb == "get" and kind in ("pv", "persistentvolumes"):
         # The lab runs no workloads, so no volumes: an empty list, as the API would return it.
