@@ -28,10 +28,10 @@ DURATIONS = {
     "join": 45,  # start-server.sh joining: learner -> voter, Ready, /readyz ok (one server)
     "agent": 30,  # start-agent.sh: agent registered and Ready
     "guard": 5,  # check-upgrade.sh: a server's version guard, before its install
-    "evict": 5,  # evict-node.sh on the first server: a new machine's stale Node removed
+    "evict": 5,  # evict-node.sh / record-members.sh on the first server: stale Nodes, the record
     "confirm": 5,  # confirm-node.sh: a started node is a member (prints its Node name)
     "kubeconfig": 5,  # print-kubeconfig.sh
-    "reconcile": 5,  # reconcile-members.sh (`<name>-members`): leavers removed, after every node
+    "reconcile": 5,  # remove-members.sh (`<name>-removals`): leavers removed, after every node
     "remote": 5,  # any other remote step
     "copy": 3,  # the script bundle (~90 KB) over SFTP, once per host
     "aws": 5,  # any other AWS API resource (VPC, subnet, security group, rule, key pair...)
@@ -41,7 +41,7 @@ ASSUMPTIONS = (
     "boot 90 s (EC2 create + boot + cloud-init + sshd), download 30 s (installer + binary), "
     "init 60 s (cluster-init server Ready + etcd voter + /readyz), one server join 45 s, "
     "one agent join 30 s, every other remote step 5 s (version guard, evict, member confirm, kubeconfig, "
-    "members reconcile), "
+    "member record, removals), "
     "any other AWS resource 5 s, random passwords and components 0 s; "
     "unbounded engine parallelism (the `pulumi up` default), no API throttling, no retries"
 )
@@ -50,10 +50,10 @@ SCRIPT_KIND = {
     "start-agent": "agent",
     "check-upgrade": "guard",
     "evict-node": "evict",
-    "evict-agents": "evict",
+    "record-members": "evict",
     "confirm-node": "confirm",
     "print-kubeconfig": "kubeconfig",
-    "reconcile-members": "reconcile",
+    "remove-members": "reconcile",
 }
 # Short steps that may sit on the path between the long ones; what they add is counted in
 # small_steps and in the expected time.

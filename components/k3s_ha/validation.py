@@ -333,9 +333,10 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
 def cluster_name(name: object, arg: str) -> None:
-    """The cluster's name is the value of the k3s-ha.io/cluster label on its Nodes, by which
-    the day-2 steps tell its nodes (and its dead servers) from others: a Kubernetes label value
-    (at most 63 characters, letters and digits at both ends, `-`, `_` and `.` between)."""
+    """The cluster's name is the value of the k3s-ha.io/cluster label an older release put on its
+    Nodes, by which the day-2 steps find its members while the cluster has no member record
+    yet: a Kubernetes label value (at most 63 characters, letters and digits at both ends, `-`,
+    `_` and `.` between)."""
     if isinstance(name, str) and _LABEL_VALUE.match(name):
         return
     raise ConfigError(

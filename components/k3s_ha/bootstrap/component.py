@@ -4,10 +4,10 @@ It owns the cluster token and the ordered remote steps, and knows nothing about 
 the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud.
 Order, one file per step: remote.ship_bundle (the node scripts, once per host) ->
 upgrade_guard.py (every server) -> install.py (all nodes, parallel)
--> servers.py (the first server, then joins one at a time) -> agents.py (one evict step for
-rebuilt agents, then every agent in parallel) -> membership.py (server confirmations, then one
-reconcile on the first server that records the wanted nodes and removes the ones that left)
-and kubeconfig.py. A server host on a new machine first has its stale Node evicted
+-> servers.py (the first server, then joins one at a time) -> membership.record_members (the
+member record on the first server, which also evicts rebuilt agents) -> agents.py (every agent
+in parallel) -> membership.py (server confirmations, then the removals on the first server of
+the nodes the record step named as leaving) and kubeconfig.py. A server host on a new machine first has its stale Node evicted
 (membership.py).
 """
 

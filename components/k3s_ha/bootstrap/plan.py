@@ -38,7 +38,7 @@ class BootstrapPlan:
     ready_timeout_seconds: int
     install_url: str
     ssh_user: pulumi.Input[str]
-    """Login user on every node; the reconcile and evict steps log in from a server with it."""
+    """Login user on every node; the removals and evict steps log in from a server with it."""
     ssh_private_key: pulumi.Output[str]
     """The SSH key (secret); it reaches a server only on a step's stdin."""
     balancer_grace_seconds: int = 0

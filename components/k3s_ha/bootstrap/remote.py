@@ -82,7 +82,7 @@ def run_script(
     machine gets a fresh run while a changed script or config runs the (idempotent) script
     again as an update. No step has a `delete`: a delete runs with the OLD state's connection
     after every create and update (real-behaviour.md), on a machine that may be gone or
-    re-imaged; nodes that leave are removed by reconcile-members.sh instead.
+    re-imaged; nodes that leave are removed by remove-members.sh instead.
     `on_update`: the script call when the step runs again on a later `up` (the
     provider runs `update` instead of `create` then; pulumi-command commandController.go).
     `replace_with_machine=False`: no triggers, so a new machine updates the step (runs the

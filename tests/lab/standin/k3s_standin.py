@@ -674,6 +674,9 @@ class ApiServer:
             def do_PATCH(self):
                 self.route("PATCH")
 
+            def do_PUT(self):
+                self.route("PUT")
+
             def route(self, method: str):
                 path = self.path.split("?")[0]
                 if path == "/ping":  # unauthenticated, answered before etcd is up

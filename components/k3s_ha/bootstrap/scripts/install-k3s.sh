@@ -16,7 +16,7 @@
 # stdout: one line, "NAME fresh|running BOOT_ID TIME": the node name K3s registers this
 # machine under, whether K3s ran on it before this step, its boot id (the kernel's, which the
 # kubelet reports as its Node's status.nodeInfo.bootID) and this step's time (epoch seconds):
-# evict-agents.sh tells this machine's Node from an older machine's by these.
+# record-members.sh tells this machine's Node from an older machine's by these.
 #
 # The unit's enabled state is the same afterwards as before: install.sh always disables
 # the unit and, with INSTALL_K3S_SKIP_ENABLE, never enables it again (k3s-io/k3s
@@ -67,7 +67,7 @@ current=$(k3s_ha_installed_version)
 k3s_ha_check_upgrade "$current" "$version" "${K3S_HA_UPGRADE_FROM:-}"
 
 # Whether K3s ran on this machine before this step: a rebuilt agent's stale Node is removed
-# only for a machine that did not (evict-agents.sh).
+# only for a machine that did not (record-members.sh).
 ran_before=fresh
 if systemctl is-active --quiet "$service" 2>/dev/null; then
   ran_before=running

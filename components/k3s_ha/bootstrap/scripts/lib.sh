@@ -544,7 +544,7 @@ k3s_ha_node_rows_format() {
 # Prints "name|etcd|ready|ip|label" for every Node (one API call of at most 30 s): etcd is
 # "true" for a server (K3s's node-role.kubernetes.io/etcd label), ready the Ready
 # condition's status (True, False, or Unknown once the kubelet stopped reporting), label the
-# k3s-ha.io/cluster label reconcile-members.sh puts on every wanted node.
+# k3s-ha.io/cluster label an older release put on its nodes (lib.sh k3s_ha_load_record).
 k3s_ha_node_rows() {
   k3s_ha_kubectl get nodes -o "$(k3s_ha_node_rows_format)" --request-timeout=30s
 }

@@ -4,7 +4,7 @@ The download is the slow part and needs no ordering, so it runs as soon as each 
 boots; only starting and joining wait for each other. Deleting this step runs nothing:
 a delete runs with the old state's connection at the very end of the `up`, when that
 address may be a dead machine (the `up` would fail) or a new machine at the same address
-(it would be wiped). A leaving node is drained, removed and uninstalled by the reconcile
+(it would be wiped). A leaving node is drained, removed and uninstalled by the removals
 step instead (membership.py).
 """
 

@@ -234,8 +234,8 @@ def evict_stale_node(
         EvictNode(
             address=node.private_address,
             role=role,
-            # The label the reconcile puts on every wanted node: only this cluster's dead
-            # servers are removed before a server joins.
+            # The label an older release put on this cluster's nodes, which the evict reads
+            # while the cluster has no member record yet (lib.sh k3s_ha_load_record).
             cluster=plan.name,
             host=node.name,
             host_key=pinned_key(node),
