@@ -102,7 +102,7 @@ def measure(servers: int, agents: int, add_agent: bool) -> dict:
 
     commands = [r for r in remote if r.type == REMOTE[0]]
     largest = max(commands, key=size_of)
-    per_node = [r for r in commands if not r.name.endswith(("-members", "-kubeconfig", "-evict-agents"))]
+    per_node = [r for r in commands if not r.name.endswith(("-members", "-removals", "-kubeconfig"))]
     largest_per_node = max(per_node, key=size_of)
     reconcile = next(r for r in commands if r.name.endswith("-members"))
 

@@ -74,13 +74,13 @@ def test_three_servers_to_one_removes_the_other_two_one_at_a_time_and_keeps_the_
     report = cluster.up(servers=["s0"])
     record_report("3 -> 1 servers", report)
     cluster.check()
-    assert "lab-members" in ran(report)
+    assert {"lab-members", "lab-removals"} <= ran(report)
     for gone in ("s1", "s2"):
         assert_uninstalled(cluster, cluster.host(gone))
     assert cluster.root("s0", f"{ETCDCTL} get --print-value-only /lab/before-3-to-1").stdout.strip() == "kept"
     written = cluster.root("s0", f"{ETCDCTL} put /lab/after-3-to-1 yes")
     assert written.status == 0, written.stderr
-    members_log = next(o.stderr for o in report.outcomes if o.name == "lab-members")
+    members_log = next(o.stderr for o in report.outcomes if o.name == "lab-removals")
     assert members_log.index("removing server lab-s1") < members_log.index("removing server lab-s2")
 
 
@@ -99,8 +99,8 @@ def test_agents_join_leave_and_a_reimaged_agent_rejoins_without_touching_the_oth
     shrunk = cluster.up(agents=["a0", "a1", "a2"])
     record_report("-1 agent", shrunk)
     cluster.check()
-    # The agents' evict step sees one line fewer (it finds nothing to do), the reconcile removes a3.
-    assert ran(shrunk) == {"lab-evict-agents", "lab-members"}
+    # The record step sees one node fewer and names it; the removals step takes a3 out.
+    assert ran(shrunk) == {"lab-members", "lab-removals"}
     assert_uninstalled(cluster, cluster.host("a3"))
 
     cluster.new_machine("a1")  # re-imaged: same address and host name, nothing of K3s left
@@ -108,8 +108,8 @@ def test_agents_join_leave_and_a_reimaged_agent_rejoins_without_touching_the_oth
     replaced = cluster.up()
     record_report("replace one agent (re-imaged host)", replaced)
     cluster.check()
-    assert {"lab-a1-bundle", "lab-evict-agents", "lab-a1-install", "lab-a1-start"} <= ran(replaced)
-    evict_log = next(o.stderr for o in replaced.outcomes if o.name == "lab-evict-agents")
+    assert {"lab-a1-bundle", "lab-members", "lab-a1-install", "lab-a1-start"} <= ran(replaced)
+    evict_log = next(o.stderr for o in replaced.outcomes if o.name == "lab-members")
     assert "node lab-a1 " in evict_log and "deleting it and its node password" in evict_log, evict_log
     assert not {"lab-s0-start", "lab-a0-start", "lab-a2-start"} & ran(replaced)
     now = running_pids(cluster)
@@ -140,7 +140,7 @@ def test_an_ssh_key_rotation_reruns_every_step_on_the_new_key_and_restarts_nothi
     assert cluster.up().outcomes == [], "an unchanged config runs nothing"
     removed = cluster.up(agents=["a0"])
     cluster.check()
-    assert ran(removed) == {"lab-members"}  # hosts without replace_on: no evict step
+    assert ran(removed) == {"lab-members", "lab-removals"}  # hosts without replace_on: no evict step
     assert_uninstalled(cluster, cluster.host("a1"))
 
 
@@ -155,13 +155,15 @@ def test_a_new_first_server_joins_the_running_cluster_and_the_old_one_is_removed
     old = cluster.new_machine("s0", "n0")
     report = cluster.up()
     record_report("replace the first server", report)
-    assert_uninstalled(cluster, old)  # the reconcile stopped and uninstalled it before the delete phase
+    assert_uninstalled(cluster, old)  # the removals step stopped and uninstalled it before the delete phase
     cluster.lab.kill_host(old)  # the engine's delete of the old instance
     cluster.check()
     config = cluster.host("n0").path("/etc/rancher/k3s/config.yaml").read_text()
     assert "cluster-init" not in config, "the new first server ran cluster-init"
     assert_servers_started_one_at_a_time(report)
-    assert {"lab-s0-start", "lab-s1-start", "lab-s2-start", "lab-a0-start", "lab-members"} <= ran(report)
+    assert {"lab-s0-start", "lab-s1-start", "lab-s2-start", "lab-a0-start", "lab-members", "lab-removals"} <= ran(
+        report
+    )
     assert cluster.root("n0", f"{ETCDCTL} get --print-value-only /lab/before-replace").stdout.strip() == "kept"
 
 
@@ -178,7 +180,7 @@ def test_two_servers_replaced_at_once_one_new_machine_and_one_reimaged(make_lab)
     assert_uninstalled(cluster, old_s1)
     cluster.lab.kill_host(old_s1)
     cluster.check()
-    assert {"lab-s2-evict", "lab-s1-start", "lab-s2-start", "lab-members"} <= ran(report)
+    assert {"lab-s2-evict", "lab-s1-start", "lab-s2-start", "lab-members", "lab-removals"} <= ran(report)
     # The first server's start step runs again (its peers' addresses changed) and keeps it running.
     assert unit_pid(cluster.host("s0"), "k3s") == first_pid, "the first server restarted"
     assert_servers_started_one_at_a_time(report)
@@ -313,7 +315,32 @@ def test_three_to_one_with_a_dead_leaving_server_removes_the_dead_one_first(make
     report = cluster.up(servers=["s0"])
     record_report("3 -> 1 servers, the second leaving one dead", report)
     cluster.check()
-    members_log = next(o.stderr for o in report.outcomes if o.name == "lab-members")
+    members_log = next(o.stderr for o in report.outcomes if o.name == "lab-removals")
     assert members_log.index("removing server lab-s2") < members_log.index("removing server lab-s1"), members_log
     assert "lab-s2 is NotReady" in members_log
     assert [m["name"].rsplit("-", 1)[0] for m in cluster.members("s0")] == ["lab-s0"]
+
+
+def test_a_removed_agent_that_powers_on_again_is_taken_out_at_the_next_up(make_lab) -> None:
+    """Issue 17.5: an agent that is dead when it leaves is only forgotten (nothing can disable
+    its unit), and K3s's unit is enabled with Restart=always (install.sh): when its machine
+    powers on again it registers again, under its old name and with no label of ours. The
+    member record remembers it as removed, so the next `up` that runs the record step names
+    it as leaving again and the removals step disables and uninstalls it."""
+    cluster = Cluster(make_lab(["s0", "a0", "a1", "a2"]), ["s0"], ["a0", "a1"])
+    cluster.up()
+    cluster.lab.kill_host(cluster.host("a1"))
+    cluster.wait_for("a1 to be NotReady", lambda: cluster.nodes("s0")["lab-a1"]["Ready"] != "True", 90)
+    cluster.up(agents=["a0"])
+    cluster.check()
+    assert "lab-a1" not in cluster.nodes("s0")
+
+    cluster.lab.power_on(cluster.host("a1"))
+    cluster.wait_for("a1 to register again", lambda: cluster.nodes("s0").get("lab-a1", {}).get("Ready") == "True", 90)
+    report = cluster.up(agents=["a0", "a2"])
+    record_report("a removed agent came back, then +1 agent", report)
+    cluster.check()
+    assert set(cluster.nodes("s0")) == {"lab-s0", "lab-a0", "lab-a2"}
+    members_log = next(o.stderr for o in report.outcomes if o.name == "lab-members")
+    assert "node lab-a1 was removed from the cluster and has come back" in members_log, members_log
+    assert_uninstalled(cluster, cluster.host("a1"))

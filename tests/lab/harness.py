@@ -246,7 +246,7 @@ class Lab:
 
     def _boot(self, host: Host, hosts_file: Path) -> None:
         """Start the host's own processes: its mounts and sshd (host-init.sh)."""
-        host.root.mkdir(parents=True)
+        host.root.mkdir(parents=True, exist_ok=True)
         config = host.root.parent / f"{host.name}.sshd_config"
         config.write_text(
             "\n".join(
@@ -352,6 +352,19 @@ class Lab:
         link is down, so nothing answers there: no SSH, no etcd peer, no API)."""
         self._kill_processes(host)
         _run("ip", "-n", host.netns, "link", "set", "eth0", "down")
+
+    def power_on(self, host: Host) -> None:
+        """A dead machine (kill_host) boots again with its disk as it was: its link comes up, it
+        gets a new boot id, sshd starts, and systemd starts every enabled unit, as at any boot
+        (the K3s units are WantedBy=multi-user.target; install.sh)."""
+        _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
+        (host.root / "boot_id").unlink(missing_ok=True)
+        self._boot(host, self.root / "hosts")
+        self._wait_for_ssh(host, time.time() + 30)
+        started = self.root_on(
+            host, "for u in k3s k3s-agent; do if systemctl is-enabled --quiet $u; then systemctl start $u; fi; done"
+        )
+        assert started.status == 0, started.stderr
 
     def reimage(self, host: Host) -> None:
         """A new machine at the same address under the same host name: the old one's processes
