@@ -339,8 +339,9 @@ def test_a_removed_agent_that_powers_on_again_is_taken_out_at_the_next_up(make_l
     cluster.wait_for("a1 to register again", lambda: cluster.nodes("s0").get("lab-a1", {}).get("Ready") == "True", 90)
     report = cluster.up(agents=["a0", "a2"])
     record_report("a removed agent came back, then +1 agent", report)
+    logs = {o.name: o.stderr for o in report.outcomes}
+    assert "node lab-a1 was removed from the cluster and has come back" in logs["lab-members"], logs
+    assert "removing agent lab-a1" in logs["lab-removals"], logs
     cluster.check()
     assert set(cluster.nodes("s0")) == {"lab-s0", "lab-a0", "lab-a2"}
-    members_log = next(o.stderr for o in report.outcomes if o.name == "lab-members")
-    assert "node lab-a1 was removed from the cluster and has come back" in members_log, members_log
     assert_uninstalled(cluster, cluster.host("a1"))

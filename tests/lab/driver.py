@@ -209,12 +209,17 @@ class LabMocks(engine.CloudMocks):
         labelled, with their annotated keys) that the step's stdin no longer wants, and removed
         nodes whose Node is back. The driver checks it against what the step prints."""
         connection = engine._reveal(args.inputs["connection"], "", set())
-        host = self.lab.by_address(connection["host"])
+        first = self.lab.by_address(connection["host"])
         wanted = {w[1] for w in (line.split() for line in (state.get("stdin") or "").splitlines()) if w[:1] == ["node"]}
-        got = self.lab.root_on(
-            host, "k3s kubectl -n kube-system get configmap k3s-ha-members -o jsonpath={.data.nodes}"
-        )
-        nodes = self.lab.root_on(host, "k3s kubectl get nodes -o json")
+        # Asked of the step's host or, when that is a new machine with no K3s yet (a new first
+        # server joins before the step runs there), of any host whose API answers.
+        for host in [first, *(h for h in self.lab.hosts.values() if h is not first)]:
+            got = self.lab.root_on(
+                host, "k3s kubectl -n kube-system get configmap k3s-ha-members -o jsonpath={.data.nodes}", timeout=20
+            )
+            if got.status == 0 or "(NotFound)" in got.stderr:
+                break
+        nodes = self.lab.root_on(host, "k3s kubectl get nodes -o json", timeout=20)
         items = json.loads(nodes.stdout)["items"] if nodes.status == 0 else []
         present = {item["metadata"]["name"] for item in items}
         entries: dict[str, list[str]] = {}
@@ -232,10 +237,13 @@ class LabMocks(engine.CloudMocks):
                 ip = next((a["address"] for a in item["status"].get("addresses", []) if a["type"] == "InternalIP"), "")
                 key = meta.get("annotations", {}).get("k3s-ha.io/ssh-host-key", "").split()
                 entries[meta["name"]] = ["member", role, ip, *key]
+        created = {item["metadata"]["name"]: item["metadata"].get("creationTimestamp", "unknown") for item in items}
         lines = []
         for name, (entry_state, *rest) in entries.items():
             if name in wanted or (entry_state == "removed" and name not in present):
                 continue
+            if entry_state == "removed":
+                lines.append(f"# {name} registered again at {created[name]}\n")
             lines.append(" ".join(["leaving", name, *rest]) + "\n")
         return "".join(sorted(lines))
 

@@ -26,7 +26,9 @@
 #    address and key recorded while it was wanted; a removed node whose Node is back (a
 #    machine that powered on again, its unit still enabled: issue 17.5) is leaving again. No
 #    API write when nothing changed.
-# 4. Prints the leaving nodes, "leaving NAME ROLE ADDRESS [TYPE BASE64]" a line: the stdin of
+# 4. Prints the leaving nodes, "leaving NAME ROLE ADDRESS [TYPE BASE64]" a line (and for one
+#    that came back, "# NAME registered again at CREATED", so the printout differs from the
+#    one it left with the first time): the stdin of
 #    remove-members.sh, which takes them out after every node has started. It prints the same
 #    lines whenever nothing has left, so that step does not run again.
 #
@@ -117,8 +119,8 @@ evict_stale_agents() {
 }
 
 main() {
-  local name state role address rest rows="" row_name present=" "
-  local -A wanted=() fresh_at=() fresh_named=() boot_of=() installed_at=() _k3s_ha_record=()
+  local name state role address rest rows="" row_name created came_back=""
+  local -A wanted=() fresh_at=() fresh_named=() boot_of=() installed_at=() _k3s_ha_record=() registered=()
   exec 3>&1 1>&2
   read_stdin
   if ! k3s_ha_load_record; then
@@ -127,8 +129,8 @@ main() {
   if ((${#fresh_named[@]} > 0)) || [[ " ${_k3s_ha_record[*]} " == *"removed "* ]]; then
     if rows=$(node_details 2>&1); then
       evict_stale_agents "$rows"
-      while IFS='|' read -r row_name _; do
-        present+="$row_name "
+      while IFS='|' read -r row_name _ _ _ created; do
+        [[ -z $row_name ]] || registered[$row_name]=${created:-unknown}
       done <<<"$rows"
     else
       k3s_ha_warn "could not list the Nodes ($(k3s_ha_brief "$rows")): no stale agent Node evicted, no removed node looked for"
@@ -138,9 +140,12 @@ main() {
   for name in "${!_k3s_ha_record[@]}"; do
     [[ -z ${wanted[$name]:-} ]] || continue
     read -r state role address rest <<<"${_k3s_ha_record[$name]}"
-    if [[ $state == removed && $present == *" $name "* ]]; then
+    if [[ $state == removed && -n ${registered[$name]:-} ]]; then
       k3s_ha_warn "node $name was removed from the cluster and has come back (its machine powered on with K3s enabled?): it leaves again"
       state=leaving
+      # Its leaving line is the one printed when it left before: this line makes the printout,
+      # and so the removals step's input, differ, or Pulumi would not run that step again.
+      came_back+="# $name registered again at ${registered[$name]}"$'\n'
     elif [[ $state == member ]]; then
       state=leaving
     fi
@@ -154,12 +159,15 @@ main() {
   done
   k3s_ha_save_record
 
-  for name in "${!_k3s_ha_record[@]}"; do
-    read -r state rest <<<"${_k3s_ha_record[$name]}"
-    if [[ $state == leaving ]]; then
-      printf 'leaving %s %s\n' "$name" "$rest"
-    fi
-  done | LC_ALL=C sort >&3
+  {
+    printf '%s' "$came_back"
+    for name in "${!_k3s_ha_record[@]}"; do
+      read -r state rest <<<"${_k3s_ha_record[$name]}"
+      if [[ $state == leaving ]]; then
+        printf 'leaving %s %s\n' "$name" "$rest"
+      fi
+    done
+  } | LC_ALL=C sort >&3
   k3s_ha_log "${#wanted[@]} nodes are members; those that left the configuration are named for remove-members.sh"
 }
 

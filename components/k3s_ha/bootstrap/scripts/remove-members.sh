@@ -174,6 +174,8 @@ read_leaving() {
   while IFS= read -r line; do
     if [[ $line == "$end" ]]; then
       return 0
+    elif [[ $line == "# "* ]]; then
+      continue # a note of record-members.sh's (a node that came back)
     fi
     read -r word name role address type blob extra <<<"$line"
     if [[ $word != leaving ]] || ! k3s_ha_record_line_ok "leaving $name $role $address${type:+ $type ${blob:-}}${extra:+ $extra}"; then
