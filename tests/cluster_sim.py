@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 import step_model as sm
 import yaml
 from engine import Registration, Run
-from k3s_ha.bootstrap.bundle import SCRIPT_DIR
+from k3s_ha.bootstrap.bundle import SCRIPT_DIR, library_text
 from k3s_ha.bootstrap.commands import parse_command
 from k3s_ha.bootstrap.node_config import REGISTRIES_SEPARATOR
 from k3s_ha.bootstrap.steps.membership import NODES_END
@@ -109,7 +109,7 @@ def detects_upgrade(command_text: str) -> bool:
     """Whether the script the command runs (read from the bundle, with lib.sh) compares the
     running version: the command names the script, the bundle holds its text."""
     script, _params = script_of(command_text)
-    text = (SCRIPT_DIR / "lib.sh").read_text() + (SCRIPT_DIR / f"{script}.sh").read_text()
+    text = library_text() + (SCRIPT_DIR / f"{script}.sh").read_text()
     return any(marker in text for marker in UPGRADE_EVIDENCE)
 
 

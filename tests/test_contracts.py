@@ -20,7 +20,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _lib_functions() -> dict[str, str]:
-    text = (SCRIPTS / "lib.sh").read_text()
+    text = bundle.library_text()
     starts = [(m.group(1), m.start()) for m in _FUNCTION.finditer(text)]
     bodies = {}
     for name, start in starts:
@@ -55,7 +55,7 @@ def test_upper_case_names_in_the_scripts_are_the_contract_alone() -> None:
     by_hand = {"K3S_HA_PEERS", "K3S_READY_TIMEOUT", "K3S_HA_SNAPSHOT", "K3S_HA_RESET_TIMEOUT"}
     declared = set().union(*(cls.declared() for cls in contracts.all_scripts()))
     mentioned = set()
-    for path in SCRIPTS.glob("*.sh"):
+    for path in SCRIPTS.rglob("*.sh"):
         mentioned |= set(re.findall(r"\b(K3S_[A-Z0-9_]+)\b", path.read_text()))
     # The installer's own variables, which install-k3s.sh hands to install.sh.
     mentioned -= {"K3S_HA_ONLY"} | {n for n in mentioned if n.startswith("K3S_INSTALL_URL")}
@@ -112,7 +112,7 @@ def test_a_change_to_any_script_changes_the_digest_and_so_every_command(tmp_path
     before = bundle.digest(SCRIPTS)
     copy = tmp_path / "scripts"
     shutil.copytree(SCRIPTS, copy)
-    lib = copy / "lib.sh"
+    lib = copy / "lib" / "core.sh"
     lib.write_text(lib.read_text().replace("k3s_ha_log() {", "k3s_ha_log() {\n  :", 1))
     after = bundle.digest(copy)
     assert before != after
@@ -182,7 +182,7 @@ def test_an_upload_that_does_not_match_the_digest_runs_nothing(tmp_path, tamper)
         target.symlink_to(tmp_path / "elsewhere.sh")
         (tmp_path / "elsewhere.sh").write_text("echo hijacked\n")
     elif tamper == "added-symlink":  # the digest lists regular files only: adopt.sh refuses it
-        (upload / "lib").symlink_to(tmp_path)
+        (upload / "elsewhere").symlink_to(tmp_path)
     elif tamper == "fifo":  # copied as a FIFO (cp -R), never read, then refused
         os.mkfifo(upload / "pipe")
     else:
@@ -253,7 +253,7 @@ def test_a_one_line_change_in_a_shared_function_is_one_changed_digest_per_host_a
     before = engine.run(engine.main_program, config(agents=2), SECRET_KEYS)
     copy = tmp_path / "scripts"
     shutil.copytree(SCRIPTS, copy)
-    lib = copy / "lib.sh"
+    lib = copy / "lib" / "core.sh"
     lib.write_text(lib.read_text().replace("k3s_ha_log() {", "k3s_ha_log() {\n  :", 1))
     monkeypatch.setattr(bundle, "SCRIPT_DIR", copy)
     after = engine.run(engine.main_program, config(agents=2), SECRET_KEYS)

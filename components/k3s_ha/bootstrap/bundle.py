@@ -64,6 +64,13 @@ def _digest(root: Path) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()[:DIGEST_HEX]
 
 
+def library_text(root: Path | None = None) -> str:
+    """The shell library the role scripts source (lib.sh and its parts, lib/*.sh), as one text:
+    for the tests that read what a script reaches."""
+    root = root or SCRIPT_DIR
+    return "".join(p.read_text() for p in [root / "lib.sh", *sorted((root / "lib").glob("*.sh"))])
+
+
 def upload_path(bundle_digest: str) -> str:
     """CopyToRemote's remotePath, relative to the login user's home."""
     return f"{UPLOAD_DIR}/bundle-{bundle_digest}"

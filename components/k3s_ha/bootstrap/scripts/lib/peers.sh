@@ -1,0 +1,71 @@
+# shellcheck shell=bash
+# lib.sh part: other servers: their supervisor answers and joining one.
+
+# --- other servers -------------------------------------------------------------------
+
+# Usage: k3s_ha_peer_url ADDRESS
+# Prints https://ADDRESS:6443 (IPv6 in brackets); fails unless ADDRESS is a host name or
+# an IP address, so that nothing else ends up in a URL or in config.yaml.
+k3s_ha_peer_url() {
+  local address=$1
+  if [[ $address =~ ^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$ ]]; then
+    printf 'https://%s:6443\n' "$address"
+  elif [[ $address =~ ^\[?([0-9A-Fa-f]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)\]?$ ]]; then
+    printf 'https://[%s]:6443\n' "${BASH_REMATCH[1]}"
+  else
+    return 1
+  fi
+}
+
+# Usage: k3s_ha_ping URL   (https://HOST:PORT)
+# Succeeds when URL/ping answers "pong", the unauthenticated probe of the k3s supervisor.
+# -k because this only asks whether a k3s server is there; nothing it says is trusted.
+# Leaves what it saw in _k3s_ha_ping_result for messages.
+k3s_ha_ping() {
+  local body status=0
+  body=$(curl -ksf --max-time 5 "${1%/}/ping" 2>/dev/null) || status=$?
+  if ((status != 0)); then
+    _k3s_ha_ping_result="no answer (curl exit $status)"
+    return 1
+  fi
+  if [[ $body != pong ]]; then
+    _k3s_ha_ping_result="answered '$(k3s_ha_brief "$body")' instead of pong"
+    return 1
+  fi
+  _k3s_ha_ping_result=pong
+}
+
+# Wait check: _k3s_ha_wait_url answers /ping.
+k3s_ha_ping_answers() {
+  if k3s_ha_ping "$_k3s_ha_wait_url"; then
+    return 0
+  fi
+  _k3s_ha_wait_status=$_k3s_ha_ping_result
+  return 1
+}
+
+# Usage: k3s_ha_wait_for_ping URL TIMEOUT_SECONDS
+k3s_ha_wait_for_ping() {
+  _k3s_ha_wait_url=$1
+  k3s_ha_wait_until "$1 to answer /ping" "$2" k3s_ha_ping_answers \
+    "the server there must be running, and a load balancer in front must have marked it healthy"
+}
+
+# Usage: k3s_ha_config_join_a_peer [ADDRESS...]
+# Probes each address; on the first that answers /ping, rewrites _k3s_ha_config to join it
+# and succeeds. Fails when none answers. A server with cluster-init on a fresh disk would
+# otherwise start a second, separate cluster next to the running one (k3s-ansible#269).
+k3s_ha_config_join_a_peer() {
+  local address url
+  for address in "$@"; do
+    url=$(k3s_ha_peer_url "$address") \
+      || k3s_ha_die "peer address '$address' is not a host name or IP address"
+    if k3s_ha_ping "$url"; then
+      k3s_ha_log "a cluster already answers at $address: joining it instead of starting a second cluster (k3s-ansible#269)"
+      k3s_ha_config_join "$url"
+      return 0
+    fi
+    k3s_ha_log "peer $address: $_k3s_ha_ping_result"
+  done
+  return 1
+}
