@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 
 import step_model as sm
 import yaml
-from engine import Registration, Run
+from engine import Registration, Run, member_rows
 from k3s_ha.bootstrap.bundle import SCRIPT_DIR, library_text
 from k3s_ha.bootstrap.commands import parse_command
 from k3s_ha.bootstrap.node_config import REGISTRIES_SEPARATOR
@@ -549,20 +549,20 @@ class _Simulation:
 
     def do_record_members(self, step, holder: Machine, params, text) -> None:
         """record-members.sh on the first server, before any agent starts: the stale Node of a
-        rebuilt agent (an "installed NAME fresh ... ADDRESS" line: its old machine, which the
+        rebuilt agent (an "agent NAME ADDRESS ... @TIME" line: its old machine, which the
         old run's start step named NAME, still a member) is deleted; the record itself is the
         step model's business (step_model.model_leaving)."""
         if not self._api_here(step, holder, "record-members"):
             return
         stdin = step.inputs_used.get("stdin") or ""
-        for words in (line.split() for line in stdin.split(NODES_END)[0].splitlines()):
-            if words[:1] != ["installed"] or words[2] != "fresh":
+        for name, row in member_rows(stdin).items():
+            if row.stamp is None:
                 continue
-            old = self._start_of_node(words[1], OLD)
-            new = self.machine_at(words[5], NEW)
+            old = self._start_of_node(name, OLD)
+            new = self.machine_at(row.address, NEW)
             if old is not None and old is not new and old.member and old.cluster == holder.cluster:
                 old.member = False
-                self.event(step, holder, f"deletes the stale Node {words[1]} of the rebuilt agent at {words[5]}")
+                self.event(step, holder, f"deletes the stale Node {name} of the rebuilt agent at {row.address}")
 
     def do_remove_members(self, step, holder: Machine, params, text) -> None:
         """remove-members.sh on the first server of the new configuration, after every start:

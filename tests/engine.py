@@ -23,6 +23,7 @@ from typing import Any
 import pulumi
 from google.protobuf import json_format, struct_pb2
 from k3s_ha.bootstrap.commands import parse_command
+from k3s_ha.bootstrap.steps.membership import NODES_END
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
@@ -122,6 +123,31 @@ def script_name(create: Any) -> str | None:
     return parsed[0] if parsed else None
 
 
+@dataclass(frozen=True)
+class MemberRow:
+    """One line of record-members' stdin, "ROLE NAME ADDRESS [TYPE BASE64] [@TIME]"."""
+
+    role: str
+    address: str
+    key: tuple[str, ...]
+    stamp: str | None
+
+    def leaving(self, name: str) -> str:
+        """The line record-members.sh prints when this node has left (no stamp)."""
+        return " ".join(["leaving", name, self.role, self.address, *self.key]) + "\n"
+
+
+def member_rows(stdin: str | None) -> dict[str, MemberRow]:
+    """record-members' stdin (membership.member_lines), up to its end line: NAME -> row."""
+    rows: dict[str, MemberRow] = {}
+    for words in (line.split() for line in (stdin or "").split(NODES_END)[0].splitlines()):
+        if words[:1] not in (["server"], ["agent"]):
+            continue
+        stamp = words.pop()[1:] if words[-1].startswith("@") else None
+        rows[words[1]] = MemberRow(words[0], words[2], tuple(words[3:]), stamp)
+    return rows
+
+
 def node_name(start_step: str) -> str:
     """The Node name the mock's start step `<cluster>-<host>-start` reports (a host name)."""
     return "ip-" + hashlib.sha256(start_step.encode()).hexdigest()[:8]
@@ -178,10 +204,10 @@ class CloudMocks(pulumi.runtime.Mocks):
                 # mock cannot know: step_model.plan_up puts in what record-members.sh prints.
                 state["stdout"] = LEAVING_UNKNOWN
             elif script == "install-k3s":
-                # The node name and that K3s never ran there: a first `up` of fresh machines.
-                state["stdout"] = (
-                    f"{node_name(name.removesuffix('-install') + '-start')} fresh boot-{name} 1767225600\n"
-                )
+                # The node name and that K3s never ran there: a first `up` of fresh machines,
+                # each installed at its own second of 2026-01-01.
+                at = 1767225600 + int(hashlib.sha256(name.encode()).hexdigest()[:4], 16)
+                state["stdout"] = f"{node_name(name.removesuffix('-install') + '-start')} fresh boot-{name} {at}\n"
             else:
                 state["stdout"] = ""
             state["stderr"] = ""

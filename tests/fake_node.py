@@ -5,6 +5,7 @@ fixture in conftest.py makes one per test."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -64,6 +65,10 @@ class Node:
             "K3S_HA_STAGE_DIR": str(self.root / "stage"),
             **params,
         }
+        joined = re.search(r"^server: (https://\S+?)/?$", stdin, re.M)
+        if name == "start-server" and joined and "K3S_HA_JOIN_URL" not in all_params:
+            # As Python passes it (steps/servers.py): the URL the config on stdin joins.
+            all_params["K3S_HA_JOIN_URL"] = joined.group(1)
         env = {
             "PATH": f"{self.path_dir}:{os.environ['PATH']}",
             "STANDIN_STATE": str(self.state),

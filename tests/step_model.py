@@ -67,7 +67,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import ARCHIVE_SIG, LEAVING_UNKNOWN, SIG_KEY, Registration, Run
+from engine import ARCHIVE_SIG, LEAVING_UNKNOWN, SIG_KEY, MemberRow, Registration, Run, member_rows, script_name
 
 SAME = "same"
 CREATE = "create"
@@ -271,6 +271,11 @@ def _computed_outputs(reg: Registration) -> set[str]:
     for key, value in reg.outputs.items():
         if key not in reg.inputs and isinstance(value, str) and value.strip():
             values.add(value.strip())
+    stdout = (reg.outputs or {}).get("stdout")
+    if reg.type == COMMAND and script_name(reg.inputs.get("create")) == "install-k3s" and stdout:
+        # The record step's stdin carries only the install's time ("@TIME", membership.py
+        # install_stamp), which a new machine's install reports anew.
+        values.update(stdout.split()[3:4])
     return values
 
 
@@ -341,15 +346,12 @@ def _leaving_printed(reg: Registration, old: Registration | None, same: bool, re
         return "" if text == LEAVING_UNKNOWN else text
     new_machines = set().union(*renewed.values()) if renewed else set()
 
-    def lines(r: Registration | None) -> dict[str, list[str]]:
-        stdin = (r.inputs.get("stdin") or "") if r else ""
-        return {w[1]: w[2:] for w in (line.split() for line in stdin.splitlines()) if w[:1] == ["node"]}
+    def rows(r: Registration | None) -> dict[str, MemberRow]:
+        return member_rows(r.inputs.get("stdin") if r else None)
 
-    now = lines(reg)
+    now = rows(reg)
     return "".join(
-        " ".join(["leaving", name, *rest]) + "\n"
-        for name, rest in sorted(lines(old).items())
-        if name not in now or rest[1] in new_machines
+        row.leaving(name) for name, row in sorted(rows(old).items()) if name not in now or row.address in new_machines
     )
 
 

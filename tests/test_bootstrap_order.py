@@ -2,7 +2,10 @@
 
 import engine
 import pytest
+import yaml
 from helpers import SECRET_KEYS, commands, config
+from k3s_ha.bootstrap.commands import parse_command
+from k3s_ha.bootstrap.node_config import END_MARKER
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +147,24 @@ def test_steps_rely_on_their_own_bounds_and_send_no_previous_output(run):
         # Ubuntu's sshd refuses PULUMI_COMMAND_STDOUT/STDERR env requests with a warning.
         assert cmd.inputs["addPreviousOutputInEnv"] is False, name
     assert "K3S_READY_TIMEOUT=600" in run.named("dev-server-1-start").inputs["create"]
+
+
+def test_start_steps_are_given_what_their_config_says_instead_of_parsing_it_back():
+    """Issue 16: Python passes the join URL and the data dir it wrote into each node's
+    config.yaml; the start scripts do not read them back from the YAML."""
+    given = engine.run(
+        engine.main_program,
+        config(agents=2, serverConfig={"data-dir": "/data/k3s"}, agentConfig={"data-dir": "/data/agent"}),
+        SECRET_KEYS,
+    )
+    seen = set()
+    for name, cmd in commands(given).items():
+        script, params = parse_command(cmd.inputs["create"])
+        if script not in ("start-server", "start-agent"):
+            continue
+        settings = yaml.safe_load(cmd.inputs["stdin"].split(END_MARKER)[0])
+        joins = settings.get("server") if script == "start-server" else None
+        assert params.get("K3S_HA_JOIN_URL") == joins, name
+        assert params["K3S_HA_DATA_DIR"] == settings["data-dir"], name
+        seen.add((script, joins is None))
+    assert seen == {("start-server", True), ("start-server", False), ("start-agent", True)}

@@ -46,7 +46,9 @@ def test_each_scripts_reads_are_its_declared_fields_plus_the_test_hooks(cls) -> 
     reads = _reads(cls.NAME)
     # K3S_HA_MACHINE is never read: it is the machine's identity, there so that a new machine
     # changes (and re-runs) the first server's start step (contracts.StartServer.machine).
-    assert reads - contracts.TEST_HOOKS == cls.declared() - {"K3S_HA_MACHINE"}, cls.NAME
+    declared = cls.declared() - {"K3S_HA_MACHINE"}
+    assert reads - contracts.TEST_HOOKS == declared - contracts.TEST_HOOKS, cls.NAME
+    assert declared <= reads, cls.NAME  # K3S_HA_DATA_DIR: a start step's parameter, elsewhere a test hook
 
 
 def test_upper_case_names_in_the_scripts_are_the_contract_alone() -> None:

@@ -144,8 +144,7 @@ def test_a_leaving_agent_is_removed_by_the_first_server_and_its_old_steps_run_no
         assert step.inputs["connection"]["host"] == fewer.outputs["serverPublicIps"][0]
     assert engine.script_name(record.inputs["create"]) == "record-members"
     assert engine.script_name(removals.inputs["create"]) == "remove-members"
-    listed = record.inputs["stdin"].split(NODES_END + "\n")[0]
-    wanted = [line.split()[1] for line in listed.splitlines() if line.startswith("node ")]
+    wanted = list(engine.member_rows(record.inputs["stdin"]))
     assert engine.node_name("dev-agent-1-start") not in wanted
     assert sorted(wanted) == sorted(
         engine.node_name(f"dev-{h}-start") for h in ("server-0", "server-1", "server-2", "agent-0")

@@ -9,7 +9,6 @@ import yaml
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha.aws.host_keys import HOST_KEY_TAG
 from k3s_ha.bootstrap.commands import parse_command
-from k3s_ha.bootstrap.steps.membership import NODES_END
 from k3s_ha.validation import host_key
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -155,10 +154,9 @@ def _params(step) -> dict[str, str]:
 
 
 def _wanted(step) -> dict[str, str]:
-    """The record step's wanted nodes from its stdin ("node NAME ROLE ADDRESS [TYPE BASE64]"
+    """The record step's wanted nodes from its stdin ("ROLE NAME ADDRESS [TYPE BASE64] [@TIME]"
     lines): NAME -> "TYPE BASE64" ("" without a key)."""
-    listed = step.inputs["stdin"].split(NODES_END)[0]
-    return {w[1]: " ".join(w[4:]) for w in (line.split() for line in listed.splitlines()) if w[0] == "node"}
+    return {name: " ".join(row.key) for name, row in engine.member_rows(step.inputs["stdin"]).items()}
 
 
 def _type_and_blob(key: str) -> str:

@@ -794,3 +794,11 @@ def test_the_program_passes_the_minimum_only_for_a_minor_that_needs_one() -> Non
                 version,
                 name,
             )
+
+
+def test_a_join_url_that_is_not_an_https_address_is_refused_before_anything_is_written(node: Node) -> None:
+    """K3S_HA_JOIN_URL, which Python passes (issue 16), is checked like the config's own."""
+    result = start_server(node, stdin=JOIN_CONFIG, K3S_HA_JOIN_URL="http://k3s.example.internal:6443")
+    assert result.returncode == 1
+    assert "K3S_HA_JOIN_URL is 'http://k3s.example.internal:6443', expected https://ADDRESS:6443" in result.stderr
+    assert not (node.config_dir / "config.yaml").exists()

@@ -57,20 +57,20 @@ def _agent(ip: str, ready: str = "True", label: str | None = "dev") -> dict:
     return {"etcd": False, "ready": ready, "ip": ip, "labels": {LABEL: label} if label else {}}
 
 
-def member_stdin(node: Node, wanted: str, host_keys: str = "", installed: str = "") -> str:
-    """record-members' stdin as membership.member_lines writes it: "node NAME ROLE ADDRESS
-    [TYPE BASE64]" per wanted node (role and address from the stand-in cluster, keys from
-    "NAME:TYPE:BASE64 ..."), the `installed` lines, then the end line."""
+def member_stdin(node: Node, wanted: str, host_keys: str = "", agents: dict[str, str] | None = None) -> str:
+    """record-members' stdin as membership.member_lines writes it: "ROLE NAME ADDRESS [TYPE
+    BASE64] [@TIME]" per wanted node (role and address from the stand-in cluster, keys from
+    "NAME:TYPE:BASE64 ..."), or "agent NAME <agents[NAME]>" for the names in `agents`, then
+    the end line."""
     keys = dict(entry.split(":", 1) for entry in host_keys.split())
     nodes = _cluster(node)["nodes"]
+    agents = agents or {}
     lines = []
-    for name in wanted.split():
+    for name in [*(n for n in wanted.split() if n not in agents), *agents]:
         found = nodes.get(name, {})
         role = "server" if found.get("etcd") else "agent"
-        lines.append(
-            " ".join(["node", name, role, found.get("ip") or "10.9.9.9", *keys.get(name, "").split(":")]).strip()
-        )
-    lines += [line for line in installed.splitlines() if line]
+        rest = agents.get(name) or " ".join([found.get("ip") or "10.9.9.9", *keys.get(name, "").split(":")])
+        lines.append(f"{role} {name} {rest}".strip())
     return "".join(f"{line}\n" for line in lines) + NODES_END + "\n"
 
 
@@ -80,11 +80,10 @@ def reconcile(node: Node, bin_dir: Path, wanted: str, **extra: str) -> subproces
     removal's (the record's when that failed), with both logs."""
     host_keys = extra.pop("K3S_HA_HOST_KEYS", "")
     stdin = extra.pop("stdin", None)
-    installed = extra.pop("installed", "")
     cluster = extra.pop("K3S_HA_CLUSTER", "dev")
     common = {"K3S_HA_BIN_DIR": str(bin_dir), "K3S_HA_CLUSTER": cluster}
     record = node.run(
-        "record-members", common, stdin=stdin if stdin is not None else member_stdin(node, wanted, host_keys, installed)
+        "record-members", common, stdin=stdin if stdin is not None else member_stdin(node, wanted, host_keys)
     )
     if record.returncode != 0:
         return record
@@ -642,13 +641,15 @@ def test_a_recorded_value_that_is_not_one_host_key_sends_nothing(node: Node, rec
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ("node s0 server 10.0.0.1 ssh-ed25519 AAAAC3Nz extra", "is not 'node NAME server|agent ADDRESS [TYPE BASE64]'"),
-        ("node s0 server 10.0.0.1 ssh-dss AAAAB3Nz", "is not 'node NAME server|agent ADDRESS [TYPE BASE64]'"),
-        ('node s0 server 10.0.0.1 ssh-ed25519 AAAA"}', "is not 'node NAME server|agent ADDRESS [TYPE BASE64]'"),
-        ("node s0 server 10.0.0.1\nnode s0 server 10.0.0.1", "node s0 is wanted twice on stdin"),
-        ("node s0 server 10.0.0.1", "stdin ended before the line '# k3s-ha: end of nodes'"),
+        ("server s0 10.0.0.1 ssh-ed25519 AAAAC3Nz extra", "is not 'server|agent NAME ADDRESS [TYPE BASE64]'"),
+        ("server s0 10.0.0.1 ssh-dss AAAAB3Nz", "is not 'server|agent NAME ADDRESS [TYPE BASE64]'"),
+        ('server s0 10.0.0.1 ssh-ed25519 AAAA"}', "is not 'server|agent NAME ADDRESS [TYPE BASE64]'"),
+        ("server s0 10.0.0.1 @1780272000", "is not 'server|agent NAME ADDRESS [TYPE BASE64]'"),
+        ("node s0 server 10.0.0.1", "is not 'server|agent NAME ADDRESS [TYPE BASE64]'"),
+        ("server s0 10.0.0.1\nserver s0 10.0.0.1", "node s0 is wanted twice on stdin"),
+        ("server s0 10.0.0.1", "stdin ended before the line '# k3s-ha: end of nodes'"),
     ],
-    ids=["extra field", "unknown key type", "not base64", "twice", "cut short"],
+    ids=["extra field", "unknown key type", "not base64", "stamp on a server", "old form", "twice", "cut short"],
 )
 def test_bad_node_lines_are_refused_before_anything_changes(node: Node, keys: str, message: str) -> None:
     bin_dir = _setup(node, {"s0": _server("10.0.0.1", label=None)}, {})
@@ -985,13 +986,14 @@ def test_the_records_time_is_linear_in_the_nodes(node: Node) -> None:
     assert elapsed < 20, elapsed
 
 
-# --- issue 16: evict-agents.sh, one step for every agent ----------------------------------
+# --- issue 16: rebuilt agents' stale Nodes, in the record step -----------------------------
 
 
-def evict_agents(node: Node, bin_dir: Path, lines: list[str]) -> subprocess.CompletedProcess[str]:
-    """record-members with every Node wanted (nothing leaves) and these install reports."""
-    wanted = " ".join(_cluster(node)["nodes"])
-    stdin = member_stdin(node, wanted, installed="".join(f"installed {line}\n" for line in lines))
+def evict_agents(node: Node, bin_dir: Path, agents: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """record-members with every server Node wanted and these agent lines ("ADDRESS [@TIME]"
+    by name: @TIME when the agent's install found a fresh machine)."""
+    servers = " ".join(name for name, found in _cluster(node)["nodes"].items() if found.get("etcd"))
+    stdin = member_stdin(node, servers, agents=agents)
     return node.run("record-members", {"K3S_HA_BIN_DIR": str(bin_dir), "K3S_HA_CLUSTER": "dev"}, stdin=stdin)
 
 
@@ -1005,56 +1007,64 @@ def test_evict_agents_removes_the_old_machines_node_by_address_and_by_name(node:
         "s0": _server("10.0.0.1"),
         # At the fresh machine's address and still Ready (re-imaged within the grace period):
         # the fresh machine holds that address now, so this Node is the old machine's.
-        "old-at-address": {**_agent("10.0.1.1"), "boot_id": "old-boot"},
-        "worker-2": {**_agent("10.0.1.99", ready="False"), "boot_id": "old-boot-2"},
+        "old-at-address": _agent("10.0.1.1"),
+        "worker-2": _agent("10.0.1.99", ready="False"),
         "worker-3": _agent("10.0.1.3"),  # a live agent, not rebuilt
     }
     bin_dir = _setup(node, nodes, {})
     result = evict_agents(
         node,
         bin_dir,
-        [
-            f"worker-1 fresh boot-1 {INSTALLED} 10.0.1.1",
-            f"worker-2 fresh boot-2 {INSTALLED} 10.0.1.2",
-            f"worker-3 running boot-3 {INSTALLED} 10.0.1.3",
-        ],
+        {"worker-1": f"10.0.1.1 @{INSTALLED}", "worker-2": f"10.0.1.2 @{INSTALLED}", "worker-3": "10.0.1.3"},
     )
     assert result.returncode == 0, result.stderr
     assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-3"]
     assert sorted(_cluster(node)["secrets"]) == ["s0.node-password.k3s", "worker-3.node-password.k3s"]
     assert not any(e.startswith("ssh ") for e in _events(node))  # no SSH at all
+    # Each fresh machine is handled once: the record keeps its stamp.
+    assert _record(node)["worker-1"][-1] == f"@{INSTALLED}" and _record(node)["worker-3"][-1] == "10.0.1.3"
 
 
-def test_evict_agents_never_deletes_the_fresh_machines_own_node_or_a_live_namesake(node: Node) -> None:
-    """A line stays "fresh" in the state until the install step runs again, so a later run
-    finds the machine joined: its own Node (its boot id, or created after the install) stays,
-    down or rebooted; a Ready Node elsewhere with its name is named in a warning."""
+def test_a_fresh_machine_is_handled_once_and_its_own_node_never_deleted(node: Node) -> None:
+    """The line stays "@TIME" in the state until the install step runs again, so later runs
+    find the machine joined, down or rebooted, with a clock behind the servers' (its Node
+    "created" before the install ran): the record's stamp says it was handled, and no Node is
+    even listed."""
+    bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
+    lines = {"worker-1": f"10.0.1.1 @{INSTALLED}", "worker-2": f"10.0.1.2 @{INSTALLED}"}
+    assert evict_agents(node, bin_dir, lines).returncode == 0
+    cluster = _cluster(node)
+    cluster["nodes"]["worker-1"] = {**_agent("10.0.1.1", ready="False"), "created": "2026-05-31T23:59:00Z"}
+    cluster["nodes"]["worker-2"] = _agent("10.0.1.2")
+    (node.state / "cluster.json").write_text(json.dumps(cluster))
+    before = len(_events(node))
+    result = evict_agents(node, bin_dir, {**lines, "worker-3": "10.0.1.3"})  # an agent added
+    assert result.returncode == 0, result.stderr
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-1", "worker-2"]
+    assert not any("get nodes" in e or "delete" in e for e in _events(node)[before:])
+
+
+def test_without_the_record_a_node_created_after_the_install_and_a_live_namesake_stay(node: Node) -> None:
+    """With the record lost (an admin deleted it), a stamp is new again: a Node created after
+    the install ran may be the machine's own and stays; a Ready Node elsewhere with the new
+    machine's name is named in a warning."""
     nodes = {
         "s0": _server("10.0.0.1"),
-        "worker-1": {**_agent("10.0.1.1", ready="False"), "boot_id": "boot-1"},  # itself, down
-        "worker-3": {**_agent("10.0.1.3"), "boot_id": "rebooted", "created": "2026-06-02T00:00:00Z"},
+        "worker-1": {**_agent("10.0.1.1", ready="False"), "created": "2026-06-02T00:00:00Z"},
         "worker-2": _agent("10.0.9.9"),  # a live node elsewhere with the new machine's name
     }
     bin_dir = _setup(node, nodes, {})
-    result = evict_agents(
-        node,
-        bin_dir,
-        [
-            f"worker-1 fresh boot-1 {INSTALLED} 10.0.1.1",
-            f"worker-2 fresh boot-2 {INSTALLED} 10.0.1.2",
-            f"worker-3 fresh boot-3 {INSTALLED} 10.0.1.3",
-        ],
-    )
+    result = evict_agents(node, bin_dir, {"worker-1": f"10.0.1.1 @{INSTALLED}", "worker-2": f"10.0.1.2 @{INSTALLED}"})
     assert result.returncode == 0, result.stderr
-    assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-1", "worker-2", "worker-3"]
+    assert sorted(_cluster(node)["nodes"]) == ["s0", "worker-1", "worker-2"]
     assert "node worker-2 is Ready at 10.0.9.9, but the new machine at 10.0.1.2 has the same host name" in result.stderr
 
 
 def test_evict_agents_with_no_fresh_machine_lists_no_nodes(node: Node) -> None:
     bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
-    assert evict_agents(node, bin_dir, []).returncode == 0  # the record exists from here on
+    assert evict_agents(node, bin_dir, {}).returncode == 0  # the record exists from here on
     before = len(_events(node))
-    result = evict_agents(node, bin_dir, [f"worker-1 running b1 {INSTALLED} 10.0.1.1"])
+    result = evict_agents(node, bin_dir, {"worker-1": "10.0.1.1"})  # its install found K3s there
     assert result.returncode == 0, result.stderr
     assert not any("get nodes" in e or "delete" in e for e in _events(node)[before:])
 
@@ -1063,12 +1073,12 @@ def test_the_record_step_refuses_bad_lines_and_an_api_that_cannot_say_before_any
     """It decides membership: with a line it cannot read, or no record to read, it changes
     nothing and fails (no agent starts; the next `up` goes on)."""
     bin_dir = _setup(node, {"s0": _server("10.0.0.1")}, {})
-    bad = evict_agents(node, bin_dir, ["worker-1 fresh b1 not-a-time 10.0.1.1"])
-    assert bad.returncode == 1 and "is not 'installed NAME fresh|running BOOT_ID TIME ADDRESS'" in bad.stderr
+    bad = evict_agents(node, bin_dir, {"worker-1": "10.0.1.1 @not-a-time"})
+    assert bad.returncode == 1 and "is not 'server|agent NAME ADDRESS [TYPE BASE64]'" in bad.stderr
     cluster = _cluster(node)
     cluster["api_down"] = True
     (node.state / "cluster.json").write_text(json.dumps(cluster))
-    down = evict_agents(node, bin_dir, [f"worker-1 fresh b1 {INSTALLED} 10.0.1.1"])
+    down = evict_agents(node, bin_dir, {"worker-1": f"10.0.1.1 @{INSTALLED}"})
     assert down.returncode == 1 and "cannot read the member record on this server" in down.stderr
     assert "configmaps" not in _cluster(node)
 

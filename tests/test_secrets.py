@@ -55,7 +55,7 @@ def test_tokens_travel_only_on_stdin_and_stdin_is_secret(generated):
     token, agent_token = _tokens(generated)
     for name, cmd in commands(generated).items():
         if name == "dev-members":
-            # Public values only: names, roles, addresses, host keys, boot ids (membership.py).
+            # Public values only: names, roles, addresses, host keys, install times (membership.py).
             assert not cmd.is_secret("stdin") and token not in cmd.inputs["stdin"]
         elif "stdin" in cmd.inputs:
             assert cmd.is_secret("stdin"), name

@@ -210,7 +210,7 @@ class LabMocks(engine.CloudMocks):
         nodes whose Node is back. The driver checks it against what the step prints."""
         connection = engine._reveal(args.inputs["connection"], "", set())
         first = self.lab.by_address(connection["host"])
-        wanted = {w[1] for w in (line.split() for line in (state.get("stdin") or "").splitlines()) if w[:1] == ["node"]}
+        wanted = set(engine.member_rows(state.get("stdin")))
         # Asked of the step's host or, when that is a new machine with no K3s yet (a new first
         # server joins before the step runs there), of any host whose API answers.
         for host in [first, *(h for h in self.lab.hosts.values() if h is not first)]:
@@ -225,7 +225,8 @@ class LabMocks(engine.CloudMocks):
         entries: dict[str, list[str]] = {}
         if got.status == 0:
             for words in (line.split() for line in got.stdout.splitlines() if line.strip()):
-                entries[words[1]] = [words[0], *words[2:]]
+                # A member's install stamp (@TIME) is not printed when it leaves.
+                entries[words[1]] = [words[0], *(w for w in words[2:] if not w.startswith("@"))]
         elif "(NotFound)" in got.stderr:
             for item in items:
                 meta = item["metadata"]

@@ -33,8 +33,9 @@ TEST_HOOKS = frozenset(
         "K3S_HA_INSTALLER_TIMEOUT",
     }
 )
-"""Environment the scripts read that Pulumi never sets: paths and waits the tests (and people
-running a script by hand on an odd layout) override. Python sets none of them."""
+"""Environment the scripts read that Pulumi does not set: paths and waits the tests (and people
+running a script by hand on an odd layout) override. Python sets none of them, but for
+K3S_HA_DATA_DIR on the start steps (_Start.data_dir), which know it from the config they send."""
 
 
 def bound(default: int) -> int:
@@ -113,6 +114,9 @@ class _Start(Script):
     ready_timeout: int = env("K3S_READY_TIMEOUT")
     version: str = env("K3S_VERSION")
     with_registries: bool | None = env("K3S_HA_WITH_REGISTRIES", None)
+    data_dir: str | None = env("K3S_HA_DATA_DIR", None)
+    """K3s's data dir, as the config.yaml on stdin sets it (plan.start_fields): the script
+    does not read it back from that YAML (issue 16)."""
 
     def seconds(self) -> int:
         return self.ready_timeout + 120
@@ -126,6 +130,9 @@ class StartServer(_Start):
     """Ignored by the script: the machine's identity, so a new machine re-runs the step."""
     cluster_init: str | None = env("K3S_HA_CLUSTER_INIT", None)
     """None (allowed) on the first run; "never" on every later one."""
+    join_url: pulumi.Input[str] | None = env("K3S_HA_JOIN_URL", None)
+    """The `server:` URL the config.yaml on stdin joins; None on the first server, whose
+    config has `cluster-init: true` (node_config.render_server_config_yaml)."""
 
 
 @dataclass(frozen=True)
@@ -172,8 +179,8 @@ class RecordMembers(Script):
 
     NAME: ClassVar[str] = "record-members"
     STDIN: ClassVar[str] = (
-        "'node NAME ROLE ADDRESS [TYPE BASE64]' per wanted node, 'installed NAME fresh|running"
-        " BOOT_ID TIME ADDRESS' per agent machine, then an end line"
+        "'ROLE NAME ADDRESS [TYPE BASE64] [@TIME]' per wanted node (@TIME: an agent's fresh"
+        " machine, installed then), then an end line"
     )
     STDOUT: ClassVar[str] = "the leaving nodes, 'leaving NAME ROLE ADDRESS [TYPE BASE64]' a line"
     cluster: str = env("K3S_HA_CLUSTER")

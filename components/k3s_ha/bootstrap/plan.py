@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 # A registration address of its own is a balancer (or VIP) in front of the servers: a leaving
 # server waits this long for its health check to take it out. 30 s covers two misses 10 s
 # apart (K3sCluster's own check needs 10 s: aws/load_balancer.py).
+K3S_DATA_DIR = "/var/lib/rancher/k3s"
+"""K3s's default --data-dir when it runs as root (docs.k3s.io cli/server and cli/agent: "Folder to
+hold state default /var/lib/rancher/k3s or ${HOME}/.rancher/k3s if not root")."""
+
 BALANCER_GRACE_SECONDS = 30
 
 
@@ -85,8 +89,8 @@ class BootstrapPlan:
             registries=settings.registries,
         )
 
-    def start_fields(self) -> dict[str, Any]:
-        """What every start step passes (contracts.StartServer, StartAgent)."""
+    def start_fields(self, role: str) -> dict[str, Any]:
+        """What every start step of `role` (server|agent) passes (contracts.StartServer, StartAgent)."""
         # The version is here too so a version change re-runs the start steps: the scripts
         # refuse a binary of another version and restart onto a replaced one, in the same
         # one-server-at-a-time order as the first start. with_registries: stdin cut right
@@ -96,4 +100,7 @@ class BootstrapPlan:
             "ready_timeout": self.ready_timeout_seconds,
             "version": self.k3s_version,
             "with_registries": True if self.registries is not None else None,
+            "data_dir": str(
+                (self.server_extra if role == "server" else self.agent_extra).get("data-dir") or K3S_DATA_DIR
+            ),
         }

@@ -9,18 +9,18 @@
 # 2. Removes the Nodes that rebuilt agents' old machines left under the name or address the
 #    new machines take. K3s refuses an agent on a new machine under an old name ("Node
 #    password rejected") until the old Node and its <name>.node-password.k3s secret are gone
-#    (k3s-io/k3s pkg/nodepassword; real-behaviour.md). What it knows of each agent comes
-#    from the agent's own install step (install-k3s.sh stdout): its node name, whether K3s
-#    ran there before ("running": the same machine, nothing to evict), its boot id and the
-#    install's time. That line stays in the state until the install runs again, so "fresh"
-#    may be old news: a Node is the machine's own, and never touched, when its bootID is the
-#    machine's boot id (the kubelet reports the kernel's: status.nodeInfo.bootID) or it was
-#    created after the install ran. Any other Node of a "fresh" machine at ADDRESS named NAME
-#    belongs to an older machine, and is deleted with its node password, when its InternalIP
-#    is ADDRESS (the fresh machine holds that address now, so whatever that Node reports is
-#    past), or it is named NAME and is not Ready. A Ready Node named NAME at another address is
-#    a live node whose host name collides with the new machine's: left alone, with a warning.
-#    Never fails the step: the join itself then reports a clash.
+#    (k3s-io/k3s pkg/nodepassword; real-behaviour.md). An agent's line carries "@TIME" when
+#    its install step found no K3s on the machine (install-k3s.sh stdout: a fresh machine)
+#    and ran at TIME. The line stays in the state until the install runs again, so the
+#    record keeps the stamp of each fresh machine already handled, and only a stamp not yet
+#    recorded is acted on: its agent has not started (agents start after this step), so
+#    every Node at its ADDRESS or named NAME is an older machine's, unless it was created
+#    after TIME (a record lost and rebuilt: never delete what may be the machine's own). A
+#    Node at ADDRESS is deleted with its node password (the fresh machine holds that
+#    address now, so whatever that Node reports is past), and one named NAME when it is not
+#    Ready. A Ready Node named NAME at another address is a live node whose host name
+#    collides with the new machine's: left alone, with a warning. Never fails the step: the
+#    join itself then reports a clash.
 # 3. Writes the record: every wanted node is a member, with the role, address and pinned host
 #    key Pulumi gave it; a member or leaving node that is not wanted is leaving, with the
 #    address and key recorded while it was wanted; a removed node whose Node is back (a
@@ -33,8 +33,8 @@
 #    lines whenever nothing has left, so that step does not run again.
 #
 # stdin (public values; not in the command, whose size must not grow with the cluster):
-#   node NAME ROLE ADDRESS [TYPE BASE64]          per wanted node
-#   installed NAME fresh|running BOOT_ID TIME ADDRESS   per agent machine (install-k3s.sh)
+#   server NAME ADDRESS [TYPE BASE64]            per wanted server
+#   agent NAME ADDRESS [TYPE BASE64] [@TIME]     per wanted agent (@TIME: a fresh machine)
 # then the line "# k3s-ha: end of nodes". Logs go to stderr.
 # Parameters (environment; contracts.RecordMembers, which also sets the step's time bound):
 # K3S_HA_CLUSTER (the k3s-ha.io/cluster label value an older release put on its nodes: read
@@ -45,55 +45,60 @@ if ! declare -F k3s_ha_log >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fi
 
-# Reads stdin into wanted_role/wanted_line (NAME -> "ROLE ADDRESS [KEY]") and the install
-# reports of fresh agent machines. Dies on a line that is neither: these lines decide which
-# nodes stay.
+# Reads stdin into wanted (NAME -> "ROLE ADDRESS [KEY]"), stamp_of (NAME -> TIME of a fresh
+# agent machine) and the fresh machines' names and addresses. Dies on a line that is neither:
+# these lines decide which nodes stay.
 read_stdin() {
-  local line word name role address type blob extra state boot at end="# k3s-ha: end of nodes"
+  local line role name address rest stamp end="# k3s-ha: end of nodes"
   while IFS= read -r line; do
     if [[ $line == "$end" ]]; then
       return 0
     fi
-    read -r word name <<<"$line"
-    case $word in
-      node)
-        read -r word name role address type blob extra <<<"$line"
-        if ! k3s_ha_record_line_ok "member $name $role $address${type:+ $type ${blob:-}}${extra:+ $extra}"; then
-          k3s_ha_die "stdin line '$(k3s_ha_brief "$line")' is not 'node NAME server|agent ADDRESS [TYPE BASE64]'"
-        fi
-        if [[ -n ${wanted[$name]:-} ]]; then
-          k3s_ha_die "node $name is wanted twice on stdin"
-        fi
-        wanted[$name]="$role $address${type:+ $type $blob}"
-        ;;
-      installed)
-        read -r word name state boot at address extra <<<"$line"
-        if ! k3s_ha_is_node_name "${name:-}" || [[ ! ${at:-} =~ ^[0-9]+$ || ! ${address:-} =~ ^[0-9A-Fa-f.:]+$ || -n $extra ]]; then
-          k3s_ha_die "stdin line '$(k3s_ha_brief "$line")' is not 'installed NAME fresh|running BOOT_ID TIME ADDRESS'"
-        fi
-        if [[ $state == fresh ]]; then
-          fresh_at[$address]=$name
-          fresh_named[$name]=$address
-          boot_of[$name]=$boot
-          installed_at[$name]=$at
-        fi
-        ;;
-      *) k3s_ha_die "stdin line '$(k3s_ha_brief "$line")' is neither 'node ...' nor 'installed ...'" ;;
-    esac
+    read -r role name address rest <<<"$line"
+    stamp=""
+    if [[ $role == agent && $rest =~ (^|\ )@([0-9]+)$ ]]; then
+      stamp=${BASH_REMATCH[2]}
+      rest=${rest%@*}
+      rest=${rest% }
+    fi
+    if [[ ! $role =~ ^(server|agent)$ ]] || ! k3s_ha_record_line_ok "member ${name:-} $role ${address:-}${rest:+ $rest}"; then
+      k3s_ha_die "stdin line '$(k3s_ha_brief "$line")' is not 'server|agent NAME ADDRESS [TYPE BASE64]' (an agent's may end with @TIME)"
+    fi
+    if [[ -n ${wanted[$name]:-} ]]; then
+      k3s_ha_die "node $name is wanted twice on stdin"
+    fi
+    wanted[$name]="$role $address${rest:+ $rest}"
+    if [[ -n $stamp ]]; then
+      stamp_of[$name]=$stamp
+    fi
   done
   k3s_ha_die "stdin ended before the line '$end' (cut short?): nothing was changed"
 }
 
-# Prints "name|ready|ip|bootID|created" for every Node (one API call of at most 30 s).
+# Puts every fresh agent machine whose stamp the record does not hold yet into fresh_at
+# (ADDRESS -> NAME) and fresh_named (NAME -> ADDRESS): those are the ones step 2 acts on.
+unhandled_fresh_machines() {
+  local name address
+  for name in "${!stamp_of[@]}"; do
+    if [[ ${_k3s_ha_record[$name]:-} == "member agent "*" @${stamp_of[$name]}" ]]; then
+      continue # handled by an earlier run, whose stdin had the same line
+    fi
+    read -r _ address _ <<<"${wanted[$name]}"
+    fresh_at[$address]=$name
+    fresh_named[$name]=$address
+  done
+}
+
+# Prints "name|ready|ip|created" for every Node (one API call of at most 30 s).
 node_details() {
-  k3s_ha_kubectl get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.status.nodeInfo.bootID}{"|"}{.metadata.creationTimestamp}{"\n"}{end}' --request-timeout=30s
+  k3s_ha_kubectl get nodes -o 'jsonpath={range .items[*]}{.metadata.name}{"|"}{.status.conditions[?(@.type=="Ready")].status}{"|"}{.status.addresses[?(@.type=="InternalIP")].address}{"|"}{.metadata.creationTimestamp}{"\n"}{end}' --request-timeout=30s
 }
 
 # Usage: evict_stale_agents ROWS   (step 2 of the header; never fails)
 evict_stale_agents() {
-  local row_name ready ip row_boot created owner
+  local row_name ready ip created owner
   local -A deleted=()
-  while IFS='|' read -r row_name ready ip row_boot created; do
+  while IFS='|' read -r row_name ready ip created; do
     [[ -n $row_name && -z ${deleted[$row_name]:-} ]] || continue
     owner=""
     if [[ -n $ip && -n ${fresh_at[$ip]:-} ]]; then
@@ -103,8 +108,8 @@ evict_stale_agents() {
     fi
     [[ -n $owner ]] || continue
     created=$(date -u -d "$created" +%s 2>/dev/null) || created=0
-    if [[ -n $row_boot && $row_boot == "${boot_of[$owner]}" ]] || ((created >= installed_at[$owner])); then
-      continue # the fresh machine's own Node, registered since its install step ran
+    if ((created >= stamp_of[$owner])); then
+      continue # registered since the fresh machine's install ran: maybe its own
     elif [[ $ip == "${fresh_named[$owner]}" ]]; then
       k3s_ha_log "node $row_name ($ip, Ready=$ready) belongs to the machine at that address before agent $owner: deleting it and its node password"
     elif [[ $ready == True ]]; then
@@ -120,16 +125,17 @@ evict_stale_agents() {
 
 main() {
   local name state role address rest rows="" row_name created came_back=""
-  local -A wanted=() fresh_at=() fresh_named=() boot_of=() installed_at=() _k3s_ha_record=() registered=()
+  local -A wanted=() stamp_of=() fresh_at=() fresh_named=() _k3s_ha_record=() registered=()
   exec 3>&1 1>&2
   read_stdin
   if ! k3s_ha_load_record; then
     k3s_ha_die "cannot read the member record on this server ($_k3s_ha_record_error): nothing was changed; run pulumi up again"
   fi
+  unhandled_fresh_machines
   if ((${#fresh_named[@]} > 0)) || [[ " ${_k3s_ha_record[*]} " == *"removed "* ]]; then
     if rows=$(node_details 2>&1); then
       evict_stale_agents "$rows"
-      while IFS='|' read -r row_name _ _ _ created; do
+      while IFS='|' read -r row_name _ _ created; do
         [[ -z $row_name ]] || registered[$row_name]=${created:-unknown}
       done <<<"$rows"
     else
@@ -149,13 +155,17 @@ main() {
     elif [[ $state == member ]]; then
       state=leaving
     fi
+    if [[ $rest =~ (^|\ )@[0-9]+$ ]]; then
+      rest=${rest%@*} # the stamp is a member's (the stamp of the machine's install)
+      rest=${rest% }
+    fi
     if [[ $state == leaving && -z $rest ]]; then
       rest=$(k3s_ha_legacy_key "$name")
     fi
     _k3s_ha_record[$name]="$state $role $address${rest:+ $rest}"
   done
   for name in "${!wanted[@]}"; do
-    _k3s_ha_record[$name]="member ${wanted[$name]}"
+    _k3s_ha_record[$name]="member ${wanted[$name]}${stamp_of[$name]:+ @${stamp_of[$name]}}"
   done
   k3s_ha_save_record
 

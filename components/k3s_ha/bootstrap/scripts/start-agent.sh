@@ -6,13 +6,15 @@
 # followed by registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries);
 # stdin ends with the end marker line (k3s_ha_config_end_marker); without it nothing is written.
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
-# Parameters (environment; contracts.StartAgent): K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
+# Parameters (environment; contracts.StartAgent): K3S_HA_DATA_DIR (K3s's data dir, as the
+# config.yaml on stdin sets it: Python passes it rather than have this script parse the YAML
+# back; default /var/lib/rancher/k3s), K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
 # K3S_READY_TIMEOUT (seconds from the script's start until the
 # agent must be up, restart included; default 600), K3S_VERSION (optional: refuse to start
 # unless the installed binary reports exactly this, restart a node that runs another, and
 # wait until the node runs it), K3S_HA_NODE_NAME (needed only when config.yaml sets
 # node-name), K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_CONFIG_DIR,
-# K3S_HA_BIN_DIR, K3S_HA_DATA_DIR.
+# K3S_HA_BIN_DIR.
 #
 # An agent has no admin kubeconfig: it reads its own Node with the kubelet's credentials
 # (DATA_DIR/agent/kubelet.kubeconfig, see k3s_ha_kubectl in lib.sh) to learn the version

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Starts (or keeps running) a K3s server and waits until it is a full member of the
-# cluster. The same script serves the first server and every joining server: config.yaml
-# alone says which (`cluster-init: true` or `server: https://...:6443`).
+# cluster. The same script serves the first server and every joining server: K3S_HA_JOIN_URL
+# says which (unset: the first, whose config.yaml has `cluster-init: true`; else the
+# `server:` URL its config.yaml joins). Python passes what it wrote into config.yaml rather
+# than have this script parse it back (issue 16).
 #
 # stdin: the complete config.yaml (holds the token; never echoed), optionally followed by
 # registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries); stdin ends
 # with the end marker line (k3s_ha_config_end_marker); without it nothing is written or restarted.
 # stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
-# Parameters (environment; contracts.StartServer): K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
+# Parameters (environment; contracts.StartServer): K3S_HA_JOIN_URL (see above),
+# K3S_HA_DATA_DIR (K3s's data dir, as config.yaml sets it; default /var/lib/rancher/k3s),
+# K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
 # K3S_READY_TIMEOUT (seconds from the script's start until
 # the server must be ready, waits and restart included; default 600), K3S_VERSION
 # (optional: refuse to start unless the installed binary reports exactly this, restart a
@@ -19,8 +23,7 @@
 # fails when no peer answers instead of running cluster-init), K3S_HA_MACHINE (ignored: the
 # machine's identity, so that a new machine at the same address re-runs this step),
 # K3S_HA_NODE_NAME (needed only when config.yaml sets node-name),
-# K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR,
-# K3S_HA_DATA_DIR (default: the config's data-dir, else /var/lib/rancher/k3s).
+# K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR.
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -34,13 +37,16 @@ k3s_ha_config_from_stdin
 k3s_ha_config_split_registries
 k3s_ha_refuse_token_change
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
-join_url=$(k3s_ha_config_server_url)
+join_url=${K3S_HA_JOIN_URL:-}
+if [[ -n $join_url && ! $join_url =~ ^https://[^[:space:]/]+$ ]]; then
+  k3s_ha_die "K3S_HA_JOIN_URL is '$join_url', expected https://ADDRESS:6443"
+fi
 if k3s_ha_has_etcd_data; then
   # K3s ignores cluster-init once etcd data exists: the config is written as given.
   :
-elif k3s_ha_config_is_true cluster-init && [[ -z $join_url ]]; then
+elif [[ -z $join_url ]]; then
   if ((${#peers[@]} > 0)) && k3s_ha_config_join_a_peer "${peers[@]}"; then
-    :
+    join_url=$_k3s_ha_peer_url
   elif [[ ${K3S_HA_CLUSTER_INIT:-allowed} == never ]]; then
     # Pulumi runs this mode on every run after the cluster's first: a cluster exists, and a
     # fresh disk here (a rebuilt first server) must join it, never start a second one.
@@ -48,7 +54,6 @@ elif k3s_ha_config_is_true cluster-init && [[ -z $join_url ]]; then
   else
     k3s_ha_log "no other server answers: starting a new cluster (cluster-init)"
   fi
-  join_url=$(k3s_ha_config_server_url)
 fi
 k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
 k3s_ha_registries_save "$(k3s_ha_config_dir)/registries.yaml"

@@ -45,7 +45,7 @@ def start_agents(
         run_script(
             f"{plan.name}-{node.name}-start",
             node,
-            StartAgent(**plan.start_fields()),
+            StartAgent(**plan.start_fields("agent")),
             parent=parent,
             depends_on=[installed, last_server, members],
             stdin=config,

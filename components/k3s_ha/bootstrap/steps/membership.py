@@ -78,35 +78,42 @@ def install_name(install: command.remote.Command) -> pulumi.Output[str]:
     return install.stdout.apply(lambda out: ((out or "").split() or [""])[0])
 
 
+def install_stamp(report: str | None) -> str:
+    """ "@TIME" when an install step's report (install-k3s.sh: "NAME fresh|running BOOT_ID
+    TIME") says K3s was not on the machine before (a fresh machine), else ""."""
+    fields = (report or "").split()
+    return f"@{fields[3]}" if len(fields) >= 4 and fields[1] == "fresh" else ""
+
+
 def member_lines(
     roles: Sequence[str],
     nodes: Sequence[Node],
     names: Sequence[pulumi.Output[str]],
-    reports: Sequence[tuple[Node, command.remote.Command]],
+    reports: Sequence[command.remote.Command | None],
 ) -> pulumi.Output[str]:
-    """record-members' stdin: "node NAME ROLE ADDRESS [TYPE BASE64]" per wanted node, sorted,
-    then "installed <install-k3s.sh's report> ADDRESS" per agent machine in `reports`, then
-    NODES_END. Public values only. On stdin, not in the command: it grows with the cluster
-    (Linux caps one argument at 128 KiB, real-behaviour.md)."""
-    n, r = len(nodes), len(reports)
+    """record-members' stdin: "ROLE NAME ADDRESS [TYPE BASE64] [@TIME]" per wanted node,
+    sorted by name, then NODES_END; @TIME (install_stamp) from `reports[i]`, the install step
+    of a node whose new machines must evict their old Nodes (None: none). Public values only.
+    On stdin, not in the command: it grows with the cluster (Linux caps one argument at
+    128 KiB, real-behaviour.md), by one line of about 120 bytes per node (issue 16)."""
+    n = len(nodes)
+    with_report = [i for i, report in enumerate(reports) if report is not None]
 
     def text(values: list) -> str:
         names_, addresses, keys = values[:n], values[n : 2 * n], values[2 * n : 3 * n]
-        outs, report_addresses = values[3 * n : 3 * n + r], values[3 * n + r :]
+        stamps = dict(zip(with_report, map(install_stamp, values[3 * n :])))
         rows = sorted(
-            " ".join(["node", name, role, address, *(_key_fields(key) or ())])
-            for name, role, address, key in zip(names_, roles, addresses, keys)
+            (name, " ".join([role, name, address, *(_key_fields(key) or ()), stamps.get(i, "")]).rstrip())
+            for i, (name, role, address, key) in enumerate(zip(names_, roles, addresses, keys))
             if name
         )
-        rows += sorted(f"installed {(out or '').strip()} {address}" for out, address in zip(outs, report_addresses))
-        return "".join(f"{row}\n" for row in rows) + NODES_END + "\n"
+        return "".join(f"{row}\n" for _, row in rows) + NODES_END + "\n"
 
     return pulumi.Output.all(
         *names,
         *[node.private_address for node in nodes],
         *[node.host_key for node in nodes],
-        *[install.stdout for _, install in reports],
-        *[node.private_address for node, _ in reports],
+        *[reports[i].stdout for i in with_report],  # type: ignore[union-attr]
     ).apply(text)
 
 
@@ -170,12 +177,12 @@ def record_members(
     rebuilt agents, and prints the nodes that left. Runs whenever a node, its name, address or
     host key changes, or the first server is a new machine (no triggers: it is then updated,
     on the new machine)."""
-    reports = [(agent, install) for agent, install in zip(agents, agent_installs) if agent.replace_on is not None]
     stdin = member_lines(
         ["server"] * len(servers) + ["agent"] * len(agents),
         [*servers, *agents],
         [*server_names, *[install_name(install) for install in agent_installs]],
-        reports,
+        [None] * len(servers)
+        + [install if agent.replace_on is not None else None for agent, install in zip(agents, agent_installs)],
     )
     return run_script(
         f"{plan.name}-members",

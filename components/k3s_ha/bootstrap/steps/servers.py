@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
+from ... import ports
 from .. import node_config
 from ..contracts import StartServer
 from ..plan import BootstrapPlan
@@ -67,7 +68,12 @@ def start_server(
     addresses to probe before `cluster-init`. If one answers, a cluster already exists (this is
     a rebuilt first server) and the script joins it instead of splitting it in two
     (k3s-ansible#269)."""
-    call = StartServer(**plan.start_fields(), peers=peers, machine=node.replace_on if first else None)
+    call = StartServer(
+        **plan.start_fields("server"),
+        peers=peers,
+        machine=node.replace_on if first else None,
+        join_url=None if first else pulumi.Output.from_input(plan.registration_address).apply(ports.api_url),
+    )
     on_update = dataclasses.replace(call, cluster_init="never") if first else None
     return run_script(
         f"{plan.name}-{node.name}-start",

@@ -6,8 +6,9 @@ k3s_ha_config_dir() {
   printf '%s\n' "${K3S_HA_CONFIG_DIR:-/etc/rancher/k3s}"
 }
 
-# The K3s data dir: K3S_HA_DATA_DIR (for tests and odd layouts), else the config's
-# data-dir (once k3s_ha_config_from_* loaded it), else the K3s default.
+# The K3s data dir: K3S_HA_DATA_DIR (the start steps' parameter, which Python takes from the
+# config it sends; tests), else the config's data-dir (once k3s_ha_config_from_* loaded it:
+# the scripts people run by hand), else the K3s default.
 k3s_ha_data_dir() {
   local from_config=""
   if [[ -n ${K3S_HA_DATA_DIR:-} ]]; then

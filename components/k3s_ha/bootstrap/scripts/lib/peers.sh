@@ -52,8 +52,8 @@ k3s_ha_wait_for_ping() {
 }
 
 # Usage: k3s_ha_config_join_a_peer [ADDRESS...]
-# Probes each address; on the first that answers /ping, rewrites _k3s_ha_config to join it
-# and succeeds. Fails when none answers. A server with cluster-init on a fresh disk would
+# Probes each address; on the first that answers /ping, rewrites _k3s_ha_config to join it,
+# sets _k3s_ha_peer_url to its URL and succeeds. Fails when none answers. A server with cluster-init on a fresh disk would
 # otherwise start a second, separate cluster next to the running one (k3s-ansible#269).
 k3s_ha_config_join_a_peer() {
   local address url
@@ -63,6 +63,7 @@ k3s_ha_config_join_a_peer() {
     if k3s_ha_ping "$url"; then
       k3s_ha_log "a cluster already answers at $address: joining it instead of starting a second cluster (k3s-ansible#269)"
       k3s_ha_config_join "$url"
+      _k3s_ha_peer_url=$url
       return 0
     fi
     k3s_ha_log "peer $address: $_k3s_ha_ping_result"

@@ -8,24 +8,29 @@
 # included) but no ConfigMap (Kubernetes Node authorizer and NodeRestriction; issue 18.1).
 # So no node can make the servers treat another machine as a member, reach an address of its
 # choosing or trust a host key of its choosing. One line per node, sorted by name:
-#   STATE NAME ROLE ADDRESS [TYPE BASE64]
+#   STATE NAME ROLE ADDRESS [TYPE BASE64] [@TIME]
 # STATE is member (in the configuration), leaving (left it; remove-members.sh takes it out)
 # or removed (taken out; one that comes back is leaving again, issue 17.5), ROLE server|agent;
 # the key "none" says that nothing may be sent to the node (its recorded key was no key).
+# @TIME, on an agent member only, is the install stamp of its machine whose old Nodes
+# record-members.sh has already evicted (a fresh machine is handled once).
 
 _k3s_ha_record_name=k3s-ha-members
 
 # Usage: k3s_ha_record_line_ok LINE
 k3s_ha_record_line_ok() {
-  local state name role address type blob extra
-  read -r state name role address type blob extra <<<"$1"
+  local line=$1 state name role address type blob extra
+  if [[ $line =~ ^member\ [^\ ]+\ agent\ .*\ @[0-9]+$ ]]; then
+    line=${line% @*}
+  fi
+  read -r state name role address type blob extra <<<"$line"
   [[ $state =~ ^(member|leaving|removed)$ && $role =~ ^(server|agent)$ && -z $extra ]] || return 1
   k3s_ha_is_node_name "${name:-}" && [[ ${address:-} =~ ^[0-9A-Fa-f.:]+$ ]] || return 1
   [[ -z $type || ($type == none && -z $blob) ]] || k3s_ha_is_host_key "$type $blob"
 }
 
 # Usage: k3s_ha_load_record   (the caller declares: local -A _k3s_ha_record=())
-# Reads the record into _k3s_ha_record[NAME]="STATE ROLE ADDRESS [TYPE BASE64]" and keeps the
+# Reads the record into _k3s_ha_record[NAME]="STATE ROLE ADDRESS [TYPE BASE64] [@TIME]" and keeps the
 # text read in _k3s_ha_record_text. With no record yet (a cluster an older k3s-ha release set
 # up) it is derived, in memory, from the Nodes labelled k3s-ha.io/cluster=K3S_HA_CLUSTER and
 # their addresses, as that release decided membership (_k3s_ha_record_legacy=1; their keys:
@@ -41,7 +46,7 @@ k3s_ha_load_record() {
     while IFS= read -r line; do
       [[ -n $line ]] || continue
       if ! k3s_ha_record_line_ok "$line"; then
-        _k3s_ha_record_error="kube-system/$_k3s_ha_record_name has a line that is not 'STATE NAME ROLE ADDRESS [TYPE BASE64]': '$(k3s_ha_brief "$line")'"
+        _k3s_ha_record_error="kube-system/$_k3s_ha_record_name has a line that is not 'STATE NAME ROLE ADDRESS [TYPE BASE64] [@TIME]': '$(k3s_ha_brief "$line")'"
         return 1
       fi
       read -r _ name _ <<<"$line"
@@ -95,7 +100,7 @@ k3s_ha_legacy_key() {
   fi
 }
 
-# Prints the record as stored: "STATE NAME ROLE ADDRESS [TYPE BASE64]" lines, sorted by name.
+# Prints the record as stored: "STATE NAME ROLE ADDRESS [TYPE BASE64] [@TIME]" lines, sorted by name.
 k3s_ha_record_text() {
   local name state rest
   for name in "${!_k3s_ha_record[@]}"; do
@@ -115,7 +120,7 @@ k3s_ha_save_record() {
   fi
   file=$(mktemp "${TMPDIR:-/tmp}/k3s-ha-record.XXXXXX") || k3s_ha_die "could not create a temporary file"
   k3s_ha_at_exit rm -f -- "$file"
-  # Every character of the lines is [-a-z0-9.:+/= A-Z]: JSON needs only the newlines escaped.
+  # Every character of the lines is [-a-z0-9.:+/=@ A-Z]: JSON needs only the newlines escaped.
   printf '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"%s","namespace":"kube-system"},"data":{"nodes":"%s"}}\n' \
     "$_k3s_ha_record_name" "${text//$'\n'/\\n}\\n" >"$file"
   if ! out=$(k3s_ha_kubectl apply -f "$file" --request-timeout=30s 2>&1); then
