@@ -10,7 +10,8 @@ import pulumi_aws as aws
 import pulumi_command as command
 import pulumi_tls as tls
 
-from ..bootstrap.component import HostArgs, K3sBootstrap, SshArgs
+from ..bootstrap.args import HostArgs, SshArgs
+from ..bootstrap.component import K3sBootstrap
 from ..bootstrap.remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS
 from ..bootstrap.settings import BootstrapSettings
 from ..bootstrap.token_check import check_tokens

@@ -4,6 +4,7 @@ Nothing here imports `k3s_ha.aws` (a test keeps it so): the same bootstrap runs 
 metal or another cloud. `steps/` holds one module per step, in run order.
 """
 
-from .component import HostArgs, K3sBootstrap, K3sBootstrapArgs, SshArgs
+from .args import HostArgs, K3sBootstrapArgs, SshArgs
+from .component import K3sBootstrap
 
 __all__ = ["HostArgs", "K3sBootstrap", "K3sBootstrapArgs", "SshArgs"]

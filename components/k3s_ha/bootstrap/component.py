@@ -14,15 +14,14 @@ the nodes the record step named as leaving) and kubeconfig.py. A server host on 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypedDict
 
 import pulumi
 import pulumi_command as command
 import pulumi_random as random
-from typing_extensions import NotRequired
 
 from .. import validation
 from ..ports import api_url
+from .args import HostArgs, K3sBootstrapArgs, SshArgs
 from .plan import BootstrapPlan
 from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, present, ship_bundle
 from .settings import BootstrapSettings, parse_bootstrap_args
@@ -35,79 +34,6 @@ from .steps.upgrade_guard import guard_upgrade
 from .token_check import check_tokens
 
 TOKEN_LENGTH = 48
-
-
-class HostArgs(TypedDict):
-    """One machine the bootstrap installs K3s on."""
-
-    name: str
-    """Logical name, unique in the cluster (a lower-case DNS label such as `server-0`); it names
-    this host's commands, so keep it stable."""
-    address: pulumi.Input[str]
-    """Where Pulumi reaches the host over SSH (a public address, or a private one behind `proxy`)."""
-    private_address: NotRequired[pulumi.Input[str]]
-    """Where the other nodes reach it; defaults to `address`."""
-    replace_on: NotRequired[pulumi.Input[str]]
-    """A value that changes when the machine is a new one (an instance id): the host's steps are
-    replaced, so a new machine gets a fresh install and join, after a server has removed any
-    Node its old machine left under the same name or address."""
-    host_key: NotRequired[pulumi.Input[str]]
-    """The host's SSH public host key in authorized_keys format (`ssh-ed25519 AAAA...`, the
-    content of /etc/ssh/ssh_host_ed25519_key.pub). Without it any host key is accepted, so
-    whoever answers on `address` receives root commands and the tokens (see the README)."""
-
-
-class SshArgs(TypedDict):
-    """How Pulumi logs in to every host."""
-
-    user: pulumi.Input[str]
-    """The login user; it needs passwordless sudo (`ubuntu` on Ubuntu images)."""
-    private_key: pulumi.Input[str]
-    """The private key, as a secret."""
-    proxy: NotRequired[pulumi.Input[command.remote.ProxyConnectionArgs]]
-    """A bastion to hop through, for hosts in private subnets."""
-    dial_error_limit: NotRequired[int]
-    """Failed SSH dials tolerated per step, each waiting up to 10 s; the default (20) gives a
-    booting VM about a minute and bounds an unreachable host to about 4.5 minutes a step."""
-
-
-class K3sBootstrapArgs(TypedDict):
-    """Inputs of a K3sBootstrap."""
-
-    servers: list[HostArgs]
-    """The servers, an odd number; the first one initialises the cluster."""
-    ssh: SshArgs
-    """SSH login shared by all hosts. The first server uses it too (on port 22 of the other
-    hosts' private addresses) to stop and uninstall a node that leaves."""
-    agents: NotRequired[list[HostArgs]]
-    """The agents (workers); they join after every server has."""
-    k3s_version: NotRequired[str]
-    """K3s release tag, pinned, e.g. v1.36.4+k3s1."""
-    allow_dqlite: NotRequired[bool]
-    """Accept a release before v1.19.1 (deprecated Dqlite datastore, no upgrade path to etcd)."""
-    token: NotRequired[pulumi.Input[str]]
-    """Cluster (server) token, a secret; generated (48 alphanumeric characters) when unset."""
-    agent_token: NotRequired[pulumi.Input[str]]
-    """Token agents join with, which cannot join a server; generated when unset."""
-    registration_address: NotRequired[pulumi.Input[str]]
-    """Fixed address servers and agents join through (a load balancer); defaults to the first
-    server's private address. It is put in every server's certificate (tls-san)."""
-    api_address: NotRequired[pulumi.Input[str]]
-    """Address the kubeconfig points at; defaults to the registration address when one is given,
-    else the first server's `address`."""
-    tls_sans: NotRequired[list[pulumi.Input[str]]]
-    """Further names or addresses for the API certificate."""
-    server_config: NotRequired[dict[str, Any]]
-    """Further config.yaml settings for every server (identical on all of them), e.g.
-    `etcd-snapshot-retention`."""
-    agent_config: NotRequired[dict[str, Any]]
-    """Further config.yaml settings for every agent, e.g. `node-label`."""
-    registries: NotRequired[dict[str, Any]]
-    """/etc/rancher/k3s/registries.yaml for every node (`mirrors`, `configs`); sent on stdin, secret."""
-    ready_timeout_seconds: NotRequired[int]
-    """How long a node may take to become ready before its step fails (default 600)."""
-    install_url: NotRequired[str]
-    """Where the K3s installer is downloaded from (default https://get.k3s.io)."""
 
 
 def _connection(

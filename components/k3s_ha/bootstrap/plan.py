@@ -13,7 +13,7 @@ from .remote import Node
 from .settings import BootstrapSettings
 
 if TYPE_CHECKING:
-    from .component import SshArgs
+    from .args import SshArgs
 
 # A registration address of its own is a balancer (or VIP) in front of the servers: a leaving
 # server waits this long for its health check to take it out. 30 s covers two misses 10 s

@@ -16,8 +16,8 @@ import pulumi
 from .. import passthrough, validation
 from ..versions import DEFAULT_K3S_VERSION, K3sVersion
 
-if TYPE_CHECKING:  # component.py imports this module; the TypedDicts live there
-    from .component import HostArgs, K3sBootstrapArgs, SshArgs
+if TYPE_CHECKING:
+    from .args import HostArgs, K3sBootstrapArgs, SshArgs
 
 DEFAULT_READY_TIMEOUT_SECONDS = 600
 DEFAULT_INSTALL_URL = "https://get.k3s.io"
