@@ -1,14 +1,9 @@
 """K3sBootstrap: turn a list of reachable hosts into an HA K3s cluster.
 
 It owns the cluster token and the ordered remote steps, and knows nothing about clouds, so
-the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud.
-Order, one file per step: remote.ship_bundle (the node scripts, once per host) ->
-upgrade_guard.py (every server) -> install.py (all nodes, parallel)
--> servers.py (the first server, then joins one at a time) -> membership.record_members (the
-member record on the first server, which also evicts rebuilt agents) -> agents.py (every agent
-in parallel) -> membership.py (server confirmations, then the removals on the first server of
-the nodes the record step named as leaving) and kubeconfig.py. A server host on a new machine first has its stale Node evicted
-(membership.py).
+the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud. The
+node scripts ship once per host (remote.ship_bundle); wiring.py orders the steps, one file
+per step in steps/.
 """
 
 from __future__ import annotations
@@ -23,15 +18,10 @@ from .. import validation
 from ..ports import api_url
 from .args import HostArgs, K3sBootstrapArgs, SshArgs
 from .plan import BootstrapPlan
-from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, present, ship_bundle
+from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, ship_bundle
 from .settings import BootstrapSettings, parse_bootstrap_args
-from .steps.agents import start_agents
-from .steps.install import install
-from .steps.kubeconfig import fetch_kubeconfig
-from .steps.membership import evict_stale_node, hold_memberships, node_name, record_members, remove_members
-from .steps.servers import join_servers_in_turn, start_init_server
-from .steps.upgrade_guard import guard_upgrade
 from .token_check import check_tokens
+from .wiring import wire_steps
 
 TOKEN_LENGTH = 48
 
@@ -108,35 +98,8 @@ class K3sBootstrap(pulumi.ComponentResource):
         agent_token = self._token(name, "agent-token", tokens.agent_token)
         plan = BootstrapPlan.decide(name, settings, token, agent_token, init, ssh)
 
-        guards = guard_upgrade(plan, servers, self)
-        server_installs = [install(plan, n, "server", guards, self) for n in servers]
-        # An agent's install only stages a new release beside the running one (install-k3s.sh),
-        # so it need not wait for the guards: its start step, after every server, does.
-        agent_installs = [install(plan, n, "agent", [], self) for n in agents]
-        # The first server's stale Node is evicted from the second server, which is still a
-        # member when the first is rebuilt alone (servers start in order, so it starts after).
-        init_evict = (
-            evict_stale_node(plan, init, "server", servers[1], [server_installs[0], server_installs[1]], self)
-            if len(servers) > 1
-            else None
-        )
-        init_start = start_init_server(plan, init, present(server_installs[0], init_evict), servers[1:], self)
-        join_evicts = [
-            evict_stale_node(plan, n, "server", init, [installed, init_start], self)
-            for n, installed in zip(servers[1:], server_installs[1:])
-        ]
-        joins = join_servers_in_turn(plan, servers[1:], server_installs[1:], init_start, self, join_evicts)
-        last_server = joins[-1] if joins else init_start
-        self.server_starts = [init_start, *joins]
-        # One Output per server's Node name, shared by its membership step and the record.
-        server_names = [node_name(start) for start in self.server_starts]
-        self.memberships = hold_memberships(plan, servers, self.server_starts, server_names, self)
-        members = record_members(plan, init, servers, server_names, agents, agent_installs, [last_server], self)
-        self.agent_starts = start_agents(plan, agents, agent_installs, last_server, self, members)
-        starts = [*self.server_starts, *self.agent_starts]
-        self.removals = remove_members(plan, init, members, [*starts, *self.memberships], self)
-
-        self.kubeconfig = fetch_kubeconfig(plan, init, [init_start], self)
+        steps = wire_steps(plan, servers, agents, self)
+        self.kubeconfig = steps.kubeconfig
         self.api_endpoint = pulumi.Output.from_input(plan.api_address).apply(api_url)
         self.token = token
         self.register_outputs({"kubeconfig": self.kubeconfig, "api_endpoint": self.api_endpoint, "token": self.token})
