@@ -5,6 +5,8 @@ Validate, then decide, then build: `parse_cluster_args` (settings.py) checks eve
 and returns typed settings; the steps below build only from those.
 """
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
@@ -61,11 +63,11 @@ class K3sCluster(pulumi.ComponentResource):
         firewall = _firewall(name, settings, network, tags, self)
         key_name, private_key, generated_key = _ssh_key(name, settings, tags, self)
         snapshots = _snapshot_store(name, settings, tags, self)
-        servers, agents, host_keys = _machines(name, settings, network, firewall, key_name, snapshots, tags, self)
+        servers, agents = _machines(name, settings, network, firewall, key_name, snapshots, tags, self)
         registration, lb_rules = _load_balancer(name, settings, network, firewall, servers, agents, tags, self)
         bootstrap = K3sBootstrap(
             name,
-            _bootstrap_settings(settings, private_key, servers, agents, registration, lb_rules, snapshots, host_keys),
+            _bootstrap_settings(settings, private_key, servers, agents, registration, lb_rules, snapshots),
             pulumi.ResourceOptions(parent=self),
         )
 
@@ -73,10 +75,10 @@ class K3sCluster(pulumi.ComponentResource):
         self.api_endpoint = bootstrap.api_endpoint
         self.token = bootstrap.token
         self.ssh_private_key = generated_key if generated_key is not None else pulumi.Output.from_input(None)
-        self.server_public_ips = pulumi.Output.all(*[m.public_ip for m in servers])
-        self.server_private_ips = pulumi.Output.all(*[m.private_ip for m in servers])
-        self.agent_public_ips = pulumi.Output.all(*[m.public_ip for m in agents])
-        self.agent_private_ips = pulumi.Output.all(*[m.private_ip for m in agents])
+        self.server_public_ips = pulumi.Output.all(*[m.instance.public_ip for m in servers])
+        self.server_private_ips = pulumi.Output.all(*[m.instance.private_ip for m in servers])
+        self.agent_public_ips = pulumi.Output.all(*[m.instance.public_ip for m in agents])
+        self.agent_private_ips = pulumi.Output.all(*[m.instance.private_ip for m in agents])
         self.register_outputs(
             {
                 "kubeconfig": self.kubeconfig,
@@ -176,6 +178,79 @@ def _snapshot_store(
     )
 
 
+@dataclass(frozen=True)
+class Machine:
+    """One EC2 node, and the host key Pulumi pins for it (None for a node launched before host
+    keys were generated; see host_keys.py)."""
+
+    role: str
+    index: int
+    instance: aws.ec2.Instance
+    host_key: pulumi.Output[str | None]
+
+    @property
+    def name(self) -> str:
+        """The bootstrap's name for it, `server-0`; its resources are `<cluster>-server-0...`."""
+        return f"{self.role}-{self.index}"
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What every machine of the cluster launches with."""
+
+    cluster: str
+    settings: ClusterSettings
+    network: Network
+    key_name: pulumi.Input[str]
+    gate: pulumi.Output[str] | None
+    tags: dict[str, str]
+    parent: pulumi.Resource
+
+    def machine(
+        self,
+        role: str,
+        index: int,
+        image: pulumi.Input[str],
+        instance_type: str,
+        groups: list[aws.ec2.SecurityGroup],
+        profile: pulumi.Input[str] | None,
+    ) -> Machine:
+        resource = f"{self.cluster}-{role}-{index}"
+        key = generate_host_key(resource, self.parent)
+        subnets = self.network.subnet_ids
+        instance = build_instance(
+            resource,
+            user_data=user_data(key, *([self.gate] if self.gate is not None else [])),
+            creation_tags={HOST_KEY_TAG: key.public_openssh},
+            role=role,
+            cluster=self.cluster,
+            ami=image,
+            instance_type=instance_type,
+            subnet_id=subnets[index % len(subnets)],
+            security_group_ids=[*(g.id for g in groups), *self.settings.extra_security_group_ids],
+            key_name=self.key_name,
+            root_volume_gb=self.settings.root_volume_gb,
+            tags=self.tags,
+            parent=self.parent,
+            instance_profile=profile,
+            # Pulumi logs in on the public address when there is no bastion: an existing
+            # subnet may not hand one out by itself.
+            public_address=True if not self.settings.bastion_host else None,
+        )
+        return Machine(role, index, instance, pinned_host_key(instance, key, resource))
+
+    def machines(
+        self,
+        role: str,
+        count: int,
+        instance_type: str,
+        groups: list[aws.ec2.SecurityGroup],
+        profile: pulumi.Input[str] | None = None,
+    ) -> list[Machine]:
+        image = self.settings.ami_id or ubuntu_image(instance_type, self.parent)
+        return [self.machine(role, index, image, instance_type, groups, profile) for index in range(count)]
+
+
 def _machines(
     name: str,
     settings: ClusterSettings,
@@ -185,64 +260,24 @@ def _machines(
     snapshots: SnapshotStore | None,
     tags: dict[str, str],
     parent: pulumi.Resource,
-) -> tuple[list[aws.ec2.Instance], list[aws.ec2.Instance], dict[str, pulumi.Output[str | None]]]:
+) -> tuple[list[Machine], list[Machine]]:
     """The servers, then the agents, spread round-robin over the subnets' zones: 3 servers in 3
-    zones survive the loss of one zone. Also, per node (`server-0`), the host key to pin (None
-    for a node launched before host keys were generated; see host_keys.py).
+    zones survive the loss of one zone.
 
     Tokens given as Outputs are checked before any instance is created: every instance's user
     data waits for the check."""
-    gate = check_tokens(settings.token, settings.agent_token).gate
-    host_keys: dict[str, pulumi.Output[str | None]] = {}
-
-    def instance(node: str, index: int, **kwargs) -> aws.ec2.Instance:
-        key = generate_host_key(f"{name}-{node}-{index}", parent)
-        rendered = user_data(key, *([gate] if gate is not None else []))
-        machine = build_instance(
-            f"{name}-{node}-{index}", user_data=rendered, creation_tags={HOST_KEY_TAG: key.public_openssh}, **kwargs
-        )
-        host_keys[f"{node}-{index}"] = pinned_host_key(machine, key, f"{name}-{node}-{index}")
-        return machine
-
-    def machines(
-        role: str,
-        count: int,
-        instance_type: str,
-        groups: list[aws.ec2.SecurityGroup],
-        profile: pulumi.Input[str] | None = None,
-    ) -> list[aws.ec2.Instance]:
-        image = settings.ami_id or ubuntu_image(instance_type, parent)
-        return [
-            instance(
-                role,
-                index,
-                role=role,
-                cluster=name,
-                ami=image,
-                instance_type=instance_type,
-                subnet_id=network.subnet_ids[index % len(network.subnet_ids)],
-                security_group_ids=[*(g.id for g in groups), *settings.extra_security_group_ids],
-                key_name=key_name,
-                root_volume_gb=settings.root_volume_gb,
-                tags=tags,
-                parent=parent,
-                instance_profile=profile,
-                # Pulumi logs in on the public address when there is no bastion: an existing
-                # subnet may not hand one out by itself.
-                public_address=True if not settings.bastion_host else None,
-            )
-            for index in range(count)
-        ]
-
-    servers = machines(
+    launch = _Launch(
+        name, settings, network, key_name, check_tokens(settings.token, settings.agent_token).gate, tags, parent
+    )
+    servers = launch.machines(
         "server",
         settings.servers,
         settings.server_instance_type,
         [firewall.node_group, firewall.server_group],
         snapshots.instance_profile if snapshots else None,
     )
-    agents = machines("agent", settings.agents, settings.agent_instance_type, [firewall.node_group])
-    return servers, agents, host_keys
+    agents = launch.machines("agent", settings.agents, settings.agent_instance_type, [firewall.node_group])
+    return servers, agents
 
 
 def _load_balancer(
@@ -250,8 +285,8 @@ def _load_balancer(
     settings: ClusterSettings,
     network: Network,
     firewall: Firewall,
-    servers: list[aws.ec2.Instance],
-    agents: list[aws.ec2.Instance],
+    servers: list[Machine],
+    agents: list[Machine],
     tags: dict[str, str],
     parent: pulumi.Resource,
 ) -> tuple[pulumi.Output[str] | None, dict[str, aws.vpc.SecurityGroupIngressRule]]:
@@ -269,22 +304,21 @@ def _load_balancer(
         tags=tags,
         parent=parent,
     )
-    for index, instance in enumerate(servers):
-        attach_server(f"{name}-server-{index}", lb, instance)
+    for server in servers:
+        attach_server(f"{name}-{server.name}", lb, server.instance)
     rules: dict[str, aws.vpc.SecurityGroupIngressRule] = {}
     if settings.public_load_balancer_joins:
         # Nodes reach an internet-facing balancer from their public address, not from inside
         # the security group.
-        for role, group in (("server", servers), ("agent", agents)):
-            for index, instance in enumerate(group):
-                rules[f"{role}-{index}"] = allow(
-                    f"{name}-{role}-{index}-to-lb",
-                    lb_group,
-                    "tcp",
-                    (API_PORT, API_PORT),
-                    "joins via the public load balancer",
-                    cidr=instance.public_ip.apply(lambda ip: f"{ip}/32"),
-                )
+        for machine in [*servers, *agents]:
+            rules[machine.name] = allow(
+                f"{name}-{machine.name}-to-lb",
+                lb_group,
+                "tcp",
+                (API_PORT, API_PORT),
+                "joins via the public load balancer",
+                cidr=machine.instance.public_ip.apply(lambda ip: f"{ip}/32"),
+            )
     return lb.dns_name, rules
 
 
@@ -304,33 +338,33 @@ def _ssh(settings: ClusterSettings, key: pulumi.Output[str]) -> SshArgs:
 def _bootstrap_settings(
     settings: ClusterSettings,
     private_key: pulumi.Output[str],
-    servers: list[aws.ec2.Instance],
-    agents: list[aws.ec2.Instance],
+    servers: list[Machine],
+    agents: list[Machine],
     registration: pulumi.Output[str] | None,
     lb_rules: dict[str, aws.vpc.SecurityGroupIngressRule],
     snapshots: SnapshotStore | None,
-    host_keys: dict[str, pulumi.Output[str | None]],
 ) -> BootstrapSettings:
     """What the bootstrap needs, from settings already checked (the bootstrap does not check
     them again)."""
 
-    def host(instance: aws.ec2.Instance, role: str, index: int) -> HostArgs:
+    def host(machine: Machine) -> HostArgs:
+        instance = machine.instance
         address = instance.private_ip if settings.bastion_host else instance.public_ip
-        if f"{role}-{index}" in lb_rules:
+        if machine.name in lb_rules:
             # Carry the rule as a dependency: the node's steps wait until it may reach the
             # load balancer it joins through.
-            address = pulumi.Output.all(address, lb_rules[f"{role}-{index}"].id).apply(lambda v: v[0])
+            address = pulumi.Output.all(address, lb_rules[machine.name].id).apply(lambda v: v[0])
         return HostArgs(
-            name=f"{role}-{index}",
+            name=machine.name,
             address=address,
             private_address=instance.private_ip,
             replace_on=instance.id,
-            host_key=host_keys[f"{role}-{index}"],
+            host_key=machine.host_key,
         )
 
     return BootstrapSettings(
-        servers=tuple(host(m, "server", i) for i, m in enumerate(servers)),
-        agents=tuple(host(m, "agent", i) for i, m in enumerate(agents)),
+        servers=tuple(host(m) for m in servers),
+        agents=tuple(host(m) for m in agents),
         ssh=_ssh(settings, private_key),
         k3s=settings.k3s,
         token=settings.token,

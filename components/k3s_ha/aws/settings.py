@@ -239,7 +239,10 @@ def _k3s_server_settings(setting: Callable[[str], Any]) -> dict[str, Any]:
     return {s.k3s_key: value for s, value in values.items()}
 
 
-def _snapshot_bucket(name: str, existing: object) -> SnapshotBucket:
+def _snapshot_bucket(name: str, existing: object, etcd_s3: bool) -> SnapshotBucket | None:
+    """Where etcd snapshots go: None when neither etcdS3 nor etcdS3Bucket is set."""
+    if not etcd_s3 and not existing:
+        return None
     return SnapshotBucket(
         existing=validation.s3_bucket_name(existing) if existing is not None else None,
         folder=snapshot_folder(pulumi.get_project(), pulumi.get_stack(), name),
@@ -263,6 +266,29 @@ def _passthrough(
         passthrough.k3s_settings(args.get("server_config"), "server_config", "server", own_inputs),
         passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent"),
         passthrough.registries(args.get("registries")),
+    )
+
+
+def _bastion_host(given: dict[str, Any], setting: Callable[[str], Any], warnings: list[str]) -> str | None:
+    bastion_host = given.get("bastion_host")
+    validation.host_address(bastion_host, field("bastion_host"))
+    if bastion_host and setting("load_balancer") and not setting("load_balancer_internal"):
+        warnings.append(
+            "bastionHost with an internet-facing load balancer: nodes in private subnets reach it through "
+            "your NAT gateway's address, which apiAllowedCidrs must then include (or set loadBalancerInternal)"
+        )
+    return bastion_host
+
+
+def _k3s_inputs(given: dict[str, Any], setting: Callable[[str], Any]) -> tuple[K3sInputs, list[str]]:
+    """The inputs K3sBootstrap shares, checked as it checks them (bootstrap/settings.py)."""
+    return parse_k3s_inputs(
+        k3s_version=setting("k3s_version"),
+        allow_dqlite=bool(setting("allow_dqlite")),
+        token=given.get("token"),
+        agent_token=given.get("agent_token"),
+        ready_timeout_seconds=setting("ready_timeout_seconds"),
+        ssh_user=setting("ssh_user"),
     )
 
 
@@ -290,25 +316,11 @@ def parse_cluster_args(
     validation.positive_int(setting("zone_count"), "zone_count", "use 3 to spread servers over three zones")
     k3s_server_settings = _k3s_server_settings(setting)
     network = _network(given, setting, _zones(given.get("availability_zones")), warnings)
-    bastion_host = given.get("bastion_host")
-    validation.host_address(bastion_host, field("bastion_host"))
-    if bastion_host and setting("load_balancer") and not setting("load_balancer_internal"):
-        warnings.append(
-            "bastionHost with an internet-facing load balancer: nodes in private subnets reach it through "
-            "your NAT gateway's address, which apiAllowedCidrs must then include (or set loadBalancerInternal)"
-        )
+    bastion_host = _bastion_host(given, setting, warnings)
     ssh_cidrs, api_cidrs = _firewall_cidrs(given, warnings, resolve_operator_address or operator_address.resolver)
     ssh_key = _ssh_key(given)
-    k3s, k3s_warnings = parse_k3s_inputs(
-        k3s_version=setting("k3s_version"),
-        allow_dqlite=bool(setting("allow_dqlite")),
-        token=given.get("token"),
-        agent_token=given.get("agent_token"),
-        ready_timeout_seconds=setting("ready_timeout_seconds"),
-        ssh_user=setting("ssh_user"),
-    )
-    etcd_s3_bucket = given.get("etcd_s3_bucket")
-    snapshot_bucket = _snapshot_bucket(name, etcd_s3_bucket) if setting("etcd_s3") or etcd_s3_bucket else None
+    k3s, k3s_warnings = _k3s_inputs(given, setting)
+    snapshot_bucket = _snapshot_bucket(name, given.get("etcd_s3_bucket"), bool(setting("etcd_s3")))
     server_config, agent_config, registries = _passthrough(given, snapshot_bucket is not None)
     if isinstance(network, NewVpc):
         validation.k3s_networks_outside(server_config, network.cidr)
