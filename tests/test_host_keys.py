@@ -8,8 +8,8 @@ import pytest
 import yaml
 from helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
 from k3s_ha.aws.host_keys import HOST_KEY_TAG
+from k3s_ha.bootstrap.checks import host_key
 from k3s_ha.bootstrap.commands import parse_command
-from k3s_ha.validation import host_key
 
 INSTANCE = "aws:ec2/instance:Instance"
 KEY = "tls:index/privateKey:PrivateKey"

@@ -8,7 +8,8 @@ import pulumi
 import pytest
 from helpers import SECRET_KEYS, USER_TOKEN, commands, config, stdin_yaml
 from k3s_ha import ConfigError, K3sBootstrap, K3sCluster
-from k3s_ha.validation import MAX_AGENTS, MAX_SERVERS, world_open
+from k3s_ha.aws.checks import world_open
+from k3s_ha.validation import MAX_AGENTS, MAX_SERVERS
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nhomelab\n-----END OPENSSH PRIVATE KEY-----"
 OTHER_TOKEN = "agenttoken0123456789abcdefghijklmnopqrstuvwxyz0"

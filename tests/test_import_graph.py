@@ -78,3 +78,11 @@ def test_a_cycle_is_found_when_there_is_one() -> None:
 
 def test_the_package_has_no_import_cycle() -> None:
     assert _cycle(_graph()) is None
+
+
+def test_the_cloud_neutral_half_and_the_shared_checks_import_nothing_from_aws() -> None:
+    """bootstrap/ runs on any hosts (issue 20.8: validation.py once mixed AWS rules into the
+    checks the bootstrap imports)."""
+    graph = _graph()
+    neutral = [m for m in graph if m.startswith("k3s_ha.bootstrap") or m == "k3s_ha.validation"]
+    assert {m: sorted(t for t in graph[m] if t.startswith("k3s_ha.aws")) for m in neutral} == {m: [] for m in neutral}

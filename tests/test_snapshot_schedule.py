@@ -5,8 +5,8 @@ import engine
 import pytest
 from helpers import SECRET_KEYS, config, stdin_yaml
 from k3s_ha import ConfigError
+from k3s_ha.bootstrap.checks import snapshot_schedule
 from k3s_ha.cron_schedule import CronError, parse
-from k3s_ha.validation import snapshot_schedule
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 import pulumi
 from typing_extensions import NotRequired
 
-from .. import validation
+from ..bootstrap import checks as k3s_checks
 from ..bootstrap.settings import DEFAULT_READY_TIMEOUT_SECONDS
 from ..versions import DEFAULT_K3S_VERSION
 
@@ -127,7 +127,7 @@ K3S_SERVER_SETTINGS: tuple[K3sServerSetting, ...] = (
         "etcd-snapshot-schedule-cron",
         "0 */12 * * *",
         "use a cron expression, e.g. 0 */12 * * *",
-        check=validation.snapshot_schedule,
+        check=k3s_checks.snapshot_schedule,
     ),
     K3sServerSetting("etcd_snapshot_retention", "etcd-snapshot-retention", 5, "keep at least 1", minimum=1),
 )

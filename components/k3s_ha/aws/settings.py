@@ -18,8 +18,10 @@ from .. import operator_address, passthrough, validation
 from ..bootstrap.settings import K3sInputs, parse_k3s_inputs
 from ..errors import ConfigError
 from ..operator_address import AUTO, OperatorAddressError
-from ..validation import Network, field
+from ..validation import field
+from . import checks
 from .args import ARG_KINDS, DEFAULTS, K3S_SERVER_SETTINGS, K3sClusterArgs
+from .checks import Network
 from .snapshots import snapshot_folder
 
 
@@ -116,7 +118,7 @@ def _network(
 ) -> NewVpc | ExistingVpc:
     if not args.get("vpc_id") and args.get("subnet_ids") is None:
         subnet_count = len(zones) if zones else setting("zone_count")
-        return NewVpc(validation.vpc_cidr(setting("vpc_cidr"), subnet_count), zones, setting("zone_count"))
+        return NewVpc(checks.vpc_cidr(setting("vpc_cidr"), subnet_count), zones, setting("zone_count"))
     subnets = args.get("subnet_ids")
     if not args.get("vpc_id") or not isinstance(subnets, list) or not subnets:
         raise ConfigError(
@@ -210,10 +212,10 @@ def _firewall_cidrs(
             learned.append(operator_address())
         return learned[0]
 
-    ssh_cidrs = validation.cidrs(
+    ssh_cidrs = checks.cidrs(
         _with_operator_address(args.get("ssh_allowed_cidrs"), "ssh_allowed_cidrs", once), "ssh_allowed_cidrs"
     )
-    api_cidrs = validation.cidrs(
+    api_cidrs = checks.cidrs(
         _with_operator_address(args.get("api_allowed_cidrs"), "api_allowed_cidrs", once), "api_allowed_cidrs"
     )
     if not ssh_cidrs:
@@ -222,17 +224,15 @@ def _firewall_cidrs(
             "is empty, so Pulumi could not reach the nodes over SSH to install K3s",
             f'set it to the address you run Pulumi from, e.g. ["203.0.113.7/32"], or to ["{AUTO}"] to have it looked up',
         )
-    if validation.world_open(ssh_cidrs):
+    if checks.world_open(ssh_cidrs):
         warnings.append("sshAllowedCidrs opens SSH (22) to the whole internet; narrow it to your own address")
-    if validation.world_open(api_cidrs):
+    if checks.world_open(api_cidrs):
         warnings.append("apiAllowedCidrs opens the Kubernetes API (6443) to the whole internet; narrow it")
     return ssh_cidrs, api_cidrs
 
 
 def _k3s_server_settings(setting: Callable[[str], Any]) -> dict[str, Any]:
-    values = {
-        s: validation.of_kind(setting(s.arg), ARG_KINDS[s.arg], s.arg, s.fix, s.minimum) for s in K3S_SERVER_SETTINGS
-    }
+    values = {s: checks.of_kind(setting(s.arg), ARG_KINDS[s.arg], s.arg, s.fix, s.minimum) for s in K3S_SERVER_SETTINGS}
     for s, value in values.items():
         if s.check:
             s.check(value)
@@ -244,7 +244,7 @@ def _snapshot_bucket(name: str, existing: object, etcd_s3: bool) -> SnapshotBuck
     if not etcd_s3 and not existing:
         return None
     return SnapshotBucket(
-        existing=validation.s3_bucket_name(existing) if existing is not None else None,
+        existing=checks.s3_bucket_name(existing) if existing is not None else None,
         folder=snapshot_folder(pulumi.get_project(), pulumi.get_stack(), name),
     )
 
@@ -310,8 +310,8 @@ def parse_cluster_args(
     warnings: list[str] = []
     servers = validation.server_count(setting("servers"))
     agents = validation.agent_count(setting("agents"))
-    server_type = validation.instance_type(setting("server_instance_type"), "server_instance_type")
-    agent_type = validation.instance_type(setting("agent_instance_type"), "agent_instance_type")
+    server_type = checks.instance_type(setting("server_instance_type"), "server_instance_type")
+    agent_type = checks.instance_type(setting("agent_instance_type"), "agent_instance_type")
     root_volume_gb = validation.positive_int(setting("root_volume_gb"), "root_volume_gb", "use at least 20 (GiB)")
     validation.positive_int(setting("zone_count"), "zone_count", "use 3 to spread servers over three zones")
     k3s_server_settings = _k3s_server_settings(setting)
@@ -323,7 +323,7 @@ def parse_cluster_args(
     snapshot_bucket = _snapshot_bucket(name, given.get("etcd_s3_bucket"), bool(setting("etcd_s3")))
     server_config, agent_config, registries = _passthrough(given, snapshot_bucket is not None)
     if isinstance(network, NewVpc):
-        validation.k3s_networks_outside(server_config, network.cidr)
+        checks.k3s_networks_outside(server_config, network.cidr)
     settings = ClusterSettings(
         servers=servers,
         agents=agents,
@@ -349,6 +349,6 @@ def parse_cluster_args(
         agent_config=agent_config,
         registries=registries,
         snapshot_bucket=snapshot_bucket,
-        tags=validation.tags(given.get("tags")),
+        tags=checks.tags(given.get("tags")),
     )
     return settings, warnings + k3s_warnings

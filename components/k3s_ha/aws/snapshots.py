@@ -23,8 +23,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .. import validation
 from ..errors import ConfigError
+from . import checks
 
 NONCURRENT_DAYS = 30
 FOLDER_ROOT = "k3s-ha"
@@ -117,7 +117,7 @@ def _bucket(name: str, tags: Mapping[str, str], parent: pulumi.Resource) -> aws.
 def snapshot_policy(bucket: str, folder: str) -> str:
     """Least privilege for K3s' etcd snapshots in S3: list only the folder, read/write/delete
     only objects under it."""
-    bucket = validation.s3_bucket_name(bucket)
+    bucket = checks.s3_bucket_name(bucket)
     parts = folder.split("/")
     if parts[0] != FOLDER_ROOT or parts[-1] != "" or len(parts) != 5:
         raise ValueError(f"{folder!r} is not a folder built by snapshot_folder")

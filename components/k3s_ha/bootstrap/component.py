@@ -16,6 +16,7 @@ import pulumi_random as random
 
 from .. import validation
 from ..ports import api_url
+from . import checks
 from .args import HostArgs, K3sBootstrapArgs, SshArgs
 from .plan import BootstrapPlan
 from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, ship_bundle
@@ -44,7 +45,7 @@ def _checked_token(value: pulumi.Input[str], arg: str) -> pulumi.Output[str]:
     """A token given as an Output is checked when its value is known, before any stdin uses it."""
 
     def check(token: str) -> str:
-        validation.token(token, arg)
+        checks.token(token, arg)
         return token
 
     return pulumi.Output.secret(pulumi.Output.from_input(value).apply(check))

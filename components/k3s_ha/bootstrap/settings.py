@@ -15,6 +15,7 @@ import pulumi
 
 from .. import passthrough, validation
 from ..versions import DEFAULT_K3S_VERSION, K3sVersion
+from . import checks
 
 if TYPE_CHECKING:
     from .args import HostArgs, K3sBootstrapArgs, SshArgs
@@ -40,13 +41,13 @@ def parse_k3s_inputs(
     ready_timeout_seconds: object,
     ssh_user: object,
 ) -> tuple[K3sInputs, list[str]]:
-    version = validation.k3s_version(k3s_version, allow_dqlite)
-    validation.token(token, "token")
-    validation.token(agent_token, "agent_token")
-    validation.tokens_differ(token, agent_token)
+    version = checks.k3s_version(k3s_version, allow_dqlite)
+    checks.token(token, "token")
+    checks.token(agent_token, "agent_token")
+    checks.tokens_differ(token, agent_token)
     timeout = validation.positive_int(ready_timeout_seconds, "ready_timeout_seconds", "use e.g. 600")
     validation.non_empty(ssh_user, "ssh_user", "set the login user, e.g. ubuntu")
-    warning = validation.version_warning(version)
+    warning = checks.version_warning(version)
     return K3sInputs(version=version, ready_timeout_seconds=timeout), [warning] if warning else []
 
 
@@ -85,15 +86,15 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         for index, host in enumerate(hosts):
             validation.host_address(host.get("address"), f"{role}[{index}].address")
             validation.host_address(host.get("private_address"), f"{role}[{index}].private_address")
-            validation.host_key(host.get("host_key"), f"{role}[{index}].host_key")
+            checks.host_key(host.get("host_key"), f"{role}[{index}].host_key")
     for arg in ("registration_address", "api_address"):
         validation.host_address(args.get(arg), validation.field(arg))
     for index, san in enumerate(args.get("tls_sans") or ()):
         validation.host_address(san, f"tlsSans / tls_sans[{index}]")
-    validation.install_url(args.get("install_url", DEFAULT_INSTALL_URL))
+    checks.install_url(args.get("install_url", DEFAULT_INSTALL_URL))
     schedule = (args.get("server_config") or {}).get("etcd-snapshot-schedule-cron")
     if schedule is not None:
-        validation.snapshot_schedule(schedule, "serverConfig / server_config: etcd-snapshot-schedule-cron")
+        checks.snapshot_schedule(schedule, "serverConfig / server_config: etcd-snapshot-schedule-cron")
     ssh = args.get("ssh") or {}
     k3s, warnings = parse_k3s_inputs(
         k3s_version=args.get("k3s_version", DEFAULT_K3S_VERSION),

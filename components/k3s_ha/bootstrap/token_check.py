@@ -1,5 +1,5 @@
 """Tokens given as Outputs (a secret from another resource, a stack reference) are only known
-at deploy time, so the up-front checks (validation.token, validation.tokens_differ) cannot see
+at deploy time, so the up-front checks (checks.token, checks.tokens_differ) cannot see
 them. They are checked as soon as they are known, and everything that would put a machine or
 a node step in place waits for that check: a refused token creates no instance and runs
 nothing on any node.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from .. import validation
+from . import checks
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ def check_tokens(token: pulumi.Input[str] | None, agent_token: pulumi.Input[str]
 
     def check(values: list[str | None]) -> list[str | None]:
         given, given_agent = values
-        validation.token(given, "token")
-        validation.token(given_agent, "agent_token")
-        validation.tokens_differ(given, given_agent)
+        checks.token(given, "token")
+        checks.token(given_agent, "agent_token")
+        checks.tokens_differ(given, given_agent)
         return values
 
     both = pulumi.Output.all(token, agent_token).apply(check)

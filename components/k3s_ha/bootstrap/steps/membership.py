@@ -50,7 +50,7 @@ def node_name(start: command.remote.Command) -> pulumi.Output[str]:
 
 
 def _key_fields(host_key: str | None) -> tuple[str, str] | None:
-    """TYPE and BASE64 of an authorized_keys line (validated as given: validation.host_key),
+    """TYPE and BASE64 of an authorized_keys line (validated as given: checks.host_key),
     without its comment, which may hold spaces and anything else."""
     fields = (host_key or "").split()
     return (fields[0], fields[1]) if len(fields) >= 2 else None
