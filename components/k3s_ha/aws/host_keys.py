@@ -86,7 +86,7 @@ def pinned_host_key(instance: aws.ec2.Instance, key: HostKey, name: str) -> pulu
         if marker is None:
             pulumi.log.warn(
                 f"{name} has no {HOST_KEY_TAG} tag (launched before k3s-ha pinned host keys, or the tag was "
-                "removed): SSH to it accepts any host key until it is replaced (README, Accepted risks)",
+                "removed): SSH to it accepts any host key until it is replaced (docs/security.md, Accepted risks)",
                 resource=instance,
             )
             return None

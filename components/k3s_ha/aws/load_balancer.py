@@ -20,7 +20,7 @@ from ..ports import API_PORT
 # (k3s-io/k3s pkg/daemons/control/server.go); a balancer cannot authenticate, so 401 is the
 # strongest answer it can get, and a stopped or still-starting server gives none. Three
 # answers 10 s apart before a new server is in service; a server taken out (stopped before it
-# leaves the cluster, README "Removing nodes") is out after two misses, about 10 s.
+# leaves the cluster, docs/day2.md "Removing nodes") is out after two misses, about 10 s.
 HEALTH_CHECK = aws.lb.TargetGroupHealthCheckArgs(
     protocol="HTTPS",
     path="/readyz",

@@ -41,7 +41,7 @@ def ubuntu_image(instance_type: str, parent: pulumi.Resource) -> pulumi.Output[s
 # an outage, and without a load balancer a new first server that finds no peer. So an
 # existing node keeps the values it was created with and only new nodes get the new ones;
 # a node is moved onto them by replacing it alone (`pulumi up --replace <instance urn>`),
-# one at a time (README, "Day 2").
+# one at a time (docs/day2.md).
 NEW_NODES_ONLY = [
     "ami",
     "keyName",

@@ -28,7 +28,7 @@ class HostArgs(TypedDict):
     host_key: NotRequired[pulumi.Input[str]]
     """The host's SSH public host key in authorized_keys format (`ssh-ed25519 AAAA...`, the
     content of /etc/ssh/ssh_host_ed25519_key.pub). Without it any host key is accepted, so
-    whoever answers on `address` receives root commands and the tokens (see the README)."""
+    whoever answers on `address` receives root commands and the tokens (see docs/security.md)."""
 
 
 class SshArgs(TypedDict):
