@@ -63,6 +63,24 @@ def describe_with_schema_names(schema: dict[str, Any], names: Mapping[str, str])
     return rewrite(schema)
 
 
+SECRET_INPUTS = ("sshPrivateKey", "token", "agentToken", "registries")
+SECRET_OUTPUTS = ("kubeconfig", "token", "sshPrivateKey")
+"""Marked `"secret": true` in the schema (pulumi pkg/codegen/schema PropertySpec.Secret: "Secret
+specifies if the property is secret"), which the analyzer cannot infer (SDK 3.272's
+PropertyDefinition has no such flag): so every language's generated SDK treats them as secrets,
+not only Python, which makes them secret at run time (aws/cluster.py, bootstrap/component.py)."""
+
+
+def mark_secrets(schema: dict[str, Any], token: str) -> dict[str, Any]:
+    """A copy of `schema` with SECRET_INPUTS and SECRET_OUTPUTS of resource `token` marked."""
+    marked = json.loads(json.dumps(schema))
+    resource = marked["resources"][token]
+    for section, names in (("inputProperties", SECRET_INPUTS), ("properties", SECRET_OUTPUTS)):
+        for name in names:
+            resource[section][name]["secret"] = True
+    return marked
+
+
 class K3sHaProvider(ComponentProvider):
     """ComponentProvider (what `component_provider_host` serves) with the package version and
     descriptions in schema names. GetSchema and GetPluginInfo answer from `schema` and
@@ -75,7 +93,8 @@ class K3sHaProvider(ComponentProvider):
         mappings = [m for d in self._component_defs.values() for m in (d.inputs_mapping, d.outputs_mapping)]
         mappings += [t.properties_mapping for t in self._type_defs.values()]
         names = python_to_schema_names(mappings)
-        self.schema = json.dumps(describe_with_schema_names(json.loads(self.schema), names))
+        described = describe_with_schema_names(json.loads(self.schema), names)
+        self.schema = json.dumps(mark_secrets(described, f"{PACKAGE}:index:{K3sCluster.__name__}"))
 
 
 def serve(args: list[str]) -> None:

@@ -51,7 +51,7 @@ EXPECTED_OUTPUTS = {
     "agentPrivateIps": {"type": "array", "items": {"type": "string"}},
     "sshPrivateKey": {"type": "string"},
 }
-SECRET_INPUTS = ("sshPrivateKey", "token", "agentToken")
+SECRET_INPUTS = ("sshPrivateKey", "token", "agentToken", "registries")
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +138,8 @@ def _expected_property(hint) -> dict:
 
 
 def _strip(prop: dict) -> dict:
-    """A schema property without descriptions, `plain` as a bool."""
-    out = {k: v for k, v in prop.items() if k != "description"}
+    """A schema property without descriptions and secret flags, `plain` as a bool."""
+    out = {k: v for k, v in prop.items() if k not in ("description", "secret")}
     out["plain"] = bool(out.get("plain"))
     for nested in ("items", "additionalProperties"):
         if nested in out:
@@ -184,8 +184,9 @@ def test_the_inputs_users_rely_on(resource):
     assert resource["requiredInputs"] == []
     # Secrets are pulumi.Input: another language may pass an Output (a secret config value), and
     # so is the public key (e.g. a tls.PrivateKey's publicKeyOpenssh).
-    for name in (*SECRET_INPUTS, "sshPublicKey"):
+    for name in ("sshPrivateKey", "token", "agentToken", "sshPublicKey"):
         assert inputs[name]["type"] == "string" and not inputs[name].get("plain"), name
+    assert inputs["registries"]["type"] == "object"  # checked as a whole before anything is built
     # Names as the SDK camel-cases them, digits kept in place.
     for name in ("k3sVersion", "rootVolumeGb", "etcdS3", "etcdS3Bucket", "readyTimeoutSeconds", "loadBalancerInternal"):
         assert name in inputs, name
@@ -294,15 +295,22 @@ def test_the_schema_version_is_the_package_version(schema):
     assert component_schema.provider().version == k3s_ha.__version__
 
 
-def test_secrets_are_marked_in_the_descriptions(resource):
-    # The inferred schema has no `secret` flag (SDK 3.272: PropertyDefinition has none), so the
-    # generated SDKs show it only through the description; the values are made secret at run
-    # time (tests below and tests/test_secrets.py).
+def test_secrets_are_marked_in_the_schema_and_the_descriptions(resource):
+    """Issue 18: the analyzer infers no `secret` flag (SDK 3.272: PropertyDefinition has none);
+    the hosted provider adds it, so other languages' SDKs treat these as secrets too. The
+    values are also made secret at run time (tests below and tests/test_secrets.py)."""
     for name in SECRET_INPUTS:
         assert "secret" in resource["inputProperties"][name]["description"], name
     for name in ("kubeconfig", "token", "sshPrivateKey"):
         assert "secret" in resource["properties"][name]["description"], name
-    assert "secret" not in json.dumps({k: _strip(v) for k, v in resource["inputProperties"].items()})
+    marked = {
+        section: sorted(name for name, prop in resource[section].items() if prop.get("secret"))
+        for section in ("inputProperties", "properties")
+    }
+    assert marked == {
+        "inputProperties": sorted(SECRET_INPUTS),
+        "properties": ["kubeconfig", "sshPrivateKey", "token"],
+    }
 
 
 def test_the_outputs(resource):
