@@ -42,7 +42,7 @@
 # pinned key (K3S_HA_HOST_KEY) SSH accepts only that key, and an address that answers with
 # another one is treated like one that does not answer (nothing is evicted; an impostor could
 # otherwise name a live node as its own). A host without a pinned key is reached as before,
-# accepting any key, with a warning (README, "Accepted risks": unpinned hosts).
+# accepting any key, with a warning (docs/security.md, "Accepted risks": unpinned hosts).
 #
 # Never fails: with no API on this server (the first `up`, before it started) or no answer
 # over SSH it logs why and exits 0; the join itself then reports any clash.
@@ -126,7 +126,7 @@ main() {
     remove_dead_servers "$rows"
   fi
   if [[ -z ${K3S_HA_HOST_KEY:-} ]]; then
-    k3s_ha_warn "host $host has no pinned SSH host key: SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
+    k3s_ha_warn "host $host has no pinned SSH host key: SSH to $address accepts whatever host key answers there (docs/security.md, Accepted risks: unpinned hosts)"
   elif ! k3s_ha_pin_host_key "$address" "$K3S_HA_HOST_KEY"; then
     k3s_ha_die "K3S_HA_HOST_KEY must be an SSH public host key (TYPE BASE64), got '$K3S_HA_HOST_KEY'"
   fi

@@ -140,7 +140,7 @@ k3s_ha_reach_node() {
     if [[ -n $key ]]; then
       k3s_ha_log "$name: SSH to $address must answer with its pinned host key"
     else
-      k3s_ha_warn "$name has no pinned SSH host key in the member record: SSH to $address accepts whatever host key answers there (README, Accepted risks: unpinned hosts)"
+      k3s_ha_warn "$name has no pinned SSH host key in the member record: SSH to $address accepts whatever host key answers there (docs/security.md, Accepted risks: unpinned hosts)"
     fi
     k3s_ha_ssh "$address" "$((K3S_HA_SSH_TIMEOUT + 30))" "$command" >&2 || status=$?
     if ((status == 0)); then
