@@ -184,8 +184,11 @@ def test_test_workflow_runs_the_ci_entry_point_on_python_3_11_with_a_pip_cache()
     assert str(python["with"]["python-version"]) == "3.11"
     assert python["with"]["cache"] == "pip"
     assert set(python["with"]["cache-dependency-path"].split()) == {"requirements.txt", "requirements-dev.txt"}
-    runs = [s for s in steps(workflow, "test") if s.get("run", "").strip() == "bash tests/run.sh -q"]
+    # As root (issue 20.5), so the lab runs there as in .ci/run, with the tag and setup-python's PATH kept.
+    command = "sudo --preserve-env=PATH,K3S_HA_RELEASE_TAG bash tests/run.sh -q"
+    runs = [s for s in steps(workflow, "test") if s.get("run", "").strip() == command]
     assert len(runs) == 1
+    assert "bash tests/run.sh -q" in (ROOT / ".ci" / "run").read_text()
     assert index_of(workflow, "test", python) < index_of(workflow, "test", runs[0])
     # On a release tag the suite also checks the tag against every version (docs/releasing.md).
     tag = runs[0]["env"]["K3S_HA_RELEASE_TAG"]
