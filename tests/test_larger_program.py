@@ -87,3 +87,58 @@ def test_a_provider_for_another_region_reaches_every_aws_resource():
         assert "pulumi:providers:aws::us-east" in r.options["provider"], r.name
         assert r.inputs.get("tags", {}).get("owner", "platform") == "platform"
     assert run.named("k3s-vpc").inputs["tags"] == {"owner": "platform", "k3s-cluster": "k3s", "Name": "k3s-vpc"}
+
+
+def _in_program_vpc(subnet_ids, **extra):
+    """A program that makes its own VPC and subnets (as awsx does) and hands K3sCluster their
+    ids as Outputs, the whole list being one Output when `subnet_ids` says so (issue 19)."""
+
+    def program():
+        vpc = aws.ec2.Vpc("platform", cidr_block="10.20.0.0/16")
+        subnets = [
+            aws.ec2.Subnet(f"platform-{i}", vpc_id=vpc.id, cidr_block=f"10.20.{i}.0/24") for i in range(3)
+        ]
+        cluster = K3sCluster(
+            "k3s",
+            {
+                "ssh_private_key": pulumi.Output.secret(PRIVATE_KEY),
+                "ssh_public_key": "ssh-ed25519 AAAA test",
+                "ssh_allowed_cidrs": ["203.0.113.7/32"],
+                "vpc_id": vpc.id,
+                "subnet_ids": subnet_ids(subnets),
+                "load_balancer": True,
+                **extra,
+            },
+        )
+        return {"endpoint": cluster.api_endpoint}
+
+    return program
+
+
+def test_subnet_ids_may_be_one_output_as_awsx_gives_them():
+    run = engine.run(_in_program_vpc(lambda subnets: pulumi.Output.all(*[s.id for s in subnets])))
+    ids = [r.id for r in sorted(run.by_type("aws:ec2/subnet:Subnet"), key=lambda r: r.name)]
+    servers = sorted((r for r in run.by_type(INSTANCE) if "-server-" in r.name), key=lambda r: r.name)
+    assert [s.inputs["subnetId"] for s in servers] == ids  # round-robin, in the given order
+    (balancer,) = run.by_type("aws:lb/loadBalancer:LoadBalancer")
+    assert balancer.inputs["subnets"] == ids
+    assert {g.inputs["vpcId"] for g in run.by_type("aws:ec2/securityGroup:SecurityGroup")} == {
+        run.by_type("aws:ec2/vpc:Vpc")[0].id
+    }
+
+
+def test_subnet_ids_as_a_list_of_outputs_keep_each_instance_on_its_own_subnet():
+    """A plain list of Outputs is indexed at once: each instance depends on its subnet alone, so
+    replacing one subnet does not make a preview show every instance changing."""
+    run = engine.run(_in_program_vpc(lambda subnets: [s.id for s in subnets]))
+    for index in range(3):
+        server = run.named(f"k3s-server-{index}")
+        assert set(server.property_dependencies["subnetId"]) == {run.urn(f"platform-{index}")}
+
+
+def test_subnet_ids_that_resolve_to_nothing_are_refused_naming_the_field():
+    """Checked once known (it cannot be before): the instances and the balancer, whose inputs
+    wait for it, fail with the field and the fix named."""
+    with pytest.raises(Exception) as caught:
+        engine.run(_in_program_vpc(lambda subnets: subnets[0].id.apply(lambda _: [])))
+    assert "subnetIds / subnet_ids: the output given resolved to [], not a list of subnet ids" in str(caught.value)

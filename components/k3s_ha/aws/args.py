@@ -56,8 +56,10 @@ class K3sClusterArgs(TypedDict):
     """Login user of the image (default ubuntu)."""
     vpc_id: NotRequired[pulumi.Input[str]]
     """An existing VPC to use instead of creating one (give `subnet_ids` with it)."""
-    subnet_ids: NotRequired[list[pulumi.Input[str]]]
-    """Existing subnets of `vpc_id`, in different zones; nodes are spread over them in order."""
+    subnet_ids: NotRequired[pulumi.Input[list[pulumi.Input[str]]]]
+    """Existing subnets of `vpc_id`, in different zones; nodes are spread over them in order. May
+    be an output of another resource (e.g. awsx's `private_subnet_ids`); then it is checked when
+    known, before any instance is created."""
     extra_security_group_ids: NotRequired[list[pulumi.Input[str]]]
     """Further security groups for every node (e.g. your monitoring's)."""
     bastion_host: NotRequired[pulumi.Input[str]]

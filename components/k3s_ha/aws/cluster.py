@@ -95,8 +95,10 @@ class K3sCluster(pulumi.ComponentResource):
 
 def _network(name: str, settings: ClusterSettings, tags: dict[str, str], parent: pulumi.Resource) -> Network:
     if isinstance(settings.network, ExistingVpc):
+        subnets = settings.network.subnet_ids
         return Network(
-            vpc_id=pulumi.Output.from_input(settings.network.vpc_id), subnet_ids=list(settings.network.subnet_ids)
+            vpc_id=pulumi.Output.from_input(settings.network.vpc_id),
+            subnet_ids=subnets if isinstance(subnets, pulumi.Output) else list(subnets),
         )
     return build_network(name, settings.network.cidr, _zones(settings.network, parent), tags, parent)
 
@@ -218,6 +220,13 @@ class _Launch:
         resource = f"{self.cluster}-{role}-{index}"
         key = generate_host_key(resource, self.parent)
         subnets = self.network.subnet_ids
+        # Round-robin over the zones' subnets; a list from an Output is picked from once known
+        # (a plain list keeps each instance depending on its own subnet only).
+        subnet = (
+            subnets.apply(lambda ids: ids[index % len(ids)])
+            if isinstance(subnets, pulumi.Output)
+            else subnets[index % len(subnets)]
+        )
         instance = build_instance(
             resource,
             user_data=user_data(key, *([self.gate] if self.gate is not None else [])),
@@ -226,7 +235,7 @@ class _Launch:
             cluster=self.cluster,
             ami=image,
             instance_type=instance_type,
-            subnet_id=subnets[index % len(subnets)],
+            subnet_id=subnet,
             security_group_ids=[*(g.id for g in groups), *self.settings.extra_security_group_ids],
             key_name=self.key_name,
             root_volume_gb=self.settings.root_volume_gb,

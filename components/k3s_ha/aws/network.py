@@ -18,7 +18,7 @@ class Network:
     """The VPC and the subnets the nodes go in, created or given."""
 
     vpc_id: pulumi.Output[str]
-    subnet_ids: Sequence[pulumi.Input[str]]
+    subnet_ids: Sequence[pulumi.Input[str]] | pulumi.Output[list[str]]
 
 
 def subnet_cidrs(vpc_cidr: ipaddress.IPv4Network, count: int) -> list[str]:

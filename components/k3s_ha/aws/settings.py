@@ -40,7 +40,8 @@ class ExistingVpc:
     """A VPC and subnets the user already has."""
 
     vpc_id: pulumi.Input[str]
-    subnet_ids: tuple[pulumi.Input[str], ...]
+    subnet_ids: tuple[pulumi.Input[str], ...] | pulumi.Output[list[str]]
+    """A plain list is checked at once; an Output (another resource's) when it is known."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,22 @@ def _zones(value: object) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def checked_subnet_ids(ids: object, servers: int) -> list[str]:
+    """subnetIds given as an Output, once known: a non-empty list of subnet ids (checked as the
+    plain list is in _network; a warning, logged then, for servers sharing a zone)."""
+    if not isinstance(ids, (list, tuple)) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ConfigError(
+            field("subnet_ids"),
+            f"the output given resolved to {ids!r}, not a list of subnet ids",
+            "pass an output that resolves to at least one subnet id of vpcId (three, in three zones)",
+        )
+    if len(ids) < 3 and servers >= 3:
+        pulumi.log.warn(
+            f"subnetIds has {len(ids)} subnet(s): servers share a zone, so losing one zone can lose etcd quorum"
+        )
+    return list(ids)
+
+
 def _network(
     args: Mapping[str, Any], setting: Callable[[str], Any], zones: tuple[str, ...] | None, warnings: list[str]
 ) -> NewVpc | ExistingVpc:
@@ -120,6 +137,8 @@ def _network(
         subnet_count = len(zones) if zones else setting("zone_count")
         return NewVpc(checks.vpc_cidr(setting("vpc_cidr"), subnet_count), zones, setting("zone_count"))
     subnets = args.get("subnet_ids")
+    if args.get("vpc_id") and isinstance(subnets, pulumi.Output):
+        return ExistingVpc(args["vpc_id"], subnets.apply(lambda ids: checked_subnet_ids(ids, setting("servers"))))
     if not args.get("vpc_id") or not isinstance(subnets, list) or not subnets:
         raise ConfigError(
             "vpcId / vpc_id and subnetIds / subnet_ids",
