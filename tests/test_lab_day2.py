@@ -345,3 +345,30 @@ def test_a_removed_agent_that_powers_on_again_is_taken_out_at_the_next_up(make_l
     cluster.check()
     assert set(cluster.nodes("s0")) == {"lab-s0", "lab-a0", "lab-a2"}
     assert_uninstalled(cluster, cluster.host("a1"))
+
+
+def test_a_renamed_host_keeps_running_and_only_its_old_node_is_taken_out(make_lab) -> None:
+    """Issue 17.4: the owner renames a K3sBootstrap host (same address, same SSH host key) and
+    it reboots; K3s registers it as a new Node and the old Node stays NotReady. When its
+    install step next reports the new name (a version change here), the record step names
+    the old Node as leaving, at an address the renamed host's Node now holds. The removals
+    step never SSHes there (it would reach the renamed host, which is wanted: stopping and
+    uninstalling it is what an unchecked removal did) and, the old Node being NotReady, only
+    deletes that Node."""
+    cluster = Cluster(make_lab(["s0", "a0", "a1"]), ["s0"], ["a0", "a1"])
+    cluster.up()
+    a1 = cluster.host("a1")
+    cluster.lab.rename(a1, "lab-a9")
+    cluster.wait_for(
+        "a1 to register as lab-a9", lambda: cluster.nodes("s0").get("lab-a9", {}).get("Ready") == "True", 90
+    )
+    cluster.wait_for("lab-a1 to be NotReady", lambda: cluster.nodes("s0")["lab-a1"]["Ready"] != "True", 120)
+
+    report = cluster.up(version=NEXT_PATCH)
+    record_report("a renamed agent host, then a version change", report)
+    logs = {o.name: o.stderr for o in report.outcomes}
+    assert "lab-a1" in logs["lab-removals"], logs
+    cluster.check()  # lab-s0, lab-a0 and lab-a9, Ready, on the new version
+    assert "lab-a1" not in cluster.nodes("s0")
+    assert cluster.lab.unit_running(a1, "k3s-agent")
+    assert a1.path("/usr/local/bin/k3s").exists()

@@ -95,9 +95,7 @@ def _in_program_vpc(subnet_ids, **extra):
 
     def program():
         vpc = aws.ec2.Vpc("platform", cidr_block="10.20.0.0/16")
-        subnets = [
-            aws.ec2.Subnet(f"platform-{i}", vpc_id=vpc.id, cidr_block=f"10.20.{i}.0/24") for i in range(3)
-        ]
+        subnets = [aws.ec2.Subnet(f"platform-{i}", vpc_id=vpc.id, cidr_block=f"10.20.{i}.0/24") for i in range(3)]
         cluster = K3sCluster(
             "k3s",
             {

@@ -94,10 +94,12 @@ class Host:
     netns: str
     root: Path
     process: subprocess.Popen | None = None
+    renamed: str | None = None
+    """A host name given since (Lab.rename), which it boots with from then on."""
 
     @property
     def hostname(self) -> str:
-        return f"lab-{self.name}"
+        return self.renamed or f"lab-{self.name}"
 
     def path(self, inside: str) -> Path:
         """Where a file the host sees at `inside` (under a per-host mount) lives on the machine."""
@@ -365,6 +367,20 @@ class Lab:
             host, "for u in k3s k3s-agent; do if systemctl is-enabled --quiet $u; then systemctl start $u; fi; done"
         )
         assert started.status == 0, started.stderr
+
+    def rename(self, host: Host, hostname: str) -> None:
+        """The machine is given another host name and reboots (kill_host, power_on): same
+        address, disk and SSH host key, and its K3s, enabled, starts under the new name
+        (K3s names a node after its host name: pkg/cli/cmds)."""
+        self.kill_host(host)
+        host.renamed = hostname
+        hosts_file = self.root / "hosts"
+        lines = hosts_file.read_text().splitlines()
+        hosts_file.write_text(
+            "\n".join(f"{host.address} {hostname}" if line.startswith(f"{host.address} ") else line for line in lines)
+            + "\n"
+        )
+        self.power_on(host)
 
     def reimage(self, host: Host) -> None:
         """A new machine at the same address under the same host name: the old one's processes
