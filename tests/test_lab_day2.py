@@ -372,3 +372,45 @@ def test_a_renamed_host_keeps_running_and_only_its_old_node_is_taken_out(make_la
     assert "lab-a1" not in cluster.nodes("s0")
     assert cluster.lab.unit_running(a1, "k3s-agent")
     assert a1.path("/usr/local/bin/k3s").exists()
+
+
+def test_a_node_forged_with_the_agent_token_cannot_steer_the_removals(make_lab) -> None:
+    """Issue 18.1, the forged Node, in the lab: root on agent a0 registers a Node of its own
+    choosing with the agent token, at victim a1's address, with this cluster's label and a1's
+    host key annotated, as an older release decided membership from. The member record is
+    the only source now, and a kubelet's credentials cannot write it (the stand-in's Node
+    authorizer refuses): the next `up` leaves a1 running and installed, and the forged Node
+    is left for an admin."""
+    cluster = Cluster(make_lab(["s0", "a0", "a1", "a2"]), ["s0"], ["a0", "a1"])
+    cluster.up()
+    a0, a1, s0 = cluster.host("a0"), cluster.host("a1"), cluster.host("s0")
+    forge = f"""
+import json, re, ssl, urllib.error, urllib.request
+token = re.search(r"^token: (\\S+)$", open("/etc/rancher/k3s/config.yaml").read(), re.M).group(1)
+context = ssl.create_default_context(); context.check_hostname = False; context.verify_mode = ssl.CERT_NONE
+def call(method, path, body):
+    request = urllib.request.Request("https://{s0.address}:6443" + path, json.dumps(body).encode(), method=method)
+    request.add_header("Authorization", "Bearer " + token); request.add_header("Content-Type", "application/json")
+    try:
+        return urllib.request.urlopen(request, context=context).status
+    except urllib.error.HTTPError as error:
+        return error.code
+print(call("POST", "/v1-standin/nodes/lab-forged/status",
+           {{"password": "forged", "internalIP": "{a1.address}", "register": True, "since": 0}}))
+print(call("PATCH", "/api/v1/nodes/lab-forged", {{"metadata": {{
+    "labels": {{"k3s-ha.io/cluster": "lab"}},
+    "annotations": {{"k3s-ha.io/ssh-host-key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIForgedForgedForged"}}}}}}))
+print(call("PUT", "/api/v1/namespaces/kube-system/configmaps/k3s-ha-members",
+           {{"data": {{"nodes": "leaving lab-a1 agent {a1.address}"}}}}))
+"""
+    forged = cluster.lab.root_on(a0, f"python3 - <<'EOF'\n{forge}\nEOF")
+    assert forged.stdout.split() == ["200", "200", "403"], forged  # Node yes, the record no
+
+    report = cluster.up(agents=["a0", "a1", "a2"])  # adding an agent runs the record step
+    record_report("a Node forged with the agent token, then +1 agent", report)
+    assert cluster.lab.unit_running(a1, "k3s-agent")
+    assert a1.path("/usr/local/bin/k3s").exists()
+    assert cluster.nodes("s0")["lab-a1"]["Ready"] == "True"
+    assert "lab-forged" in cluster.nodes("s0")  # not ours to remove: it never was a member
+    cluster.root("s0", "k3s kubectl delete node lab-forged")
+    cluster.check()

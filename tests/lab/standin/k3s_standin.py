@@ -22,7 +22,9 @@ What it models, each from the real K3s (k3s-io/k3s) source named beside the code
   gone ("not found") and registers again on its next start (k3s-io/k3s#5404);
 - a new machine under a registered name is refused ("Node password rejected",
   pkg/nodepassword);
-- `kubectl` with the calls the node scripts and the lab make.
+- `kubectl` with the calls the node scripts and the lab make;
+- the agent token is a kubelet's identity: it may register and report Nodes, read them and
+  patch them, and nothing else (no ConfigMap, no delete): Kubernetes' Node authorizer.
 
 Not modelled: TLS on etcd, real certificates (one self-signed key per server, clients
 skip verification), containers, pods (drain only cordons), the apiserver proper.
@@ -685,6 +687,15 @@ class ApiServer:
                 is_server = token == server.token
                 if not token or token not in (server.token, server.agent_token, server.admin_token):
                     return self.reply(401, {"message": "Unauthorized"})
+                if token not in (server.token, server.admin_token) and not node_may(method, path):
+                    # The agent token is a kubelet's identity (system:node:<name>). Kubernetes'
+                    # Node authorizer lets a node read Nodes and the ConfigMaps and Secrets its
+                    # own pods use, and write only Nodes and their status (kubernetes.io docs,
+                    # "Using Node Authorization"; NodeRestriction narrows writes to its own Node,
+                    # which this stand-in, with one token for every agent, cannot tell apart).
+                    return self.reply(
+                        403, {"message": f'forbidden: User "system:node" cannot {method} {path}', "reason": "Forbidden"}
+                    )
                 try:
                     self.dispatch(method, path, is_server)
                 except EtcdError as error:
@@ -805,6 +816,16 @@ class ApiServer:
         httpd.daemon_threads = True
         httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
         httpd.serve_forever()
+
+
+def node_may(method: str, path: str) -> bool:
+    """What a kubelet's credentials may do here (see route): register and report its Node, read
+    Nodes and the server list, patch a Node; never a ConfigMap, a node password or a delete."""
+    if method == "POST":
+        return re.match(r"^/v1-standin/nodes/[a-z0-9.-]+/status$", path) is not None
+    if method == "GET":
+        return path in ("/readyz", "/v1-standin/servers", "/api/v1/nodes") or path.startswith("/api/v1/nodes/")
+    return method == "PATCH" and path.startswith("/api/v1/nodes/")
 
 
 def api_request(base: str, path: str, token: str, method: str = "GET", body: dict | None = None, timeout: float = 10):
