@@ -56,10 +56,10 @@ read_stdin() {
     fi
     read -r role name address rest <<<"$line"
     stamp=""
-    if [[ $role == agent && $rest =~ (^|\ )@([0-9]+)$ ]]; then
-      stamp=${BASH_REMATCH[2]}
-      rest=${rest%@*}
-      rest=${rest% }
+    if [[ $role == agent ]]; then
+      k3s_ha_split_stamp "$rest"
+      stamp=$_k3s_ha_stamp
+      rest=$_k3s_ha_unstamped
     fi
     if [[ ! $role =~ ^(server|agent)$ ]] || ! k3s_ha_record_line_ok "member ${name:-} $role ${address:-}${rest:+ $rest}"; then
       k3s_ha_die "stdin line '$(k3s_ha_brief "$line")' is not 'server|agent NAME ADDRESS [TYPE BASE64]' (an agent's may end with @TIME)"
@@ -155,10 +155,8 @@ main() {
     elif [[ $state == member ]]; then
       state=leaving
     fi
-    if [[ $rest =~ (^|\ )@[0-9]+$ ]]; then
-      rest=${rest%@*} # the stamp is a member's (the stamp of the machine's install)
-      rest=${rest% }
-    fi
+    k3s_ha_split_stamp "$rest" # a stamp is a member's (its machine's install), not a leaving node's
+    rest=$_k3s_ha_unstamped
     if [[ $state == leaving && -z $rest ]]; then
       rest=$(k3s_ha_legacy_key "$name")
     fi

@@ -17,11 +17,26 @@
 
 _k3s_ha_record_name=k3s-ha-members
 
+# Usage: k3s_ha_split_stamp TEXT
+# Sets _k3s_ha_stamp to the TIME of a last word "@TIME" (a fresh agent machine's install
+# stamp: record-members.sh), "" when there is none, and _k3s_ha_unstamped to TEXT without it.
+k3s_ha_split_stamp() {
+  _k3s_ha_unstamped=$1
+  _k3s_ha_stamp=""
+  if [[ $1 =~ (^|\ )@([0-9]+)$ ]]; then
+    _k3s_ha_stamp=${BASH_REMATCH[2]}
+    _k3s_ha_unstamped=${1%@*}
+    _k3s_ha_unstamped=${_k3s_ha_unstamped% }
+  fi
+}
+
 # Usage: k3s_ha_record_line_ok LINE
 k3s_ha_record_line_ok() {
-  local line=$1 state name role address type blob extra
-  if [[ $line =~ ^member\ [^\ ]+\ agent\ .*\ @[0-9]+$ ]]; then
-    line=${line% @*}
+  local line state name role address type blob extra
+  k3s_ha_split_stamp "$1"
+  line=$_k3s_ha_unstamped
+  if [[ -n $_k3s_ha_stamp && ! $line =~ ^member\ [^\ ]+\ agent\ [^\ ]+ ]]; then
+    return 1 # only an agent member carries a stamp
   fi
   read -r state name role address type blob extra <<<"$line"
   [[ $state =~ ^(member|leaving|removed)$ && $role =~ ^(server|agent)$ && -z $extra ]] || return 1
