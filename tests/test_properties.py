@@ -51,11 +51,17 @@ def _split(network: ipaddress.IPv4Network, depth: int, draw) -> list[ipaddress.I
     return _split(low, depth - 1, draw) + _split(high, depth - 1, draw)
 
 
-@given(st.data())
-def test_blocks_that_cover_the_internet_are_world_open_however_they_are_split(data) -> None:
+def _cover(data) -> list[ipaddress.IPv4Network]:
+    """0.0.0.0/0 cut into at least two blocks (one block is the plain case other tests name)."""
     blocks = _split(ipaddress.ip_network("0.0.0.0/0"), data.draw(st.integers(1, 8)), data.draw)
     if len(blocks) == 1:
         blocks = list(ipaddress.ip_network("0.0.0.0/0").subnets(prefixlen_diff=1))
+    return blocks
+
+
+@given(st.data())
+def test_blocks_that_cover_the_internet_are_world_open_however_they_are_split(data) -> None:
+    blocks = _cover(data)
     cidrs = [str(b) for b in data.draw(st.permutations(blocks))]
     assert world_open(blocks)
     assert sorted(rules.world_covered(cidrs)) == sorted(cidrs)
@@ -63,9 +69,7 @@ def test_blocks_that_cover_the_internet_are_world_open_however_they_are_split(da
 
 @given(st.data())
 def test_blocks_that_leave_one_address_out_are_not_world_open(data) -> None:
-    blocks = _split(ipaddress.ip_network("0.0.0.0/0"), data.draw(st.integers(1, 8)), data.draw)
-    if len(blocks) == 1:
-        blocks = list(ipaddress.ip_network("0.0.0.0/0").subnets(prefixlen_diff=1))
+    blocks = _cover(data)
     dropped = blocks.pop(data.draw(st.integers(0, len(blocks) - 1)))
     # Put back all of the dropped block but one address.
     address = data.draw(st.integers(0, dropped.num_addresses - 1))

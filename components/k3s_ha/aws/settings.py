@@ -123,11 +123,17 @@ def checked_subnet_ids(ids: object, servers: int) -> list[str]:
             f"the output given resolved to {ids!r}, not a list of subnet ids",
             "pass an output that resolves to at least one subnet id of vpcId (three, in three zones)",
         )
-    if len(ids) < 3 and servers >= 3:
-        pulumi.log.warn(
-            f"subnetIds has {len(ids)} subnet(s): servers share a zone, so losing one zone can lose etcd quorum"
-        )
+    warning = _shared_zone_warning(len(ids), servers)
+    if warning:
+        pulumi.log.warn(warning)
     return list(ids)
+
+
+def _shared_zone_warning(subnets: int, servers: int) -> str | None:
+    """The warning for existing subnets too few to give 3 servers a zone each."""
+    if subnets < 3 and servers >= 3:
+        return f"subnetIds has {subnets} subnet(s): servers share a zone, so losing one zone can lose etcd quorum"
+    return None
 
 
 def _network(
@@ -145,10 +151,9 @@ def _network(
             "an existing network needs both the VPC id and at least one of its subnet ids",
             "give both (subnets in three zones for a zone-tolerant cluster), or neither to have a VPC created",
         )
-    if len(subnets) < 3 and setting("servers") >= 3:
-        warnings.append(
-            f"subnetIds has {len(subnets)} subnet(s): servers share a zone, so losing one zone can lose etcd quorum"
-        )
+    warning = _shared_zone_warning(len(subnets), setting("servers"))
+    if warning:
+        warnings.append(warning)
     return ExistingVpc(args["vpc_id"], tuple(subnets))
 
 
