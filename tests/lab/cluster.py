@@ -3,6 +3,7 @@ over SSH by the driver; plus the checks the lab tests share."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
@@ -25,11 +26,22 @@ FIGURES: dict[str, dict] = {}
 
 
 def record(scenario: str, **figures) -> None:
-    """Keep a scenario's figures; written to $K3S_HA_LAB_FIGURES (JSON) when that is set."""
+    """Keep a scenario's figures; merged into $K3S_HA_LAB_FIGURES (JSON) when that is set,
+    under a lock: scenarios in parallel (pytest-xdist workers) share the file."""
     FIGURES.setdefault(scenario, {}).update(figures)
     path = os.environ.get("K3S_HA_LAB_FIGURES")
-    if path:
-        Path(path).write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")
+    if not path:
+        return
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read()
+        merged = json.loads(text) if text.strip() else {}
+        for name, values in FIGURES.items():
+            merged.setdefault(name, {}).update(values)
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(merged, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass

@@ -344,7 +344,11 @@ class Lab:
         return next(h for h in self.hosts.values() if h.address == address)
 
     def kill_unit(self, host: Host, unit: str) -> None:
-        """SIGKILL a unit's whole process group (k3s and its etcd), like a crashed machine."""
+        """SIGKILL a unit's whole process group (k3s and its etcd) and the stand-in systemd's
+        supervisor of it, like a crashed machine: nothing restarts it (Restart=always would)."""
+        supervisor = host.path(f"/run/k3s-standin/{unit}.supervisor")
+        if supervisor.exists():
+            os.kill(int(supervisor.read_text().strip()), signal.SIGKILL)
         pid_file = host.path(f"/run/k3s-standin/{unit}.pid")
         pid = int(pid_file.read_text().strip())
         os.killpg(pid, signal.SIGKILL)
@@ -358,13 +362,15 @@ class Lab:
     def power_on(self, host: Host) -> None:
         """A dead machine (kill_host) boots again with its disk as it was: its link comes up, it
         gets a new boot id, sshd starts, and systemd starts every enabled unit, as at any boot
-        (the K3s units are WantedBy=multi-user.target; install.sh)."""
+        (the K3s units are WantedBy=multi-user.target; install.sh), without waiting for them
+        to be ready: a K3s that never gets ready holds nothing up."""
         _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
         (host.root / "boot_id").unlink(missing_ok=True)
         self._boot(host, self.root / "hosts")
         self._wait_for_ssh(host, time.time() + 30)
         started = self.root_on(
-            host, "for u in k3s k3s-agent; do if systemctl is-enabled --quiet $u; then systemctl start $u; fi; done"
+            host,
+            "for u in k3s k3s-agent; do if systemctl is-enabled --quiet $u; then systemctl start --no-block $u; fi; done",
         )
         assert started.status == 0, started.stderr
 

@@ -13,10 +13,15 @@ What it models, each from the real K3s (k3s-io/k3s) source named beside the code
   joins through the registration address's /db/info and MemberAddAsLearner, refusal of a
   duplicate node name, learner promotion and the EtcdIsVoter condition from the etcd
   leader's 15 s ticker (manageTickerTime), etcd-snapshot save, and cluster-reset refused
-  while `server:` is set (pkg/cli/server/server.go);
+  while `server:` is set (pkg/cli/server/server.go); a join etcd refuses (another learner, a
+  voter down) retried every second;
+- a server whose etcd member was removed: its etcd stops, K3s writes a tombstone and runs on
+  without etcd (pkg/daemons/executor/embed.go); at its next start the db is moved aside and
+  it joins again as a NEW member (pkg/etcd/etcd.go Register). With the stand-in systemctl's
+  Restart=always, a removed server that was not disabled comes back at its next restart;
 - /ping answering "pong" before etcd and the apiserver are ready, /readyz failing while the
   local etcd member is a learner or down, Ready from kubelet heartbeats with the node
-  monitor grace period (so Ready lags a dead node by up to 40 s);
+  monitor grace period (so Ready lags a dead node by up to 50 s);
 - deleting a server's Node removes its etcd member (pkg/etcd/member_controller.go onRemove)
   and its node password; a node that still runs keeps posting status for a Node that is
   gone ("not found") and registers again on its next start (k3s-io/k3s#5404);
@@ -261,6 +266,16 @@ class Server:
         self.member_name = ""
         self.admin_token = ""
         self.stopping = threading.Event()
+        self.removed = threading.Event()
+
+    # pkg/etcd/etcd.go Register: a tombstone (written when etcd found this member removed, see
+    # etcd_exited) moves the db aside (backupDirWithRetention: <db>-old-<unix time>), so this
+    # start joins the cluster as a NEW member, under a new member name.
+    def clear_tombstone(self) -> None:
+        if not os.path.exists(os.path.join(self.db, "tombstone")):
+            return
+        log("tombstone file has been detected, removing data dir to rejoin the cluster")
+        os.rename(self.db, f"{self.db}-old-{int(time.time())}")
 
     # pkg/etcd/etcd.go setName: the name file is written on every start, before any join.
     def set_name(self, force: bool = False) -> None:
@@ -303,14 +318,37 @@ class Server:
         ]
         if initial_cluster:
             args += ["--initial-cluster", initial_cluster, "--initial-cluster-state", state]
-        self.etcd_process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.etcd_process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self.watch_etcd_log, args=(self.etcd_process,), daemon=True).start()
         log(f"started etcd {self.member_name} (state {state})")
+
+    def watch_etcd_log(self, process: subprocess.Popen) -> None:
+        """etcd's log, passed on; etcd says it was removed with rafthttp.ErrMemberRemoved's text
+        ("server error" from etcdserver/server.go, then it exits 0), which is what K3s's
+        embedded executor watches for (pkg/daemons/executor/embed.go ETCD, ErrNotify)."""
+        for line in process.stderr:
+            sys.stderr.write(line)
+            if "the member has been permanently removed from the cluster" in line:
+                self.removed.set()
+
+    def etcd_exited(self) -> None:
+        """pkg/daemons/executor/embed.go ETCD: on ErrMemberRemoved K3s writes <db>/tombstone,
+        closes etcd and logs that a restart rejoins; it does NOT exit (the goroutine returns),
+        so it runs on without etcd until something restarts it. Any other exit is fatal."""
+        self.etcd_process.wait()
+        if not self.removed.is_set():
+            fatal(f"etcd exited with status {self.etcd_process.returncode}")
+        with open(os.path.join(self.db, "tombstone"), "w"):
+            pass
+        log("This node has been removed from the cluster - please restart k3s to rejoin the cluster")
+        self.stopping.wait()
+        sys.exit(0)
 
     def wait_etcd_serving(self, seconds: float) -> None:
         deadline = time.time() + seconds
         while time.time() < deadline:
             if self.etcd_process and self.etcd_process.poll() is not None:
-                fatal(f"etcd exited with status {self.etcd_process.returncode}")
+                self.etcd_exited()
             try:
                 self.local.status()
                 return
@@ -348,12 +386,13 @@ class Server:
                     cluster.call("/v3/cluster/member/add", {"peerURLs": [self.peer_url()], "isLearner": True})
                     break
                 except EtcdError as error:
-                    # Current K3s retries while another learner is joining (pkg/etcd
-                    # (*ETCD).Start: "Waiting for other members to finish joining").
-                    if "too many learner members" not in str(error):
+                    # Current K3s retries, every second, a join that etcd refuses while another
+                    # learner is joining or a voter is down (k3s-io/k3s#7351, pkg/etcd
+                    # (*ETCD).Start): a blocked join waits out its caller's timeout.
+                    if "too many learner members" not in str(error) and "unhealthy cluster" not in str(error):
                         fatal(f"ETCD join failed: {error}")
                     log(f"Waiting for other members to finish joining etcd cluster: {error}")
-                    time.sleep(5)
+                    time.sleep(1)
             log(f"Adding member {self.member_name}={self.peer_url()} to etcd cluster {initial}")
             initial.append(f"{self.member_name}={self.peer_url()}")
         self.cluster = Etcd(["http://127.0.0.1:2379", *client_urls])
@@ -368,6 +407,7 @@ class Server:
         tls_dir = os.path.join(self.data, "server", "tls")
         api = ApiServer(self, tls_dir)
         threading.Thread(target=api.serve, daemon=True).start()  # /ping answers from here on
+        self.clear_tombstone()
         self.set_name()
         if self.is_initialized():
             self.start_etcd()
@@ -389,8 +429,7 @@ class Server:
         log("k3s is up and running")
         while not self.stopping.is_set():
             if self.etcd_process and self.etcd_process.poll() is not None:
-                # A removed member's etcd stops; K3s then exits and systemd restarts it.
-                fatal(f"etcd exited with status {self.etcd_process.returncode}")
+                self.etcd_exited()
             time.sleep(0.5)
 
     def wait_admin_credential(self) -> str:

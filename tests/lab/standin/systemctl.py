@@ -6,12 +6,18 @@ binds it over /usr/bin/systemctl, which users' sessions call.
 It runs a unit's ExecStart (with its EnvironmentFile) as a daemon in its own session, and
 models what the node scripts depend on:
 - Type=notify: `start`/`restart` block until the service reports ready (the stand-in k3s
-  writes $K3S_STANDIN_NOTIFY) and fail like systemd when it exits first;
+  writes $K3S_STANDIN_NOTIFY) and fail like systemd when it exits first; with --no-block
+  they return at once, as units started at boot do not hold anything up;
 - enable/disable as [Install] symlinks, failing for a unit file that does not exist;
 - `show --property=MainPID --value`, `is-active [--quiet]`, `is-enabled`, `daemon-reload`.
-Differences: no restart on exit (Restart=always is not modelled, so a killed server stays
-down), and `stop` ends the whole process group (the real k3s embeds etcd in its own process;
-the stand-in runs it as a child).
+- Restart=always with RestartSec (systemd.service(5)), as install.sh writes the K3s units: a
+  supervisor starts the service again RestartSec after it exits, whatever its status, until
+  `stop`. So a K3s that exits comes back, as on a real host (a removed server that was not
+  disabled rejoins; docs/real-behaviour-read.md). Between two runs `is-active` says
+  "activating", as systemd's auto-restart state does.
+Differences: `stop` ends the whole process group (the real k3s embeds etcd in its own
+process; the stand-in runs it as a child), and there is no start rate limit (systemd's
+default of 5 starts in 10 s never trips with RestartSec=5s).
 State lives in /run/k3s-standin (per lab host).
 """
 
@@ -38,6 +44,22 @@ def unit_name(arg: str) -> str:
 
 def unit_file(name: str) -> str:
     return os.path.join(UNIT_DIR, f"{name}.service")
+
+
+def unit_setting(name: str, key: str) -> str:
+    """A [Service] setting's value ('' when unset or the unit file is gone)."""
+    try:
+        with open(unit_file(name)) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    return next((line.split("=", 1)[1].strip() for line in lines if line.startswith(f"{key}=")), "")
+
+
+def restart_seconds(name: str) -> float:
+    """RestartSec= (systemd's default is 100 ms), in seconds."""
+    value = unit_setting(name, "RestartSec") or "100ms"
+    return float(value[:-2]) / 1000 if value.endswith("ms") else float(value.rstrip("s"))
 
 
 def parse_unit(name: str) -> tuple[list[str], dict[str, str]]:
@@ -81,10 +103,26 @@ def alive(pid: int) -> bool:
 def state_of(name: str) -> str:
     if pid_of(name):
         return "active"
+    if supervisor_of(name):
+        return "activating"  # systemd's auto-restart: waiting RestartSec to start it again
     return "failed" if os.path.exists(os.path.join(STATE, f"{name}.failed")) else "inactive"
 
 
+def supervisor_of(name: str) -> int:
+    try:
+        with open(os.path.join(STATE, f"{name}.supervisor")) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+    return pid if alive(pid) else 0
+
+
 def stop(name: str) -> int:
+    supervisor = supervisor_of(name)
+    if supervisor:  # no restart after this stop
+        os.kill(supervisor, signal.SIGKILL)
+        while alive(supervisor):
+            time.sleep(0.05)
     pid = pid_of(name)
     if pid:
         try:
@@ -96,7 +134,7 @@ def stop(name: str) -> int:
             time.sleep(0.1)
         if alive(pid):
             os.killpg(pid, signal.SIGKILL)
-    for suffix in ("pid", "ready"):
+    for suffix in ("pid", "ready", "supervisor"):
         try:
             os.remove(os.path.join(STATE, f"{name}.{suffix}"))
         except FileNotFoundError:
@@ -104,36 +142,35 @@ def stop(name: str) -> int:
     return 0
 
 
-def start(name: str) -> int:
+def start(name: str, block: bool = True) -> int:
     if not os.path.exists(unit_file(name)):
         print(f"Failed to start {name}.service: Unit {name}.service not found.", file=sys.stderr)
         return 5
     if pid_of(name):
         return 0
-    exec_start, env = parse_unit(name)
+    stop(name)  # a supervisor between two runs (auto-restart) is replaced by this start
     ready = os.path.join(STATE, f"{name}.ready")
     failed = os.path.join(STATE, f"{name}.failed")
     for path in (ready, failed):
         if os.path.exists(path):
             os.remove(path)
-    log = open(os.path.join(STATE, f"{name}.log"), "ab")
-    process = subprocess.Popen(
-        exec_start,
+    supervisor = subprocess.Popen(
+        [sys.executable, os.path.realpath(__file__), "--supervise", name],
         stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         cwd="/",
-        env={"PATH": PATH, "HOME": "/root", **env, "K3S_STANDIN_NOTIFY": ready},
         start_new_session=True,
     )
-    with open(os.path.join(STATE, f"{name}.pid"), "w") as f:
-        f.write(str(process.pid))
+    with open(os.path.join(STATE, f"{name}.supervisor"), "w") as f:
+        f.write(str(supervisor.pid))
+    if not block:
+        return 0
     deadline = time.time() + START_LIMIT_SECONDS
     while time.time() < deadline:
         if os.path.exists(ready):
             return 0
-        if process.poll() is not None:
-            open(failed, "w").close()
+        if os.path.exists(failed):
             print(
                 f"Job for {name}.service failed because the control process exited with error code.\n"
                 f'See "systemctl status {name}.service" and "journalctl -xeu {name}.service" for details.',
@@ -144,7 +181,41 @@ def start(name: str) -> int:
     return 1
 
 
+def supervise(name: str) -> int:
+    """The service's runs: each in its own session (so `stop` and `kill` end k3s and its etcd
+    together), the main pid written for `show` and `is-active`; after an exit, again
+    RestartSec later when the unit says Restart=always, else done."""
+    ready = os.path.join(STATE, f"{name}.ready")
+    failed = os.path.join(STATE, f"{name}.failed")
+    while os.path.exists(unit_file(name)):
+        exec_start, env = parse_unit(name)
+        with open(os.path.join(STATE, f"{name}.log"), "ab") as log:
+            process = subprocess.Popen(
+                exec_start,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd="/",
+                env={"PATH": PATH, "HOME": "/root", **env, "K3S_STANDIN_NOTIFY": ready},
+                start_new_session=True,
+            )
+        with open(os.path.join(STATE, f"{name}.pid"), "w") as f:
+            f.write(str(process.pid))
+        process.wait()
+        if os.path.exists(ready):
+            os.remove(ready)
+        open(failed, "w").close()
+        if unit_setting(name, "Restart") != "always":
+            break
+        time.sleep(restart_seconds(name))
+        if os.path.exists(failed):
+            os.remove(failed)
+    return 0
+
+
 def main(args: list[str]) -> int:
+    if args[:1] == ["--supervise"]:
+        return supervise(args[1])
     try:
         os.makedirs(STATE, exist_ok=True)
         with open(os.path.join(STATE, "systemctl.log"), "a") as f:
@@ -188,7 +259,7 @@ def main(args: list[str]) -> int:
         for name in units:
             if verb == "restart":
                 stop(name)
-            status = start(name)
+            status = start(name, block="--no-block" not in args)
             if status:
                 return status
         return 0
