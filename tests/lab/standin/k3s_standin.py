@@ -68,6 +68,10 @@ NODE_MONITOR_GRACE_SECONDS = 50
 HEARTBEAT_SECONDS = 2
 # pkg/etcd/etcd.go: manageTickerTime = 15 s, the leader's learner-promotion and voter ticker.
 MANAGE_TICKER_SECONDS = float(os.environ.get("K3S_STANDIN_MANAGE_SECONDS", "15"))
+# wrangler pkg/leader (client-go leader election), which runs K3s's leader-elected controllers,
+# the etcd member controller among them: a 45 s lease, renewed within 30 s or given up (K3s
+# then exits: OnStoppedLeading is fatal), tried every 2 s. The identity is the host name.
+LEASE_SECONDS, RENEW_DEADLINE_SECONDS, LEASE_RETRY_SECONDS = 45, 30, 2
 REFUSED = "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?"
 
 
@@ -233,6 +237,16 @@ class Etcd:
         txn = {
             "compare": [{"key": _b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}],
             "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
+        }
+        return bool(self.call("/v3/kv/txn", txn).get("succeeded"))
+
+    def swap(self, key: str, old: str | None, new: str) -> bool:
+        """Put `new` only if the value is still `old` (None: only if absent); True when put."""
+        if old is None:
+            return self.create(key, new)
+        txn = {
+            "compare": [{"key": _b64(key), "target": "VALUE", "result": "EQUAL", "value": _b64(old)}],
+            "success": [{"request_put": {"key": _b64(key), "value": _b64(new)}}],
         }
         return bool(self.call("/v3/kv/txn", txn).get("succeeded"))
 
@@ -425,6 +439,7 @@ class Server:
         check_node_password(self.cluster, self.name, role="server")
         threading.Thread(target=self.kubelet, daemon=True).start()
         threading.Thread(target=self.manage, daemon=True).start()
+        threading.Thread(target=self.member_controller, daemon=True).start()
         notify_ready()
         log("k3s is up and running")
         while not self.stopping.is_set():
@@ -520,13 +535,41 @@ class Server:
                     node = json.loads(value)
                     if "etcd" in node.get("roles", []):
                         self.set_voter_condition(node["name"], "True" if node["name"] in voters else "False")
-                self.finalize_deleted_servers(members)
                 self.refresh_cluster_endpoints()
             except EtcdError as error:
                 log(f"etcd member management: {error}")
 
+    def member_controller(self) -> None:
+        """pkg/etcd/etcd.go Register: the member controller (the etcd finalizer of server Nodes)
+        is a LeaderElectedClusterController, run only by the holder of the k3s-etcd lease. A
+        holder that dies keeps it until it expires, so finalizers wait up to 45 s; a holder
+        whose apiserver cannot renew it (its own etcd stopped: the apiserver's only endpoint
+        is the local one) exits after 30 s, and systemd restarts it (Restart=always)."""
+        key = PREFIX + "leases/k3s-etcd"
+        leading, renewed = False, 0.0
+        while not self.stopping.is_set():
+            try:
+                current = self.local.get(key)
+                lease = json.loads(current) if current else None
+                now = time.time()
+                if lease is None or lease["holder"] == self.name or now - lease["renewed"] > LEASE_SECONDS:
+                    if self.local.swap(key, current, json.dumps({"holder": self.name, "renewed": now})):
+                        if not leading:
+                            log("successfully acquired lease kube-system/k3s-etcd")
+                        leading, renewed = True, now
+            except (EtcdError, KeyError, ValueError) as error:
+                log(f"error retrieving resource lock kube-system/k3s-etcd: {error}")
+            if leading and time.time() - renewed > RENEW_DEADLINE_SECONDS:
+                fatal("leaderelection lost for k3s-etcd")
+            if leading:
+                try:
+                    self.finalize_deleted_servers(self.local.members())
+                except EtcdError as error:
+                    log(f"etcd member controller: {error}")
+            time.sleep(LEASE_RETRY_SECONDS)
+
     def finalize_deleted_servers(self, members: list[dict]) -> None:
-        """The etcd finalizer of deleted server Nodes, on the leader's ticker: remove the member,
+        """The etcd finalizer of deleted server Nodes, by the lease holder: remove the member,
         then the Node. etcd refuses to remove a started member when the started ones left would
         be below quorum (mayRemoveMember, server/etcdserver/server.go); the Node then stays
         Terminating and the next tick tries again (issue 17.3)."""

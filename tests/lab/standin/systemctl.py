@@ -46,14 +46,29 @@ def unit_file(name: str) -> str:
     return os.path.join(UNIT_DIR, f"{name}.service")
 
 
+DROP_IN_DIRS = ("/etc/systemd/system", "/run/systemd/system")
+
+
 def unit_setting(name: str, key: str) -> str:
-    """A [Service] setting's value ('' when unset or the unit file is gone)."""
-    try:
-        with open(unit_file(name)) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return ""
-    return next((line.split("=", 1)[1].strip() for line in lines if line.startswith(f"{key}=")), "")
+    """A [Service] setting's value ('' when unset or the unit file is gone): the unit file's,
+    overridden by its drop-ins (<dir>/<unit>.service.d/*.conf), merged across directories and
+    applied in file-name order, a name in /etc hiding the same name in /run (systemd.unit(5)).
+    The removals step's Restart=no drop-in is one."""
+    drop_ins: dict[str, str] = {}
+    for directory in reversed(DROP_IN_DIRS):
+        folder = os.path.join(directory, f"{name}.service.d")
+        if os.path.isdir(folder):
+            drop_ins.update({f: os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".conf")})
+    files = [unit_file(name), *(drop_ins[f] for f in sorted(drop_ins))]
+    value = ""
+    for path in files:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        value = next((line.split("=", 1)[1].strip() for line in lines if line.startswith(f"{key}=")), value)
+    return value
 
 
 def restart_seconds(name: str) -> float:
