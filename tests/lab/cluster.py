@@ -123,17 +123,21 @@ class Cluster:
         version: str | None = None,
         key: Path | None = None,
         invariant=None,
+        replace: tuple[str, ...] = (),
     ) -> driver.Report:
         """`pulumi up` with the given changes (none: the first up, or a rerun): the step
         model's apply waves, then its delete waves. When a step fails, the state becomes what
         the engine would have recorded (step_model.state_after_failure) and StepFailed is raised.
-        `invariant()` (returns what is wrong, or None) is checked after every step."""
+        `invariant()` (returns what is wrong, or None) is checked after every step. `replace`:
+        resource names to replace although unchanged (`pulumi up --replace URN`)."""
         self.servers = self.servers if servers is None else servers
         self.agents = self.agents if agents is None else agents
         self.version = version or self.version
         self.key = key or self.key
         after = self.record_program()
-        plan = step_model.plan_up(self.recorded, after)
+        urns = [r.urn for r in after.registrations if r.name in replace]
+        assert len(urns) == len(replace), f"no resource named {replace}"
+        plan = step_model.plan_up(self.recorded, after, replace=urns)
         applies, deletes = driver.plan_waves(plan)
         try:
 

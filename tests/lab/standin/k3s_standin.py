@@ -281,6 +281,7 @@ class Server:
         self.admin_token = ""
         self.stopping = threading.Event()
         self.removed = threading.Event()
+        self.leading = False  # holds the k3s-etcd lease (member_controller)
 
     # pkg/etcd/etcd.go Register: a tombstone (written when etcd found this member removed, see
     # etcd_exited) moves the db aside (backupDirWithRetention: <db>-old-<unix time>), so this
@@ -462,6 +463,11 @@ class Server:
 
     def on_term(self, *_):
         self.stopping.set()
+        if self.leading:  # wrangler pkg/leader ReleaseOnCancel: a clean stop hands the lease on
+            try:
+                self.local.put(PREFIX + "leases/k3s-etcd", json.dumps({"holder": "", "renewed": 0}))
+            except EtcdError:
+                pass
         if self.etcd_process and self.etcd_process.poll() is None:
             self.etcd_process.terminate()
             try:
@@ -542,11 +548,12 @@ class Server:
     def member_controller(self) -> None:
         """pkg/etcd/etcd.go Register: the member controller (the etcd finalizer of server Nodes)
         is a LeaderElectedClusterController, run only by the holder of the k3s-etcd lease. A
-        holder that dies keeps it until it expires, so finalizers wait up to 45 s; a holder
-        whose apiserver cannot renew it (its own etcd stopped: the apiserver's only endpoint
-        is the local one) exits after 30 s, and systemd restarts it (Restart=always)."""
+        holder that dies keeps it until it expires, so finalizers wait up to 45 s (one that is
+        stopped releases it: ReleaseOnCancel); a holder whose apiserver cannot renew it (its
+        own etcd stopped: the apiserver's only endpoint is the local one) exits after 30 s,
+        and systemd restarts it (Restart=always)."""
         key = PREFIX + "leases/k3s-etcd"
-        leading, renewed = False, 0.0
+        renewed = 0.0
         while not self.stopping.is_set():
             try:
                 current = self.local.get(key)
@@ -554,14 +561,14 @@ class Server:
                 now = time.time()
                 if lease is None or lease["holder"] == self.name or now - lease["renewed"] > LEASE_SECONDS:
                     if self.local.swap(key, current, json.dumps({"holder": self.name, "renewed": now})):
-                        if not leading:
+                        if not self.leading:
                             log("successfully acquired lease kube-system/k3s-etcd")
-                        leading, renewed = True, now
+                        self.leading, renewed = True, now
             except (EtcdError, KeyError, ValueError) as error:
                 log(f"error retrieving resource lock kube-system/k3s-etcd: {error}")
-            if leading and time.time() - renewed > RENEW_DEADLINE_SECONDS:
+            if self.leading and time.time() - renewed > RENEW_DEADLINE_SECONDS:
                 fatal("leaderelection lost for k3s-etcd")
-            if leading:
+            if self.leading:
                 try:
                     self.finalize_deleted_servers(self.local.members())
                 except EtcdError as error:
