@@ -157,11 +157,13 @@ def test_a_leaving_agent_is_removed_by_the_first_server_and_its_old_steps_run_no
     assert [line.split()[:3] for line in leaving.splitlines()] == [
         ["leaving", engine.node_name("dev-agent-1-start"), "agent"]
     ]
-    # It runs after every node has started, and the SSH key reaches it only on stdin.
+    # It runs after every node has started, and the cluster's removal key (never the
+    # operator's login key, issue 18.3) reaches it only on stdin.
     for start in ("dev-server-2-start", "dev-agent-0-start"):
         assert fewer.depends_on("dev-removals", start)
-    assert key == PRIVATE_KEY and removals.is_secret("stdin")
-    assert PRIVATE_KEY not in removals.inputs["create"] and PRIVATE_KEY not in record.inputs["stdin"]
+    assert key == fewer.named("dev-removal-key").outputs["privateKeyOpenssh"] and removals.is_secret("stdin")
+    assert PRIVATE_KEY not in ran.inputs_used["stdin"]
+    assert key not in removals.inputs["create"] and key not in record.inputs["stdin"]
     for name in ("dev-agent-1-start", "dev-agent-1-install"):
         assert "delete" not in base.named(name).inputs, name
 

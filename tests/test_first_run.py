@@ -32,8 +32,9 @@ def _without_keys(**overrides):
 
 
 def _ssh_keys(run):
-    """The login keys the cluster generated (each node's host key is a tls.PrivateKey too)."""
-    return [k for k in run.by_type(TLS_KEY) if not k.name.endswith("-host-key")]
+    """The login keys the cluster generated (each node's host key is a tls.PrivateKey too, and
+    so is the cluster's removal key)."""
+    return [k for k in run.by_type(TLS_KEY) if not k.name.endswith(("-host-key", "-removal-key"))]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ KEY = "tls:index/privateKey:PrivateKey"
 
 def test_every_node_gets_its_own_ed25519_host_key():
     run = engine.run(engine.main_program, config(agents=1), SECRET_KEYS)
-    keys = {r.name: r for r in run.by_type(KEY)}
+    keys = {r.name: r for r in run.by_type(KEY) if r.name != "dev-removal-key"}
     assert set(keys) == {f"dev-{h}-host-key" for h in ("server-0", "server-1", "server-2", "agent-0")}
     assert {r.inputs["algorithm"] for r in keys.values()} == {"ED25519"}
 
@@ -241,13 +241,17 @@ def test_no_secret_reaches_the_day2_steps_command_text():
         for i in run.by_type(INSTANCE)
     }
     secrets |= {r.outputs["result"] for r in run.by_type("random:index/randomPassword:RandomPassword")}
-    assert len(secrets) == 7  # login key, 4 host keys, 2 tokens
+    removal_key = run.named("dev-removal-key").outputs["privateKeyOpenssh"]
+    secrets.add(removal_key.splitlines()[1])
+    assert len(secrets) == 8  # login key, 4 host keys, 2 tokens, the removal key
     record = run.named("dev-members")
     assert not record.is_secret("stdin") and not any(secret in record.inputs["stdin"] for secret in secrets)
     steps = [s for name, s in commands(run).items() if name.endswith(("-removals", "-evict"))]
     assert len(steps) == 4  # the removals and the servers' evicts
     for step in steps:
-        assert step.inputs["stdin"].endswith(PRIVATE_KEY) and step.is_secret("stdin")
+        # The cluster's removal key, never the operator's login key (issue 18.3).
+        assert step.inputs["stdin"].endswith(removal_key) and step.is_secret("stdin")
+        assert PRIVATE_KEY.splitlines()[1] not in step.inputs["stdin"], step.name
         text = step.inputs["create"]
         assert not step.is_secret("create"), "public keys only: the text stays readable in previews"
         for secret in secrets:

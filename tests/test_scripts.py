@@ -343,6 +343,56 @@ def unit_env_file(node: Node, unit: str) -> str:
     return (node.systemd_dir / f"{unit}.env").read_text()
 
 
+REMOVAL_BLOB = "AAAAC3NzaC1lZDI1NTE5AAAAIHsL0rmvYlJ8XWq0pO2AwDVkjZ5WJQ8D3zJ7mX1G0cQe"
+
+
+def removal_line(sources: str = "10.0.0.0/16", blob: str = REMOVAL_BLOB, cluster: str = "dev") -> str:
+    return f'restrict,from="{sources}" ssh-ed25519 {blob} k3s-ha-removal:{cluster}'
+
+
+def test_install_puts_the_removal_key_in_place_of_its_old_line_and_keeps_the_others(node: Node) -> None:
+    """Issue 18.3: the user's other keys stay; an earlier line of this cluster's removal key
+    (another first server's key, other sources) is replaced; another cluster's is kept; a
+    second run with the same line writes nothing."""
+    keys = node.root / "home" / ".ssh" / "authorized_keys"
+    keys.parent.mkdir(parents=True)
+    operator = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorOperatorOperatorOperatorOperator00 me@laptop"
+    other_cluster = removal_line(cluster="prod")
+    keys.write_text(f"{operator}\n{removal_line(sources='10.9.0.0/16', blob='AAAAold')}\n{other_cluster}\n")
+    params = install_params(
+        node, "agent", K3S_HA_SSH_USER="ubuntu", K3S_HA_REMOVAL_KEY=removal_line(), K3S_HA_AUTHORIZED_KEYS=str(keys)
+    )
+
+    result = node.run("install-k3s", params)
+    assert result.returncode == 0, result.stderr
+    assert keys.read_text().splitlines() == [operator, other_cluster, removal_line()]
+    assert oct(keys.stat().st_mode & 0o777) == "0o600"
+
+    written = keys.stat().st_mtime_ns
+    again = node.run("install-k3s", params)
+    assert again.returncode == 0, again.stderr
+    assert keys.stat().st_mtime_ns == written and keys.read_text().count("k3s-ha-removal:dev") == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'restrict,from="10.0.0.0/16",command="sh" ssh-ed25519 AAAAC3Nza k3s-ha-removal:dev',
+        "ssh-ed25519 AAAAC3Nza k3s-ha-removal:dev",
+        'restrict,from="10.0.0.0/16" ssh-ed25519 AAAAC3Nza k3s-ha-removal:dev\nssh-rsa AAAA evil',
+        'restrict,from="10.0.0.0/16" ssh-ed25519 AAAAC3Nza other-comment',
+    ],
+    ids=["another option", "no restrict", "a second line", "another comment"],
+)
+def test_install_refuses_a_removal_key_line_of_any_other_shape(node: Node, line: str) -> None:
+    keys = node.root / "authorized_keys"
+    params = install_params(node, "agent", K3S_HA_SSH_USER="ubuntu", K3S_HA_REMOVAL_KEY=line)
+    result = node.run("install-k3s", {**params, "K3S_HA_AUTHORIZED_KEYS": str(keys)})
+    assert result.returncode == 1
+    assert "K3S_HA_REMOVAL_KEY is not an authorized_keys line of a k3s-ha removal key" in result.stderr
+    assert not keys.exists()
+
+
 @pytest.mark.parametrize(("role", "unit"), [("server", "k3s.service"), ("agent", "k3s-agent.service")])
 def test_install_keeps_the_script_text_out_of_the_units_env_file(node: Node, role: str, unit: str) -> None:
     # issue 10.6: real sudo exports SUDO_COMMAND, the whole `bash -c '<script>'` text, and

@@ -260,6 +260,9 @@ def test_a_hung_reconcile_is_stopped_whole_and_leaves_nothing_running(node: Node
     assert "the step did not finish within 2s" in result.stderr
     assert (node.state / "hung-ssh.pid").exists()  # it did hang in the ssh to a0
     assert "a0" in _cluster(node)["nodes"]  # stopped before its Node was deleted
+    # Had the stop been a SIGKILL (no exit handlers), the agent would still forget the key
+    # when the bound is over: its lifetime is the bound plus run.sh's 10 s kill-after, and 5.
+    assert "ssh-agent -s -t 17" in _events(node)
     _assert_nothing_left_running(node)
     _assert_key_hidden(node, result)
     _assert_no_temp_files_left(node)

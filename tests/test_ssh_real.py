@@ -39,7 +39,17 @@ set -euo pipefail
 ip link set lo up
 mkdir -p /run/sshd
 . "$LIB"
-"$SSHD" -D -e -p 22 -o ListenAddress=127.0.0.1 -h "$DIR/host" -o AuthorizedKeysFile="$DIR/user.pub" \
+AUTH=$DIR/user.pub
+if [[ -n ${SOURCES:-} ]]; then
+  # The removal key's line as the install step writes it, beside a line of another key.
+  AUTH=$(mktemp "$DIR/authorized.XXXXXX")
+  k3s_ha_at_exit rm -f "$AUTH"
+  cp "$DIR/other.pub" "$AUTH"
+  read -r type blob _ <"$DIR/user.pub"
+  K3S_HA_AUTHORIZED_KEYS=$AUTH k3s_ha_authorize_removal_key root "restrict,from=\"$SOURCES\" $type $blob k3s-ha-removal:lab"
+  printf 'lines=%s\n' "$(wc -l <"$AUTH")"
+fi
+"$SSHD" -D -e -p 22 -o ListenAddress=127.0.0.1 -h "$DIR/host" -o AuthorizedKeysFile="$AUTH" \
   -o StrictModes=no -o PidFile=none </dev/null >/dev/null 2>"$DIR/sshd.log" &
 k3s_ha_at_exit kill "$!"
 for _ in $(seq 50); do
@@ -47,6 +57,7 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 K3S_HA_SSH_USER=root
+K3S_HA_STEP_SECONDS=60
 k3s_ha_load_ssh_key <"$DIR/user"
 if [[ $PIN != none ]]; then
   k3s_ha_pin_host_key 127.0.0.1 "$(<"$DIR/$PIN.pub")"
@@ -67,8 +78,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def _run(keys: Path, pin: str, tmp_path: Path) -> tuple[str, str]:
+def _run(keys: Path, pin: str, tmp_path: Path, sources: str = "") -> tuple[str, str]:
     env = {
+        "SOURCES": sources,
         "PATH": os.environ["PATH"],
         "DIR": str(keys),
         "LIB": str(SCRIPT_DIR / "lib.sh"),
@@ -100,3 +112,15 @@ def test_another_key_fails_before_authentication_and_nothing_runs(keys: Path, tm
 def test_an_unpinned_address_accepts_any_key(keys: Path, tmp_path: Path) -> None:
     out, _ = _run(keys, "none", tmp_path)
     assert out == "status=0 refused=0 output=ran-on-the-host"
+
+
+def test_the_removal_key_line_lets_the_key_in_from_its_sources_only(keys: Path, tmp_path: Path) -> None:
+    """Issue 18.3: the line k3s_ha_authorize_removal_key writes, read by the real sshd: from an
+    address it names the command runs (the line is added, the other key's kept); from any
+    other address the key is refused before anything runs."""
+    out, log = _run(keys, "host", tmp_path, sources="127.0.0.1")
+    assert out.splitlines() == ["lines=2", "status=0 refused=0 output=ran-on-the-host"]
+
+    out, log = _run(keys, "host", tmp_path, sources="10.9.9.0/24")
+    assert out.splitlines() == ["lines=2", "status=255 refused=0 output="]
+    assert "Accepted publickey" not in log

@@ -18,7 +18,7 @@ import yaml
 from k3s_ha import DEFAULT_K3S_VERSION, K3sBootstrap
 
 from lab import driver
-from lab.harness import Host, Lab
+from lab.harness import SUBNET, Host, Lab
 
 READY_TIMEOUT_SECONDS = 120
 ETCDCTL = "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379"
@@ -90,6 +90,9 @@ class Cluster:
             "k3s_version": self.version,
             "install_url": self.lab.install_url,
             "ready_timeout_seconds": self.ready_timeout,
+            # The removal key is let in from the lab's network only (the hosts and the hub,
+            # where the driver logs in with the operator's key, as Pulumi would).
+            "removal_key_sources": [f"{SUBNET}.0/24"],
         }
 
     def program(self):

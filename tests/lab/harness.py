@@ -255,7 +255,9 @@ class Lab:
                 [
                     f"ListenAddress {host.address}",
                     f"HostKey {self.root / 'ssh_host_ed25519_key'}",
-                    f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
+                    # The lab's login keys, then the user's own file on the host (where the
+                    # install step puts the cluster's removal key).
+                    f"AuthorizedKeysFile {self.root / 'authorized_keys'} .ssh/authorized_keys",
                     "PidFile /run/sshd.pid",
                     "StrictModes no",
                     "UsePAM no",

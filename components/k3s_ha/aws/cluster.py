@@ -386,4 +386,7 @@ def _bootstrap_settings(
         },
         agent_config=settings.agent_config,
         registries=settings.registries,
+        # The removal key is let in from inside the VPC only, a range no server replacement
+        # changes (bootstrap/removal_key.py). An existing VPC's range is not looked up.
+        removal_key_sources=(str(settings.network.cidr),) if isinstance(settings.network, NewVpc) else (),
     )

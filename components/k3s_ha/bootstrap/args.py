@@ -71,6 +71,11 @@ class K3sBootstrapArgs(TypedDict):
     else the first server's `address`."""
     tls_sans: NotRequired[list[pulumi.Input[str]]]
     """Further names or addresses for the API certificate."""
+    removal_key_sources: NotRequired[list[pulumi.Input[str]]]
+    """Addresses or CIDR ranges the cluster's removal key is accepted from (its authorized_keys
+    `from=`): the servers' private addresses or the subnets they live in. Unset: from any
+    address (the key is still `restrict`ed). Keep it stable across server replacements: a node
+    accepts the key from the sources it had when its install step last ran."""
     server_config: NotRequired[dict[str, Any]]
     """Further config.yaml settings for every server (identical on all of them), e.g.
     `etcd-snapshot-retention`."""

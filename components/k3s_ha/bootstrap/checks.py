@@ -4,6 +4,7 @@ checks are in validation.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import pulumi
@@ -164,3 +165,21 @@ def host_key(value: object, arg: str) -> None:
             "give the host's key line, e.g. the content of /etc/ssh/ssh_host_ed25519_key.pub "
             "(`ssh-ed25519 AAAA... root@host`)",
         )
+
+
+def address_range(value: object, arg: str) -> None:
+    """An IP address or CIDR range, as authorized_keys `from=` takes it (sshd(8)); an Output
+    (another resource's address) is taken as is."""
+    if isinstance(value, pulumi.Output):
+        return
+    if isinstance(value, str):
+        try:
+            ipaddress.ip_network(value, strict=False)
+            return
+        except ValueError:
+            pass
+    raise ConfigError(
+        arg,
+        f"{value!r} is not an IP address or CIDR range",
+        "give the servers' private addresses or their subnets, e.g. 10.0.0.0/16",
+    )

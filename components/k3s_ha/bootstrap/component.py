@@ -20,6 +20,7 @@ from . import checks
 from .args import HostArgs, K3sBootstrapArgs, SshArgs
 from .plan import BootstrapPlan
 from .remote import DEFAULT_DIAL_ERROR_LIMIT, PER_DIAL_TIMEOUT_SECONDS, Node, ship_bundle
+from .removal_key import removal_key
 from .settings import BootstrapSettings, parse_bootstrap_args
 from .token_check import check_tokens
 from .wiring import wire_steps
@@ -97,7 +98,9 @@ class K3sBootstrap(pulumi.ComponentResource):
 
         token = self._token(name, "token", tokens.token)
         agent_token = self._token(name, "agent-token", tokens.agent_token)
-        plan = BootstrapPlan.decide(name, settings, token, agent_token, init, ssh)
+        plan = BootstrapPlan.decide(
+            name, settings, token, agent_token, init, ssh, removal_key(name, settings.removal_key_sources, self)
+        )
 
         steps = wire_steps(plan, servers, agents, self)
         self.kubeconfig = steps.kubeconfig

@@ -31,11 +31,14 @@ TEST_HOOKS = frozenset(
         "K3S_HA_CLOUD_INIT_TIMEOUT",
         "K3S_HA_DOWNLOAD_TIMEOUT",
         "K3S_HA_INSTALLER_TIMEOUT",
+        "K3S_HA_AUTHORIZED_KEYS",
+        "K3S_HA_STEP_SECONDS",
     }
 )
 """Environment the scripts read that Pulumi does not set: paths and waits the tests (and people
 running a script by hand on an odd layout) override. Python sets none of them, but for
-K3S_HA_DATA_DIR on the start steps (_Start.data_dir), which know it from the config they send."""
+K3S_HA_DATA_DIR on the start steps (_Start.data_dir), which know it from the config they send.
+K3S_HA_STEP_SECONDS is the step's time bound, which run.sh passes on to the script."""
 
 
 def bound(default: int) -> int:
@@ -101,6 +104,10 @@ class InstallK3s(Script):
     role: str = env("K3S_ROLE")
     install_url: str = env("K3S_INSTALL_URL")
     upgrade_from: str | None = env("K3S_HA_UPGRADE_FROM", None)
+    ssh_user: pulumi.Input[str] | None = env("K3S_HA_SSH_USER", None)
+    removal_key: pulumi.Input[str] | None = env("K3S_HA_REMOVAL_KEY", None)
+    """The authorized_keys line of the cluster's removal key (plan.RemovalKey), which the
+    script puts into `ssh_user`'s file; None: left as it is."""
 
     def seconds(self) -> int:
         # cloud-init 600 + installer download 300 + installer 900 (install-k3s.sh) + 120.

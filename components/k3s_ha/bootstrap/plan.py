@@ -10,6 +10,7 @@ import pulumi
 
 from ..versions import upgrade_prerequisite
 from .remote import Node
+from .removal_key import RemovalKey
 from .settings import BootstrapSettings
 
 if TYPE_CHECKING:
@@ -43,8 +44,9 @@ class BootstrapPlan:
     install_url: str
     ssh_user: pulumi.Input[str]
     """Login user on every node; the removals and evict steps log in from a server with it."""
-    ssh_private_key: pulumi.Output[str]
-    """The SSH key (secret); it reaches a server only on a step's stdin."""
+    removal: RemovalKey
+    """The key the removals and evict steps log in with from a server (removal_key.py); the
+    operator's SSH key never reaches a server."""
     balancer_grace_seconds: int = 0
     """How long a leaving server waits, refusing new API connections from outside the cluster,
     for a load balancer's health check to take it out (0: no balancer in front)."""
@@ -64,10 +66,10 @@ class BootstrapPlan:
         agent_token: pulumi.Output[str],
         init: Node,
         ssh: SshArgs,
+        removal: RemovalKey,
     ) -> BootstrapPlan:
         """Fill in the addresses: without a registration address (a load balancer), nodes join
-        through the first server's private address and the kubeconfig points at its `address`.
-        `ssh["private_key"]`: the component's one secret Output, shared by every connection."""
+        through the first server's private address and the kubeconfig points at its `address`."""
         api_address = settings.api_address or settings.registration_address or init.address
         registration = settings.registration_address or init.private_address
         return cls(
@@ -82,7 +84,7 @@ class BootstrapPlan:
             ready_timeout_seconds=settings.k3s.ready_timeout_seconds,
             install_url=settings.install_url,
             ssh_user=ssh["user"],
-            ssh_private_key=ssh["private_key"],  # already the component's one secret Output
+            removal=removal,
             balancer_grace_seconds=BALANCER_GRACE_SECONDS if settings.registration_address is not None else 0,
             server_extra=dict(settings.server_config),
             agent_extra=dict(settings.agent_config),

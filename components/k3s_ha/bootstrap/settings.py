@@ -68,6 +68,8 @@ class BootstrapSettings:
     api_address: pulumi.Input[str] | None = None
     """None: the registration address when one is given, else the first server's address."""
     tls_sans: tuple[pulumi.Input[str], ...] = ()
+    removal_key_sources: tuple[pulumi.Input[str], ...] = ()
+    """Where the removal key may log in from (authorized_keys from=); empty: anywhere."""
     server_config: Mapping[str, Any] = field(default_factory=dict)
     agent_config: Mapping[str, Any] = field(default_factory=dict)
     registries: Mapping[str, Any] | None = None
@@ -91,6 +93,8 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         validation.host_address(args.get(arg), validation.field(arg))
     for index, san in enumerate(args.get("tls_sans") or ()):
         validation.host_address(san, f"tlsSans / tls_sans[{index}]")
+    for index, source in enumerate(args.get("removal_key_sources") or ()):
+        checks.address_range(source, f"removalKeySources / removal_key_sources[{index}]")
     checks.install_url(args.get("install_url", DEFAULT_INSTALL_URL))
     schedule = (args.get("server_config") or {}).get("etcd-snapshot-schedule-cron")
     if schedule is not None:
@@ -115,6 +119,7 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         registration_address=args.get("registration_address"),
         api_address=args.get("api_address"),
         tls_sans=tuple(args.get("tls_sans") or ()),
+        removal_key_sources=tuple(args.get("removal_key_sources") or ()),
         server_config=passthrough.k3s_settings(args.get("server_config"), "server_config", "server"),
         agent_config=passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent"),
         registries=passthrough.registries(args.get("registries")),

@@ -8,7 +8,9 @@
 # Parameters (environment): K3S_VERSION (required, e.g. v1.36.4+k3s1), K3S_ROLE (required,
 # server|agent), K3S_INSTALL_URL (default https://get.k3s.io), K3S_HA_UPGRADE_FROM (optional:
 # the release this node must run before moving to K3S_VERSION's minor), K3S_HA_CLOUD_INIT_TIMEOUT
-# (seconds, default 600), K3S_HA_DOWNLOAD_TIMEOUT (seconds for fetching the installer,
+# (seconds, default 600), K3S_HA_REMOVAL_KEY and K3S_HA_SSH_USER (the authorized_keys line
+# of this cluster's removal key, put into that user's file: lib.sh
+# k3s_ha_authorize_removal_key), K3S_HA_DOWNLOAD_TIMEOUT (seconds for fetching the installer,
 # default 300), K3S_HA_INSTALLER_TIMEOUT (seconds for the installer, which downloads the
 # binary, default 900), and for tests K3S_HA_BIN_DIR, K3S_HA_SYSTEMD_DIR, K3S_HA_STAGE_DIR
 # (contracts.InstallK3s;
@@ -88,6 +90,13 @@ if command -v cloud-init >/dev/null 2>&1; then
   k3s_ha_log "waiting for cloud-init to finish"
   timeout --foreground "$((K3S_HA_CLOUD_INIT_TIMEOUT > 0 ? K3S_HA_CLOUD_INIT_TIMEOUT : 1))" \
     cloud-init status --wait >/dev/null 2>&1 || true
+fi
+
+# This cluster's removal key, which the first server's removals and evict steps log in with
+# (never the operator's key: issue 18.3).
+if [[ -n ${K3S_HA_REMOVAL_KEY:-} ]]; then
+  k3s_ha_require_param K3S_HA_SSH_USER
+  k3s_ha_authorize_removal_key "$K3S_HA_SSH_USER" "$K3S_HA_REMOVAL_KEY"
 fi
 
 if [[ $current == "$version" && -f $unit_path ]]; then

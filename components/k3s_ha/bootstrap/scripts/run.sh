@@ -21,7 +21,8 @@ if [[ ! $seconds =~ ^[1-9][0-9]{0,6}$ ]]; then
 fi
 printf 'k3s-ha: %s (bundle %.12s) may take up to %ss\n' "$script" "$(basename "$here")" "$seconds" >&2
 status=0
-timeout --preserve-status --kill-after=10 "$seconds" bash "$here/$script.sh" || status=$?
+# The bound goes to the script too: an ssh-agent it starts forgets its key by then (lib.sh).
+K3S_HA_STEP_SECONDS=$seconds timeout --preserve-status --kill-after=10 "$seconds" bash "$here/$script.sh" || status=$?
 if ((status == 143 || status == 137)); then
   printf 'k3s-ha: error: the step did not finish within %ss and was stopped, with everything it had started; see the log above\n' "$seconds" >&2
   status=1

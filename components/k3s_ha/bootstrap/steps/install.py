@@ -30,7 +30,14 @@ def install(
     return run_script(
         f"{plan.name}-{node.name}-install",
         node,
-        InstallK3s(version=plan.k3s_version, role=role, install_url=plan.install_url, upgrade_from=plan.upgrade_from),
+        InstallK3s(
+            version=plan.k3s_version,
+            role=role,
+            install_url=plan.install_url,
+            upgrade_from=plan.upgrade_from,
+            ssh_user=plan.ssh_user,
+            removal_key=plan.removal.authorized_line,
+        ),
         parent=parent,
         depends_on=guards,
         # An agent's first step (a server's is its version guard, which this waits for).

@@ -203,9 +203,9 @@ def remove_members(
     parent: pulumi.Resource,
 ) -> command.remote.Command:
     """`<name>-removals`: after every node started (`after`), takes out the nodes `members`
-    named as leaving (remove-members.sh). Its stdin (secret: it ends with the SSH key) is that
-    list, which stays the same while nothing leaves: adding a node does not run it."""
-    stdin = pulumi.Output.all(members.stdout, plan.ssh_private_key).apply(
+    named as leaving (remove-members.sh). Its stdin (secret: it ends with the cluster's removal
+    key) is that list, which stays the same while nothing leaves: adding a node does not run it."""
+    stdin = pulumi.Output.all(members.stdout, plan.removal.private_key).apply(
         lambda v: (v[0] or "") + NODES_END + "\n" + v[1]
     )
     return run_script(
@@ -250,6 +250,6 @@ def evict_stale_node(
         ),
         parent=parent,
         depends_on=after,
-        stdin=plan.ssh_private_key,
+        stdin=plan.removal.private_key,
         identity=node.replace_on,
     )

@@ -8,11 +8,15 @@
 # never touches a disk (`ssh-add -` reads the key from stdin: openssh ssh-add.c, filename
 # "-"). The agent detaches into a session of its own (openssh ssh-agent.c: the forked agent
 # calls setsid()), out of reach of the signal the step's time bound sends to the step's
-# process group, so it is stopped at exit however the step ends. Also makes the run's SSH
+# process group, so it is stopped at exit however the step ends; and should the step die
+# without its exit handlers (SIGKILL), the agent forgets the key when the step's bound is over
+# (`ssh-agent -t`: every key added gets that lifetime; run.sh passes the bound as
+# K3S_HA_STEP_SECONDS, and 15 s more covers its 10 s kill-after). Also makes the run's SSH
 # directory (_k3s_ha_ssh_dir, mode 0700 in TMPDIR, removed at exit) for the known_hosts file
 # k3s_ha_pin_host_key writes and what ssh says on stderr.
 k3s_ha_load_ssh_key() {
   local key
+  k3s_ha_require_seconds K3S_HA_STEP_SECONDS
   key=$(cat)
   if [[ -z $key ]]; then
     k3s_ha_die "the SSH private key must arrive on stdin"
@@ -20,7 +24,7 @@ k3s_ha_load_ssh_key() {
   _k3s_ha_ssh_dir=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/k3s-ha-ssh.XXXXXX") \
     || k3s_ha_die "could not create a temporary directory in ${TMPDIR:-/tmp}"
   k3s_ha_at_exit rm -rf -- "$_k3s_ha_ssh_dir"
-  eval "$(ssh-agent -s)" >/dev/null || k3s_ha_die "could not start ssh-agent"
+  eval "$(ssh-agent -s -t "$((K3S_HA_STEP_SECONDS + 15))")" >/dev/null || k3s_ha_die "could not start ssh-agent"
   k3s_ha_at_exit k3s_ha_stop_ssh_agent
   printf '%s\n' "$key" | ssh-add -q - >/dev/null 2>&1 || k3s_ha_die "ssh-add refused the SSH private key"
 }
@@ -162,4 +166,51 @@ k3s_ha_is_host_key() {
   read -r type blob extra <<<"$1"
   [[ $type =~ ^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|rsa-sha2-(256|512))$ ]] \
     && [[ ${blob:-} =~ ^[A-Za-z0-9+/]+={0,3}$ && -z $extra ]]
+}
+
+# Usage: k3s_ha_authorize_removal_key USER LINE
+# Puts LINE, this cluster's removal key as the install step builds it
+#   restrict[,from="ADDRESS,..."] ssh-ed25519 BLOB k3s-ha-removal:CLUSTER
+# into USER's ~/.ssh/authorized_keys (K3S_HA_AUTHORIZED_KEYS in tests), in place of any line
+# with the same comment (the key of an earlier first server, or other server addresses), and
+# leaves every other line as it was. `restrict` turns off forwarding of every kind and ptys;
+# `from=` lets the key in only from the servers' addresses (sshd(8), AUTHORIZED_KEYS FILE
+# FORMAT). Nothing is written when the line is there already. Refuses a LINE of any other
+# shape, so that nothing else (another option, a second line) gets into the file.
+k3s_ha_authorize_removal_key() {
+  local user=$1 line=$2 marker file dir home tmp kept
+  [[ $line =~ ^restrict(,from=\"[0-9A-Fa-f.:,/]+\")?\ ssh-ed25519\ [A-Za-z0-9+/]+={0,3}\ (k3s-ha-removal:[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$ ]] \
+    || k3s_ha_die "K3S_HA_REMOVAL_KEY is not an authorized_keys line of a k3s-ha removal key"
+  marker=${BASH_REMATCH[2]}
+  file=${K3S_HA_AUTHORIZED_KEYS:-}
+  if [[ -z $file ]]; then
+    home=$(getent passwd "$user" | cut -d: -f6) || home=""
+    [[ -n $home && -d $home ]] || k3s_ha_die "user $user (K3S_HA_SSH_USER) has no home directory on this machine"
+    file=$home/.ssh/authorized_keys
+  fi
+  if [[ -f $file ]] && grep -qxF -- "$line" "$file"; then
+    return 0
+  fi
+  dir=$(dirname -- "$file")
+  if [[ ! -d $dir ]]; then
+    (umask 077 && mkdir -p -- "$dir") || k3s_ha_die "could not create $dir"
+    [[ -n ${K3S_HA_AUTHORIZED_KEYS:-} ]] || chown "$user:" "$dir" || k3s_ha_die "could not give $dir to $user"
+  fi
+  tmp=$(umask 077 && mktemp "$file.k3s-ha.XXXXXX") || k3s_ha_die "could not write in $dir"
+  k3s_ha_at_exit rm -f -- "$tmp"
+  {
+    if [[ -f $file ]]; then
+      while IFS= read -r kept || [[ -n $kept ]]; do
+        [[ $kept == *" $marker" ]] || printf '%s\n' "$kept"
+      done <"$file"
+    fi
+    printf '%s\n' "$line"
+  } >"$tmp" || k3s_ha_die "could not write $tmp"
+  if [[ -f $file ]]; then
+    chown --reference="$file" -- "$tmp" || k3s_ha_die "could not give $tmp the owner of $file"
+  elif [[ -z ${K3S_HA_AUTHORIZED_KEYS:-} ]]; then
+    chown "$user:" -- "$tmp" || k3s_ha_die "could not give $tmp to $user"
+  fi
+  mv -f -- "$tmp" "$file" || k3s_ha_die "could not replace $file"
+  k3s_ha_log "authorized this cluster's removal key (${marker}) for $user, from the servers only"
 }
