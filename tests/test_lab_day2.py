@@ -487,3 +487,24 @@ def test_a_rebuilt_server_whose_host_name_is_a_live_nodes_is_refused_and_the_liv
     report = cluster.up()
     record_report("a rebuilt server under a live Node's name, renamed, re-run", report)
     cluster.check()
+
+
+def test_a_drain_a_disruption_budget_blocks_waits_its_timeout_and_the_agent_still_leaves(make_lab) -> None:
+    """Issue 17 (the stand-in as unkind as K3s): `kubectl drain` honours PodDisruptionBudgets.
+    An eviction a budget forbids is answered 429 and retried every 5 s until drain's
+    --timeout, and then drain fails (k8s.io/kubectl pkg/drain evictPods). The removals step
+    waits out its drain timeout (120 s), says the drain failed, and removes the agent anyway,
+    as docs/day2.md says (the pods' data goes with the node: move it off first)."""
+    cluster = Cluster(make_lab(["s0", "a0", "a1"]), ["s0"], ["a0", "a1"])
+    cluster.up()
+    pod = '{"namespace": "default", "name": "web-0", "disruptionBudget": "web"}'
+    assert cluster.root("s0", f"{ETCDCTL} put /k3s-standin/pods/lab-a1/default/web-0 '{pod}'").status == 0
+
+    report = cluster.up(agents=["a0"])
+    record_report("an agent leaves, its drain blocked by a disruption budget", report)
+    removals = next(o for o in report.outcomes if o.name == "lab-removals")
+    assert "Cannot evict pod as it would violate the pod's disruption budget" in removals.stderr, removals.stderr
+    assert "draining lab-a1 failed or timed out; removing it anyway" in removals.stderr
+    assert removals.seconds >= 120, "the drain gave up before its timeout"
+    cluster.check()
+    assert_uninstalled(cluster, cluster.host("a1"))

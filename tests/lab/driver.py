@@ -11,10 +11,12 @@ the step's connection host: every action of a wave in parallel, waves one after 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import engine
 import step_model
@@ -179,6 +181,16 @@ class LabMocks(engine.CloudMocks):
 
     def new_resource(self, args):
         rid, state = super().new_resource(args)
+        if args.typ == "tls:index/privateKey:PrivateKey" and args.name.endswith("-removal-key"):
+            # The cluster's removal key really logs in to lab hosts: a real ED25519 key, made
+            # once per lab and kept across `up`s, as pulumi-tls keeps it in the state.
+            private = self.lab.root / "removal-key"
+            if not private.exists():
+                subprocess.run(
+                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(private)], check=True
+                )
+            state.update(privateKeyOpenssh=private.read_text(), publicKeyOpenssh=Path(f"{private}.pub").read_text())
+            return rid, state
         script = engine.script_name(state.get("create")) if args.typ == COMMAND else None
         if script in ("start-server", "start-agent", "install-k3s"):
             connection = engine._reveal(args.inputs["connection"], "", set())

@@ -32,7 +32,8 @@ What it models, each from the real K3s (k3s-io/k3s) source named beside the code
   patch them, and nothing else (no ConfigMap, no delete): Kubernetes' Node authorizer.
 
 Not modelled: TLS on etcd, real certificates (one self-signed key per server, clients
-skip verification), containers, pods (drain only cordons), the apiserver proper.
+skip verification), containers, the apiserver proper. Pods exist only as records a test puts
+under /k3s-standin/pods/<node>/ (for drain: one naming a disruption budget cannot be evicted).
 """
 
 from __future__ import annotations
@@ -845,10 +846,38 @@ class ApiServer:
                     return self.reply(200, json.loads(found))
                 if path == "/api/v1/nodes" and method == "GET":
                     return self.reply(200, {"kind": "NodeList", "items": self.nodes()})
+                if path == "/api/v1/pods" and method == "GET":
+                    # Only `--field-selector spec.nodeName=NODE`, what kubectl drain lists.
+                    node = self.path.split("spec.nodeName%3D", 1)[-1].split("spec.nodeName=", 1)[-1].split("&")[0]
+                    pods = server.cluster.get_prefix(PREFIX + f"pods/{node}/")
+                    return self.reply(200, {"kind": "PodList", "items": [json.loads(v) for v in pods.values()]})
+                match = re.match(r"^/api/v1/namespaces/([a-z0-9-]+)/pods/([a-z0-9.-]+)/eviction$", path)
+                if match and method == "POST":
+                    return self.evict(*match.groups())
                 match = re.match(r"^/api/v1/nodes/([a-z0-9.-]+)$", path)
                 if match:
                     return self.node(method, match.group(1))
                 return self.reply(404, {"message": "the server could not find the requested resource"})
+
+            def evict(self, namespace: str, name: str):
+                """The Eviction API: a pod a PodDisruptionBudget protects is refused with 429
+                (pkg/registry/core/pod/storage/eviction.go); the lab's pods name the budget
+                that blocks them, and nothing else (no pod the lab makes may be evicted)."""
+                for key, value in server.cluster.get_prefix(PREFIX + "pods/").items():
+                    pod = json.loads(value)
+                    if (pod.get("namespace"), pod.get("name")) != (namespace, name):
+                        continue
+                    if pod.get("disruptionBudget"):
+                        return self.reply(
+                            429,
+                            {
+                                "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                                "reason": "TooManyRequests",
+                            },
+                        )
+                    server.cluster.delete_prefix(key)
+                    return self.reply(201, {"kind": "Status", "status": "Success"})
+                return self.reply(404, {"message": f'pods "{name}" not found', "reason": "NotFound"})
 
             def nodes(self, only: str | None = None) -> list[dict]:
                 store = server.cluster
@@ -1181,9 +1210,7 @@ def kubectl(args: list[str]) -> int:
         if status != 200:
             return fail(status, text)
         print(f"node/{kind} cordoned")
-        if verb == "drain":
-            print(f"node/{kind} drained")  # no pods in the lab to evict
-        return 0
+        return drain(kind, args, call) if verb == "drain" else 0
     if verb == "label" and kind in ("node", "nodes") and name:
         labels = dict(w.split("=", 1) for w in words[3:] if "=" in w)
         status, text = call(f"/api/v1/nodes/{name}", "PATCH", {"metadata": {"labels": labels}})
@@ -1248,6 +1275,38 @@ def kubectl(args: list[str]) -> int:
         return show({"kind": "PersistentVolumeList", "apiVersion": "v1", "items": []})
     print(f"stand-in kubectl: unsupported call: {' '.join(args)}", file=sys.stderr)
     return 64
+
+
+def drain(node: str, args: list[str], call) -> int:
+    """kubectl drain after the cordon (k8s.io/kubectl pkg/drain, evictPods): evicts every pod on
+    the node through the Eviction API; one a PodDisruptionBudget protects (429) is tried again
+    every 5 s until --timeout (0: for ever), and then drain fails."""
+    limit = next((a.split("=", 1)[1] for a in args if a.startswith("--timeout=")), "0s")
+    seconds = float(limit.rstrip("s") or 0)
+    deadline = time.time() + seconds if seconds else float("inf")
+    status, text = call(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")
+    pending = [(p["namespace"], p["name"]) for p in json.loads(text).get("items", [])] if status == 200 else []
+    while pending:
+        namespace, name = pending[0]
+        print(f"evicting pod {namespace}/{name}", file=sys.stderr)
+        status, text = call(f"/api/v1/namespaces/{namespace}/pods/{name}/eviction", "POST", {})
+        if status in (200, 201, 404):
+            print(f"pod/{name} evicted")
+            pending.pop(0)
+            continue
+        if time.time() + 5 > deadline:
+            error = f'error when evicting pods/"{name}" -n "{namespace}": global timeout reached: {limit}'
+            print(f'There are pending pods in node "{node}" when an error occurred: {error}', file=sys.stderr)
+            print(
+                f'error: unable to drain node "{node}" due to error: [{error}], continuing command...', file=sys.stderr
+            )
+            print(f"There are pending nodes to be drained:\n {node}", file=sys.stderr)
+            return 1
+        message = json.loads(text).get("message", text) if text.startswith("{") else text
+        print(f'error when evicting pods/"{name}" -n "{namespace}" (will retry after 5s): {message}', file=sys.stderr)
+        time.sleep(5)
+    print(f"node/{node} drained")
+    return 0
 
 
 # --- etcd-snapshot and cluster-reset --------------------------------------------------------
