@@ -237,6 +237,8 @@ def test_preview_runs_each_stack_with_the_policy_pack_and_fails_the_job_on_a_vio
     assert "| tee preview.log" in command
     assert preview["env"] == {
         "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+        "PULUMI_BACKEND_URL": "${{ vars.PULUMI_BACKEND_URL }}",
+        "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
         "STACK": "${{ matrix.stack }}",
     }
     # No continue-on-error anywhere: a failed preview fails the check.
@@ -308,9 +310,16 @@ def test_preview_installs_dependencies_selects_the_stack_and_assumes_an_aws_role
     assert index_of(workflow, "preview", stack) < preview
     assert stack["env"] == {
         "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+        "PULUMI_BACKEND_URL": "${{ vars.PULUMI_BACKEND_URL }}",
+        "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
         "STACK": "${{ matrix.stack }}",
         "PREVIEW_ENVIRONMENT": "${{ vars.PULUMI_PREVIEW_ENVIRONMENT }}",
+        "NOTE_FILE": "preview-note.md",
     }
+    # The preview itself logs in to the same backend as the stack selection.
+    preview_env = _preview_step(workflow)["env"]
+    for name in ("PULUMI_ACCESS_TOKEN", "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"):
+        assert preview_env[name] == stack["env"][name], name
 
     aws = step_using(workflow, "preview", "aws-actions/configure-aws-credentials")
     assert index_of(workflow, "preview", aws) < preview
@@ -325,7 +334,13 @@ def test_the_set_up_guide_names_everything_the_workflow_reads():
     text = PREVIEW.read_text()
     guide = (DOCS / "pr-previews.md").read_text()
     names = set(re.findall(r"\b(?:secrets|vars)\.([A-Z][A-Z0-9_]+)", text))
-    assert names == {"PULUMI_ACCESS_TOKEN", "PULUMI_PREVIEW_ENVIRONMENT", "AWS_PREVIEW_ROLE_ARN"}
+    assert names == {
+        "PULUMI_ACCESS_TOKEN",
+        "PULUMI_PREVIEW_ENVIRONMENT",
+        "AWS_PREVIEW_ROLE_ARN",
+        "PULUMI_BACKEND_URL",
+        "PULUMI_CONFIG_PASSPHRASE",
+    }
     assert {n for n in names if f"`{n}`" not in guide} == set()
 
 
@@ -368,11 +383,24 @@ def _run_script(name: str, env: dict[str, str], bin_dir: Path, cwd: Path) -> sub
     )
 
 
+def _pulumi(bin_dir: Path, calls: Path, deployed: bool = True) -> None:
+    """A stand-in `pulumi` (not the real CLI): records its arguments; `stack select` without
+    --create fails unless the stack is `deployed`; `stack export` prints a state of 2 resources."""
+    _stand_in(
+        bin_dir,
+        "pulumi",
+        f"""printf "%s\\n" "$*" >> {calls}
+if [[ "$1 $2" == "stack select" && " $* " != *" --create "* ]]; then {"exit 0" if deployed else "exit 255"}; fi
+if [[ "$1 $2" == "stack export" ]]; then echo '{{"deployment": {{"resources": [{{}}, {{}}]}}}}'; fi
+""",
+    )
+
+
 def test_preview_stack_drops_the_operators_keys_from_the_stack_file_then_attaches_the_environment(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls"
-    _stand_in(bin_dir, "pulumi", f'printf "%s\\n" "$*" >> {calls}\n')
+    _pulumi(bin_dir, calls)
     (tmp_path / "stacks").mkdir()
     stack_file = tmp_path / "stacks" / "Pulumi.dev.yaml"
     stack_file.write_text(
@@ -384,11 +412,50 @@ def test_preview_stack_drops_the_operators_keys_from_the_stack_file_then_attache
     )
     assert result.returncode == 0, result.stderr
     assert calls.read_text().splitlines() == [
-        "stack select --create --non-interactive dev",
+        "stack select --non-interactive dev",
+        "stack export --stack dev",
         "config rm --stack dev sshAllowedCidrs",
         "config rm --stack dev sshPublicKey",
         "config env add --stack dev --yes k3s-ha/preview",
     ]
+    note = (tmp_path / "preview-note.md").read_text()
+    assert note.startswith("Compared with the deployed stack `dev` in Pulumi Cloud (2 resources in its state)")
+
+
+def test_preview_without_a_deployed_stack_says_it_shows_a_first_up(tmp_path):
+    """Issue 20.4: a preview against a stack nobody deployed shows only creates; the comment
+    must say so rather than pass it off as the change to a running cluster."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    _pulumi(bin_dir, calls, deployed=False)
+    result = _run_script(
+        "preview-stack.sh", {"STACK": "prod", "PREVIEW_ENVIRONMENT": "k3s-ha/preview"}, bin_dir, tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines()[:2] == [
+        "stack select --non-interactive prod",
+        "stack select --create --non-interactive prod",
+    ]
+    note = (tmp_path / "preview-note.md").read_text()
+    assert note.startswith(":warning: Pulumi Cloud has no stack `prod`: this preview shows what a first `pulumi up`")
+
+
+def test_preview_against_the_deployments_own_backend_keeps_the_committed_settings(tmp_path):
+    """With PULUMI_BACKEND_URL (the bucket deployments log in to), the deployed stack is
+    previewed with the stack file as deployments use it: no ESC environment, no key dropped."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    _pulumi(bin_dir, calls)
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  k3s-ha:sshAllowedCidrs:\n    - 198.51.100.0/24\n")
+    env = {"STACK": "dev", "PREVIEW_ENVIRONMENT": "", "PULUMI_BACKEND_URL": "s3://team-pulumi-state?region=eu-west-1"}
+    result = _run_script("preview-stack.sh", env, bin_dir, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == ["stack select --non-interactive dev", "stack export --stack dev"]
+    note = (tmp_path / "preview-note.md").read_text()
+    assert "deployed stack `dev` in s3://team-pulumi-state (2 resources" in note
 
 
 def test_preview_stack_without_an_environment_says_what_to_set(tmp_path):
@@ -399,6 +466,7 @@ def test_preview_stack_without_an_environment_says_what_to_set(tmp_path):
     result = _run_script("preview-stack.sh", {"STACK": "dev", "PREVIEW_ENVIRONMENT": ""}, bin_dir, tmp_path)
     assert result.returncode == 1
     assert "PULUMI_PREVIEW_ENVIRONMENT" in result.stderr and "docs/pr-previews.md" in result.stderr
+    assert "PULUMI_BACKEND_URL" in result.stderr
     assert not calls.exists()
 
 
@@ -461,6 +529,16 @@ def test_a_failed_preview_is_posted_with_its_output(gh):
     assert body.startswith("<!-- k3s-ha-preview:dev -->\n")
     assert ":x: failed" in body and "k3s-no-world-open-ssh" in body and "<details open>" in body
     assert "https://github.com/someone/k3s-ha/actions/runs/1" in body
+
+
+def test_the_comment_says_what_the_preview_compared_with(gh):
+    note = gh / "preview-note.md"
+    note.write_text(":warning: Pulumi Cloud has no stack `dev`: this preview shows what a first `pulumi up` would create\n")
+    result = _comment(gh, "success", "Resources:\n    + 30 to create\n", [[]], NOTE_FILE=str(note))
+    assert result.returncode == 0, result.stderr
+    body = (gh / "sent-POST").read_text()
+    heading = body.index("#### `pulumi preview` of stack `dev`")
+    assert heading < body.index(":warning: Pulumi Cloud has no stack `dev`") < body.index("+ 30 to create")
 
 
 def test_a_later_run_edits_the_stacks_own_comment_found_on_any_page(gh):

@@ -5,8 +5,9 @@
 # policy violation or a program error would otherwise never reach the pull request.
 #
 # Environment: GITHUB_REPOSITORY, PR_NUMBER, STACK, OUTCOME (the preview step's outcome:
-# success, failure, skipped, cancelled), LOG_FILE (the preview's output), RUN_URL, GH_TOKEN
-# (for gh). Needs gh and jq (both on GitHub's ubuntu runners).
+# success, failure, skipped, cancelled), LOG_FILE (the preview's output), NOTE_FILE (what the
+# preview compared with, from preview-stack.sh; optional), RUN_URL, GH_TOKEN (for gh). Needs gh
+# and jq (both on GitHub's ubuntu runners).
 set -euo pipefail
 
 : "${GITHUB_REPOSITORY:?}" "${PR_NUMBER:?}" "${STACK:?}" "${OUTCOME:?}" "${LOG_FILE:?}" "${RUN_URL:?}"
@@ -27,6 +28,10 @@ trap 'rm -f "$body"' EXIT
   echo "$marker"
   echo "#### \`pulumi preview\` of stack \`${STACK}\`: ${verdict}"
   echo
+  if [[ -n ${NOTE_FILE:-} && -s $NOTE_FILE ]]; then
+    cat "$NOTE_FILE"
+    echo
+  fi
   if [[ -s $LOG_FILE ]]; then
     size=$(wc -c <"$LOG_FILE")
     if [[ $OUTCOME == success ]]; then echo "<details><summary>Output</summary>"; else echo "<details open><summary>Output</summary>"; fi
