@@ -533,7 +533,9 @@ def test_a_failed_preview_is_posted_with_its_output(gh):
 
 def test_the_comment_says_what_the_preview_compared_with(gh):
     note = gh / "preview-note.md"
-    note.write_text(":warning: Pulumi Cloud has no stack `dev`: this preview shows what a first `pulumi up` would create\n")
+    note.write_text(
+        ":warning: Pulumi Cloud has no stack `dev`: this preview shows what a first `pulumi up` would create\n"
+    )
     result = _comment(gh, "success", "Resources:\n    + 30 to create\n", [[]], NOTE_FILE=str(note))
     assert result.returncode == 0, result.stderr
     body = (gh / "sent-POST").read_text()
