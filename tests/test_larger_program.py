@@ -140,3 +140,36 @@ def test_subnet_ids_that_resolve_to_nothing_are_refused_naming_the_field():
     with pytest.raises(Exception) as caught:
         engine.run(_in_program_vpc(lambda subnets: subnets[0].id.apply(lambda _: [])))
     assert "subnetIds / subnet_ids: the output given resolved to [], not a list of subnet ids" in str(caught.value)
+
+
+def _with_provider():
+    from k3s_ha import kubernetes_provider
+
+    cluster = K3sCluster("k3s", {**_cluster_args(), "ssh_private_key": pulumi.Output.secret(PRIVATE_KEY)})
+    kubernetes_provider("k3s", cluster)
+    return {}
+
+
+def _cluster_args() -> dict:
+    return {"ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5me caller", "ssh_allowed_cidrs": ["203.0.113.7/32"]}
+
+
+def test_a_kubernetes_provider_gets_the_secret_kubeconfig_and_waits_for_the_whole_cluster():
+    """Issue 19.3: k3s_ha.kubernetes_provider, for the rest of a program."""
+    run = engine.run(_with_provider)
+    [provider] = run.by_type("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"].startswith("apiVersion: v1") and provider.is_secret("kubeconfig")
+    # The SDK expands a dependency on a component into its resources: every step included.
+    steps = [c for c in run.by_type("command:remote:Command")]
+    assert steps and {c.urn for c in steps} <= provider.dependencies
+    assert run.urn("k3s-removals") in provider.dependencies
+
+
+def test_without_pulumi_kubernetes_the_provider_helper_says_what_to_install(monkeypatch):
+    import sys
+
+    from k3s_ha import kubernetes_provider
+
+    monkeypatch.setitem(sys.modules, "pulumi_kubernetes", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'k3s-ha\[kubernetes\]'"):
+        kubernetes_provider("k3s", object())

@@ -5,6 +5,7 @@ __version__ = "0.1.0"  # the one version: pyproject.toml, the provider schema, t
 from .aws import K3sCluster, K3sClusterArgs
 from .bootstrap import HostArgs, K3sBootstrap, K3sBootstrapArgs, SshArgs
 from .errors import ConfigError
+from .kubernetes import kubernetes_provider
 from .versions import DEFAULT_K3S_VERSION
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "K3sCluster",
     "K3sClusterArgs",
     "SshArgs",
+    "kubernetes_provider",
 ]

@@ -8,7 +8,7 @@ namespace for the application and a ConfigMap telling it where its bucket is.
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from k3s_ha import K3sCluster
+from k3s_ha import K3sCluster, kubernetes_provider
 
 config = pulumi.Config()
 stack = pulumi.get_stack()
@@ -41,17 +41,21 @@ cluster = K3sCluster(
         "agents": config.get_int("agents", 1),
         "agent_instance_type": config.get("agentInstanceType", "t3.medium"),
         "tags": tags,
-        # Into this program's own network, once K3sClusterArgs has these (today the cluster
-        # creates its own VPC across three zones):
-        #   "vpc_id": vpc.id,
-        #   "subnet_ids": [subnet.id for subnet in subnets],       # one per zone, in order
-        #   "extra_security_group_ids": [monitoring.id],           # e.g. the scraper's group
+        # Into a network this organisation already has, when the stack names one (vpcId and
+        # subnetIds, one subnet per zone; subnet_ids may also be an Output, as awsx's
+        # private_subnet_ids is); without them the cluster makes its own VPC across three zones.
+        **(
+            {"vpc_id": config.require("vpcId"), "subnet_ids": config.require_object("subnetIds")}
+            if config.get("vpcId")
+            else {}
+        ),
     },
 )
 
-# Everything Kubernetes goes through this provider. The kubeconfig is known only once the
-# cluster is up, so the namespace waits for the bootstrap; it stays secret in the provider.
-kubernetes = k8s.Provider("k3s", kubeconfig=cluster.kubeconfig)
+# Everything Kubernetes goes through this provider (k3s_ha.kubernetes_provider: the cluster's
+# secret kubeconfig, and it waits for the whole cluster, so the namespace comes after the last
+# node has joined).
+kubernetes = kubernetes_provider("k3s", cluster)
 in_cluster = pulumi.ResourceOptions(provider=kubernetes)
 
 namespace = k8s.core.v1.Namespace(
