@@ -106,9 +106,9 @@ class Cluster:
 
         return program
 
-    def record_program(self) -> engine.Run:
+    def record_program(self, replace: tuple[str, ...] = ()) -> engine.Run:
         """Run the program in the mock engine (its outputs agreeing with the lab)."""
-        self.mocks = driver.LabMocks(self.lab, previous=self.recorded)
+        self.mocks = driver.LabMocks(self.lab, previous=self.recorded, replace=frozenset(replace))
         return engine.run(self.program(), mocks=self.mocks)
 
     def run(self, waves: list[list[driver.Action]], check=None) -> driver.Report:
@@ -137,7 +137,7 @@ class Cluster:
         self.agents = self.agents if agents is None else agents
         self.version = version or self.version
         self.key = key or self.key
-        after = self.record_program()
+        after = self.record_program(replace)
         urns = [r.urn for r in after.registrations if r.name in replace]
         assert len(urns) == len(replace), f"no resource named {replace}"
         plan = step_model.plan_up(self.recorded, after, replace=urns)

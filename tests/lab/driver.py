@@ -171,10 +171,13 @@ class LabMocks(engine.CloudMocks):
     which K3s takes from the host name), so later steps get the names the lab really has.
     `expected_stdout` lets the driver check that prediction against what the step printed."""
 
-    def __init__(self, lab: Lab, previous: engine.Run | None = None):
+    def __init__(self, lab: Lab, previous: engine.Run | None = None, replace: frozenset[str] = frozenset()):
         super().__init__()
         self.lab = lab
         self.previous = previous
+        self.replace = replace
+        """Names of steps this `up` replaces (`--replace`): they run again, so the program gets
+        what they print this time, never the old state's outputs."""
         """The stack's state before this `up`: a step whose inputs did not change keeps its
         outputs, as the engine gives the program the old state's outputs for a `same` step."""
         self.expected_stdout: dict[str, str] = {}
@@ -261,7 +264,7 @@ class LabMocks(engine.CloudMocks):
         return "".join(sorted(lines))
 
     def _unchanged_stdout(self, name: str, state: dict) -> str | None:
-        if self.previous is None:
+        if self.previous is None or name in self.replace:
             return None
         old = next((r for r in self.previous.registrations if r.name == name), None)
         if old is None or old.type != COMMAND:

@@ -1294,7 +1294,7 @@ def drain(node: str, args: list[str], call) -> int:
             print(f"pod/{name} evicted")
             pending.pop(0)
             continue
-        if time.time() + 5 > deadline:
+        if time.time() >= deadline:
             error = f'error when evicting pods/"{name}" -n "{namespace}": global timeout reached: {limit}'
             print(f'There are pending pods in node "{node}" when an error occurred: {error}', file=sys.stderr)
             print(
@@ -1304,7 +1304,7 @@ def drain(node: str, args: list[str], call) -> int:
             return 1
         message = json.loads(text).get("message", text) if text.startswith("{") else text
         print(f'error when evicting pods/"{name}" -n "{namespace}" (will retry after 5s): {message}', file=sys.stderr)
-        time.sleep(5)
+        time.sleep(max(0.0, min(5.0, deadline - time.time())))
     print(f"node/{node} drained")
     return 0
 
