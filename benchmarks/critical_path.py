@@ -187,12 +187,12 @@ def main() -> None:
     print one JSON line per size with its critical path."""
     import json
 
-    import engine
     from measure import (
         BASE_CONFIG,
         SECRET_KEYS,
         measure,  # noqa: F401  (sets up paths and SDK imports)
     )
+    from support import engine
 
     for size in sys.argv[1:]:
         servers, agents = map(int, size.split(":"))

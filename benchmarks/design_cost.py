@@ -21,13 +21,14 @@ older commit to measure the design before a change) and prints one JSON line:
 - `largest_command`: the longest `create`/`update` text plus `stdin` of any one step, and which;
   `reconcile_command` and `reconcile_stdin_per_node` for the one cluster-wide step.
 - with --add-agent: `add_agent_steps`, the remote steps a second `up` with one more agent runs
-  (tests/step_model.py, as `pulumi up` plans it), and what that agent adds to the checkpoint (at
+  (tests/support/step_model.py, as `pulumi up` plans it), and what that agent adds to the checkpoint (at
   500 agents, the project's limit, the 500th is added to 499).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -41,6 +42,15 @@ def _setup(tree: Path) -> None:
     os.chdir(tree)
     for sub in ("components", "tests"):
         sys.path.insert(0, str(tree / sub))
+
+
+def _support(name: str):
+    """A test support module of the tree measured: `support.<name>` since the tests were
+    sorted into tiers (issue 20.6), a top-level module in the older trees `--before` names."""
+    try:
+        return importlib.import_module(f"support.{name}")
+    except ModuleNotFoundError:
+        return importlib.import_module(name)
 
 
 def _size(value, secret: bool) -> int:
@@ -74,8 +84,9 @@ def _script(text: str) -> str:
 
 
 def measure(servers: int, agents: int, add_agent: bool) -> dict:
-    import engine
-    from helpers import SECRET_KEYS, config
+    engine = _support("engine")
+    helpers = _support("helpers")
+    SECRET_KEYS, config = helpers.SECRET_KEYS, helpers.config  # noqa: N806
 
     run = engine.run(engine.main_program, config(servers=servers, agents=agents), SECRET_KEYS)
     nodes = servers + agents
@@ -136,7 +147,7 @@ def measure(servers: int, agents: int, add_agent: bool) -> dict:
         "reconcile_stdin": len(reconcile.inputs.get("stdin") or ""),
     }
     if add_agent:
-        import step_model
+        step_model = _support("step_model")
 
         # The project allows at most 500 agents: at that size, add the 500th to 499.
         base = (

@@ -3,7 +3,7 @@
     python benchmarks/measure.py project SERVERS AGENTS [--shape-out FILE] [--graph] [--tracemalloc]
     python benchmarks/measure.py floor SERVERS AGENTS --shape FILE [--tracemalloc]
 
-Wall and CPU seconds of the program under the recording mock engine (tests/engine.py), peak
+Wall and CPU seconds of the program under the recording mock engine (tests/support/engine.py), peak
 RSS, and what it registered. Provider SDKs are imported before the clock starts, for both
 sides: their import cost is the same and not the program's. `--shape-out` saves the remote
 steps the floor replays (floor.shape_of); `--graph` adds the critical-path analysis;
@@ -48,7 +48,7 @@ _ = (
     pulumi.runtime.mocks,
 )
 
-# tests/helpers.py BASE_CONFIG, copied so the benchmark does not move when the tests do.
+# tests/support/helpers.py BASE_CONFIG, copied so the benchmark does not move when the tests do.
 BASE_CONFIG = {
     "aws:region": "eu-west-1",
     "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-key-material\n-----END OPENSSH PRIVATE KEY-----",

@@ -1,7 +1,7 @@
 """k3s-ha policy pack: `pulumi preview --policy-pack policy` (the PR preview workflow does this).
 
 Every policy is mandatory: a violation fails the preview or update. The rules themselves are
-pure functions in k3s_rules.py; tests/test_policy.py runs them on the project's own program.
+pure functions in k3s_rules.py; tests/engine/test_policy.py runs them on the project's own program.
 """
 
 import sys

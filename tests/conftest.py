@@ -1,25 +1,11 @@
-"""Fixtures shared by the test modules (components/ is on the path through pytest.ini)."""
+"""Fixtures every tier shares (components/ and tests/ are on the path through pytest.ini; the
+support code is the `support` package). Each tier folder's conftest.py adds its own."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from fake_node import Node, make_node
 from k3s_ha import operator_address
-
-# The lab's fixtures (make_lab, ...), for every lab test file.
-pytest_plugins = ["lab.fixtures"]
-
-# What `auto` in sshAllowedCidrs / apiAllowedCidrs resolves to in every test (a documentation
-# address): tests never ask checkip.amazonaws.com.
-OPERATOR_ADDRESS = "198.51.100.23"
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Node:
-    """A fake machine for the node scripts: stand-in tools first on PATH, per-test dirs."""
-    return make_node(tmp_path)
+from support.helpers import OPERATOR_ADDRESS
 
 
 @pytest.fixture(autouse=True)

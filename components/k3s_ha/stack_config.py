@@ -1,7 +1,7 @@
 """Stack config (camelCase keys declared in Pulumi.yaml) -> K3sClusterArgs (snake_case).
 
 Every K3sClusterArgs field is a config key, read by the kind of its annotation; nothing is
-listed twice. tests/test_project_config.py keeps Pulumi.yaml's `config:` block in step.
+listed twice. tests/engine/test_project_config.py keeps Pulumi.yaml's `config:` block in step.
 """
 
 from __future__ import annotations

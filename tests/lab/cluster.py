@@ -11,11 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import engine
 import pulumi
-import step_model
 import yaml
 from k3s_ha import DEFAULT_K3S_VERSION, K3sBootstrap
+from support import engine, step_model
 
 from lab import driver
 from lab.harness import SUBNET, Host, Lab

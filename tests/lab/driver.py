@@ -1,7 +1,7 @@
 """Runs a program's remote steps on the lab's hosts over real SSH, in the engine's order.
 
-The mock engine (tests/engine.py) records every remote.Command the program registers; the
-step model (tests/step_model.py, plan_up) says what a real `pulumi up` or `destroy` does with
+The mock engine (tests/support/engine.py) records every remote.Command the program registers; the
+step model (tests/support/step_model.py, plan_up) says what a real `pulumi up` or `destroy` does with
 them, in waves. Each command step's text (`create`, `update` or `delete`, whichever the
 provider would run), with its `stdin`, goes over real SSH to the lab host whose address is
 the step's connection host: every action of a wave in parallel, waves one after another.
@@ -18,9 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import engine
-import step_model
 from k3s_ha.bootstrap.bundle import SCRIPT_DIR
+from support import engine, step_model
 
 from lab.harness import Lab
 

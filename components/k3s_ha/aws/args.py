@@ -4,7 +4,7 @@ Each field's name, type and docstring here are the source: the stack config key 
 camelCase name (stack_config.py reads them all from this class), the component provider's
 schema is inferred from it (no `from __future__ import annotations` here: the SDK's analyzer
 needs real types), and the defaults sit in the two tables below. Pulumi.yaml's `config:` block
-and the table in docs/configuration.md repeat them for people; tests/test_project_config.py keeps them in step.
+and the table in docs/configuration.md repeat them for people; tests/engine/test_project_config.py keeps them in step.
 """
 
 import collections.abc
@@ -122,7 +122,7 @@ class K3sServerSetting:
 
 # Adding a K3s server setting as a stack config key: one row here, plus the K3sClusterArgs
 # field (its type and description: the component's schema), the Pulumi.yaml `config:` entry and
-# the docs/configuration.md row, which tests/test_project_config.py demands (it names what is missing).
+# the docs/configuration.md row, which tests/engine/test_project_config.py demands (it names what is missing).
 K3S_SERVER_SETTINGS: tuple[K3sServerSetting, ...] = (
     K3sServerSetting(
         "etcd_snapshot_schedule",
