@@ -35,7 +35,9 @@ fi
 # no:xdist): each lab scenario has its own namespaces, login user and root, and spends most of
 # its time waiting on K3s's timers, so four workers on two cores take the lab from 23 to 10
 # minutes (docs/development.md).
-parallel=(-n 4)
+# worksteal: a worker that runs out of tests takes queued ones from the others, so no
+# scenario waits behind another on a busy worker (tests/conftest.py orders the lab first).
+parallel=(-n 4 --dist worksteal)
 if [[ " $* " == *" -n"* || " $* " == *" --numprocesses"* || " $* " == *"no:xdist"* ]]; then
   parallel=()
 fi
