@@ -34,8 +34,13 @@ def test_every_node_downloads_k3s_in_parallel_right_after_boot(run):
 
 
 def test_first_server_starts_the_cluster_after_its_download(run):
-    assert run.depends_on("dev-server-0-start", "dev-server-0-install")
-    assert engine.script_name(run.named("dev-server-0-start").inputs["create"]) == "start-server"
+    """The init step starts the cluster on the first server once it is installed; the first
+    server's start step follows it."""
+    assert run.depends_on("dev-init", "dev-server-0-install")
+    assert run.depends_on("dev-server-0-start", "dev-init")
+    for name in ("dev-init", "dev-server-0-start"):
+        assert engine.script_name(run.named(name).inputs["create"]) == "start-server"
+        assert run.named(name).inputs["connection"]["host"] == run.named("dev-server-0").outputs["publicIp"]
 
 
 def test_servers_join_one_at_a_time_in_order(run):
@@ -96,7 +101,7 @@ def test_every_resource_is_parented_inside_the_component(run):
 
 def test_a_new_machine_gets_a_fresh_install_and_join(run):
     for name, cmd in commands(run).items():
-        if name in ("dev-server-0-start", "dev-members", "dev-removals"):
+        if name in ("dev-init", "dev-server-0-start", "dev-members", "dev-removals"):
             continue  # never replaced: see test_cluster_init_is_only_ever_in_the_first_servers_create
         if name in ("dev-kubeconfig", "dev-version-guard"):
             machine = "dev-server-0"
@@ -108,18 +113,27 @@ def test_a_new_machine_gets_a_fresh_install_and_join(run):
         assert run.urn(machine) in cmd.property_dependencies["triggers"], name
 
 
-def test_cluster_init_is_only_ever_in_the_first_servers_create(run):
-    """issue 10.3: `create` runs once, on the first up; a new first server is an update (no
-    triggers), whose text forbids cluster-init and joins a peer that answers instead."""
+def test_cluster_init_is_only_ever_in_the_init_step_which_never_runs_again(run):
+    """issue 10.3 and 18.2: only the init step may run cluster-init, and it runs once in the
+    cluster's life: no triggers, and every input in ignore_changes, so neither a changed config
+    nor a new first server runs it again (its stdout, the CA hash, stays in the state). The
+    first server's start forbids cluster-init and joins a peer that presents that CA instead;
+    a new first server is an update of it (no triggers)."""
+    init = run.named("dev-init")
+    assert "triggers" not in init.inputs and "update" not in init.inputs
+    assert "K3S_HA_INIT=1" in init.inputs["create"] and "K3S_HA_CLUSTER_INIT" not in init.inputs["create"]
+    assert set(init.options["ignoreChanges"]) >= set(init.inputs)
     first = run.named("dev-server-0-start")
     assert "triggers" not in first.inputs
-    assert "K3S_HA_CLUSTER_INIT=" not in first.inputs["create"]
-    assert "K3S_HA_CLUSTER_INIT=never" in first.inputs["update"]
+    assert "K3S_HA_CLUSTER_INIT=never" in first.inputs["create"]
+    assert f"K3S_HA_CA_HASH={engine.MOCK_CA_HASH}" in first.inputs["create"]
     # The machine's identity is in the text, so a new machine at the same address re-runs it.
-    assert f"K3S_HA_MACHINE={engine.instance_id('dev-server-0')}" in first.inputs["update"]
+    assert f"K3S_HA_MACHINE={engine.instance_id('dev-server-0')}" in first.inputs["create"]
     for name, cmd in commands(run).items():
-        if name != "dev-server-0-start":
-            assert "update" not in cmd.inputs, name
+        assert "update" not in cmd.inputs, name
+        if name != "dev-init":
+            assert "K3S_HA_INIT" not in cmd.inputs["create"], name
+            assert not cmd.options.get("ignoreChanges"), name
 
 
 def _dial_seconds(limit: int, per_dial: int, refused: bool) -> float:

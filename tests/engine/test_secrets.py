@@ -80,18 +80,40 @@ def test_the_ssh_connection_is_secret(generated):
 
 
 def test_agents_get_the_agent_token_not_the_server_token(generated):
+    """Issue 18.2: in K3s's secure form, pinned to the cluster CA the init step reported."""
     token, agent_token = _tokens(generated)
     agent = stdin_yaml(generated, "dev-agent-0-start")
-    assert agent["token"] == agent_token
+    assert agent["token"] == f"K10{engine.MOCK_CA_HASH}::node:{agent_token}"
     assert token not in generated.named("dev-agent-0-start").inputs["stdin"]
+
+
+def test_joining_servers_carry_the_cluster_ca_hash_and_the_first_server_its_own_token(generated):
+    """Issue 18.2: every join says which CA it trusts (K10<hash>::server:), so K3s refuses a
+    registration address that presents another before it sends the token. The first server
+    joins nobody (cluster-init) and keeps the bare password; the init step gets it too."""
+    token, _ = _tokens(generated)
+    assert stdin_yaml(generated, "dev-init")["token"] == token
+    assert stdin_yaml(generated, "dev-server-0-start")["token"] == token
+    for name in ("dev-server-1-start", "dev-server-2-start"):
+        assert stdin_yaml(generated, name)["token"] == f"K10{engine.MOCK_CA_HASH}::server:{token}"
+    first = engine.parse_command(generated.named("dev-server-0-start").inputs["create"])[1]
+    assert first["K3S_HA_CA_HASH"] == engine.MOCK_CA_HASH and first["K3S_HA_CLUSTER_INIT"] == "never"
+
+
+def test_a_new_cluster_encrypts_secrets_at_rest_on_every_server(generated):
+    """Issue 18: secrets-encryption on every server of a cluster the init step created, and
+    never on an agent (a server-only setting)."""
+    for name in ("dev-init", "dev-server-0-start", "dev-server-1-start", "dev-server-2-start"):
+        assert stdin_yaml(generated, name)["secrets-encryption"] is True, name
+    assert "secrets-encryption" not in stdin_yaml(generated, "dev-agent-0-start")
 
 
 def test_a_user_token_is_used_and_no_token_is_generated(given):
     assert not given.by_type("random:index/randomPassword:RandomPassword")[0].name == "dev-token"
     names = [r.name for r in given.by_type("random:index/randomPassword:RandomPassword")]
     assert names == ["dev-agent-token"]
-    for name in ("dev-server-0-start", "dev-server-1-start", "dev-server-2-start"):
-        assert stdin_yaml(given, name)["token"] == USER_TOKEN
+    for name in ("dev-init", "dev-server-0-start", "dev-server-1-start", "dev-server-2-start"):
+        assert stdin_yaml(given, name)["token"].rsplit(":", 1)[-1] == USER_TOKEN
 
 
 def test_kubeconfig_is_secret_never_logged_and_points_at_the_api_address(generated):

@@ -4,6 +4,7 @@ over SSH by the driver; plus the checks the lab tests share."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import stat
@@ -234,8 +235,14 @@ class Cluster:
             assert first.get("cluster-init") is True, first
         for host in [*servers[1:], *agents]:
             assert configs[host.name]["server"] == registration, (host.name, configs[host.name])
-        assert all(configs[h.name]["token"] == first["token"] for h in servers)
-        assert all(configs[h.name]["token"] == first["agent-token"] != first["token"] for h in agents)
+        # Every join carries the cluster CA's hash (issue 18.2): the SHA-256 of the server-ca.crt
+        # the servers hold, which K3s checks against /cacerts before it sends the password.
+        ca = hashlib.sha256(servers[0].path("/var/lib/rancher/k3s/server/tls/server-ca.crt").read_bytes()).hexdigest()
+        password = first["token"].rsplit(":", 1)[-1]
+        assert first["token"] in (password, f"K10{ca}::server:{password}"), first["token"]
+        assert all(configs[h.name]["token"] == f"K10{ca}::server:{password}" for h in servers[1:])
+        assert all(configs[h.name]["token"] == f"K10{ca}::node:{first['agent-token']}" for h in agents)
+        assert first["agent-token"] != password
 
     def wait_for(self, what: str, check, seconds: float = 60):
         deadline = time.time() + seconds

@@ -10,6 +10,7 @@ the step's connection host: every action of a wave in parallel, waves one after 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -194,7 +195,10 @@ class LabMocks(engine.CloudMocks):
             state.update(privateKeyOpenssh=private.read_text(), publicKeyOpenssh=Path(f"{private}.pub").read_text())
             return rid, state
         script = engine.script_name(state.get("create")) if args.typ == COMMAND else None
-        if script in ("start-server", "start-agent", "install-k3s"):
+        if script == "start-server" and engine.parse_command(state["create"])[1].get("K3S_HA_INIT") == "1":
+            state["stdout"] = self._init_report(args, state)
+            self.expected_stdout[args.name] = state["stdout"]
+        elif script in ("start-server", "start-agent", "install-k3s"):
             connection = engine._reveal(args.inputs["connection"], "", set())
             host = self.lab.by_address(connection["host"])
             state["stdout"] = host.hostname + "\n"
@@ -216,6 +220,34 @@ class LabMocks(engine.CloudMocks):
             state["stdout"] = kept if kept is not None else self._leaving(args, state)
             self.expected_stdout[args.name] = state["stdout"]
         return rid, state
+
+    def _init_report(self, args, state: dict) -> str:
+        """What the init step prints (start-server.sh with K3S_HA_INIT): kept from the state
+        once it ran (every input is in its ignore_changes, steps/servers.py). Before its first
+        run: on a host with cluster data, that cluster's CA hash and "existing"; on a fresh one
+        "created", with a CA the lab puts in server/tls beforehand, as an operator may give
+        K3s custom CA certificates (pkg/daemons/control/deps/deps.go createSigningCertKey uses
+        files already there), so that the hash is known before the step runs."""
+        if self.previous is not None and args.name not in self.replace:
+            old = next((r for r in self.previous.registrations if r.name == args.name), None)
+            if old is not None:
+                return old.outputs["stdout"]
+        connection = engine._reveal(args.inputs["connection"], "", set())
+        host = self.lab.by_address(connection["host"])
+        data = engine.parse_command(state["create"])[1].get("K3S_HA_DATA_DIR", "/var/lib/rancher/k3s")
+        if host.path(f"{data}/server/db/etcd/member/wal").is_dir():
+            token = host.path(f"{data}/server/token").read_text()
+            return f"{token[3:67]} existing\n"
+        tls = host.path(f"{data}/server/tls")
+        tls.mkdir(parents=True, exist_ok=True, mode=0o700)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "3650", "-subj", f"/CN=k3s-server-ca@{int(time.time())}",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature",
+             "-keyout", str(tls / "server-ca.key"), "-out", str(tls / "server-ca.crt")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return f"{hashlib.sha256((tls / 'server-ca.crt').read_bytes()).hexdigest()} created\n"
 
     def _leaving(self, args, state: dict) -> str:
         """What record-members.sh will print: the nodes of the member record on the first

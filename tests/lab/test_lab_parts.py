@@ -59,7 +59,9 @@ def test_a_first_up_runs_installs_together_servers_one_after_another_and_agents_
         "lab-version-guard",
     ]
     assert waves[2] == ["lab-s0-install", "lab-s1-install", "lab-s2-install"]
-    assert waves[3] == ["lab-s0-start"]
+    # The init step starts the cluster, then the first server's own start step runs.
+    assert waves[3] == ["lab-init"]
+    assert waves[4] == ["lab-s0-start"]
     order = flat(applies)
     assert order.index("lab-s1-start") < order.index("lab-s2-start") < order.index("lab-a0-start")
     assert any({"lab-a0-start", "lab-a1-start"} <= set(wave) for wave in waves)

@@ -172,7 +172,7 @@ def test_bring_up_runs_cluster_init_once_and_joins_everyone_to_it(scenario):
     plan, result = outcome(scenario)
     assert {s.kind for s in plan.steps} == {sm.CREATE}
     inits = [e for e in result.timeline if e.what.startswith("cluster-init")]
-    assert len(inits) == 1 and inits[0].step.name.endswith("server-0-start")
+    assert len(inits) == 1 and inits[0].step.name.endswith("-init")
     joined = [m for m in result.machines.values() if m.member]
     assert len(joined) == 5 and {m.cluster for m in joined} == {0}
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from k3s_ha.bootstrap.bundle import SCRIPT_DIR
 from support.fake_node import (
+    CA_HASH,
+    CLUSTER_CA,
     END,
     SECRET,
     SERVER_CONFIG,
@@ -264,20 +266,22 @@ def pings(node: Node) -> list[str]:
 
 
 def test_rebuilt_first_server_joins_a_peer_that_answers(node: Node) -> None:
-    node.set("ping.10.0.0.3", "pong")  # 10.0.0.2 refuses
+    node.peer_of_this_cluster("10.0.0.3")  # 10.0.0.2 refuses
 
-    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3")
+    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3", K3S_HA_CLUSTER_INIT="never", K3S_HA_CA_HASH=CA_HASH)
 
     assert result.returncode == 0, result.stderr
     config = node.config_dir / "config.yaml"
     text = config.read_text()
     assert "cluster-init" not in text
-    assert text == SERVER_CONFIG.replace("cluster-init: true\n", "server: https://10.0.0.3:6443\n")
-    assert f"token: {SECRET}\n" in text
+    # The join carries the secure token form, which K3s checks against the peer's CA itself.
+    assert text == SERVER_CONFIG.replace("cluster-init: true\n", "server: https://10.0.0.3:6443\n").replace(
+        f"token: {SECRET}\n", f"token: K10{CA_HASH}::server:{SECRET}\n"
+    )
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert sorted(p.name for p in node.config_dir.iterdir()) == ["config.yaml"]
     assert (
-        "a cluster already answers at 10.0.0.3: joining it instead of starting a second cluster (k3s-ansible#269)"
+        "this cluster already answers at 10.0.0.3 (its CA checked): joining it instead of starting a second cluster (k3s-ansible#269)"
         in result.stderr
     )
     # Probe 10.0.0.2, probe 10.0.0.3, then the join's own wait for its server.
@@ -291,17 +295,65 @@ def test_rebuilt_first_server_joins_a_peer_that_answers(node: Node) -> None:
     assert_secret_hidden(node, result)
 
 
-def test_first_server_initialises_when_no_peer_answers(node: Node) -> None:
+def test_the_init_step_starts_the_cluster_when_no_peer_answers(node: Node) -> None:
     node.set("ping.10.0.0.3", "404 page not found")  # something, but not k3s
 
-    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3")
+    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3", K3S_HA_INIT="1")
 
     assert result.returncode == 0, result.stderr
     assert (node.config_dir / "config.yaml").read_text() == SERVER_CONFIG
     assert "answered '404 page not found' instead of pong" in result.stderr
     assert "no other server answers: starting a new cluster (cluster-init)" in result.stderr
     assert pings(node) == ["https://10.0.0.2:6443/ping", "https://10.0.0.3:6443/ping"]
-    assert result.stdout == "k3s-server-1\n"
+    assert "restart k3s" in node.calls("systemctl")
+    # The cluster's identity: the hash of the CA K3s made, and that this step made the cluster.
+    assert result.stdout == f"{CA_HASH} created\n"
+    assert_secret_hidden(node, result)
+
+
+def test_the_init_step_refuses_when_a_server_answers_at_a_peer(node: Node) -> None:
+    """Issue 18.2: the init step knows no CA yet, so a K3s server answering at a peer (this
+    cluster, or an impostor) gets neither the token nor a second cluster next to it."""
+    node.peer_of_this_cluster("10.0.0.3")
+
+    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3", K3S_HA_INIT="1")
+
+    assert result.returncode == 1
+    assert "a K3s server already answers at 10.0.0.3" in last_error(result)
+    assert "nor send the token to a server whose CA it has never seen" in last_error(result)
+    assert not (node.config_dir / "config.yaml").exists()
+    assert node.calls("systemctl") == []
+    assert not any(c.endswith("/cacerts") for c in node.calls("curl"))
+    assert result.stdout == ""
+
+
+def test_the_init_step_on_a_server_with_cluster_data_only_reports_its_ca(node: Node) -> None:
+    """A cluster made before the init step existed: the step learns its CA and changes nothing."""
+    make_etcd_data(node)
+    node.peer_of_this_cluster("10.0.0.3")
+
+    result = start_server(node, K3S_HA_PEERS="10.0.0.3", K3S_HA_INIT="1")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{CA_HASH} existing\n"
+    assert not (node.config_dir / "config.yaml").exists()
+    assert node.calls("systemctl") == [] and node.calls("curl") == []
+    assert_secret_hidden(node, result)
+
+
+def test_a_rebuilt_first_server_does_not_join_a_peer_with_another_ca(node: Node) -> None:
+    """Issue 18.2: whoever answers /ping at a peer address but presents another CA (another
+    cluster, or someone on the path) is not sent the token; the step fails as with no peer."""
+    node.set("ping.10.0.0.3", "pong")
+    (node.state / "cacerts.10.0.0.3").write_text(CLUSTER_CA.replace("stand-in", "another"))
+
+    result = start_server(node, K3S_HA_PEERS="10.0.0.3", K3S_HA_CLUSTER_INIT="never", K3S_HA_CA_HASH=CA_HASH)
+
+    assert result.returncode == 1
+    assert "peer 10.0.0.3 presents another cluster CA" in result.stderr
+    assert "refusing to start a new cluster (cluster-init)" in last_error(result)
+    assert not (node.config_dir / "config.yaml").exists()
+    assert node.calls("systemctl") == []
     assert_secret_hidden(node, result)
 
 
@@ -311,7 +363,7 @@ def test_first_server_never_initialises_after_the_first_up(node: Node, peers: st
     with no peer to join fails, and nothing is written or started."""
     node.set("ping.10.0.0.3", "404 page not found")
 
-    result = start_server(node, K3S_HA_PEERS=peers, K3S_HA_CLUSTER_INIT="never")
+    result = start_server(node, K3S_HA_PEERS=peers, K3S_HA_CLUSTER_INIT="never", K3S_HA_CA_HASH=CA_HASH)
 
     assert result.returncode == 1
     assert "refusing to start a new cluster (cluster-init)" in result.stderr
@@ -323,9 +375,9 @@ def test_first_server_never_initialises_after_the_first_up(node: Node, peers: st
 
 
 def test_first_server_in_never_mode_still_joins_a_peer(node: Node) -> None:
-    node.set("ping.10.0.0.3", "pong")
+    node.peer_of_this_cluster("10.0.0.3")
 
-    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3", K3S_HA_CLUSTER_INIT="never")
+    result = start_server(node, K3S_HA_PEERS="10.0.0.2 10.0.0.3", K3S_HA_CLUSTER_INIT="never", K3S_HA_CA_HASH=CA_HASH)
 
     assert result.returncode == 0, result.stderr
     assert "server: https://10.0.0.3:6443\n" in (node.config_dir / "config.yaml").read_text()
@@ -366,16 +418,16 @@ def test_first_server_finds_etcd_data_in_the_configs_data_dir(node: Node) -> Non
 
 
 def test_ipv6_peer_gets_brackets(node: Node) -> None:
-    node.set("ping.[fd00::3]", "pong")
+    node.peer_of_this_cluster("[fd00::3]")
 
-    result = start_server(node, K3S_HA_PEERS="fd00::3")
+    result = start_server(node, K3S_HA_PEERS="fd00::3", K3S_HA_CLUSTER_INIT="never", K3S_HA_CA_HASH=CA_HASH)
 
     assert result.returncode == 0, result.stderr
     assert "server: https://[fd00::3]:6443\n" in (node.config_dir / "config.yaml").read_text()
 
 
 def test_start_server_rejects_a_bad_peer_before_writing(node: Node) -> None:
-    result = start_server(node, K3S_HA_PEERS="10.0.0.2 evil;rm")
+    result = start_server(node, K3S_HA_PEERS="10.0.0.2 evil;rm", K3S_HA_CA_HASH=CA_HASH)
 
     assert result.returncode == 1
     assert "peer address 'evil;rm' is not a host name or IP address" in last_error(result)
@@ -692,13 +744,16 @@ def test_rejoin_server_moves_db_aside_and_rejoins(node: Node) -> None:
 
 def test_rejoin_first_server_rewrites_cluster_init_to_join_a_peer(node: Node) -> None:
     rejoin_setup(node, SERVER_CONFIG)
-    node.set("ping.10.0.0.2", "pong")
+    node.peer_of_this_cluster("10.0.0.2")
 
     result = node.run("rejoin-server", server_params(node, K3S_HA_PEERS="10.0.0.2"))
 
     assert result.returncode == 0, result.stderr
     config = node.config_dir / "config.yaml"
-    assert config.read_text() == SERVER_CONFIG.replace("cluster-init: true\n", "server: https://10.0.0.2:6443\n")
+    # The CA hash comes from this server's own server/token: the restored cluster keeps its CA.
+    assert config.read_text() == SERVER_CONFIG.replace(
+        "cluster-init: true\n", "server: https://10.0.0.2:6443\n"
+    ).replace(f"token: {SECRET}\n", f"token: K10{CA_HASH}::server:{SECRET}\n")
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert len(moved_aside(node)) == 1
     assert_secret_hidden(node, result)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.fake_node import (
+    CA_HASH,
     END,
     SECRET,
     SERVER_CONFIG,
@@ -142,10 +143,11 @@ def test_a_failed_join_is_not_etcd_data(node: Node) -> None:
     # K3s wrote server/db/etcd/name on a start whose join then failed: no member/wal.
     (node.data_dir / "server" / "db" / "etcd").mkdir(parents=True)
     (node.data_dir / "server" / "db" / "etcd" / "name").write_text("k3s-server-1-0a1b2c3d\n")
-    node.set("ping.10.0.0.3", "pong")
+    node.peer_of_this_cluster("10.0.0.3")
     node.server_is_healthy()
 
-    result = node.run("start-server", server_params(node, K3S_HA_PEERS="10.0.0.3"), stdin=SERVER_CONFIG)
+    params = server_params(node, K3S_HA_PEERS="10.0.0.3", K3S_HA_CLUSTER_INIT="never", K3S_HA_CA_HASH=CA_HASH)
+    result = node.run("start-server", params, stdin=SERVER_CONFIG)
 
     assert result.returncode == 0, result.stderr
     assert "server: https://10.0.0.3:6443\n" in (node.config_dir / "config.yaml").read_text()
@@ -222,7 +224,7 @@ def test_rejoin_can_be_pointed_at_the_restored_server(node: Node) -> None:
     make_etcd_data(node)
     node.set("active.k3s", "active")
     node.server_is_healthy()
-    node.set("ping.10.0.0.3", "pong")
+    node.peer_of_this_cluster("10.0.0.3")
 
     result = node.run("rejoin-server", server_params(node, K3S_HA_PEERS="10.0.0.3"))
 
@@ -230,10 +232,10 @@ def test_rejoin_can_be_pointed_at_the_restored_server(node: Node) -> None:
     text = config.read_text()
     assert "server: https://10.0.0.3:6443\n" in text
     assert "k3s.example.internal:6443" not in text.split("tls-san")[0]
-    assert text.count("server:") == 1
+    assert [line for line in text.splitlines() if line.startswith("server:")] == ["server: https://10.0.0.3:6443"]
     assert text.endswith(END)
     assert node.calls("systemctl") == ["stop k3s", "start k3s"]
-    assert all(c.endswith("10.0.0.3:6443/ping") for c in node.calls("curl"))
+    assert all(c.endswith(("10.0.0.3:6443/ping", "10.0.0.3:6443/cacerts")) for c in node.calls("curl"))
     assert_secret_hidden(node, result)
 
 

@@ -31,6 +31,8 @@ from pulumi.runtime.stack import run_pulumi_func
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 LEAVING_UNKNOWN = "# k3s-ha mock: the leaving nodes, which step_model.plan_up fills in\n"
 """The mock's stdout for record-members: see step_model.model_leaving."""
+MOCK_CA_HASH = hashlib.sha256(b"the mock cluster's server-ca.crt").hexdigest()
+"""What the mock's init step reports as the cluster CA's SHA-256."""
 ARCHIVE_SIG = "0def7320c3a5731c473e5ecbe6d01bc7"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -197,6 +199,8 @@ class CloudMocks(pulumi.runtime.Mocks):
             script = script_name(state.get("create", ""))
             if script == "print-kubeconfig":
                 state["stdout"] = SAMPLE_KUBECONFIG
+            elif script == "start-server" and parse_command(state["create"])[1].get("K3S_HA_INIT") == "1":
+                state["stdout"] = f"{MOCK_CA_HASH} created\n"  # the init step: a new cluster
             elif script in ("start-server", "start-agent"):
                 state["stdout"] = node_name(name) + "\n"  # the start scripts print the Node name
             elif script == "record-members":

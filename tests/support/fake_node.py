@@ -4,6 +4,7 @@ fixture in conftest.py makes one per test."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -27,6 +28,9 @@ agent-token: {SECRET}-agent
 tls-san:
   - k3s.example.internal
 {END}"""
+CLUSTER_CA = "-----BEGIN CERTIFICATE-----\nstand-in cluster CA, not a certificate\n-----END CERTIFICATE-----\n"
+"""The server-ca.crt of the cluster the fake node belongs to (state file server-ca.crt)."""
+CA_HASH = hashlib.sha256(CLUSTER_CA.encode()).hexdigest()
 AGENT_CONFIG = f"server: https://k3s.example.internal:6443\ntoken: {SECRET}\n{END}"
 
 
@@ -101,10 +105,16 @@ class Node:
         log = self.state / f"{tool}.log"
         return log.read_text().splitlines() if log.exists() else []
 
+    def peer_of_this_cluster(self, address: str) -> None:
+        """A server of this cluster answers at `address`: /ping, and /cacerts with its CA."""
+        self.set(f"ping.{address}", "pong")
+        (self.state / f"cacerts.{address}").write_text(CLUSTER_CA)
+
     def agent_is_healthy(self, node: str = "k3s-server-1") -> None:
         self.set(f"node.{node}.Ready", "True")
 
     def server_is_healthy(self, node: str = "k3s-server-1") -> None:
+        (self.state / "server-ca.crt").write_text(CLUSTER_CA)
         self.set("readyz", "ok")
         self.set(f"node.{node}.Ready", "True")
         self.set(f"node.{node}.EtcdIsVoter", "True")
@@ -185,6 +195,8 @@ def make_etcd_data(node: Node) -> Path:
     (db / "etcd" / "member" / "wal").mkdir(parents=True)
     (db / "etcd" / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("etcd data\n")
     (db / "etcd" / "name").write_text("k3s-server-1-0a1b2c3d\n")
+    # K3s wrote it at the member's last start (pkg/server/server.go writeToken).
+    (node.data_dir / "server" / "token").write_text(f"K10{CA_HASH}::server:{SECRET}\n")
     return db
 
 

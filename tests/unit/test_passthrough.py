@@ -41,9 +41,11 @@ def test_server_settings_reach_every_server_and_no_agent():
     for cfg in configs:
         for key, value in server_config.items():
             assert cfg[key] == value, key
-    # Everything but the join line is identical on every server (K3s refuses a mismatch).
-    assert {k: v for k, v in configs[1].items() if k != "server"} == {
-        k: v for k, v in configs[0].items() if k != "cluster-init"
+    # Everything but the join line and the token's form (a join carries the CA hash) is
+    # identical on every server (K3s refuses a mismatch).
+    assert configs[1]["token"].endswith(f"::server:{configs[0]['token']}")
+    assert {k: v for k, v in configs[1].items() if k not in ("server", "token")} == {
+        k: v for k, v in configs[0].items() if k not in ("cluster-init", "token")
     }
     for name in AGENTS:
         assert not set(server_config) & set(stdin_yaml(run, name)), name

@@ -132,14 +132,22 @@ class _Start(Script):
 @dataclass(frozen=True)
 class StartServer(_Start):
     NAME: ClassVar[str] = "start-server"
+    STDOUT: ClassVar[str] = "the node name; on the init step (`init`) `HASH created|existing` instead"
     peers: pulumi.Input[str] | None = env("K3S_HA_PEERS", None)
     machine: pulumi.Input[str] | None = env("K3S_HA_MACHINE", None)
     """Ignored by the script: the machine's identity, so a new machine re-runs the step."""
     cluster_init: str | None = env("K3S_HA_CLUSTER_INIT", None)
-    """None (allowed) on the first run; "never" on every later one."""
+    """"never" on the first server's start (the init step made the cluster); None (allowed)
+    on the init step."""
     join_url: pulumi.Input[str] | None = env("K3S_HA_JOIN_URL", None)
     """The `server:` URL the config.yaml on stdin joins; None on the first server, whose
     config has `cluster-init: true` (node_config.render_server_config_yaml)."""
+    ca_hash: pulumi.Input[str] | None = env("K3S_HA_CA_HASH", None)
+    """The first server's start: the cluster CA's SHA-256 (the init step's stdout), which a peer
+    it joins on a fresh disk must present."""
+    init: bool | None = env("K3S_HA_INIT", None)
+    """True on the init step only (steps/servers.py): start the cluster, or on a server with
+    cluster data only read its CA; stdout is then `HASH created|existing`."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,35 @@ def _render(settings: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(settings), sort_keys=True, default_flow_style=False) + END_MARKER + "\n"
 
 
+NEW_CLUSTER_DEFAULTS: Mapping[str, Any] = {"secrets-encryption": True}
+"""Server settings k3s-ha turns on for clusters it creates, and only for those: K3s cannot take
+them later. Secrets encrypted at rest (AES-CBC, a key K3s generates and keeps in its
+bootstrap data), so etcd and its snapshots hold no Secret in plain text. "Starting K3s without
+encryption and enabling it at a later time is currently not supported" (docs.k3s.io,
+cli/secrets-encrypt), and it is a critical setting every server must share
+(pkg/daemons/config CriticalControlArgs `secrets-encryption`): a cluster's servers get it when
+its init step created the cluster, never on a cluster made before (the init step's stdout).
+A value the user sets in serverConfig wins."""
+
+
+def cluster_settings(extra: Mapping[str, Any], created: bool) -> dict[str, Any]:
+    """`extra` (serverConfig) with NEW_CLUSTER_DEFAULTS added when this cluster was created by
+    k3s-ha's init step (`created`)."""
+    if not created:
+        return dict(extra)
+    return {**NEW_CLUSTER_DEFAULTS, **extra}
+
+
+def secure_token(ca_hash: str, user: str, password: str) -> str:
+    """K3s's secure token form, K10<CA hash>::<user>:<password> (pkg/clientaccess/token.go):
+    a node joining with it fetches the server's /cacerts and refuses a CA whose SHA-256 differs
+    before it sends the password, then verifies the connection against that CA. `user` is
+    "server" for a server's token, "node" for an agent's."""
+    if len(ca_hash) != 64 or any(c not in "0123456789abcdef" for c in ca_hash):
+        raise ValueError(f"the cluster CA hash must be 64 lower-case hex digits, got {ca_hash!r}")
+    return f"K10{ca_hash}::{user}:{password}"
+
+
 def render_server_config_yaml(
     *,
     token: str,
@@ -29,13 +58,17 @@ def render_server_config_yaml(
     tls_sans: Sequence[str],
     join_address: str | None,
     extra: Mapping[str, Any],
+    ca_hash: str | None = None,
 ) -> str:
-    """A server's config.yaml: `cluster-init` on the first, `server:` on the ones that join it.
+    """A server's config.yaml: `cluster-init` on the first, `server:` on the ones that join it,
+    whose token then carries the cluster CA's hash (`ca_hash`, secure_token).
 
-    Everything but the join line must be identical on every server, or K3s refuses the join
-    with "critical configuration value mismatch".
+    Everything but the join line and the token's form must be identical on every server, or
+    K3s refuses the join with "critical configuration value mismatch".
     """
     extra_sans = extra.get("tls-san") or []
+    if join_address is not None and ca_hash is not None:
+        token = secure_token(ca_hash, "server", token)
     settings: dict[str, Any] = {
         **extra,
         "token": token,
@@ -51,8 +84,11 @@ def render_server_config_yaml(
     return _render(settings)
 
 
-def render_agent_config_yaml(*, agent_token: str, join_address: str, extra: Mapping[str, Any]) -> str:
-    return _render({**extra, "server": api_url(join_address), "token": agent_token})
+def render_agent_config_yaml(
+    *, agent_token: str, join_address: str, extra: Mapping[str, Any], ca_hash: str | None = None
+) -> str:
+    token = agent_token if ca_hash is None else secure_token(ca_hash, "node", agent_token)
+    return _render({**extra, "server": api_url(join_address), "token": token})
 
 
 # The line that ends config.yaml and starts registries.yaml on a start script's stdin; lib.sh's

@@ -75,6 +75,7 @@ def run_script(
     identity: pulumi.Input[str] | None = None,
     replace_with_machine: bool = True,
     installs_bundle: bool = False,
+    ignore_changes: Sequence[str] = (),
 ) -> command.remote.Command:
     """Run `script` (bootstrap/scripts/<NAME>.sh, from the host's bundle) on `node` as root.
 
@@ -87,6 +88,7 @@ def run_script(
     provider runs `update` instead of `create` then; pulumi-command commandController.go).
     `replace_with_machine=False`: no triggers, so a new machine updates the step (runs the
     `update` text) instead of replacing it (which would run `create` again).
+    `ignore_changes`: inputs whose changes never run the step again (the init step: all).
     `installs_bundle`: the first step on `node` (every other step there depends on it): its
     command checks the copied bundle against its digest and installs it (commands.py).
     """
@@ -102,6 +104,7 @@ def run_script(
         # in the state (dependencies and propertyDependencies).
         depends_on=[*([node.bundle] if installs_bundle and node.bundle is not None else []), *depends_on],
         additional_secret_outputs=["stdout", "stderr"] if secret_output else None,
+        ignore_changes=list(ignore_changes) or None,
     )
     return command.remote.Command(
         resource_name,

@@ -29,10 +29,22 @@ What it models, each from the real K3s (k3s-io/k3s) source named beside the code
   pkg/nodepassword);
 - `kubectl` with the calls the node scripts and the lab make;
 - the agent token is a kubelet's identity: it may register and report Nodes, read them and
-  patch them, and nothing else (no ConfigMap, no delete): Kubernetes' Node authorizer.
+  patch them, and nothing else (no ConfigMap, no delete): Kubernetes' Node authorizer;
+- the cluster CA and tokens (pkg/clientaccess/token.go, pkg/daemons/control/deps/deps.go,
+  pkg/server/server.go writeToken): the first server makes server-ca.crt (or uses one already
+  in server/tls: custom CA certificates), every server gets it from the bootstrap data in
+  etcd and serves it at /cacerts with a serving certificate it signed; server/token and
+  server/agent-token hold `K10<sha256 of server-ca.crt>::server:` (`::node:`) plus the
+  password. A joining server or agent fetches /cacerts first: with a hash in its token a
+  different CA is refused before any credential is sent, and what follows is verified
+  against that CA; a token without a hash trusts whichever CA answered;
+- critical configuration (pkg/cluster/bootstrap.go, `secrets-encryption` among the
+  CriticalControlArgs): a server joining with a value that differs from the cluster's is
+  refused ("critical configuration value mismatch between servers").
 
-Not modelled: TLS on etcd, real certificates (one self-signed key per server, clients
-skip verification), containers, the apiserver proper. Pods exist only as records a test puts
+Not modelled: TLS on etcd, the serving certificate's names (clients check its chain to the
+cluster CA, not its SANs), Secrets themselves (so `secrets-encryption` is only a setting
+compared between servers), containers, the apiserver proper. Pods exist only as records a test puts
 under /k3s-standin/pods/<node>/ (for drain: one naming a disruption budget cannot be evicted).
 """
 
@@ -167,6 +179,54 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# pkg/clientaccess/token.go: `K10<ca hash>::<user>:<password>` (the secure form) or a bare
+# password (the short form); a hash that is not 64 hex digits is refused.
+SECURE_TOKEN = re.compile(r"^K10([^:]*)::(?:([^:]*):)?(.*)$")
+
+
+def parse_token(token: str) -> tuple[str, str]:
+    """(the CA hash the token pins, or "" for a short token; the password)."""
+    match = SECURE_TOKEN.match(token)
+    if not match:
+        return "", token
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", match.group(1)):
+        fatal(
+            "failed to normalize server token; must be in format K10<CA-HASH>::<USERNAME>:<PASSWORD> or <PASSWORD>: invalid token CA hash length"
+        )
+    return match.group(1).lower(), match.group(3)
+
+
+def cluster_ca(url: str, token: str, seconds: float = 120) -> str:
+    """pkg/clientaccess/token.go ParseAndValidateToken: the cluster CA from URL/cacerts, fetched
+    without verification and then checked against the token's hash. A mismatch is an error,
+    before any credential is sent; a short token only warns and trusts what answered. Retried
+    while nothing answers (the agent and the join retry until their server is up)."""
+    wanted, _ = parse_token(token)
+    deadline = time.time() + seconds
+    while True:
+        answer = api_request(url, "/cacerts", "", timeout=5)
+        if answer is not None and answer[0] == 200:
+            break
+        if time.time() > deadline:
+            fatal(f"failed to get CA certs from {url}/cacerts: {answer[1] if answer else 'no answer'}")
+        time.sleep(2)
+    got = sha(answer[1])
+    if wanted and got != wanted:
+        fatal(
+            f"failed to validate token: token CA hash does not match the Cluster CA certificate hash: {wanted} != {got}"
+        )
+    if not wanted:
+        log(
+            "Cluster CA certificate is not trusted by the host CA bundle, but the token does not include a CA hash. "
+            "Use the full token from the server's node-token file to enable Cluster CA validation."
+        )
+    return answer[1]
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
 # --- etcd through its JSON gateway -------------------------------------------------------
 
 
@@ -270,10 +330,14 @@ class Server:
         self.config = config
         self.name = node_name(config)
         self.ip = node_ip(config)
-        self.token = str(config.get("token") or "")
-        self.agent_token = str(config.get("agent-token") or self.token)
+        self.join_token = str(config.get("token") or "")
+        self.token = parse_token(self.join_token)[1]
+        self.agent_token = parse_token(str(config.get("agent-token") or self.token))[1]
         self.join_url = str(config.get("server") or "").rstrip("/")
+        self.join_ca: str | None = None
         self.data = data_dir(config)
+        self.tls = os.path.join(self.data, "server", "tls")
+        self.api: ApiServer | None = None
         self.db = os.path.join(self.data, "server", "db", "etcd")
         self.local = Etcd(["http://127.0.0.1:2379"])
         self.cluster = Etcd(["http://127.0.0.1:2379"])
@@ -374,8 +438,9 @@ class Server:
 
     def join(self) -> None:
         # pkg/etcd/etcd.go join: members from the registration address's /db/info, then a
-        # learner added through their client URLs.
-        info = api_request(self.join_url, "/db/info", self.token, timeout=10)
+        # learner added through their client URLs; the token first checks who answers.
+        self.join_ca = cluster_ca(self.join_url, self.join_token)
+        info = api_request(self.join_url, "/db/info", self.token, timeout=10, ca=self.join_ca)
         if info is None or info[0] != 200:
             fatal(f"failed to get etcd members from {self.join_url}: {info[1] if info else 'no answer'}")
         members = json.loads(info[1]).get("members") or []
@@ -415,14 +480,13 @@ class Server:
         self.start_etcd(",".join(initial), "existing")
 
     def run(self) -> None:
-        if not self.token:
+        if not self.join_token:
             fatal("--token is required")
         if not self.join_url and not self.config.get("cluster-init") and not self.is_initialized():
             fatal("stand-in k3s models embedded etcd only: set cluster-init or server")
         signal.signal(signal.SIGTERM, self.on_term)
-        tls_dir = os.path.join(self.data, "server", "tls")
-        api = ApiServer(self, tls_dir)
-        threading.Thread(target=api.serve, daemon=True).start()  # /ping answers from here on
+        self.api = ApiServer(self, self.tls)
+        threading.Thread(target=self.api.serve, daemon=True).start()  # /ping answers from here on
         self.clear_tombstone()
         self.set_name()
         if self.is_initialized():
@@ -435,8 +499,12 @@ class Server:
         if self.config.get("cluster-init") and not self.join_url:
             # Like the cluster CA in K3s's bootstrap data: made once, shared by every server.
             self.cluster.create(PREFIX + "admin-credential", secrets.token_hex(24))
+            self.cluster.create(PREFIX + "bootstrap/critical", json.dumps(self.critical()))
+            self.cluster.create(PREFIX + "bootstrap/server-ca", json.dumps(self.own_or_new_ca()))
         self.refresh_cluster_endpoints()
         self.admin_token = self.wait_admin_credential()
+        self.check_critical()
+        self.install_ca()
         write_kubeconfig(self.admin_token, str(self.config.get("write-kubeconfig-mode") or "0600"))
         check_node_password(self.cluster, self.name, role="server")
         threading.Thread(target=self.kubelet, daemon=True).start()
@@ -448,6 +516,63 @@ class Server:
             if self.etcd_process and self.etcd_process.poll() is not None:
                 self.etcd_exited()
             time.sleep(0.5)
+
+    def critical(self) -> dict:
+        """pkg/daemons/config CriticalControlArgs, the one k3s-ha sets: secrets-encryption."""
+        return {"secrets-encryption": bool(self.config.get("secrets-encryption") in (True, "true"))}
+
+    def check_critical(self) -> None:
+        """pkg/cluster/bootstrap.go: a server whose critical configuration differs from the
+        cluster's is refused at start."""
+        stored = self.cluster.get(PREFIX + "bootstrap/critical")
+        if stored is None:  # a cluster made before the stand-in kept it
+            self.cluster.create(PREFIX + "bootstrap/critical", json.dumps(self.critical()))
+            return
+        for key, value in json.loads(stored).items():
+            if self.critical().get(key) != value:
+                log(f"critical configuration mismatched: {key}")
+                fatal("failed to validate server configuration: critical configuration value mismatch between servers")
+
+    def own_or_new_ca(self) -> dict:
+        """pkg/daemons/control/deps/deps.go createSigningCertKey: a CA already in server/tls
+        (custom CA certificates) is used as it is; otherwise one is made."""
+        crt, key = os.path.join(self.tls, "server-ca.crt"), os.path.join(self.tls, "server-ca.key")
+        if not (os.path.exists(crt) and os.path.exists(key)):
+            os.makedirs(self.tls, mode=0o700, exist_ok=True)
+            openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "3650", "-subj", f"/CN=k3s-server-ca@{int(time.time())}",
+                    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature",
+                    "-keyout", key, "-out", crt)  # fmt: skip
+        with open(crt) as c, open(key) as k:
+            return {"crt": c.read(), "key": k.read()}
+
+    def install_ca(self) -> None:
+        """The cluster CA from the bootstrap data onto this server's disk (pkg/cluster
+        ReconcileBootstrapData), a serving certificate signed by it, and the token files
+        (pkg/server/server.go writeToken: K10<hash of server-ca.crt>::server:<password>)."""
+        deadline = time.time() + 60
+        while (stored := self.cluster.get(PREFIX + "bootstrap/server-ca")) is None:
+            if time.time() > deadline:
+                fatal("the cluster's bootstrap data holds no server CA")
+            time.sleep(1)
+        ca = json.loads(stored)
+        os.makedirs(self.tls, mode=0o700, exist_ok=True)
+        for name, text in (("server-ca.crt", ca["crt"]), ("server-ca.key", ca["key"])):
+            with open(os.path.join(self.tls, name), "w") as f:
+                f.write(text)
+        serving = os.path.join(self.tls, "serving-kube-apiserver")
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-subj", "/CN=kube-apiserver", "-keyout", f"{serving}.key", "-out", f"{serving}.csr")  # fmt: skip
+        openssl("x509", "-req", "-in", f"{serving}.csr", "-CA", os.path.join(self.tls, "server-ca.crt"),
+                "-CAkey", os.path.join(self.tls, "server-ca.key"), "-set_serial", str(secrets.randbits(63)),
+                "-days", "365", "-out", f"{serving}.crt")  # fmt: skip
+        self.api.use_certificate(f"{serving}.crt", f"{serving}.key")
+        digest = sha(ca["crt"])
+        server_dir = os.path.join(self.data, "server")
+        for name, user, password in (("token", "server", self.token), ("agent-token", "node", self.agent_token)):
+            path = os.path.join(server_dir, name)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write(f"K10{digest}::{user}:{password}\n")
 
     def wait_admin_credential(self) -> str:
         deadline = time.time() + 120
@@ -729,10 +854,16 @@ class ApiServer:
                 check=True, capture_output=True,
             )  # fmt: skip
 
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(self.cert, self.key)
+
+    def use_certificate(self, cert: str, key: str) -> None:
+        """New connections get this certificate (one signed by the cluster CA)."""
+        self.context.load_cert_chain(cert, key)
+
     def serve(self) -> None:
         server = self.server
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, self.key)
+        context = self.context
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -773,6 +904,12 @@ class ApiServer:
                 path = self.path.split("?")[0]
                 if path == "/ping":  # unauthenticated, answered before etcd is up
                     return self.reply(200, "pong", "text/plain")
+                if path == "/cacerts":  # unauthenticated: pkg/server/router.go cacerts
+                    try:
+                        with open(os.path.join(server.tls, "server-ca.crt")) as f:
+                            return self.reply(200, f.read(), "text/plain")
+                    except FileNotFoundError:
+                        return self.reply(503, "no cluster CA yet", "text/plain")
                 token = self.bearer()
                 is_server = token == server.token
                 if not token or token not in (server.token, server.agent_token, server.admin_token):
@@ -946,14 +1083,25 @@ def node_may(method: str, path: str) -> bool:
     return method == "PATCH" and path.startswith("/api/v1/nodes/")
 
 
-def api_request(base: str, path: str, token: str, method: str = "GET", body: dict | None = None, timeout: float = 10):
-    """(status, text) from a k3s API, or None when nothing answers."""
-    context = ssl.create_default_context()
+def api_request(
+    base: str,
+    path: str,
+    token: str,
+    method: str = "GET",
+    body: dict | None = None,
+    timeout: float = 10,
+    ca: str | None = None,
+):
+    """(status, text) from a k3s API, or None when nothing answers (or, with `ca`, when what
+    answers does not present a certificate signed by that CA)."""
+    context = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    if not ca:
+        context.verify_mode = ssl.CERT_NONE
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -971,9 +1119,12 @@ def api_request(base: str, path: str, token: str, method: str = "GET", body: dic
 def agent() -> None:
     config = load_config()
     url = str(config.get("server") or "").rstrip("/")
-    token = str(config.get("token") or "")
-    if not url or not token:
+    full_token = str(config.get("token") or "")
+    if not url or not full_token:
         fatal("--server (K3S_URL) and --token are required")
+    # pkg/agent/config: the token is validated against the registration address's CA first.
+    ca = cluster_ca(url, full_token, seconds=3600)
+    token = parse_token(full_token)[1]
     name = node_name(config)
     ip = node_ip(config)
     password = local_node_password()
@@ -998,6 +1149,7 @@ def agent() -> None:
                     "since": started,
                 },  # fmt: skip
                 timeout=5,
+                ca=ca,
             )
             if answer is None or answer[0] >= 500:
                 continue
@@ -1016,7 +1168,7 @@ def agent() -> None:
                 notify_ready()
                 log(f"agent {name} registered through {base}")
             if time.time() - last_refresh > 10:
-                listed = api_request(base, "/v1-standin/servers", token, timeout=5)
+                listed = api_request(base, "/v1-standin/servers", token, timeout=5, ca=ca)
                 if listed and listed[0] == 200:
                     servers = [f"https://{a}:6443" for a in json.loads(listed[1]).get("servers", [])]
                     endpoints = [base, *[s for s in servers if s != base], *([url] if url not in servers else [])]

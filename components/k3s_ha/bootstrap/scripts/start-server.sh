@@ -23,7 +23,18 @@
 # fails when no peer answers instead of running cluster-init), K3S_HA_MACHINE (ignored: the
 # machine's identity, so that a new machine at the same address re-runs this step),
 # K3S_HA_NODE_NAME (needed only when config.yaml sets node-name),
-# K3S_HA_POLL_SECONDS (default 5), and for tests K3S_HA_CONFIG_DIR, K3S_HA_BIN_DIR.
+# K3S_HA_POLL_SECONDS (default 5), K3S_HA_CA_HASH (the cluster CA's SHA-256: a peer joined
+# through K3S_HA_PEERS must present that CA, and is joined with the secure token form),
+# K3S_HA_INIT (1: the cluster's init step, see below), and for tests K3S_HA_CONFIG_DIR,
+# K3S_HA_BIN_DIR.
+#
+# The init step (K3S_HA_INIT=1) runs once in a cluster's life, on the first server, before its
+# start step. On a server that already holds cluster data it changes nothing; otherwise it
+# starts the cluster (cluster-init), refusing when a K3s server already answers at one of the
+# peers (it knows no CA to check it by). Either way its stdout is one line, "HASH created" or
+# "HASH existing": the cluster CA's SHA-256, which every later join carries (K10<HASH>::), and
+# whether this step made the cluster (new clusters get the defaults only a new cluster can
+# take, such as secrets-encryption).
 set -euo pipefail
 if ! declare -F k3s_ha_log >/dev/null; then
   # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -35,8 +46,23 @@ k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
 k3s_ha_config_split_registries
-k3s_ha_refuse_token_change
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
+if [[ ${K3S_HA_INIT:-} == 1 ]]; then
+  if k3s_ha_has_etcd_data; then
+    # A cluster made before k3s-ha had this step: learn its CA, touch nothing.
+    ca_hash=$(k3s_ha_cluster_ca_hash) \
+      || k3s_ha_die "this server holds cluster data but $(k3s_ha_data_dir)/server/token holds no K10<hash> (K3s writes it at every start): start K3s here once, then run pulumi up again"
+    k3s_ha_log "this server already holds the cluster's data: nothing to start, its CA is $ca_hash"
+    printf '%s existing\n' "$ca_hash" >&3
+    exit 0
+  fi
+  if [[ -n ${K3S_HA_JOIN_URL:-} ]]; then
+    k3s_ha_die "K3S_HA_INIT and K3S_HA_JOIN_URL exclude each other: the init step starts the cluster"
+  fi
+  k3s_ha_refuse_an_answering_peer "${peers[@]}"
+  peers=()
+fi
+k3s_ha_refuse_token_change
 join_url=${K3S_HA_JOIN_URL:-}
 if [[ -n $join_url && ! $join_url =~ ^https://[^[:space:]/]+$ ]]; then
   k3s_ha_die "K3S_HA_JOIN_URL is '$join_url', expected https://ADDRESS:6443"
@@ -71,4 +97,10 @@ if ! k3s_ha_has_etcd_data; then
 fi
 k3s_ha_start_service k3s "$K3S_READY_TIMEOUT" "$node"
 k3s_ha_wait_server_ready "$node" "$K3S_READY_TIMEOUT"
-printf '%s\n' "$node" >&3
+if [[ ${K3S_HA_INIT:-} == 1 ]]; then
+  ca_hash=$(k3s_ha_cluster_ca_hash) \
+    || k3s_ha_die "K3s is ready but $(k3s_ha_data_dir)/server/token holds no K10<hash>; see journalctl -u k3s"
+  printf '%s created\n' "$ca_hash" >&3
+else
+  printf '%s\n' "$node" >&3
+fi

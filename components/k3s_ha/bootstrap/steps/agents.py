@@ -28,14 +28,18 @@ def start_agents(
     last_server: command.remote.Command,
     parent: pulumi.Resource,
     members: command.remote.Command,
+    ca_hash: pulumi.Input[str],
 ) -> list[command.remote.Command]:
     """`members`: the record step (membership.record_members), which evicts the stale Nodes of
-    rebuilt agents before any agent starts."""
+    rebuilt agents before any agent starts. `ca_hash`: the cluster CA's (the init step's), which
+    every agent's token carries: K10<hash>::node:<agent token>."""
     config = pulumi.Output.secret(
-        pulumi.Output.all(plan.agent_token, plan.registration_address, pulumi.Output.from_input(plan.registries)).apply(
+        pulumi.Output.all(
+            plan.agent_token, plan.registration_address, pulumi.Output.from_input(plan.registries), ca_hash
+        ).apply(
             lambda values: node_config.with_registries(
                 node_config.render_agent_config_yaml(
-                    agent_token=values[0], join_address=values[1], extra=plan.agent_extra
+                    agent_token=values[0], join_address=values[1], extra=plan.agent_extra, ca_hash=values[3]
                 ),
                 values[2],
             )

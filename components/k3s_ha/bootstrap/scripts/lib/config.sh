@@ -92,9 +92,40 @@ k3s_ha_config_from_file() {
 
 # Usage: k3s_ha_config_save PATH
 # Writes _k3s_ha_config to PATH like k3s_ha_write_config (atomic, 0600, sets
-# _k3s_ha_config_changed, refuses empty content).
+# _k3s_ha_config_changed, refuses empty content). A config that differs from the old one only
+# in its tokens' form (the K10<CA hash>:: prefix added, or a new hash for the same password)
+# counts as unchanged: K3s reads the token only when it starts (to join, or an agent to fetch
+# its certificates), so a running node has nothing to learn from it and is not restarted;
+# its next start uses the new form.
 k3s_ha_config_save() {
+  local old=""
+  if [[ -f $1 ]]; then
+    IFS= read -r -d '' old <"$1" || true
+  fi
   k3s_ha_write_config "$1" < <(printf '%s' "$_k3s_ha_config")
+  if [[ $_k3s_ha_config_changed == 1 && -n $old ]] \
+    && [[ $(k3s_ha_config_token_passwords "$old") == "$(k3s_ha_config_token_passwords "$_k3s_ha_config")" ]]; then
+    _k3s_ha_config_changed=0
+    k3s_ha_log "only the form of $1's tokens changed (the cluster CA's hash): K3s reads them at its next start, so nothing is restarted for it"
+  fi
+}
+
+# Usage: k3s_ha_config_token_passwords TEXT
+# Prints TEXT with every top-level token and agent-token value reduced to its password.
+# Only for comparisons inside a command substitution: the output holds the tokens.
+k3s_ha_config_token_passwords() {
+  local line value lines=()
+  mapfile -t lines < <(printf '%s' "$1")
+  for line in "${lines[@]}"; do
+    if [[ $line =~ ^(token|agent-token):[[:space:]]*(.*)$ ]]; then
+      value=${BASH_REMATCH[2]}
+      if [[ $value =~ ^\"([^\"]*)\" || $value =~ ^\'([^\']*)\' ]]; then
+        value=${BASH_REMATCH[1]}
+      fi
+      line="${line%%:*}: $(k3s_ha_token_password "$value")"
+    fi
+    printf '%s\n' "$line"
+  done
 }
 
 # Usage: k3s_ha_config_value KEY
@@ -197,6 +228,32 @@ k3s_ha_token_password() {
     token=${token#node:}
   fi
   printf '%s\n' "$token"
+}
+
+# Prints the cluster CA's hash this server holds: the 64 hex digits of the K10<hash>:: prefix
+# K3s writes to DATA_DIR/server/token (pkg/server/server.go writeToken; the SHA-256 of
+# server-ca.crt, pkg/clientaccess/token.go hashCA). Fails when there is none yet. The file
+# holds the token: only the hash leaves this function.
+k3s_ha_cluster_ca_hash() {
+  local file stored=""
+  file=$(k3s_ha_data_dir)/server/token
+  [[ -s $file ]] || return 1
+  IFS= read -r stored <"$file" || true
+  if [[ $stored =~ ^K10([0-9a-f]{64}):: ]]; then
+    printf '%s\n' "${BASH_REMATCH[1]}"
+    return 0
+  fi
+  return 1
+}
+
+# Usage: k3s_ha_config_secure_token HASH
+# Rewrites _k3s_ha_config's `token:` to the secure form K10<HASH>::server:<password>, with
+# which K3s refuses a server that presents another cluster CA before it sends the token
+# (pkg/clientaccess/token.go ParseAndValidateToken).
+k3s_ha_config_secure_token() {
+  local token
+  token=$(k3s_ha_config_value token) || k3s_ha_die "the config.yaml on stdin has no token"
+  k3s_ha_config_replace_keys "token: K10$1::server:$(k3s_ha_token_password "$token")" token
 }
 
 # Usage: k3s_ha_refuse_token_change

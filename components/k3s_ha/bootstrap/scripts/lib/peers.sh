@@ -51,22 +51,70 @@ k3s_ha_wait_for_ping() {
     "the server there must be running, and a load balancer in front must have marked it healthy"
 }
 
+# Usage: k3s_ha_peer_ca_hash URL
+# Prints the SHA-256 of what URL/cacerts serves (the cluster CA a K3s server presents; -k
+# because this is what is being checked). Fails when nothing answers.
+k3s_ha_peer_ca_hash() {
+  local digest
+  # The bytes as served go straight to sha256sum ($(...) would drop trailing newlines).
+  digest=$(set -o pipefail && curl -ksf --max-time 5 "${1%/}/cacerts" 2>/dev/null | sha256sum) || return 1
+  printf '%s\n' "${digest%% *}"
+}
+
 # Usage: k3s_ha_config_join_a_peer [ADDRESS...]
-# Probes each address; on the first that answers /ping, rewrites _k3s_ha_config to join it,
-# sets _k3s_ha_peer_url to its URL and succeeds. Fails when none answers. A server with cluster-init on a fresh disk would
-# otherwise start a second, separate cluster next to the running one (k3s-ansible#269).
+# Probes each address; on the first that answers /ping AND presents this cluster's CA (its
+# /cacerts hashes to K3S_HA_CA_HASH, or without it to the hash in this server's own
+# server/token), rewrites _k3s_ha_config to join it with the secure token form
+# (K10<hash>::server:..., which K3s checks again itself), sets _k3s_ha_peer_url to its URL and
+# succeeds. Fails when none does. A server with cluster-init on a fresh disk would otherwise
+# start a second, separate cluster next to the running one (k3s-ansible#269); a peer with
+# another CA is someone else, who must not receive the token (issue 18.2).
 k3s_ha_config_join_a_peer() {
+  local address url wanted got
+  wanted=${K3S_HA_CA_HASH:-}
+  if [[ -z $wanted ]]; then
+    wanted=$(k3s_ha_cluster_ca_hash) \
+      || k3s_ha_die "cannot check which cluster a peer belongs to: K3S_HA_CA_HASH is not set and $(k3s_ha_data_dir)/server/token holds no K10<hash> (set K3S_HA_CA_HASH to the prefix of server/token on a running server, between K10 and ::)"
+  fi
+  if [[ ! $wanted =~ ^[0-9a-f]{64}$ ]]; then
+    k3s_ha_die "K3S_HA_CA_HASH is '$wanted', expected 64 lower-case hex digits (the cluster CA's SHA-256)"
+  fi
+  for address in "$@"; do
+    url=$(k3s_ha_peer_url "$address") \
+      || k3s_ha_die "peer address '$address' is not a host name or IP address"
+    if ! k3s_ha_ping "$url"; then
+      k3s_ha_log "peer $address: $_k3s_ha_ping_result"
+      continue
+    fi
+    if ! got=$(k3s_ha_peer_ca_hash "$url"); then
+      k3s_ha_log "peer $address answers /ping but serves no /cacerts: not joining it"
+      continue
+    fi
+    if [[ $got != "$wanted" ]]; then
+      k3s_ha_log "peer $address presents another cluster CA (sha256 $got, this cluster's is $wanted): not sending it the token"
+      continue
+    fi
+    k3s_ha_log "this cluster already answers at $address (its CA checked): joining it instead of starting a second cluster (k3s-ansible#269)"
+    k3s_ha_config_join "$url"
+    k3s_ha_config_secure_token "$wanted"
+    _k3s_ha_peer_url=$url
+    return 0
+  done
+  return 1
+}
+
+# Usage: k3s_ha_refuse_an_answering_peer [ADDRESS...]
+# For the step that may start the cluster (K3S_HA_INIT): it knows no cluster CA yet, so it
+# cannot tell this cluster from another. When a K3s server answers at one of the peers, it
+# stops rather than send the token there or start a second cluster.
+k3s_ha_refuse_an_answering_peer() {
   local address url
   for address in "$@"; do
     url=$(k3s_ha_peer_url "$address") \
       || k3s_ha_die "peer address '$address' is not a host name or IP address"
     if k3s_ha_ping "$url"; then
-      k3s_ha_log "a cluster already answers at $address: joining it instead of starting a second cluster (k3s-ansible#269)"
-      k3s_ha_config_join "$url"
-      _k3s_ha_peer_url=$url
-      return 0
+      k3s_ha_die "a K3s server already answers at $address, and this server has no cluster data: k3s-ha will neither start a second cluster (k3s-ansible#269) nor send the token to a server whose CA it has never seen. If $address is this cluster (its first up was cut short, or k3s-ha was updated while the first server was being replaced), join this server to it by hand (docs/day2.md, 'A first server that cannot start'); otherwise free that address"
     fi
     k3s_ha_log "peer $address: $_k3s_ha_ping_result"
   done
-  return 1
 }
