@@ -61,6 +61,8 @@ class Cluster:
     key: Path | None = None
     """The private key the program logs in with (default: the lab's first key)."""
     ready_timeout: int = READY_TIMEOUT_SECONDS
+    registration: str | None = None
+    """K3sBootstrap's `registration_address` (None: the first server's address)."""
     recorded: engine.Run | None = None
     """The program's registrations as of the last `up` (the stack's state)."""
     mocks: driver.LabMocks | None = None
@@ -93,6 +95,7 @@ class Cluster:
             # The removal key is let in from the lab's network only (the hosts and the hub,
             # where the driver logs in with the operator's key, as Pulumi would).
             "removal_key_sources": [f"{SUBNET}.0/24"],
+            **({"registration_address": self.registration} if self.registration else {}),
         }
 
     def program(self):

@@ -58,8 +58,13 @@ def test_three_servers_and_two_agents_come_up_in_under_two_minutes(cluster: Clus
     assert len(server_token) >= 32
     assert [configs[s].get("cluster-init") for s in SERVERS] == [True, None, None]
     assert [configs[s].get("server") for s in SERVERS] == [None, *["https://10.213.0.10:6443"] * 2]
-    assert all(configs[s]["token"] == server_token for s in SERVERS)
-    assert all(configs[a]["token"] == configs["s0"]["agent-token"] != server_token for a in AGENTS)
+    # Joins carry the cluster CA's hash (issue 18.2), the one the servers' server/token holds.
+    ca = cluster.host("s0").path("/var/lib/rancher/k3s/server/token").read_text()[3:67]
+    assert all(configs[s]["token"] == f"K10{ca}::server:{server_token}" for s in SERVERS[1:])
+    assert all(configs[a]["token"] == f"K10{ca}::node:{configs['s0']['agent-token']}" for a in AGENTS)
+    assert configs["s0"]["agent-token"] != server_token
+    # A new cluster encrypts Secrets at rest: the same critical setting on every server.
+    assert all(configs[s]["secrets-encryption"] is True for s in SERVERS)
     assert all(configs[a]["server"] == "https://10.213.0.10:6443" for a in AGENTS)
 
     # The README's promise: tokens only in the 0600 config.yaml, never in unit or env files,

@@ -12,14 +12,16 @@ servers there are, and each bring-up of three costs about 45 s here.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from k3s_ha.versions import parse_version
 
 from lab import driver, harness
-from lab.cluster import ETCDCTL, Cluster, record
+from lab.cluster import ETCDCTL, READY_TIMEOUT_SECONDS, Cluster, record
 from lab.fixtures import k3s_processes
 from lab.harness import Host
 
@@ -389,7 +391,7 @@ def test_a_node_forged_with_the_agent_token_cannot_steer_the_removals(make_lab) 
     a0, a1, s0 = cluster.host("a0"), cluster.host("a1"), cluster.host("s0")
     forge = f"""
 import json, re, ssl, urllib.error, urllib.request
-token = re.search(r"^token: (\\S+)$", open("/etc/rancher/k3s/config.yaml").read(), re.M).group(1)
+token = re.search(r"^token: (\\S+)$", open("/etc/rancher/k3s/config.yaml").read(), re.M).group(1).rsplit(":", 1)[-1]
 context = ssl.create_default_context(); context.check_hostname = False; context.verify_mode = ssl.CERT_NONE
 def call(method, path, body):
     request = urllib.request.Request("https://{s0.address}:6443" + path, json.dumps(body).encode(), method=method)
@@ -416,6 +418,54 @@ print(call("PUT", "/api/v1/namespaces/kube-system/configmaps/k3s-ha-members",
     assert cluster.nodes("s0")["lab-a1"]["Ready"] == "True"
     assert "lab-forged" in cluster.nodes("s0")  # not ours to remove: it never was a member
     cluster.root("s0", "k3s kubectl delete node lab-forged")
+    cluster.check()
+
+
+def test_an_impostor_on_the_registration_address_is_sent_no_token(make_lab) -> None:
+    """Issue 18.2 in the lab: the registration address ends up answered by someone else (a
+    reassigned IP, a spoofed DNS name), who answers /ping and /cacerts like a K3s server but
+    with a CA of its own (tests/lab/impostor.py, which logs every credential it is sent). The
+    agents' tokens carry the cluster CA's hash, so the stand-in K3s, as K3s does
+    (pkg/clientaccess/token.go), refuses that CA before it sends anything: the impostor learns
+    no token, the `up` fails at the agents' start steps, and pointing the registration back
+    brings every node back. With the short token form (before 18.2) both agents sent the
+    agent token to the impostor, and this test failed."""
+    cluster = Cluster(make_lab(["s0", "a0", "a1", "x0"]), ["s0"], ["a0"])
+    cluster.up()
+    s0, x0 = cluster.host("s0"), cluster.host("x0")
+    config = yaml.safe_load(s0.path("/etc/rancher/k3s/config.yaml").read_text())
+    passwords = {config["token"], config["agent-token"]}
+    cert, key, heard = x0.path("/tmp/impostor.crt"), x0.path("/tmp/impostor.key"), x0.path("/tmp/impostor-heard.log")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+         "-subj", "/CN=k3s-server-ca@1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    x0.path("/tmp/impostor.py").write_text(Path(__file__).with_name("impostor.py").read_text())
+    started = cluster.lab.root_on(
+        x0, "setsid -f python3 /tmp/impostor.py /tmp/impostor.crt /tmp/impostor.key /tmp/impostor-heard.log "
+        "</dev/null >/tmp/impostor.out 2>&1; sleep 1; curl -ksf https://127.0.0.1:6443/ping"
+    )  # fmt: skip
+    assert started.stdout == "pong", started
+
+    cluster.registration, cluster.ready_timeout = x0.address, 30
+    with pytest.raises(driver.StepFailed) as failed:
+        cluster.up(agents=["a0", "a1"])
+    assert {o.name for o in failed.value.report.outcomes if o.status != 0} == {"lab-a0-start", "lab-a1-start"}
+    requests = [json.loads(line) for line in heard.read_text().splitlines()]
+    assert any(r["path"] == "/cacerts" for r in requests), "the agents never asked the impostor"
+    assert not any(p in json.dumps(r) for r in requests for p in passwords), "the impostor was sent a token"
+    assert "token CA hash does not match the Cluster CA certificate hash" in cluster.lab.unit_log(
+        cluster.host("a1"), "k3s-agent"
+    )
+
+    # Setting the address back is not enough for a0: its failed update left the state with its
+    # OLD inputs (real-behaviour.md), which equal the reverted ones, so Pulumi sees nothing to
+    # do while a0's config.yaml still names x0. docs/day2.md: re-run it with --replace.
+    cluster.registration, cluster.ready_timeout = None, READY_TIMEOUT_SECONDS
+    reverted = cluster.up()
+    assert "lab-a0-start" not in ran(reverted) and "lab-a1-start" in ran(reverted)
+    cluster.up(replace=("lab-a0-start",))
     cluster.check()
 
 
