@@ -20,6 +20,7 @@ import pytest
 from k3s_ha.bootstrap.bundle import SCRIPT_DIR
 from support.fake_node import (
     AGENT_CONFIG,
+    CA_HASH,
     SECRET,
     SERVER_CONFIG,
     VERSION,
@@ -321,6 +322,43 @@ def test_start_agent_rerun_with_same_config_does_not_restart(node: Node) -> None
 
     assert result.returncode == 0, result.stderr
     assert node.calls("systemctl").count("restart k3s-agent") == 1
+
+
+@pytest.mark.parametrize(
+    ("old_prefix", "new_prefix"),
+    [("", f"K10{CA_HASH}::node:"), (f"K10{CA_HASH}::node:", f"K10{'0' * 64}::node:")],
+    ids=["the CA hash added", "another CA hash"],
+)
+def test_a_token_whose_form_alone_changed_is_written_and_restarts_nothing(
+    node: Node, old_prefix: str, new_prefix: str
+) -> None:
+    """Issue 18.2: updating to the secure token form (or to a rotated CA's hash) rewrites every
+    node's config.yaml but restarts no running node: K3s reads the token only when it starts."""
+    node.agent_is_healthy()
+    old = AGENT_CONFIG.replace(f"token: {SECRET}", f"token: {old_prefix}{SECRET}")
+    assert node.run("start-agent", agent_params(node), stdin=old).returncode == 0
+    new = AGENT_CONFIG.replace(f"token: {SECRET}", f"token: {new_prefix}{SECRET}")
+
+    result = node.run("start-agent", agent_params(node), stdin=new)
+
+    assert result.returncode == 0, result.stderr
+    assert (node.config_dir / "config.yaml").read_text() == new
+    assert node.calls("systemctl").count("restart k3s-agent") == 1
+    assert "only the form of" in result.stderr and "nothing is restarted for it" in result.stderr
+    assert_secret_hidden(node, result)
+
+
+def test_a_token_with_another_password_is_a_changed_config(node: Node) -> None:
+    """The form is all that may differ: a new password is a new config, and the node restarts."""
+    node.agent_is_healthy()
+    assert node.run("start-agent", agent_params(node), stdin=AGENT_CONFIG).returncode == 0
+    new = AGENT_CONFIG.replace(f"token: {SECRET}", f"token: K10{CA_HASH}::node:{SECRET}x")
+
+    result = node.run("start-agent", agent_params(node), stdin=new)
+
+    assert result.returncode == 0, result.stderr
+    assert node.calls("systemctl").count("restart k3s-agent") == 2
+    assert "only the form of" not in result.stderr
 
 
 def test_start_agent_times_out_when_never_active(node: Node) -> None:
