@@ -321,7 +321,8 @@ def test_the_init_step_refuses_when_a_server_answers_at_a_peer(node: Node) -> No
     assert result.returncode == 1
     assert "a K3s server already answers at 10.0.0.3" in last_error(result)
     assert "nor send the token to a server whose CA it has never seen" in last_error(result)
-    assert not (node.config_dir / "config.yaml").exists()
+    # Left for a hand join with rejoin-server.sh (docs/day2.md), K3s not started.
+    assert (node.config_dir / "config.yaml").read_text() == SERVER_CONFIG
     assert node.calls("systemctl") == []
     assert not any(c.endswith("/cacerts") for c in node.calls("curl"))
     assert result.stdout == ""
@@ -338,6 +339,22 @@ def test_the_init_step_on_a_server_with_cluster_data_only_reports_its_ca(node: N
     assert result.stdout == f"{CA_HASH} existing\n"
     assert not (node.config_dir / "config.yaml").exists()
     assert node.calls("systemctl") == [] and node.calls("curl") == []
+    assert_secret_hidden(node, result)
+
+
+def test_after_the_init_step_refused_a_hand_join_checks_the_ca_and_joins(node: Node) -> None:
+    """docs/day2.md, 'A first server that cannot start': the config the init step left, then
+    rejoin-server.sh with the peer and its CA hash, as a person runs it."""
+    node.peer_of_this_cluster("10.0.0.3")
+    assert start_server(node, K3S_HA_PEERS="10.0.0.3", K3S_HA_INIT="1").returncode == 1
+
+    result = node.run("rejoin-server", server_params(node, K3S_HA_PEERS="10.0.0.3", K3S_HA_CA_HASH=CA_HASH))
+
+    assert result.returncode == 0, result.stderr
+    assert (node.config_dir / "config.yaml").read_text() == SERVER_CONFIG.replace(
+        "cluster-init: true\n", "server: https://10.0.0.3:6443\n"
+    ).replace(f"token: {SECRET}\n", f"token: K10{CA_HASH}::server:{SECRET}\n")
+    assert "start k3s" in node.calls("systemctl")
     assert_secret_hidden(node, result)
 
 

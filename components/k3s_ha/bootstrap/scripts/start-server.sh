@@ -59,7 +59,11 @@ if [[ ${K3S_HA_INIT:-} == 1 ]]; then
   if [[ -n ${K3S_HA_JOIN_URL:-} ]]; then
     k3s_ha_die "K3S_HA_INIT and K3S_HA_JOIN_URL exclude each other: the init step starts the cluster"
   fi
-  k3s_ha_refuse_an_answering_peer "${peers[@]}"
+  if k3s_ha_find_answering_peer "${peers[@]}"; then
+    # Written (0600), K3s not started: what rejoin-server.sh needs for a hand join.
+    k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
+    k3s_ha_die "a K3s server already answers at $_k3s_ha_answering, and this server has no cluster data: k3s-ha will neither start a second cluster (k3s-ansible#269) nor send the token to a server whose CA it has never seen. config.yaml was written and K3s not started. If $_k3s_ha_answering is this cluster, join it by hand with rejoin-server.sh, K3S_HA_PEERS=$_k3s_ha_answering and K3S_HA_CA_HASH set to its CA's hash (docs/day2.md, 'A first server that cannot start'); otherwise free that address. Then run pulumi up again"
+  fi
   peers=()
 fi
 k3s_ha_refuse_token_change

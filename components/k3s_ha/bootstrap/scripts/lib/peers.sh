@@ -103,18 +103,20 @@ k3s_ha_config_join_a_peer() {
   return 1
 }
 
-# Usage: k3s_ha_refuse_an_answering_peer [ADDRESS...]
-# For the step that may start the cluster (K3S_HA_INIT): it knows no cluster CA yet, so it
-# cannot tell this cluster from another. When a K3s server answers at one of the peers, it
-# stops rather than send the token there or start a second cluster.
-k3s_ha_refuse_an_answering_peer() {
+# Usage: k3s_ha_find_answering_peer [ADDRESS...]
+# For the step that may start the cluster (K3S_HA_INIT), which knows no cluster CA yet and so
+# cannot tell this cluster from another: succeeds, with the address in _k3s_ha_answering,
+# when a K3s server answers /ping at one of ADDRESSes; fails when none does.
+k3s_ha_find_answering_peer() {
   local address url
   for address in "$@"; do
     url=$(k3s_ha_peer_url "$address") \
       || k3s_ha_die "peer address '$address' is not a host name or IP address"
     if k3s_ha_ping "$url"; then
-      k3s_ha_die "a K3s server already answers at $address, and this server has no cluster data: k3s-ha will neither start a second cluster (k3s-ansible#269) nor send the token to a server whose CA it has never seen. If $address is this cluster (its first up was cut short, or k3s-ha was updated while the first server was being replaced), join this server to it by hand (docs/day2.md, 'A first server that cannot start'); otherwise free that address"
+      _k3s_ha_answering=$address
+      return 0
     fi
     k3s_ha_log "peer $address: $_k3s_ha_ping_result"
   done
+  return 1
 }
