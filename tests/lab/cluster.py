@@ -203,13 +203,14 @@ class Cluster:
             found[item["metadata"]["name"]] = {**conditions, "version": item["status"]["nodeInfo"]["kubeletVersion"]}
         return found
 
-    def check(self) -> None:
+    def check(self, secure_tokens: bool = True) -> None:
         """What the README says the cluster is after an `up`: one etcd voter per configured
         server and nothing else, every member healthy (full quorum), a Ready Node per
         configured host running the configured version (servers etcd voters), and each
         node's config.yaml (0600) joining through the registration address (the first
-        server's) with the right token; the first server initialised the cluster or, rebuilt,
-        joined one of the others."""
+        server's) with the right token (with `secure_tokens`, the form that carries the cluster
+        CA's hash; a cluster of a release before issue 18.2 has the short form); the first
+        server initialised the cluster or, rebuilt, joined one of the others."""
         servers = [self.machine(n) for n in self.servers]
         agents = [self.machine(n) for n in self.agents]
         ask = servers[-1].name
@@ -243,8 +244,9 @@ class Cluster:
         ca = hashlib.sha256(servers[0].path("/var/lib/rancher/k3s/server/tls/server-ca.crt").read_bytes()).hexdigest()
         password = first["token"].rsplit(":", 1)[-1]
         assert first["token"] in (password, f"K10{ca}::server:{password}"), first["token"]
-        assert all(configs[h.name]["token"] == f"K10{ca}::server:{password}" for h in servers[1:])
-        assert all(configs[h.name]["token"] == f"K10{ca}::node:{first['agent-token']}" for h in agents)
+        server_form, agent_form = (f"K10{ca}::server:", f"K10{ca}::node:") if secure_tokens else ("", "")
+        assert all(configs[h.name]["token"] == f"{server_form}{password}" for h in servers[1:])
+        assert all(configs[h.name]["token"] == f"{agent_form}{first['agent-token']}" for h in agents)
         assert first["agent-token"] != password
 
     def wait_for(self, what: str, check, seconds: float = 60):

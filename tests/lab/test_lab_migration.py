@@ -91,7 +91,7 @@ def test_a_cluster_of_the_previous_version_takes_the_update_without_a_restart(ma
     assert not any(a.copy_to for wave in applies for a in wave)  # no bundle then
     cluster.run(applies)
     cluster.recorded = old
-    cluster.check()
+    cluster.check(secure_tokens=False)  # the previous release joined with the short token form
     before = running_pids(cluster)
     assert all(before.values())
 
@@ -103,6 +103,12 @@ def test_a_cluster_of_the_previous_version_takes_the_update_without_a_restart(ma
     assert {f"lab-{h}-bundle" for h in ("s0", "s1", "s2", "a0", "a1")} <= names
     # The record step takes the members from the old release's labels and writes the record.
     assert {"lab-members", "lab-s0-start", "lab-a1-start"} <= names
+    # The init step (issue 18.2) found the cluster: it read its CA and started nothing, and the
+    # cluster keeps Secrets encryption off (K3s cannot turn it on for a running cluster).
+    init = next(o for o in update.outcomes if o.name == "lab-init")
+    assert init.stdout.endswith(" existing\n"), init.stdout
+    servers = [cluster.host(n).path("/etc/rancher/k3s/config.yaml").read_text() for n in cluster.servers]
+    assert not any("secrets-encryption" in text for text in servers)
     members_log = next(o.stderr for o in update.outcomes if o.name == "lab-members")
     assert "took 5 members from the k3s-ha.io/cluster=lab labels" in members_log, members_log
     # The per-agent server steps of the previous version are gone, and their deletes ran nothing.
