@@ -78,7 +78,10 @@ FAULTS = "/etc/rancher/k3s-standin-faults"  # lab fault injection, see _refused_
 # kubelet stopped posting status still shows its last Ready for this long; 50 s since
 # Kubernetes 1.32 (kubernetes/kubernetes#126287; it was 40 s).
 NODE_MONITOR_GRACE_SECONDS = 50
-HEARTBEAT_SECONDS = 2
+# The kubelet's nodeStatusUpdateFrequency default (KubeletConfiguration): it posts its Node's
+# status every 10 s (and once at once when it starts), which the node lifecycle controller
+# reads against the grace period above.
+HEARTBEAT_SECONDS = 10
 # pkg/etcd/etcd.go: manageTickerTime = 15 s, the leader's learner-promotion and voter ticker.
 MANAGE_TICKER_SECONDS = float(os.environ.get("K3S_STANDIN_MANAGE_SECONDS", "15"))
 # wrangler pkg/leader (client-go leader election), which runs K3s's leader-elected controllers,
