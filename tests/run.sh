@@ -37,7 +37,7 @@ fi
 # minutes (docs/development.md).
 # worksteal: a worker that runs out of tests takes queued ones from the others, so no
 # scenario waits behind another on a busy worker (tests/conftest.py orders the lab first).
-parallel=(-n 4 --dist worksteal)
+parallel=(-n 6 --dist worksteal)
 if [[ " $* " == *" -n"* || " $* " == *" --numprocesses"* || " $* " == *"no:xdist"* ]]; then
   parallel=()
 fi
