@@ -33,8 +33,8 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 # In parallel (pytest-xdist), unless the arguments say otherwise (-n, --numprocesses, -p
 # no:xdist): each lab scenario has its own namespaces, login user and root, and spends most of
-# its time waiting on K3s's timers, so four workers on two cores take the lab from 23 to 10
-# minutes (docs/development.md).
+# its time waiting on K3s's timers, so six workers on two cores take the lab from 23 minutes
+# to under 9 (docs/development.md).
 # worksteal: a worker that runs out of tests takes queued ones from the others, so no
 # scenario waits behind another on a busy worker (tests/conftest.py orders the lab first).
 parallel=(-n 6 --dist worksteal)
