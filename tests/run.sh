@@ -33,11 +33,11 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 # In parallel (pytest-xdist), unless the arguments say otherwise (-n, --numprocesses, -p
 # no:xdist): each lab scenario has its own namespaces, login user and root, and spends most of
-# its time waiting on K3s's timers, so six workers on two cores take the lab from 23 minutes
-# to under 9 (docs/development.md).
+# its time waiting on K3s's timers: eight workers on two cores, six of them starting on lab
+# scenarios and two on the quick tiers, keep both cores busy (docs/development.md).
 # worksteal: a worker that runs out of tests takes queued ones from the others, so no
-# scenario waits behind another on a busy worker (tests/conftest.py orders the lab first).
-parallel=(-n 6 --dist worksteal)
+# scenario waits behind another on a busy worker (tests/conftest.py lays out each worker's share).
+parallel=(-n 8 --dist worksteal)
 if [[ " $* " == *" -n"* || " $* " == *" --numprocesses"* || " $* " == *"no:xdist"* ]]; then
   parallel=()
 fi
