@@ -67,7 +67,9 @@ def test_start_server_gives_up_after_the_timeout(node: Node) -> None:
         stdin=SERVER_CONFIG,
     )
 
-    assert time.monotonic() - started < 3
+    assert (
+        time.monotonic() - started < 15
+    )  # unbounded, the wait would run on for minutes; the margin is for a loaded CI
     assert result.returncode == 1
     assert "timed out after 1s waiting for k3s server k3s-server-1" in result.stderr
     assert "EtcdIsVoter (last seen: False)" in result.stderr
@@ -125,7 +127,9 @@ def test_start_server_timeout_names_unmet_condition(
         stdin=SERVER_CONFIG,
     )
 
-    assert time.monotonic() - started < 3
+    assert (
+        time.monotonic() - started < 15
+    )  # unbounded, the wait would run on for minutes; the margin is for a loaded CI
     assert result.returncode == 1
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("k3s-ha: error: timed out after 0s waiting for k3s server k3s-server-1")
@@ -252,7 +256,7 @@ def test_start_server_bounds_a_hanging_restart(node: Node) -> None:
 
     result = node.run("start-server", server_params(node, K3S_READY_TIMEOUT="1"), stdin=SERVER_CONFIG)
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # the hang it bounds is 60 s; the margin is for a loaded CI
     assert result.returncode == 1
     assert "k3s did not finish starting within 1s; see journalctl -u k3s" in result.stderr
 
@@ -484,7 +488,7 @@ def test_install_bounds_the_download(node: Node) -> None:
 
     result = node.run("install-k3s", install_params(node, "server", K3S_HA_DOWNLOAD_TIMEOUT="1"))
 
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 20  # the hang it bounds is 60 s; the margin is for a loaded CI
     assert result.returncode == 1
     assert "did not finish within 1s" in result.stderr
     assert list(node.tmp_dir.iterdir()) == []

@@ -475,7 +475,9 @@ def test_join_gives_up_within_the_ready_budget_without_starting(node: Node) -> N
 
     result = start_server(node, stdin=JOIN_CONFIG, K3S_READY_TIMEOUT="0", K3S_HA_POLL_SECONDS="0.2")
 
-    assert time.monotonic() - started < 5
+    assert (
+        time.monotonic() - started < 15
+    )  # unbounded, the wait would run on for minutes; the margin is for a loaded CI
     assert result.returncode == 1
     message = last_error(result)
     assert "timed out after 0s waiting for https://k3s.example.internal:6443 to answer /ping" in message
@@ -708,7 +710,7 @@ def test_restore_snapshot_bounds_a_hanging_reset(node: Node) -> None:
 
     result = restore(node, K3S_HA_SNAPSHOT=path.name, K3S_HA_RESET_TIMEOUT="1")
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # the hang it bounds is 60 s; the margin is for a loaded CI
     assert result.returncode == 1
     assert "did not finish within 1s" in last_error(result)
     assert node.calls("systemctl") == ["stop k3s"]
