@@ -4,7 +4,7 @@
 #   cat lib.sh rejoin-server.sh | ssh HOST sudo env K3S_HA_PEERS=RESTORED bash -s
 #
 # Steps: with K3S_HA_PEERS given, config.yaml is first rewritten to join the first of
-# them that answers /ping (its cluster-init or server: line gives way to `server:
+# them that answers /ping and presents the cluster's CA (its cluster-init or server: line gives way to `server:
 # https://PEER:6443`): point it at the restored server when the registration address in
 # config.yaml is a dead server, or when the config says cluster-init (the first server's),
 # which with its db moved aside would start a new, empty cluster. Then: wait until the
@@ -19,6 +19,9 @@
 # stdin is not read (with `bash -s` it is the script itself); stdout stays empty.
 # Parameters (environment): K3S_HA_PEERS (space-separated addresses of the restored server
 # or the fixed registration address; needed when config.yaml says cluster-init),
+# K3S_HA_CA_HASH (the cluster CA's SHA-256, which a peer in K3S_HA_PEERS must present and
+# the rewritten token then carries: K10<hash>::server:; default: the hash in this server's own
+# server/token, which a server that was a member has; a new machine needs it given),
 # K3S_READY_TIMEOUT (seconds for the whole rejoin, default 600), K3S_HA_NODE_NAME (when
 # config.yaml sets node-name), K3S_HA_POLL_SECONDS (default 5), K3S_HA_DATA_DIR (default:
 # the config's data-dir, else /var/lib/rancher/k3s), and for tests K3S_HA_CONFIG_DIR,

@@ -8,7 +8,8 @@
 # stdin: the complete config.yaml (holds the token; never echoed), optionally followed by
 # registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries); stdin ends
 # with the end marker line (k3s_ha_config_end_marker); without it nothing is written or restarted.
-# stdout: exactly one line, the node's name as K3s registers it; every log goes to stderr.
+# stdout: exactly one line, the node's name as K3s registers it (the init step: see below);
+# every log goes to stderr.
 # Parameters (environment; contracts.StartServer): K3S_HA_JOIN_URL (see above),
 # K3S_HA_DATA_DIR (K3s's data dir, as config.yaml sets it; default /var/lib/rancher/k3s),
 # K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
