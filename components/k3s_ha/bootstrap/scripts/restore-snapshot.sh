@@ -35,7 +35,7 @@ fi
 # All in a function, so that bash has read the whole script before anything runs: with
 # `bash -s` a command reading stdin would otherwise eat the rest of the script.
 main() {
-  local k3s_bin config snapshot status=0 address url node backup peers=() reset_args=()
+  local k3s_bin config snapshot status=0 node backup peers=() reset_args=()
   exec 1>&2
   k3s_ha_require_param K3S_HA_SNAPSHOT
   K3S_READY_TIMEOUT=${K3S_READY_TIMEOUT:-600}
@@ -68,13 +68,9 @@ main() {
   # Restoring while other servers still run leaves two clusters: theirs (with quorum) and
   # this restored one.
   read -r -a peers <<<"${K3S_HA_PEERS:-}"
-  for address in "${peers[@]}"; do
-    url=$(k3s_ha_peer_url "$address") \
-      || k3s_ha_die "peer address '$address' is not a host name or IP address"
-    if k3s_ha_ping "$url"; then
-      k3s_ha_die "k3s still answers at $address: stop k3s on every other server first (systemctl stop k3s), then run this again"
-    fi
-  done
+  if k3s_ha_find_answering_peer "${peers[@]}"; then
+    k3s_ha_die "k3s still answers at $_k3s_ha_answering: stop k3s on every other server first (systemctl stop k3s), then run this again"
+  fi
 
   _k3s_ha_started_at=$(date +%s)
   k3s_ha_log "stopping k3s"

@@ -51,6 +51,19 @@ k3s_ha_wait_for_ping() {
     "the server there must be running, and a load balancer in front must have marked it healthy"
 }
 
+# Usage: k3s_ha_peer_answers ADDRESS
+# Succeeds when a K3s supervisor answers /ping at ADDRESS, with its URL in _k3s_ha_probed_url;
+# otherwise logs what it saw and fails. Dies when ADDRESS is not a host name or IP address.
+k3s_ha_peer_answers() {
+  _k3s_ha_probed_url=$(k3s_ha_peer_url "$1") \
+    || k3s_ha_die "peer address '$1' is not a host name or IP address"
+  if k3s_ha_ping "$_k3s_ha_probed_url"; then
+    return 0
+  fi
+  k3s_ha_log "peer $1: $_k3s_ha_ping_result"
+  return 1
+}
+
 # Usage: k3s_ha_peer_ca_hash URL
 # Prints the SHA-256 of what URL/cacerts serves (the cluster CA a K3s server presents; -k
 # because this is what is being checked). Fails when nothing answers.
@@ -80,12 +93,8 @@ k3s_ha_config_join_a_peer() {
     k3s_ha_die "K3S_HA_CA_HASH is '$wanted', expected 64 lower-case hex digits (the cluster CA's SHA-256)"
   fi
   for address in "$@"; do
-    url=$(k3s_ha_peer_url "$address") \
-      || k3s_ha_die "peer address '$address' is not a host name or IP address"
-    if ! k3s_ha_ping "$url"; then
-      k3s_ha_log "peer $address: $_k3s_ha_ping_result"
-      continue
-    fi
+    k3s_ha_peer_answers "$address" || continue
+    url=$_k3s_ha_probed_url
     if ! got=$(k3s_ha_peer_ca_hash "$url"); then
       k3s_ha_log "peer $address answers /ping but serves no /cacerts: not joining it"
       continue
@@ -105,18 +114,15 @@ k3s_ha_config_join_a_peer() {
 
 # Usage: k3s_ha_find_answering_peer [ADDRESS...]
 # For the step that may start the cluster (K3S_HA_INIT), which knows no cluster CA yet and so
-# cannot tell this cluster from another: succeeds, with the address in _k3s_ha_answering,
+# cannot tell this cluster from another, and for a restore, which must be alone: succeeds, with the address in _k3s_ha_answering,
 # when a K3s server answers /ping at one of ADDRESSes; fails when none does.
 k3s_ha_find_answering_peer() {
-  local address url
+  local address
   for address in "$@"; do
-    url=$(k3s_ha_peer_url "$address") \
-      || k3s_ha_die "peer address '$address' is not a host name or IP address"
-    if k3s_ha_ping "$url"; then
+    if k3s_ha_peer_answers "$address"; then
       _k3s_ha_answering=$address
       return 0
     fi
-    k3s_ha_log "peer $address: $_k3s_ha_ping_result"
   done
   return 1
 }
