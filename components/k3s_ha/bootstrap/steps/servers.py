@@ -101,20 +101,20 @@ def start_server(
     config: pulumi.Output[str],
     after: Sequence[pulumi.Resource],
     parent: pulumi.Resource,
-    identity: ClusterIdentity,
     peers: pulumi.Input[str] | None = None,
+    ca_hash: pulumi.Input[str] | None = None,
     first: bool = False,
 ) -> command.remote.Command:
-    """`config`: the node's `secret_server_config_yaml`. `peers` (first server only): space-separated
-    addresses to probe when it has no cluster data. If one answers and presents this cluster's
-    CA (`identity.ca_hash`), this is a rebuilt first server and the script joins it instead of
-    splitting the cluster in two (k3s-ansible#269)."""
+    """`config`: the node's `secret_server_config_yaml`. `peers` and `ca_hash` (first server
+    only): space-separated addresses to probe when it has no cluster data. If one answers and
+    presents this cluster's CA (`ca_hash`), this is a rebuilt first server and the script joins
+    it instead of splitting the cluster in two (k3s-ansible#269)."""
     call = StartServer(
         **plan.start_fields("server"),
         peers=peers,
         machine=node.replace_on if first else None,
         cluster_init="never" if first else None,
-        ca_hash=identity.ca_hash if first else None,
+        ca_hash=ca_hash,
         join_url=None if first else pulumi.Output.from_input(plan.registration_address).apply(ports.api_url),
     )
     return run_script(
@@ -186,8 +186,8 @@ def start_init_server(
         config=secret_server_config_yaml(plan, None, created=identity.created),
         after=[*after, identity.step],
         parent=parent,
-        identity=identity,
         peers=_peers(plan, node, others),
+        ca_hash=identity.ca_hash,
         first=True,
     )
 
@@ -207,8 +207,6 @@ def join_servers_in_turn(
     # The same for every joining server.
     config = secret_server_config_yaml(plan, plan.registration_address, identity.created, identity.ca_hash)
     for node, installed, evict in zip(nodes, installs, evicts):
-        previous = start_server(
-            plan, node, config=config, after=present(installed, previous, evict), parent=parent, identity=identity
-        )
+        previous = start_server(plan, node, config=config, after=present(installed, previous, evict), parent=parent)
         joined.append(previous)
     return joined
