@@ -23,6 +23,7 @@ from k3s_ha.bootstrap.bundle import SCRIPT_DIR
 from support import engine, step_model
 
 from lab.harness import Lab
+from lab.standin.k3s_standin import make_ca
 
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
@@ -240,13 +241,7 @@ class LabMocks(engine.CloudMocks):
             return f"{token[3:67]} existing\n"
         tls = host.path(f"{data}/server/tls")
         tls.mkdir(parents=True, exist_ok=True, mode=0o700)
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-days", "3650", "-subj", f"/CN=k3s-server-ca@{int(time.time())}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature",
-             "-keyout", str(tls / "server-ca.key"), "-out", str(tls / "server-ca.crt")],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        make_ca(str(tls / "server-ca.crt"), str(tls / "server-ca.key"))
         return f"{hashlib.sha256((tls / 'server-ca.crt').read_bytes()).hexdigest()} created\n"
 
     def _leaving(self, args, state: dict) -> str:

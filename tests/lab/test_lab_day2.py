@@ -24,6 +24,7 @@ from lab import driver, harness
 from lab.cluster import ETCDCTL, READY_TIMEOUT_SECONDS, Cluster, record
 from lab.fixtures import k3s_processes
 from lab.harness import Host
+from lab.standin.k3s_standin import make_ca
 
 pytestmark = pytest.mark.lab
 
@@ -437,11 +438,7 @@ def test_an_impostor_on_the_registration_address_is_sent_no_token(make_lab) -> N
     config = yaml.safe_load(s0.path("/etc/rancher/k3s/config.yaml").read_text())
     passwords = {config["token"], config["agent-token"]}
     cert, key, heard = x0.path("/tmp/impostor.crt"), x0.path("/tmp/impostor.key"), x0.path("/tmp/impostor-heard.log")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-         "-subj", "/CN=k3s-server-ca@1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    make_ca(str(cert), str(key))  # a CA of its own, made as K3s makes one
     x0.path("/tmp/impostor.py").write_text(Path(__file__).with_name("impostor.py").read_text())
     started = cluster.lab.root_on(
         x0, "setsid -f python3 /tmp/impostor.py /tmp/impostor.crt /tmp/impostor.key /tmp/impostor-heard.log "

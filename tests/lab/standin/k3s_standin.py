@@ -230,6 +230,15 @@ def openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
+def make_ca(crt: str, key: str) -> None:
+    """A self-signed EC CA like the one K3s makes (k3s-server-ca@<time>); the lab uses it too,
+    for the custom CA it gives a first server (tests/lab/driver.py) and for an impostor's."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "3650", "-subj", f"/CN=k3s-server-ca@{int(time.time())}",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature",
+            "-keyout", key, "-out", crt)  # fmt: skip
+
+
 # --- etcd through its JSON gateway -------------------------------------------------------
 
 
@@ -542,10 +551,7 @@ class Server:
         crt, key = os.path.join(self.tls, "server-ca.crt"), os.path.join(self.tls, "server-ca.key")
         if not (os.path.exists(crt) and os.path.exists(key)):
             os.makedirs(self.tls, mode=0o700, exist_ok=True)
-            openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-days", "3650", "-subj", f"/CN=k3s-server-ca@{int(time.time())}",
-                    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature",
-                    "-keyout", key, "-out", crt)  # fmt: skip
+            make_ca(crt, key)
         with open(crt) as c, open(key) as k:
             return {"crt": c.read(), "key": k.read()}
 
