@@ -121,6 +121,9 @@ class _Start(Script):
     ready_timeout: int = env("K3S_READY_TIMEOUT")
     version: str = env("K3S_VERSION")
     with_registries: bool | None = env("K3S_HA_WITH_REGISTRIES", None)
+    wait_cloud_init: bool | None = env("K3S_HA_WAIT_CLOUD_INIT", None)
+    """True when the role's kubelet runs with cloud-provider=external: the node counts as up
+    only once a cloud controller manager has initialised it (lib.sh k3s_ha_check_cloud_initialized)."""
     data_dir: str | None = env("K3S_HA_DATA_DIR", None)
     """K3s's data dir, as the config.yaml on stdin sets it (plan.start_fields): the script
     does not read it back from that YAML (issue 16)."""
@@ -132,7 +135,10 @@ class _Start(Script):
 @dataclass(frozen=True)
 class StartServer(_Start):
     NAME: ClassVar[str] = "start-server"
+    STDIN: ClassVar[str] = "config.yaml (secret), then registries.yaml and the manifests, each after a separator"
     STDOUT: ClassVar[str] = "the node name; on the init step (`init`) `HASH created|existing` instead"
+    with_manifests: bool | None = env("K3S_HA_WITH_MANIFESTS", None)
+    """True when stdin must carry the manifests for the auto-deploy directory (k3s-ha.yaml)."""
     peers: pulumi.Input[str] | None = env("K3S_HA_PEERS", None)
     machine: pulumi.Input[str] | None = env("K3S_HA_MACHINE", None)
     """Ignored by the script: the machine's identity, so a new machine re-runs the step."""

@@ -100,9 +100,32 @@ REGISTRIES_SEPARATOR = "--- # k3s-ha: registries.yaml follows\n"
 REGISTRIES_HEADER = "# Written by k3s-ha from the registries input; replaced on every start step.\n"
 
 
-def with_registries(config_yaml: str, registries: Mapping[str, Any] | None) -> str:
+# The line that starts the manifests on a server's stdin, after config.yaml and registries.yaml
+# (lib.sh k3s_ha_config_split_manifests), and the first line of the file they are written to.
+MANIFESTS_SEPARATOR = "--- # k3s-ha: manifests follow\n"
+MANIFESTS_HEADER = "# Written by k3s-ha from the manifests input; replaced on every start step.\n"
+MANIFESTS_FILE = "k3s-ha.yaml"
+"""Its name in the server's auto-deploy directory, DATA_DIR/server/manifests."""
+
+
+def render_manifests(manifests: Sequence[Mapping[str, Any]]) -> str:
+    """Kubernetes objects as one multi-document YAML file, header first and the end marker last
+    (a comment, harmless to K3s's deploy controller)."""
+    body = yaml.safe_dump_all([dict(m) for m in manifests], sort_keys=True, default_flow_style=False)
+    return MANIFESTS_HEADER + body + END_MARKER + "\n"
+
+
+def with_registries(
+    config_yaml: str,
+    registries: Mapping[str, Any] | None,
+    manifests: Sequence[Mapping[str, Any]] | None = None,
+) -> str:
     """A start script's stdin: config.yaml, then, when `registries` is given, the separator and
-    registries.yaml (secret too: it may hold registry passwords)."""
-    if registries is None:
-        return config_yaml
-    return config_yaml + REGISTRIES_SEPARATOR + REGISTRIES_HEADER + _render(registries)
+    registries.yaml (secret too: it may hold registry passwords), then, when `manifests` are
+    given (servers only), their separator and the manifests file."""
+    stdin = config_yaml
+    if registries is not None:
+        stdin += REGISTRIES_SEPARATOR + REGISTRIES_HEADER + _render(registries)
+    if manifests is not None:
+        stdin += MANIFESTS_SEPARATOR + render_manifests(manifests)
+    return stdin

@@ -56,6 +56,9 @@ class BootstrapPlan:
     """Further config.yaml settings for every agent (K3sBootstrapArgs.agent_config)."""
     registries: Mapping[str, Any] | None = None
     """registries.yaml for every node (K3sBootstrapArgs.registries); None: none is managed."""
+    server_manifests: tuple[Mapping[str, Any], ...] | None = None
+    """Objects for every server's auto-deploy directory (K3sBootstrapArgs.manifests); None:
+    none are managed."""
 
     @classmethod
     def decide(
@@ -89,6 +92,7 @@ class BootstrapPlan:
             server_extra=dict(settings.server_config),
             agent_extra=dict(settings.agent_config),
             registries=settings.registries,
+            server_manifests=settings.server_manifests,
         )
 
     def start_fields(self, role: str) -> dict[str, Any]:
@@ -98,11 +102,21 @@ class BootstrapPlan:
         # one-server-at-a-time order as the first start. with_registries: stdin cut right
         # after config.yaml's end marker would otherwise read as "no registries" and remove
         # the registries.yaml k3s-ha wrote (lib.sh).
-        return {
+        extra = self.server_extra if role == "server" else self.agent_extra
+        fields: dict[str, Any] = {
             "ready_timeout": self.ready_timeout_seconds,
             "version": self.k3s_version,
             "with_registries": True if self.registries is not None else None,
-            "data_dir": str(
-                (self.server_extra if role == "server" else self.agent_extra).get("data-dir") or K3S_DATA_DIR
-            ),
+            "wait_cloud_init": True if external_cloud_provider(extra) else None,
+            "data_dir": str(extra.get("data-dir") or K3S_DATA_DIR),
         }
+        if role == "server":
+            fields["with_manifests"] = True if self.server_manifests is not None else None
+        return fields
+
+
+def external_cloud_provider(extra: Mapping[str, Any]) -> bool:
+    """The role's kubelet runs with cloud-provider=external (a `kubelet-arg` item): its Nodes
+    register tainted until a cloud controller manager initialises them."""
+    args = extra.get("kubelet-arg") or []
+    return "cloud-provider=external" in ([args] if isinstance(args, str) else args)

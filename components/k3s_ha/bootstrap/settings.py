@@ -74,7 +74,16 @@ class BootstrapSettings:
     agent_config: Mapping[str, Any] = field(default_factory=dict)
     registries: Mapping[str, Any] | None = None
     """None: no registries.yaml is managed (one k3s-ha wrote before is removed)."""
+    server_manifests: tuple[Mapping[str, Any], ...] | None = None
+    """Objects for every server's auto-deploy directory; None: none are managed (a file
+    k3s-ha wrote before is removed, what K3s deployed from it stays)."""
     install_url: str = DEFAULT_INSTALL_URL
+
+
+def _whole(value: object) -> object:
+    """Other languages send every number as a float, and pulumi 3.272's component host hands
+    them on unconverted (ComponentProvider.map_input_properties): 600.0 is taken as 600."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, list[str]]:
@@ -105,14 +114,14 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         allow_dqlite=bool(args.get("allow_dqlite")),
         token=args.get("token"),
         agent_token=args.get("agent_token"),
-        ready_timeout_seconds=args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS),
+        ready_timeout_seconds=_whole(args.get("ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS)),
         ssh_user=ssh.get("user"),
     )
     validation.non_empty(ssh.get("private_key"), "ssh_private_key", "pass the SSH private key as a secret")
     settings = BootstrapSettings(
         servers=servers,
         agents=agents,
-        ssh=args["ssh"],
+        ssh=_ssh_numbers(args["ssh"]),
         k3s=k3s,
         token=args.get("token"),
         agent_token=args.get("agent_token"),
@@ -126,3 +135,10 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         install_url=args.get("install_url", DEFAULT_INSTALL_URL),
     )
     return settings, warnings
+
+
+def _ssh_numbers(ssh: SshArgs) -> SshArgs:
+    """`ssh` with a float dial_error_limit (from another language) as the int it stands for."""
+    if "dial_error_limit" not in ssh:
+        return ssh
+    return {**ssh, "dial_error_limit": _whole(ssh["dial_error_limit"])}  # type: ignore[typeddict-item]

@@ -31,5 +31,7 @@ _k3s_ha_lib=$(dirname "${BASH_SOURCE[0]}")/lib
 . "$_k3s_ha_lib/config.sh"
 # shellcheck source=lib/registries.sh
 . "$_k3s_ha_lib/registries.sh"
+# shellcheck source=lib/manifests.sh
+. "$_k3s_ha_lib/manifests.sh"
 # shellcheck source=lib/versions.sh
 . "$_k3s_ha_lib/versions.sh"

@@ -9,7 +9,8 @@
 # Parameters (environment; contracts.StartAgent): K3S_HA_DATA_DIR (K3s's data dir, as the
 # config.yaml on stdin sets it: Python passes it rather than have this script parse the YAML
 # back; default /var/lib/rancher/k3s), K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
-# K3S_READY_TIMEOUT (seconds from the script's start until the
+# K3S_HA_WAIT_CLOUD_INIT (1: wait until the cloud controller manager has initialised the
+# node, lib.sh k3s_ha_check_cloud_initialized), K3S_READY_TIMEOUT (seconds from the script's start until the
 # agent must be up, restart included; default 600), K3S_VERSION (optional: refuse to start
 # unless the installed binary reports exactly this, restart a node that runs another, and
 # wait until the node runs it), K3S_HA_NODE_NAME (needed only when config.yaml sets

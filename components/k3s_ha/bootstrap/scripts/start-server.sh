@@ -6,14 +6,17 @@
 # than have this script parse it back (issue 16).
 #
 # stdin: the complete config.yaml (holds the token; never echoed), optionally followed by
-# registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries); stdin ends
+# registries.yaml after a separator line (lib.sh k3s_ha_config_split_registries), optionally
+# followed by manifests for DATA_DIR/server/manifests/k3s-ha.yaml (k3s_ha_config_split_manifests); stdin ends
 # with the end marker line (k3s_ha_config_end_marker); without it nothing is written or restarted.
 # stdout: exactly one line, the node's name as K3s registers it (the init step: see below);
 # every log goes to stderr.
 # Parameters (environment; contracts.StartServer): K3S_HA_JOIN_URL (see above),
 # K3S_HA_DATA_DIR (K3s's data dir, as config.yaml sets it; default /var/lib/rancher/k3s),
-# K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml),
-# K3S_READY_TIMEOUT (seconds from the script's start until
+# K3S_HA_WITH_REGISTRIES (1: stdin must carry a registries.yaml), K3S_HA_WITH_MANIFESTS (1:
+# stdin must carry manifests), K3S_HA_WAIT_CLOUD_INIT (1: the kubelet runs with
+# cloud-provider=external, so the node counts as up only once the cloud controller manager
+# has initialised it), K3S_READY_TIMEOUT (seconds from the script's start until
 # the server must be ready, waits and restart included; default 600), K3S_VERSION
 # (optional: refuse to start unless the installed binary reports exactly this, restart a
 # server that runs another version, and wait until it runs this one),
@@ -46,6 +49,7 @@ fi
 k3s_ha_begin_start
 
 k3s_ha_config_from_stdin
+k3s_ha_config_split_manifests
 k3s_ha_config_split_registries
 read -r -a peers <<<"${K3S_HA_PEERS:-}"
 if [[ ${K3S_HA_INIT:-} == 1 ]]; then
@@ -88,6 +92,7 @@ elif [[ -z $join_url ]]; then
 fi
 k3s_ha_config_save "$(k3s_ha_config_dir)/config.yaml"
 k3s_ha_registries_save "$(k3s_ha_config_dir)/registries.yaml"
+k3s_ha_manifests_save "$(k3s_ha_data_dir)/server/manifests/k3s-ha.yaml"
 
 # A first join needs the cluster behind `server:` to answer, and a load balancer there may
 # not have marked the first server healthy yet. A member with etcd data starts without it.

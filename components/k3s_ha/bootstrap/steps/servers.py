@@ -63,7 +63,8 @@ def secret_server_config_yaml(
     created: pulumi.Input[bool],
     ca_hash: pulumi.Input[str] | None = None,
 ) -> pulumi.Output[str]:
-    """A server's stdin (secret): its config.yaml, then registries.yaml when one is given. The
+    """A server's stdin (secret): its config.yaml, then registries.yaml when one is given, then
+    the manifests when there are any. The
     same text for every server that joins, so build it once and pass it to each (`config=`).
     `created`: the cluster was made by the init step (its defaults apply); `ca_hash`: the
     cluster CA's hash, which a joining server's token carries."""
@@ -89,6 +90,7 @@ def secret_server_config_yaml(
                 ca_hash=values[7],
             ),
             values[5],
+            plan.server_manifests,
         )
     )
     return pulumi.Output.secret(config)

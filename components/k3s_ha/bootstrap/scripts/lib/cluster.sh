@@ -110,11 +110,37 @@ k3s_ha_check_node_after_restart() {
   elif [[ -n $since ]] && ((_k3s_ha_heartbeat < since)); then
     _k3s_ha_unmet+=("Ready (last seen: True, but from $(k3s_ha_time "$_k3s_ha_heartbeat"), before the restart at $(k3s_ha_time "$since"))")
   fi
+  if [[ ${K3S_HA_WAIT_CLOUD_INIT:-0} == 1 ]]; then
+    k3s_ha_check_cloud_initialized "$node"
+  fi
   if [[ -n ${K3S_VERSION:-} ]]; then
     k3s_ha_read_running_version "$node"
     if [[ $_k3s_ha_running != "$K3S_VERSION" ]]; then
       _k3s_ha_unmet+=("running version $K3S_VERSION (last seen: ${_k3s_ha_running:-$_k3s_ha_version_error})")
     fi
+  fi
+}
+
+# The taint (below) a kubelet started with --cloud-provider=external registers its Node with, and
+# that the cloud controller manager's node controller removes once it has set the Node's
+# providerID and zone labels (kubernetes pkg/kubelet/kubelet_node_status.go,
+# initialNode: TaintExternalCloudProvider; k8s.io/cloud-provider
+# controllers/node/node_controller.go). Until then nothing else is scheduled there.
+# Usage: k3s_ha_check_cloud_initialized NODE
+# With K3S_HA_WAIT_CLOUD_INIT=1 (the node's kubelet runs with cloud-provider=external):
+# adds to _k3s_ha_unmet while NODE still carries the uninitialized taint or has no
+# providerID, i.e. the cloud controller manager has not initialised it yet.
+k3s_ha_check_cloud_initialized() {
+  local out taints provider taint=node.cloudprovider.kubernetes.io/uninitialized
+  if ! out=$(k3s_ha_kubectl get node "$1" --request-timeout=10s \
+    -o 'jsonpath={.spec.providerID}{"|"}{range .spec.taints[*]}{.key}{" "}{end}' 2>&1); then
+    _k3s_ha_unmet+=("initialised by the cloud controller manager (last seen: $(k3s_ha_brief "error: $out"))")
+    return 0
+  fi
+  provider=${out%%|*}
+  taints=" ${out#*|}"
+  if [[ $taints == *" $taint "* || -z $provider ]]; then
+    _k3s_ha_unmet+=("initialised by the cloud controller manager (last seen: providerID '${provider}', taint $taint $([[ $taints == *" $taint "* ]] && echo set || echo gone))")
   fi
 }
 
