@@ -2,8 +2,8 @@
 
 Pulumi's Python language host starts a plugin directory by running `python <directory>`, i.e.
 this file, with the engine address as argument. The provider (k3s_ha_provider.py) infers the
-package schema from K3sCluster's type annotations and docstrings
-(pulumi.provider.experimental.analyzer) and constructs K3sCluster for programs written in any
+package schema from K3sCluster's and K3sBootstrap's type annotations and docstrings
+(pulumi.provider.experimental.analyzer) and constructs either for programs written in any
 language.
 
 The package is imported from ../components, the same way the repository's own program does:

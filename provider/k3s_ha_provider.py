@@ -1,5 +1,6 @@
-"""The k3s-ha component provider: the schema Pulumi's analyzer infers from K3sCluster, with the
-package's version and with descriptions that name properties the way the schema does.
+"""The k3s-ha component provider: the schema Pulumi's analyzer infers from K3sCluster and
+K3sBootstrap, with the package's version, secrets marked and descriptions that name properties
+the way the schema does.
 
 The analyzer copies each docstring as written for Python users, so a description of `keyName`
 says "Give this or `key_name`"; a TypeScript, Go or YAML user only ever sees `keyName`. The
@@ -15,14 +16,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from k3s_ha import K3sCluster, __version__
+from k3s_ha import K3sBootstrap, K3sCluster, __version__
 from pulumi.provider import main
 from pulumi.provider.experimental.component import ComponentProvider
 
-# Must equal the package part of the type token K3sCluster registers with (`k3s-ha:index:K3sCluster`).
+# Must equal the package part of the type tokens the components register with
+# (`k3s-ha:index:K3sCluster`, `k3s-ha:index:K3sBootstrap`).
 PACKAGE = "k3s-ha"
-# Only K3sCluster is hosted; K3sBootstrap is used from Python.
-COMPONENTS = [K3sCluster]
+COMPONENTS = [K3sCluster, K3sBootstrap]
 
 
 def python_to_schema_names(mappings: Iterable[Mapping[str, str]]) -> dict[str, str]:
@@ -65,19 +66,45 @@ def describe_with_schema_names(schema: dict[str, Any], names: Mapping[str, str])
 
 SECRET_INPUTS = ("sshPrivateKey", "token", "agentToken", "registries")
 SECRET_OUTPUTS = ("kubeconfig", "token", "sshPrivateKey")
-"""Marked `"secret": true` in the schema (pulumi pkg/codegen/schema PropertySpec.Secret: "Secret
-specifies if the property is secret"), which the analyzer cannot infer (SDK 3.272's
-PropertyDefinition has no such flag): so every language's generated SDK treats them as secrets,
-not only Python, which makes them secret at run time (aws/cluster.py, bootstrap/component.py)."""
+"""K3sCluster's secrets. Marked `"secret": true` in the schema (pulumi pkg/codegen/schema
+PropertySpec.Secret: "Secret specifies if the property is secret"), which the analyzer cannot
+infer (SDK 3.272's PropertyDefinition has no such flag): so every language's generated SDK treats
+them as secrets, not only Python, which makes them secret at run time (aws/cluster.py,
+bootstrap/component.py)."""
+
+SECRETS: dict[str, dict[str, tuple[str, ...]]] = {
+    f"{PACKAGE}:index:K3sCluster": {"inputProperties": SECRET_INPUTS, "properties": SECRET_OUTPUTS},
+    # The SSH key is ssh.privateKey (type SshArgs, below).
+    f"{PACKAGE}:index:K3sBootstrap": {
+        "inputProperties": ("token", "agentToken", "registries"),
+        "properties": ("kubeconfig", "token"),
+    },
+}
+"""Per resource token, the secret properties of each section."""
+
+SECRET_TYPE_PROPERTIES: dict[str, tuple[str, ...]] = {
+    f"{PACKAGE}:index:SshArgs": ("privateKey",),
+    f"{PACKAGE}:index:ProxyArgs": ("privateKey", "privateKeyPassword", "password"),
+}
+"""Per object type (K3sBootstrap's nested inputs), its secret properties."""
 
 
-def mark_secrets(schema: dict[str, Any], token: str) -> dict[str, Any]:
-    """A copy of `schema` with SECRET_INPUTS and SECRET_OUTPUTS of resource `token` marked."""
+def mark_secrets(
+    schema: dict[str, Any],
+    resources: Mapping[str, Mapping[str, Iterable[str]]],
+    types: Mapping[str, Iterable[str]] = {},  # noqa: B006 - read only
+) -> dict[str, Any]:
+    """A copy of `schema` with the named properties of each resource (per section) and of each
+    object type marked secret. A name the schema lacks raises KeyError: nothing is skipped."""
     marked = json.loads(json.dumps(schema))
-    resource = marked["resources"][token]
-    for section, names in (("inputProperties", SECRET_INPUTS), ("properties", SECRET_OUTPUTS)):
+    for token, sections in resources.items():
+        resource = marked["resources"][token]
+        for section, names in sections.items():
+            for name in names:
+                resource[section][name]["secret"] = True
+    for token, names in types.items():
         for name in names:
-            resource[section][name]["secret"] = True
+            marked["types"][token]["properties"][name]["secret"] = True
     return marked
 
 
@@ -94,7 +121,7 @@ class K3sHaProvider(ComponentProvider):
         mappings += [t.properties_mapping for t in self._type_defs.values()]
         names = python_to_schema_names(mappings)
         described = describe_with_schema_names(json.loads(self.schema), names)
-        self.schema = json.dumps(mark_secrets(described, f"{PACKAGE}:index:{K3sCluster.__name__}"))
+        self.schema = json.dumps(mark_secrets(described, SECRETS, SECRET_TYPE_PROPERTIES))
 
 
 def serve(args: list[str]) -> None:

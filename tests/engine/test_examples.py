@@ -1,6 +1,6 @@
 """examples/: a larger Python program that uses k3s-ha as a library (run under the mock engine
-with its own project and stack file), and a Pulumi YAML program that uses K3sCluster through the
-component provider (checked against the schema the provider infers)."""
+with its own project and stack file), and two Pulumi YAML programs that use K3sCluster and
+K3sBootstrap through the component provider (checked against the schema the provider infers)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from support.helpers import PRIVATE_KEY
 ROOT = Path(__file__).resolve().parents[2]
 PY_EXAMPLE = ROOT / "examples" / "python-in-vpc"
 YAML_EXAMPLE = ROOT / "examples" / "yaml"
+BOOTSTRAP_YAML_EXAMPLE = ROOT / "examples" / "yaml-bootstrap"
 
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -225,3 +226,95 @@ def test_the_yaml_stack_file_holds_no_secret():
     config = _yaml(YAML_EXAMPLE / "Pulumi.dev.yaml")["config"]
     secret_keys = {k for k, v in YAML_PROJECT["config"].items() if v.get("secret")}
     assert not {k.partition(":")[2] for k in config} & secret_keys
+
+
+# --- examples/yaml-bootstrap ------------------------------------------------------------------
+# K3sBootstrap's inputs nest (servers: [HostArgs], ssh: SshArgs): every key, at every level, is
+# checked against the schema, following each `$ref` to its object type.
+
+BOOTSTRAP_PROJECT = _yaml(BOOTSTRAP_YAML_EXAMPLE / "Pulumi.yaml")
+BOOTSTRAP_TOKEN = f"{PACKAGE}:index:K3sBootstrap"
+
+
+def _check_property(value, prop: dict, schema: dict, declared: dict, where: str) -> list[str]:
+    """Check `value` (a literal or a ${config} reference) against schema property `prop`;
+    return where it uses a secret config value."""
+    reference = INTERPOLATION.match(value) if isinstance(value, str) else None
+    if reference:
+        assert reference.group(2) is None, f"{where}: only config references are expected here"
+        config = declared.get(reference.group(1))
+        assert config, f"{where}: ${{{reference.group(1)}}} is not declared under config:"
+        assert _config_matches(config, prop), f"{where}: config {config} vs {prop}"
+        return [where] if config.get("secret") else []
+    ref = prop.get("$ref", "")
+    if ref.startswith("#/types/"):
+        spec = schema["types"][ref.removeprefix("#/types/")]
+        assert isinstance(value, dict), f"{where}: {value!r} is not an object"
+        assert set(value) <= set(spec["properties"]), f"{where}: not properties: {set(value) - set(spec['properties'])}"
+        assert set(spec.get("required", [])) <= set(value), f"{where}: missing {set(spec['required']) - set(value)}"
+        secret = []
+        for key, item in value.items():
+            secret += _check_property(item, spec["properties"][key], schema, declared, f"{where}.{key}")
+        return secret
+    if ref == "pulumi.json#/Any":
+        return []
+    kind = prop["type"]
+    assert isinstance(value, PY_TYPES[kind]) and not (kind in ("integer", "number") and isinstance(value, bool)), (
+        f"{where}: {value!r} is not {kind}"
+    )
+    secret = []
+    if kind == "array":
+        for i, item in enumerate(value):
+            secret += _check_property(item, prop["items"], schema, declared, f"{where}[{i}]")
+    if kind == "object" and "additionalProperties" in prop:
+        for key, item in value.items():
+            secret += _check_property(item, prop["additionalProperties"], schema, declared, f"{where}.{key}")
+    return secret
+
+
+def test_the_bootstrap_yaml_example_uses_the_local_component_package():
+    assert BOOTSTRAP_PROJECT["runtime"] == "yaml"
+    assert (BOOTSTRAP_YAML_EXAMPLE / BOOTSTRAP_PROJECT["packages"][PACKAGE]).resolve() == ROOT / "provider"
+    assert [r["type"] for r in BOOTSTRAP_PROJECT["resources"].values()] == [BOOTSTRAP_TOKEN]
+
+
+def test_the_bootstrap_yaml_properties_all_exist_in_the_schema_and_the_key_is_a_secret(schema):
+    resource = schema["resources"][BOOTSTRAP_TOKEN]
+    declared = BOOTSTRAP_PROJECT["config"]
+    [cluster] = BOOTSTRAP_PROJECT["resources"].values()
+    properties = cluster["properties"]
+    assert set(properties) <= set(resource["inputProperties"]), set(properties) - set(resource["inputProperties"])
+    assert set(resource["requiredInputs"]) <= set(properties)
+    secret_uses = []
+    for key, value in properties.items():
+        secret_uses += _check_property(value, resource["inputProperties"][key], schema, declared, f"cluster.{key}")
+    # The one secret config value is the SSH key, where the schema marks a secret.
+    assert secret_uses == ["cluster.ssh.privateKey"]
+    assert schema["types"][f"{PACKAGE}:index:SshArgs"]["properties"]["privateKey"]["secret"] is True
+    # Three servers (etcd quorum) and an agent, with host keys pinned.
+    assert [h["name"] for h in properties["servers"]] == ["server-0", "server-1", "server-2"]
+    assert all("hostKey" in h for h in [*properties["servers"], *properties["agents"]])
+
+
+def test_the_bootstrap_yaml_outputs_are_outputs_of_the_component(schema):
+    outputs = schema["resources"][BOOTSTRAP_TOKEN]["properties"]
+    for name, value in BOOTSTRAP_PROJECT["outputs"].items():
+        reference = INTERPOLATION.match(value)
+        assert reference and reference.group(1) in BOOTSTRAP_PROJECT["resources"], name
+        assert reference.group(2) in outputs, f"{name}: {reference.group(2)} is not an output of {BOOTSTRAP_TOKEN}"
+    assert "kubeconfig" in BOOTSTRAP_PROJECT["outputs"]
+
+
+def test_the_bootstrap_yaml_stack_file_holds_no_secret_and_every_key_is_declared():
+    config = _yaml(BOOTSTRAP_YAML_EXAMPLE / "Pulumi.dev.yaml")["config"]
+    declared = BOOTSTRAP_PROJECT["config"]
+    for key in config:
+        namespace, _, name = key.partition(":")
+        assert namespace == BOOTSTRAP_PROJECT["name"] and name in declared, key
+        assert not declared[name].get("secret"), key
+    # Every config value without a default is set in the stack file or by a command in the header.
+    header = (BOOTSTRAP_YAML_EXAMPLE / "Pulumi.yaml").read_text()
+    for name, spec in declared.items():
+        if "default" in spec or f"{BOOTSTRAP_PROJECT['name']}:{name}" in config:
+            continue
+        assert re.search(rf"^#.*\b{name}\b", header, re.MULTILINE), f"the header does not say how to set {name}"

@@ -156,12 +156,13 @@ def test_the_analyzer_sees_types_not_strings():
     )
 
 
-def test_the_package_has_one_component_in_the_index_module(schema, resource):
+def test_the_package_has_both_components_in_the_index_module(schema, resource):
     assert schema["name"] == "k3s-ha"
-    assert list(schema["resources"]) == [TOKEN]
+    assert sorted(schema["resources"]) == sorted([TOKEN, "k3s-ha:index:K3sBootstrap"])
     assert resource["isComponent"] is True
     assert resource["description"] == inspect.cleandoc(K3sCluster.__doc__)
-    assert schema.get("types", {}) == {}  # flat inputs: no object types to generate
+    # K3sCluster's inputs are flat: none refers to an object type (K3sBootstrap's do, below).
+    assert not [name for name, prop in resource["inputProperties"].items() if "#/types/" in json.dumps(prop)]
 
 
 def test_every_args_field_is_an_input_with_the_camelcase_name_type_and_optionality(resource):
@@ -204,7 +205,12 @@ def _in_schema_names(doc: str, python_names) -> str:
 
 
 def _python_only_names() -> set[str]:
-    return {n for n in [*_field_docstrings(K3sClusterArgs), *_field_docstrings(K3sCluster)] if camel(n) != n}
+    """The Python names of every field of both components, their args and K3sBootstrap's types."""
+    from k3s_ha import K3sBootstrap, K3sBootstrapArgs
+    from k3s_ha.bootstrap.args import HostArgs, ProxyArgs, SshArgs
+
+    classes = (K3sClusterArgs, K3sCluster, K3sBootstrapArgs, K3sBootstrap, HostArgs, SshArgs, ProxyArgs)
+    return {n for cls in classes for n in _field_docstrings(cls) if camel(n) != n}
 
 
 def test_every_input_and_output_is_described_by_its_docstring_in_schema_names(resource):
@@ -361,7 +367,7 @@ def test_serve_hands_the_hosted_provider_to_the_sdk_server(monkeypatch):
     hosted.serve(["127.0.0.1:1"])
     [(provider, args)] = served
     assert isinstance(provider, hosted.K3sHaProvider) and args == ["127.0.0.1:1"]
-    assert list(json.loads(provider.schema)["resources"]) == [TOKEN]
+    assert sorted(json.loads(provider.schema)["resources"]) == sorted([TOKEN, "k3s-ha:index:K3sBootstrap"])
 
 
 def test_the_language_host_command_serves_the_inferred_schema(schema):
@@ -495,3 +501,215 @@ def test_construct_through_the_component_provider_with_wire_inputs():
     _check_cluster(run, "k3s", servers=3, agents=1)
     assert run.by_type("aws:lb/loadBalancer:LoadBalancer")
     assert run.named("k3s-vpc").inputs["tags"]["owner"] == "platform"
+
+
+# --- K3sBootstrap ---------------------------------------------------------------------------
+# Served by the same provider, for hosts the user brings. Its inputs nest: `servers` and
+# `agents` are lists of HostArgs, `ssh` is an SshArgs with an optional ProxyArgs; the analyzer
+# makes each TypedDict an object type of the package. The expectations come from the TypedDicts'
+# own annotations (below), not from the analyzer.
+
+BOOTSTRAP = "k3s-ha:index:K3sBootstrap"
+
+
+def _type_token(cls: type) -> str:
+    return f"k3s-ha:index:{cls.__name__}"
+
+
+def _typed_dict_fields(cls: type) -> dict[str, tuple[object, bool]]:
+    """A TypedDict's field -> (its type without NotRequired, optional)."""
+    fields = {}
+    for name, hint in inspect.get_annotations(cls).items():
+        assert not isinstance(hint, str), f"{cls.__name__}.{name} is a string annotation: {hint!r}"
+        optional = typing.get_origin(hint) in _NOT_REQUIRED
+        fields[name] = (typing.get_args(hint)[0] if optional else hint, optional)
+    return fields
+
+
+def _expected_nested(hint) -> dict:
+    """As _expected_property, with a TypedDict (or a list of them) as a reference to its type."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        awaited = [
+            typing.get_args(a)[0] for a in typing.get_args(hint) if typing.get_origin(a) is collections.abc.Awaitable
+        ]
+        if awaited and typing.is_typeddict(awaited[0]):  # pulumi.Input[SomeTypedDict]
+            return {"$ref": f"#/types/{_type_token(awaited[0])}", "plain": False}
+    if typing.is_typeddict(hint):
+        return {"$ref": f"#/types/{_type_token(hint)}", "plain": True}
+    if typing.get_origin(hint) is list and typing.is_typeddict(typing.get_args(hint)[0]):
+        return {"type": "array", "items": _expected_nested(typing.get_args(hint)[0]), "plain": True}
+    return _expected_property(hint)
+
+
+def _bootstrap_types() -> list[type]:
+    from k3s_ha.bootstrap.args import HostArgs, ProxyArgs, SshArgs
+
+    return [HostArgs, SshArgs, ProxyArgs]
+
+
+@pytest.fixture(scope="module")
+def bootstrap(schema) -> dict:
+    return schema["resources"][BOOTSTRAP]
+
+
+def test_bootstrap_is_a_component_of_the_package_with_its_nested_inputs_as_types(schema, bootstrap):
+    from k3s_ha import K3sBootstrap
+
+    assert bootstrap["isComponent"] is True
+    assert bootstrap["description"] == inspect.cleandoc(K3sBootstrap.__doc__)
+    assert set(schema["types"]) == {_type_token(t) for t in _bootstrap_types()}
+    for cls in _bootstrap_types():
+        assert schema["types"][_type_token(cls)]["type"] == "object"
+        assert schema["types"][_type_token(cls)]["description"] == cls.__doc__
+
+
+def test_bootstrap_inputs_and_their_types_have_the_camelcase_names_types_and_optionality(schema, bootstrap):
+    from k3s_ha import K3sBootstrapArgs
+
+    for cls, properties, required in [
+        (K3sBootstrapArgs, bootstrap["inputProperties"], bootstrap["requiredInputs"]),
+        *[
+            (t, schema["types"][_type_token(t)]["properties"], schema["types"][_type_token(t)]["required"])
+            for t in _bootstrap_types()
+        ],
+    ]:
+        fields = _typed_dict_fields(cls)
+        assert set(properties) == {camel(n) for n in fields}, cls.__name__
+        for name, (hint, _) in fields.items():
+            assert _strip(properties[camel(name)]) == _strip(_expected_nested(hint)), f"{cls.__name__}.{name}"
+        assert sorted(required) == sorted(camel(n) for n, (_, optional) in fields.items() if not optional)
+        assert cls.__required_keys__ == {n for n, (_, optional) in fields.items() if not optional}
+    # What a YAML or TypeScript user must always give, by its schema name.
+    assert sorted(bootstrap["requiredInputs"]) == ["servers", "ssh"]
+    assert schema["types"]["k3s-ha:index:HostArgs"]["required"] == ["address", "name"]
+    assert schema["types"]["k3s-ha:index:SshArgs"]["required"] == ["privateKey", "user"]
+
+
+def test_bootstrap_outputs(bootstrap):
+    assert {k: v["type"] for k, v in bootstrap["properties"].items()} == {
+        "kubeconfig": "string",
+        "apiEndpoint": "string",
+        "token": "string",
+    }
+    assert bootstrap["required"] == ["apiEndpoint", "kubeconfig", "token"]
+    assert not any(p.get("plain") for p in bootstrap["properties"].values())
+
+
+def test_bootstrap_secrets_are_marked_in_the_schema(schema, bootstrap):
+    marked = {
+        section: sorted(name for name, prop in bootstrap[section].items() if prop.get("secret"))
+        for section in ("inputProperties", "properties")
+    }
+    assert marked == {"inputProperties": ["agentToken", "registries", "token"], "properties": ["kubeconfig", "token"]}
+    marked_in_types = {
+        token: sorted(name for name, prop in spec["properties"].items() if prop.get("secret"))
+        for token, spec in schema["types"].items()
+    }
+    assert marked_in_types == {
+        "k3s-ha:index:HostArgs": [],
+        "k3s-ha:index:SshArgs": ["privateKey"],
+        "k3s-ha:index:ProxyArgs": ["password", "privateKey", "privateKeyPassword"],
+    }
+
+
+def test_mark_secrets_refuses_a_name_the_schema_lacks():
+    import k3s_ha_provider as hosted
+
+    schema = {"resources": {"p:index:C": {"inputProperties": {"a": {}}}}, "types": {"p:index:T": {"properties": {}}}}
+    assert hosted.mark_secrets(schema, {"p:index:C": {"inputProperties": ["a"]}})["resources"]["p:index:C"] == {
+        "inputProperties": {"a": {"secret": True}}
+    }
+    assert "secret" not in schema["resources"]["p:index:C"]["inputProperties"]["a"]  # a copy
+    with pytest.raises(KeyError):
+        hosted.mark_secrets(schema, {"p:index:C": {"inputProperties": ["b"]}})
+    with pytest.raises(KeyError):
+        hosted.mark_secrets(schema, {}, {"p:index:T": ["privateKey"]})
+
+
+def test_proxy_args_has_the_fields_of_pulumi_commands_proxy_connection():
+    """ProxyArgs stands in for pulumi_command's remote.ProxyConnectionArgs, which the analyzer
+    cannot take; the component builds one from it, so every field must be one it accepts."""
+    import pulumi_command as command
+    from k3s_ha.bootstrap.args import ProxyArgs
+
+    ours = _typed_dict_fields(ProxyArgs)
+    theirs = _typed_dict_fields(command.remote.ProxyConnectionArgsDict)
+    assert {n: opt for n, (_, opt) in ours.items()} == {n: opt for n, (_, opt) in theirs.items()}
+    assert {n: _strip(_expected_property(h)) for n, (h, _) in ours.items()} == {
+        n: _strip(_expected_property(h)) for n, (h, _) in theirs.items()
+    }
+
+
+def test_bootstrap_descriptions_are_its_docstrings_in_schema_names(schema, bootstrap):
+    from k3s_ha import K3sBootstrap, K3sBootstrapArgs
+
+    python_names = _python_only_names()
+    for cls, properties in [
+        (K3sBootstrapArgs, bootstrap["inputProperties"]),
+        (K3sBootstrap, bootstrap["properties"]),
+        *[(t, schema["types"][_type_token(t)]["properties"]) for t in _bootstrap_types()],
+    ]:
+        docs = _field_docstrings(cls)
+        assert {camel(n) for n in docs} == set(properties), cls.__name__
+        for name, doc in docs.items():
+            assert properties[camel(name)]["description"] == _in_schema_names(doc, python_names), (
+                f"{cls.__name__}.{name}"
+            )
+    # A cross-reference is rewritten: K3sBootstrap.kubeconfig's docstring names api_address.
+    assert "`apiAddress`" in bootstrap["properties"]["kubeconfig"]["description"]
+
+
+BOOTSTRAP_WIRE = {
+    "servers": [{"name": f"server-{i}", "address": f"192.0.2.{10 + i}"} for i in range(3)],
+    "agents": [{"name": "agent-0", "address": "192.0.2.20", "hostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIagent"}],
+    # A secret nested in an object arrives as a secret output value (the engine's Construct
+    # keeps output values for providers that accept them, as this one does).
+    "ssh": {
+        "user": "admin",
+        "privateKey": {rpc._special_sig_key: rpc._special_output_value_sig, "value": PRIVATE_KEY, "secret": True},
+        "dialErrorLimit": 30,
+        "proxy": {"host": "203.0.113.50", "user": "jump", "port": 2222, "perDialTimeout": 5},
+    },
+    "readyTimeoutSeconds": 900,
+    "serverConfig": {"etcd-snapshot-retention": 10},
+}
+
+
+def test_construct_bootstrap_through_the_component_provider_with_wire_inputs():
+    """The hosted path minus gRPC: the provider maps schema names (nested ones too) to the
+    TypedDicts' keys, numbers arrive as floats, and K3sBootstrap(name, dict, opts) builds the
+    cluster with the key secret in every connection and through the bastion."""
+
+    def program():
+        hosted = _hosted_inputs(BOOTSTRAP_WIRE)
+        # The nested secret stays inside `ssh` (a plain dict the provider can map), as an Output.
+        assert isinstance(hosted["ssh"], dict) and isinstance(hosted["ssh"]["privateKey"], pulumi.Output)
+        assert isinstance(hosted["readyTimeoutSeconds"], float)
+        result = component_schema.provider().construct("lab", BOOTSTRAP, hosted, None)
+        assert set(result.state) == {"kubeconfig", "apiEndpoint", "token"}
+        return result.state
+
+    run = engine.run(program)
+    assert len(run.by_type(BOOTSTRAP)) == 1
+    assert not any(r.type.startswith("aws:") for r in run.registrations)
+    commands = run.by_type("command:remote:Command")
+    assert {c.name for c in commands if c.name.endswith("-start")} == {
+        "lab-server-0-start",
+        "lab-server-1-start",
+        "lab-server-2-start",
+        "lab-agent-0-start",
+    }
+    for cmd in commands:
+        connection = cmd.inputs["connection"]
+        assert cmd.is_secret("connection"), cmd.name
+        assert connection["privateKey"] == PRIVATE_KEY and connection["user"] == "admin"
+        assert connection["dialErrorLimit"] == 30
+        assert connection["proxy"]["host"] == "203.0.113.50" and connection["proxy"]["user"] == "jump"
+        assert connection["proxy"]["port"] == 2222 and connection["proxy"]["perDialTimeout"] == 5
+    assert run.named("lab-agent-0-install").inputs["connection"]["hostKey"].endswith("AAAAIagent")
+    # 900 arrived as 900.0 and reaches the node scripts as the whole number they require.
+    timeouts = {t for c in commands for t in re.findall(r"K3S_READY_TIMEOUT=(\S+)", json.dumps(c.inputs))}
+    assert timeouts == {"900"}
+    assert "etcd-snapshot-retention: 10" in run.named("lab-server-0-start").inputs["stdin"]
+    assert {"kubeconfig", "token"} <= run.secret_outputs
+    assert run.outputs["apiEndpoint"] == "https://192.0.2.10:6443"

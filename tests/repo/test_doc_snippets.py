@@ -101,10 +101,17 @@ def test_python_snippets_run_under_the_mock_engine(text: str, tmp_path: Path) ->
 def test_typescript_snippets_name_only_what_the_schema_has(text: str) -> None:
     from support import component_schema  # puts provider/ on the path, as the schema tests do
 
-    resource = json.loads(component_schema.K3sHaProvider().schema)["resources"]["k3s-ha:index:K3sCluster"]
-    args = re.search(r"new k3sha\.K3sCluster\(\"[^\"]+\", \{(.*?)\}\);", text, re.S)
+    schema = json.loads(component_schema.K3sHaProvider().schema)
+    args = re.search(r"const (\w+) = new k3sha\.(K3sCluster|K3sBootstrap)\(\"[^\"]+\", \{(.*?)\n\}\);", text, re.S)
     assert args is not None
-    given = re.findall(r"^\s*(\w+):", args.group(1), re.M)
-    assert given and set(given) <= set(resource["inputProperties"])
-    used = set(re.findall(r"cluster\.(\w+)", text))
+    variable, component, body = args.groups()
+    resource = schema["resources"][f"k3s-ha:index:{component}"]
+    # K3sBootstrap's inputs nest (servers[].name, ssh.user): a key at any depth must be an input
+    # or a property of one of the package's object types.
+    names = set(resource["inputProperties"])
+    if component == "K3sBootstrap":
+        names |= {n for spec in schema.get("types", {}).values() for n in spec["properties"]}
+    given = re.findall(r"^\s*(\w+):", body, re.M) + re.findall(r"\{ (\w+):", body)
+    assert given and set(given) <= names, set(given) - names
+    used = set(re.findall(rf"\b{variable}\.(\w+)", text))
     assert used and used <= set(resource["properties"])

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from k3s_ha import K3sCluster, K3sClusterArgs
+from k3s_ha import K3sBootstrap, K3sBootstrapArgs, K3sCluster, K3sClusterArgs
+from k3s_ha.bootstrap.args import HostArgs, ProxyArgs, SshArgs
 
 PROVIDER_DIR = Path(__file__).resolve().parents[2] / "provider"
 if str(PROVIDER_DIR) not in sys.path:
@@ -30,6 +31,9 @@ def string_annotations() -> list[str]:
         ("K3sCluster.__init__", inspect.get_annotations(K3sCluster.__init__)),
         ("K3sClusterArgs", inspect.get_annotations(K3sClusterArgs)),
         ("K3sCluster", inspect.get_annotations(K3sCluster)),
+        ("K3sBootstrap.__init__", inspect.get_annotations(K3sBootstrap.__init__)),
+        ("K3sBootstrap", inspect.get_annotations(K3sBootstrap)),
+        *((cls.__name__, inspect.get_annotations(cls)) for cls in (K3sBootstrapArgs, HostArgs, SshArgs, ProxyArgs)),
     ):
         found += [
             f"{owner}.{name}: {value!r}"
@@ -48,12 +52,13 @@ def provider() -> K3sHaProvider:
         strings = string_annotations()
         cause = (
             "annotations are strings, not types (" + "; ".join(strings[:3]) + ", ...): remove "
-            "`from __future__ import annotations` from components/k3s_ha/aws/args.py and cluster.py"
+            "`from __future__ import annotations` from components/k3s_ha/aws/args.py and cluster.py "
+            "(or bootstrap/args.py and component.py)"
             if strings
             else "see the error above"
         )
         pytest.fail(
-            f"The SDK's schema inference rejects K3sCluster: {type(error).__name__}: {error}\nCause: {cause}",
+            f"The SDK's schema inference rejects a component: {type(error).__name__}: {error}\nCause: {cause}",
             pytrace=False,
         )
 

@@ -1,13 +1,15 @@
 """K3sBootstrapArgs: the bootstrap's inputs, as the component, settings.py and plan.py read
 them. Their own module (as aws/args.py is K3sCluster's), so that nothing the component imports
-has to import the component back."""
+has to import the component back.
 
-from __future__ import annotations
+The component provider (provider/) infers K3sBootstrap's schema from these classes, so no
+`from __future__ import annotations` here: the SDK's analyzer needs real types, and every field
+type must be one it can express (str, int, float, bool, list, dict, Any, pulumi.Input and these
+TypedDicts, which become object types of the package)."""
 
 from typing import Any, TypedDict
 
 import pulumi
-import pulumi_command as command
 from typing_extensions import NotRequired
 
 
@@ -31,6 +33,32 @@ class HostArgs(TypedDict):
     whoever answers on `address` receives root commands and the tokens (see docs/security.md)."""
 
 
+class ProxyArgs(TypedDict):
+    """A bastion (jump host) Pulumi's SSH hops through: the fields of pulumi-command's
+    remote.ProxyConnectionArgs, handed to it as they are."""
+
+    host: pulumi.Input[str]
+    """The bastion's address."""
+    user: NotRequired[pulumi.Input[str]]
+    """The login user on the bastion."""
+    private_key: NotRequired[pulumi.Input[str]]
+    """The private key for the bastion (secret); takes preference over `password`."""
+    private_key_password: NotRequired[pulumi.Input[str]]
+    """The passphrase of an encrypted `private_key` (secret)."""
+    password: NotRequired[pulumi.Input[str]]
+    """The password for the bastion (secret)."""
+    agent_socket_path: NotRequired[pulumi.Input[str]]
+    """SSH agent socket path; defaults to SSH_AUTH_SOCK when that is set."""
+    host_key: NotRequired[pulumi.Input[str]]
+    """The bastion's SSH public host key; without it any host key is accepted."""
+    port: NotRequired[pulumi.Input[float]]
+    """The bastion's SSH port (default 22)."""
+    dial_error_limit: NotRequired[pulumi.Input[int]]
+    """Failed dials tolerated (default 10; -1: no limit)."""
+    per_dial_timeout: NotRequired[pulumi.Input[int]]
+    """Seconds each dial may take (default 15; 0: no limit)."""
+
+
 class SshArgs(TypedDict):
     """How Pulumi logs in to every host."""
 
@@ -38,8 +66,9 @@ class SshArgs(TypedDict):
     """The login user; it needs passwordless sudo (`ubuntu` on Ubuntu images)."""
     private_key: pulumi.Input[str]
     """The private key, as a secret."""
-    proxy: NotRequired[pulumi.Input[command.remote.ProxyConnectionArgs]]
-    """A bastion to hop through, for hosts in private subnets."""
+    proxy: NotRequired[pulumi.Input[ProxyArgs]]
+    """A bastion to hop through, for hosts in private subnets. From Python, a pulumi-command
+    remote.ProxyConnectionArgs is taken as it is."""
     dial_error_limit: NotRequired[int]
     """Failed SSH dials tolerated per step, each waiting up to 10 s; the default (20) gives a
     booting VM about a minute and bounds an unreachable host to about 4.5 minutes a step."""

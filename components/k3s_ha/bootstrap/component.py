@@ -4,9 +4,10 @@ It owns the cluster token and the ordered remote steps, and knows nothing about 
 the same bootstrap runs on EC2 (K3sCluster), bare metal, a homelab or another cloud. The
 node scripts ship once per host (remote.ship_bundle); wiring.py orders the steps, one file
 per step in steps/.
-"""
 
-from __future__ import annotations
+The component provider (provider/) serves K3sBootstrap to other languages with a schema inferred
+from these annotations and K3sBootstrapArgs: hence no `from __future__ import annotations`.
+"""
 
 import dataclasses
 
@@ -36,7 +37,7 @@ def _connection(
         host_key=host_key,
         user=ssh["user"],
         private_key=ssh["private_key"],  # made secret once, in K3sBootstrap
-        proxy=ssh.get("proxy"),
+        proxy=ssh.get("proxy"),  # a ProxyArgs dict or a ProxyConnectionArgs: the SDK serializes either
         dial_error_limit=ssh.get("dial_error_limit", DEFAULT_DIAL_ERROR_LIMIT),
         per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
     )
@@ -62,11 +63,11 @@ class K3sBootstrap(pulumi.ComponentResource):
     token: pulumi.Output[str]
     """The cluster token (secret): keep it, etcd snapshots cannot be restored without it."""
 
-    def __init__(
-        self, name: str, args: K3sBootstrapArgs | BootstrapSettings, opts: pulumi.ResourceOptions | None = None
-    ):
+    def __init__(self, name: str, args: K3sBootstrapArgs, opts: pulumi.ResourceOptions | None = None):
         """`args`: the inputs, or BootstrapSettings a caller has already checked (K3sCluster
-        builds them from its own checked settings, so nothing is checked twice)."""
+        builds them from its own checked settings, so nothing is checked twice). The annotation
+        names K3sBootstrapArgs alone because the component provider's schema is inferred from it
+        and the SDK's analyzer rejects a Union (pulumi 3.272, provider/experimental/analyzer.py)."""
         validation.cluster_name(name, "the K3sBootstrap's name")
         settings, warnings = (args, []) if isinstance(args, BootstrapSettings) else parse_bootstrap_args(args)
         super().__init__("k3s-ha:index:K3sBootstrap", name, {}, opts)
