@@ -105,3 +105,30 @@ UPGRADE_PREREQUISITES = (
 def upgrade_prerequisite(target: K3sVersion) -> UpgradePrerequisite | None:
     """The minimum source release for a move to `target`'s minor, if its minor needs one."""
     return next((p for p in UPGRADE_PREREQUISITES if p.target == (target.major, target.minor)), None)
+
+
+# --- the AWS cloud integration's charts, pinned here and nowhere else -----------------------
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A Helm chart K3s's helm controller installs from a HelmChart resource (aws/cloud_integration.py)."""
+
+    repo: str
+    name: str
+    version: str
+
+
+AWS_CCM_CHART = Chart("https://kubernetes.github.io/cloud-provider-aws", "aws-cloud-controller-manager", "0.0.11")
+"""kubernetes/cloud-provider-aws charts/aws-cloud-controller-manager/Chart.yaml 0.0.11 (appVersion
+v1.35.0, gh-pages index.yaml 2026-03-25): the newest chart; its image is set per Kubernetes minor below."""
+
+AWS_CCM_IMAGES: dict[int, str] = {33: "v1.33.4", 34: "v1.34.3", 35: "v1.35.2", 36: "v1.36.1"}
+"""Kubernetes minor -> the cloud controller manager release for it: "compatibility is ONLY
+guaranteed between that release and the corresponding Kubernetes version" (cloud-provider-aws
+docs/README.md). The newest tag of each release branch in kubernetes/cloud-provider-aws at
+63ec440 (2026-07-07); a K3s minor without a row is refused while the integration is on."""
+
+AWS_EBS_CSI_CHART = Chart("https://kubernetes-sigs.github.io/aws-ebs-csi-driver", "aws-ebs-csi-driver", "2.64.0")
+"""kubernetes-sigs/aws-ebs-csi-driver charts/aws-ebs-csi-driver/Chart.yaml 2.64.0 (appVersion
+1.64.0, kubeVersion >=1.17.0-0; gh-pages index.yaml 2026-08-18)."""

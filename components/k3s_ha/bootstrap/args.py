@@ -112,6 +112,11 @@ class K3sBootstrapArgs(TypedDict):
     """Further config.yaml settings for every agent, e.g. `node-label`."""
     registries: NotRequired[dict[str, Any]]
     """/etc/rancher/k3s/registries.yaml for every node (`mirrors`, `configs`); sent on stdin, secret."""
+    manifests: NotRequired[list[dict[str, Any]]]
+    """Kubernetes objects (each with apiVersion, kind and metadata.name) that every server puts
+    into K3s's auto-deploy directory as one file, k3s-ha.yaml, which K3s applies at start and
+    whenever it changes, e.g. HelmChart resources. Unset: a file k3s-ha wrote before is removed;
+    what K3s deployed from it stays."""
     ready_timeout_seconds: NotRequired[int]
     """How long a node may take to become ready before its step fails (default 600)."""
     install_url: NotRequired[str]

@@ -183,3 +183,28 @@ def address_range(value: object, arg: str) -> None:
         f"{value!r} is not an IP address or CIDR range",
         "give the servers' private addresses or their subnets, e.g. 10.0.0.0/16",
     )
+
+
+def manifests(value: object) -> tuple[dict, ...] | None:
+    """The `manifests` input: None, or objects K3s can apply, each a mapping with a string
+    apiVersion and kind and a metadata.name (values inside may be Outputs, e.g. a Secret's
+    data: the file travels on the start step's secret stdin). K3s logs a file it cannot apply and goes on, so a bad one would
+    otherwise only show on the servers."""
+    if value is None:
+        return None
+    arg = "manifests"
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(arg, f"{type(value).__name__} is not a list of objects", "give a list of Kubernetes objects")
+    for index, item in enumerate(value):
+        where = f"{arg}[{index}]"
+        if not isinstance(item, dict):
+            raise ConfigError(
+                where, f"{item!r} is not an object", "give a Kubernetes object (apiVersion, kind, metadata)"
+            )
+        for key in ("apiVersion", "kind"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise ConfigError(where, f"has no {key}", f"set {key}, e.g. helm.cattle.io/v1 and HelmChart")
+        name = (item.get("metadata") or {}).get("name") if isinstance(item.get("metadata"), dict) else None
+        if not isinstance(name, str) or not name:
+            raise ConfigError(where, "has no metadata.name", "name the object in metadata.name")
+    return tuple(value)

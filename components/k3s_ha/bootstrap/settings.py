@@ -132,6 +132,7 @@ def parse_bootstrap_args(args: K3sBootstrapArgs) -> tuple[BootstrapSettings, lis
         server_config=passthrough.k3s_settings(args.get("server_config"), "server_config", "server"),
         agent_config=passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent"),
         registries=passthrough.registries(args.get("registries")),
+        server_manifests=checks.manifests(args.get("manifests")),
         install_url=args.get("install_url", DEFAULT_INSTALL_URL),
     )
     return settings, warnings

@@ -88,6 +88,11 @@ MANAGE_TICKER_SECONDS = float(os.environ.get("K3S_STANDIN_MANAGE_SECONDS", "15")
 # the etcd member controller among them: a 45 s lease, renewed within 30 s or given up (K3s
 # then exits: OnStoppedLeading is fatal), tried every 2 s. The identity is the host name.
 LEASE_SECONDS, RENEW_DEADLINE_SECONDS, LEASE_RETRY_SECONDS = 45, 30, 2
+# pkg/deploy/controller.go: the auto-deploy directory is rescanned every 15 s.
+DEPLOY_RESCAN_SECONDS = 15
+# The helm controller's install job for a chart (pull, render, apply) and the cloud node
+# controller's pass over new Nodes; the lab's guesses at their pace, not K3s's numbers.
+HELM_INSTALL_SECONDS, CLOUD_SYNC_SECONDS = 10, 5
 REFUSED = "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?"
 
 
@@ -176,6 +181,47 @@ def node_ip(config: dict) -> str:
         if "inet" in parts:
             return parts[parts.index("inet") + 1].split("/")[0]
     return "127.0.0.1"
+
+
+# --- the kubelet's registration and the cloud provider ------------------------------------
+
+# The taint a kubelet started with --cloud-provider=external registers its Node with
+# (kubernetes pkg/kubelet/kubelet_node_status.go initialNode, TaintExternalCloudProvider); a
+# cloud controller manager's node controller removes it once it has set the providerID and
+# the zone labels (k8s.io/cloud-provider controllers/node/node_controller.go).
+UNINITIALIZED_TAINT = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}
+# config.yaml keys whose values K3s's node-args annotation masks (pkg/nodeconfig:
+# "********" for the token flags).
+SECRET_ARGS = {"token", "agent-token", "etcd-s3-secret-key"}
+
+
+def kubelet_args(config: dict) -> list[str]:
+    value = config.get("kubelet-arg") or []
+    return [str(v) for v in ([value] if isinstance(value, str) else value)]
+
+
+def node_args(role: str, config: dict) -> list[str]:
+    """The k3s.io/node-args annotation K3s puts on its Node at every start (pkg/nodeconfig
+    SetNodeConfigAnnotations): the command and every flag it ran with, config.yaml's included,
+    secret values masked."""
+    args = [role]
+    for key, value in sorted(config.items()):
+        for item in value if isinstance(value, list) else [value]:
+            shown = "********" if key in SECRET_ARGS else str(item).lower() if isinstance(item, bool) else str(item)
+            args += [f"--{key}", shown]
+    return args
+
+
+def registration(role: str, config: dict, name: str) -> dict:
+    """What the kubelet registers a NEW Node with: with cloud-provider=external, the
+    uninitialized taint and no providerID (the cloud controller manager sets both); otherwise
+    K3s's own cloud provider's `k3s://NAME` (pkg/cloudprovider)."""
+    external = "cloud-provider=external" in kubelet_args(config)
+    return {
+        "nodeArgs": node_args(role, config),
+        "taints": [UNINITIALIZED_TAINT] if external else [],
+        "providerID": "" if external else f"k3s://{name}",
+    }
 
 
 def sha(text: str) -> str:
@@ -522,6 +568,8 @@ class Server:
         threading.Thread(target=self.kubelet, daemon=True).start()
         threading.Thread(target=self.manage, daemon=True).start()
         threading.Thread(target=self.member_controller, daemon=True).start()
+        threading.Thread(target=self.deploy_controller, daemon=True).start()
+        threading.Thread(target=self.cloud_controller, daemon=True).start()
         notify_ready()
         log("k3s is up and running")
         while not self.stopping.is_set():
@@ -637,6 +685,7 @@ class Server:
             "roles": ["control-plane", "etcd", "master"],
             "internalIP": self.ip,
             "since": time.time(),
+            **registration("server", self.config, self.name),
         }
         key = PREFIX + f"nodes/{self.name}"
         registered = False
@@ -710,6 +759,117 @@ class Server:
                     log(f"etcd member controller: {error}")
             time.sleep(LEASE_RETRY_SECONDS)
 
+    def deploy_controller(self) -> None:
+        """pkg/deploy/controller.go: every server applies each *.yaml in DATA/server/manifests
+        at start and again when its content changes (it rescans every DEPLOY_RESCAN_SECONDS),
+        recording an AddOn per file with the content's checksum; a document it cannot apply
+        is logged and skipped. Removing a file deletes nothing. Here the objects go to etcd,
+        and each server's applied checksum is recorded under addons/<server>/<file>, so the
+        lab can tell what every server received."""
+        folder = os.path.join(self.data, "server", "manifests")
+        applied: dict[str, str] = {}
+        while not self.stopping.is_set():
+            for file in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+                if not file.endswith((".yaml", ".yml", ".json")):
+                    continue
+                path = os.path.join(folder, file)
+                try:
+                    with open(path) as f:
+                        text = f.read()
+                except OSError:
+                    continue
+                checksum = sha(text)
+                if applied.get(file) != checksum:
+                    try:
+                        self.apply_manifest(file, text, checksum)
+                        applied[file] = checksum
+                    except EtcdError as error:
+                        log(f"failed to apply {path}: {error}")
+            self.stopping.wait(DEPLOY_RESCAN_SECONDS)
+
+    def apply_manifest(self, file: str, text: str, checksum: str) -> None:
+        import yaml  # python3-yaml on the lab hosts (tests/run.sh)
+
+        objects = []
+        try:
+            documents = [d for d in yaml.safe_load_all(text) if d]
+        except yaml.YAMLError as error:
+            log(f"failed to parse {file}: {error}")
+            return
+        for doc in documents:
+            meta = doc.get("metadata") or {}
+            if not (doc.get("apiVersion") and doc.get("kind") and meta.get("name")):
+                log(f"{file}: skipping an object without apiVersion, kind or metadata.name")
+                continue
+            ref = f"{doc['kind']}/{meta.get('namespace', '')}/{meta['name']}"
+            self.cluster.put(PREFIX + f"objects/{ref}", json.dumps(doc))
+            objects.append(ref)
+        stem = file.rsplit(".", 1)[0]
+        record = {"checksum": checksum, "objects": objects, "applied": time.time()}
+        self.cluster.put(PREFIX + f"addons/{self.name}/{stem}", json.dumps(record))
+        log(f"applied {file} ({len(objects)} objects)")
+
+    def cloud_controller(self) -> None:
+        """The AWS cloud controller manager, as K3s's helm controller would run it from a
+        HelmChart whose chart is aws-cloud-controller-manager: its install job runs
+        HELM_INSTALL_SECONDS after the chart appears, and only if it may run on a Node that
+        still carries the uninitialized taint, which every Node does until the CCM runs
+        (helm-controller: a chart with `bootstrap: true` runs its job on the host network and
+        tolerates that taint). The CCM's pods then schedule only onto a Node matching the
+        chart's nodeSelector (its default, node-role.kubernetes.io/control-plane: "", matches no
+        K3s server: K3s labels them "true"). Running, it initialises every tainted Node on its
+        next pass (CLOUD_SYNC_SECONDS): providerID aws:///ZONE/INSTANCE and the zone labels,
+        taint removed. The lab's zone and instance ids are made up."""
+        seen = 0.0
+        while not self.stopping.wait(CLOUD_SYNC_SECONDS):
+            if not self.leading:
+                continue
+            try:
+                chart = self.ccm_chart()
+                if chart is None:
+                    continue
+                seen = seen or time.time()
+                if time.time() - seen < HELM_INSTALL_SECONDS:
+                    continue
+                if not chart.get("spec", {}).get("bootstrap"):
+                    log(
+                        "helm-install-aws-cloud-controller-manager: pod unschedulable: untolerated taint node.cloudprovider.kubernetes.io/uninitialized"
+                    )
+                    continue
+                self.initialise_nodes(chart)
+            except (EtcdError, ValueError, KeyError) as error:
+                log(f"cloud controller: {error}")
+
+    def ccm_chart(self) -> dict | None:
+        for value in self.cluster.get_prefix(PREFIX + "objects/HelmChart/").values():
+            chart = json.loads(value)
+            if chart.get("spec", {}).get("chart") == "aws-cloud-controller-manager":
+                return chart
+        return None
+
+    def initialise_nodes(self, chart: dict) -> None:
+        import yaml
+
+        values = yaml.safe_load(chart["spec"].get("valuesContent") or "") or {}
+        selector = values.get("nodeSelector", {"node-role.kubernetes.io/control-plane": ""})
+        nodes = [json.loads(v) for v in self.cluster.get_prefix(PREFIX + "nodes/").values()]
+        statuses = self.cluster.get_prefix(PREFIX + "node-status/")
+        hosts = [
+            n for n in nodes if selector.items() <= node_object(n, {}).get("metadata", {}).get("labels", {}).items()
+        ]
+        if not hosts:
+            log(f"aws-cloud-controller-manager: 0/{len(nodes)} nodes match the pod's node affinity/selector {selector}")
+            return
+        for node in nodes:
+            tainted = any(t["key"] == UNINITIALIZED_TAINT["key"] for t in node.get("taints", []))
+            if not tainted or PREFIX + f"node-status/{node['name']}/cloud" in statuses:
+                continue
+            instance = "i-" + sha(node["name"])[:17]
+            cloud = {"providerID": f"aws:///lab-zone-a/{instance}",
+                     "labels": {"topology.kubernetes.io/zone": "lab-zone-a", "topology.kubernetes.io/region": "lab"}}  # fmt: skip
+            self.cluster.put(PREFIX + f"node-status/{node['name']}/cloud", json.dumps(cloud))
+            log(f"Successfully initialized node {node['name']} with cloud provider")
+
     def finalize_deleted_servers(self, members: list[dict]) -> None:
         """The etcd finalizer of deleted server Nodes, by the lease holder: remove the member,
         then the Node. etcd refuses to remove a started member when the started ones left would
@@ -758,8 +918,12 @@ def keep_created(cluster, key: str, record: dict) -> dict:
         stored = cluster.get(key)
     except EtcdError:
         stored = None
-    created = json.loads(stored).get("created") if stored else None
-    return {**record, "created": created or time.time()}
+    old = json.loads(stored) if stored else {}
+    # A kubelet that registers an existing Node again does not taint it again, and a Node's
+    # providerID cannot change once set (kubernetes pkg/kubelet/kubelet_node_status.go
+    # tryRegisterWithAPIServer updates an existing Node's labels, not its taints).
+    kept = {k: old[k] for k in ("taints", "providerID") if k in old}
+    return {**record, **kept, "created": old.get("created") or time.time()}
 
 
 def heartbeat() -> dict:
@@ -828,7 +992,12 @@ def node_object(record: dict, statuses: dict[str, str]) -> dict:
                            "lastHeartbeatTime": rfc3339(voter["heartbeat"]),
                            "lastTransitionTime": rfc3339(voter["transition"])})  # fmt: skip
     labels = {f"node-role.kubernetes.io/{r}": "true" for r in record.get("roles", [])}
+    cloud = json.loads(statuses.get("cloud", "{}"))  # what the cloud controller manager set
+    labels.update(cloud.get("labels", {}))
     labels.update(json.loads(statuses.get("labels", "{}")))
+    taints = [t for t in record.get("taints", []) if not (cloud and t["key"] == UNINITIALIZED_TAINT["key"])]
+    annotations = {"k3s.io/node-args": json.dumps(record.get("nodeArgs", []))}
+    annotations.update(json.loads(statuses.get("annotations", "{}")))
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -837,9 +1006,13 @@ def node_object(record: dict, statuses: dict[str, str]) -> dict:
             "creationTimestamp": rfc3339(float(record.get("created", record.get("since", 0)))),
             **({"deletionTimestamp": statuses["deletionTimestamp"]} if "deletionTimestamp" in statuses else {}),
             "labels": labels,
-            "annotations": json.loads(statuses.get("annotations", "{}")),
+            "annotations": annotations,
         },
-        "spec": {"unschedulable": statuses.get("unschedulable") == "true"},
+        "spec": {
+            "unschedulable": statuses.get("unschedulable") == "true",
+            "providerID": record.get("providerID") or cloud.get("providerID", ""),
+            **({"taints": taints} if taints else {}),
+        },
         "status": {
             "conditions": conditions,
             "nodeInfo": {"kubeletVersion": record.get("kubeletVersion", ""), "bootID": record.get("bootID", "")},
@@ -963,6 +1136,7 @@ class ApiServer:
                     record["since"] = body.get("since", record["heartbeat"])
                     record["kubeletVersion"] = body.get("kubeletVersion", "")
                     record["bootID"] = body.get("bootID", "")
+                    record.update({k: body[k] for k in ("nodeArgs", "taints", "providerID") if k in body})
                     record = keep_created(server.cluster, PREFIX + f"nodes/{name}", record)
                     if body.get("register"):
                         server.cluster.put(PREFIX + f"nodes/{name}", json.dumps(record))
@@ -1156,6 +1330,7 @@ def agent() -> None:
                     "bootID": boot_id(),
                     "register": not ready,
                     "since": started,
+                    **registration("agent", config, name),
                 },  # fmt: skip
                 timeout=5,
                 ca=ca,

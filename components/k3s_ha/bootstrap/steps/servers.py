@@ -79,6 +79,7 @@ def secret_server_config_yaml(
         plan.registries,
         created,
         ca_hash,
+        plan.server_manifests,
     ).apply(
         lambda values: node_config.with_registries(
             node_config.render_server_config_yaml(
@@ -90,7 +91,7 @@ def secret_server_config_yaml(
                 ca_hash=values[7],
             ),
             values[5],
-            plan.server_manifests,
+            values[8],
         )
     )
     return pulumi.Output.secret(config)
