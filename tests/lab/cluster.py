@@ -15,6 +15,9 @@ from pathlib import Path
 import pulumi
 import yaml
 from k3s_ha import DEFAULT_K3S_VERSION, K3sBootstrap
+from k3s_ha.aws import cloud_integration
+from k3s_ha.bootstrap import node_config
+from k3s_ha.versions import parse_version
 from support import engine, step_model
 
 from lab import driver
@@ -44,6 +47,28 @@ def record(scenario: str, **figures) -> None:
         f.write(json.dumps(merged, indent=2, sort_keys=True) + "\n")
 
 
+LAB_CLUSTER_ID = "lab-dev-lab"
+
+
+def cloud_args(version: str) -> dict:
+    """K3sBootstrap arguments with the AWS integration's K3s side, as K3sCluster passes them."""
+    return {
+        "server_config": dict(cloud_integration.SERVER_SETTINGS),
+        "agent_config": dict(cloud_integration.AGENT_SETTINGS),
+        "manifests": cloud_manifests(version),
+    }
+
+
+def cloud_manifests(version: str) -> list[dict]:
+    image = cloud_integration.ccm_image(parse_version(version))
+    return [
+        cloud_integration.ccm_chart(image),
+        cloud_integration.ebs_csi_chart(LAB_CLUSTER_ID, "lab-region-1"),
+        cloud_integration.storage_class(),
+        cloud_integration.csi_secret("AKIALABSTANDIN", "lab-secret-access-key"),
+    ]
+
+
 @dataclass
 class Cluster:
     lab: Lab
@@ -63,6 +88,10 @@ class Cluster:
     ready_timeout: int = READY_TIMEOUT_SECONDS
     registration: str | None = None
     """K3sBootstrap's `registration_address` (None: the first server's address)."""
+    cloud: bool = False
+    """Run the program with K3sCluster's AWS cloud integration on the K3s side (aws/cloud_integration.py):
+    its server and agent settings (cloud-provider=external) and its manifests, with a made-up
+    region and access key. The stand-in's cloud controller initialises the Nodes."""
     recorded: engine.Run | None = None
     """The program's registrations as of the last `up` (the stack's state)."""
     mocks: driver.LabMocks | None = None
@@ -96,6 +125,7 @@ class Cluster:
             # where the driver logs in with the operator's key, as Pulumi would).
             "removal_key_sources": [f"{SUBNET}.0/24"],
             **({"registration_address": self.registration} if self.registration else {}),
+            **(cloud_args(self.version) if self.cloud else {}),
         }
 
     def program(self):
@@ -248,6 +278,38 @@ class Cluster:
         assert all(configs[h.name]["token"] == f"{server_form}{password}" for h in servers[1:])
         assert all(configs[h.name]["token"] == f"{agent_form}{first['agent-token']}" for h in agents)
         assert first["agent-token"] != password
+        if self.cloud:
+            self.check_cloud(ask)
+
+    def check_cloud(self, ask: str) -> None:
+        """The AWS integration's K3s side (issue 19.2), as the stand-in received it: every server
+        wrote and applied the same k3s-ha.yaml, the manifests Python rendered; every node's
+        kubelet ran with cloud-provider=external (K3s's k3s.io/node-args annotation), the servers
+        with their own cloud controller off; and the cloud controller initialised every Node
+        (providerID aws:///..., no uninitialized taint) before the `up` finished."""
+        rendered = node_config.render_manifests(cloud_manifests(self.version))
+        checksum = hashlib.sha256(rendered.encode()).hexdigest()
+        for name in self.servers:
+            host = self.machine(name)
+            path = host.path("/var/lib/rancher/k3s/server/manifests/k3s-ha.yaml")
+            assert path.exists() and path.read_text() == rendered, f"{name}: k3s-ha.yaml is not what Python rendered"
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+            applied = self.root(ask, f"{ETCDCTL} get /k3s-standin/addons/{host.hostname}/k3s-ha --print-value-only")
+            record = json.loads(applied.stdout or "{}")
+            assert record.get("checksum") == checksum, (name, applied.stdout, applied.stderr)
+            assert "HelmChart/kube-system/aws-cloud-controller-manager" in record["objects"], record
+        listed = self.root(ask, "k3s kubectl get nodes -o json")
+        assert listed.status == 0, listed.stderr
+        servers = {self.machine(n).hostname for n in self.servers}
+        for item in json.loads(listed.stdout)["items"]:
+            name = item["metadata"]["name"]
+            args = json.loads(item["metadata"]["annotations"]["k3s.io/node-args"])
+            flags = list(zip(args[1::2], args[2::2]))
+            assert ("--kubelet-arg", "cloud-provider=external") in flags, (name, args)
+            assert (("--disable-cloud-controller", "true") in flags) == (name in servers), (name, args)
+            assert item["spec"]["providerID"].startswith("aws:///"), (name, item["spec"])
+            taints = [t["key"] for t in item["spec"].get("taints", [])]
+            assert cloud_integration.UNINITIALIZED_TAINT not in taints, (name, taints)
 
     def wait_for(self, what: str, check, seconds: float = 60):
         deadline = time.time() + seconds
