@@ -23,3 +23,5 @@ pulumi.export("agentPrivateIps", cluster.agent_private_ips)
 pulumi.export("token", cluster.token)  # secret; etcd snapshots restore only with the token of their time
 pulumi.export("sshUser", cluster_args.get("ssh_user", DEFAULTS["ssh_user"]))
 pulumi.export("sshPrivateKey", cluster.ssh_private_key)  # secret; null unless the key was generated
+pulumi.export("bastionPublicIp", cluster.bastion_public_ip)  # null unless privateNodes (k3s-ha's bastion)
+pulumi.export("bastionHostKey", cluster.bastion_host_key)  # its pinned SSH host key, for known_hosts

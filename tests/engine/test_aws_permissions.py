@@ -48,6 +48,17 @@ TYPE_ACTIONS: dict[str, list[str]] = {
         "ec2:CreateRouteTable", "ec2:DeleteRouteTable", "ec2:DescribeRouteTables", "ec2:CreateRoute",
         "ec2:DeleteRoute", "ec2:ReplaceRoute",
     ],
+    # privateNodes (prod): an Elastic IP and a NAT gateway per zone. The EIP's read also reads
+    # its reverse DNS record (ptr_record: DescribeAddressesAttribute); its delete disassociates
+    # it first when it is still associated.
+    "aws:ec2/eip:Eip": [
+        *_TAGS,
+        "ec2:AllocateAddress", "ec2:ReleaseAddress", "ec2:DescribeAddresses", "ec2:DescribeAddressesAttribute",
+        "ec2:DisassociateAddress",
+    ],
+    "aws:ec2/natGateway:NatGateway": [
+        *_TAGS, "ec2:CreateNatGateway", "ec2:DeleteNatGateway", "ec2:DescribeNatGateways",
+    ],
     "aws:ec2/routeTableAssociation:RouteTableAssociation": [
         "ec2:AssociateRouteTable", "ec2:DisassociateRouteTable", "ec2:DescribeRouteTables",
     ],

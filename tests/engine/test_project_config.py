@@ -77,8 +77,11 @@ def test_prod_stack_spreads_servers_over_zones_behind_a_balancer_with_snapshots(
     assert sum("-server-" in m.name for m in machines) == 3
     assert sum("-agent-" in m.name for m in machines) == 3
     assert run.by_type("aws:lb/loadBalancer:LoadBalancer")
-    zones = sorted(s.inputs["availabilityZone"] for s in run.by_type("aws:ec2/subnet:Subnet"))
-    assert zones == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    subnets = run.by_type("aws:ec2/subnet:Subnet")
+    for kind in ("public", "private"):  # the nodes are in the private ones (privateNodes)
+        zones = sorted(s.inputs["availabilityZone"] for s in subnets if s.name.startswith(f"prod-{kind}-"))
+        assert zones == ["eu-west-1a", "eu-west-1b", "eu-west-1c"], kind
+    assert all(m.inputs["associatePublicIpAddress"] is False for m in machines if m.name != "prod-bastion")
     cfg = yaml.safe_load(run.named("prod-server-0-start").inputs["stdin"])
     assert cfg["etcd-snapshot-schedule-cron"] == "0 */6 * * *"
     assert cfg["etcd-snapshot-retention"] == 28

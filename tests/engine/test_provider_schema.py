@@ -49,6 +49,8 @@ EXPECTED_OUTPUTS = {
     "agentPublicIps": {"type": "array", "items": {"type": "string"}},
     "agentPrivateIps": {"type": "array", "items": {"type": "string"}},
     "sshPrivateKey": {"type": "string"},
+    "bastionPublicIp": {"type": "string"},
+    "bastionHostKey": {"type": "string"},
 }
 SECRET_INPUTS = ("sshPrivateKey", "token", "agentToken", "registries")
 
@@ -324,8 +326,11 @@ def test_the_outputs(resource):
     }
     outputs = {k: {**v, "items": {"type": v["items"]["type"]}} if "items" in v else v for k, v in outputs.items()}
     assert outputs == EXPECTED_OUTPUTS
-    # sshPrivateKey is optional: there is one only when the component generated the key.
-    assert resource["required"] == sorted(set(EXPECTED_OUTPUTS) - {"sshPrivateKey"})
+    # sshPrivateKey is optional: there is one only when the component generated the key; the
+    # bastion's outputs only with privateNodes.
+    assert resource["required"] == sorted(
+        set(EXPECTED_OUTPUTS) - {"sshPrivateKey", "bastionPublicIp", "bastionHostKey"}
+    )
     for prop in resource["properties"].values():
         assert not prop.get("plain")
 

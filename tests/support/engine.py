@@ -176,6 +176,8 @@ class CloudMocks(pulumi.runtime.Mocks):
         if typ == "aws:ec2/instance:Instance":
             rid = instance_id(name)
             state.update(publicIp=_ip(name, "198.51"), privateIp=_ip(name, "10.0"), arn=f"arn:aws:ec2:::instance/{rid}")
+        elif typ == "aws:ec2/eip:Eip":
+            state.update(publicIp=_ip(name, "203.0"), allocationId=f"eipalloc-{name}")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
             state.update(
                 dnsName=f"{name}-0123456789.elb.eu-west-1.amazonaws.com",

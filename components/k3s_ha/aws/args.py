@@ -66,6 +66,10 @@ class K3sClusterArgs(TypedDict):
     """A bastion Pulumi's SSH hops through; nodes are then reached on their private addresses."""
     bastion_user: NotRequired[str]
     """Login user on the bastion (default: `ssh_user`); it uses the same private key."""
+    private_nodes: NotRequired[bool]
+    """Put the nodes in private subnets of the VPC k3s-ha creates (not with `vpc_id`), behind NAT gateways, and create a small bastion Pulumi's SSH hops through (output `bastion_public_ip`). Default false: nodes in public subnets, no NAT gateway, no bastion."""
+    nat_gateways: NotRequired[str]
+    """With `private_nodes`: "perZone" (default), a NAT gateway in every zone, so a zone's failure takes only that zone's egress; or "single", one in the first zone (cheaper; every node loses egress when that zone fails)."""
     vpc_cidr: NotRequired[str]
     """CIDR of the VPC created for the cluster (default 10.0.0.0/16)."""
     availability_zones: NotRequired[list[str]]
@@ -150,6 +154,8 @@ _CLUSTER_DEFAULTS: dict[str, Any] = {
     "load_balancer_internal": False,
     "ready_timeout_seconds": DEFAULT_READY_TIMEOUT_SECONDS,
     "etcd_s3": False,
+    "private_nodes": False,
+    "nat_gateways": "perZone",
 }
 
 DEFAULTS: dict[str, Any] = {**_CLUSTER_DEFAULTS, **{s.arg: s.default for s in K3S_SERVER_SETTINGS}}

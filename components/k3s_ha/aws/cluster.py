@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..ports import API_PORT, node_ports
 from ..validation import field
 from .args import K3sClusterArgs
+from .bastion import Bastion, bastion_image, build_bastion
 from .firewall import Firewall, allow, build_firewall
 from .host_keys import HOST_KEY_TAG, generate_host_key, pinned_host_key, user_data
 from .load_balancer import attach_server, build_load_balancer
@@ -51,6 +52,10 @@ class K3sCluster(pulumi.ComponentResource):
     """Cluster token (secret): needed to restore etcd snapshots."""
     ssh_private_key: pulumi.Output[str | None]
     """The generated SSH private key (secret, OpenSSH format) to log in to the nodes as `ssh_user`; none when you gave `ssh_private_key`."""
+    bastion_public_ip: pulumi.Output[str | None]
+    """Public address of the bastion k3s-ha creates with `private_nodes` (`ssh -J`); none without it."""
+    bastion_host_key: pulumi.Output[str | None]
+    """That bastion's SSH host key, pinned by Pulumi (`ssh-ed25519 AAAA...`; a known_hosts line is `<bastion_public_ip> <key>`); none without it."""
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None):
         settings, warnings = parse_cluster_args(args, name=name)
@@ -64,10 +69,11 @@ class K3sCluster(pulumi.ComponentResource):
         key_name, private_key, generated_key = _ssh_key(name, settings, tags, self)
         snapshots = _snapshot_store(name, settings, tags, self)
         servers, agents = _machines(name, settings, network, firewall, key_name, snapshots, tags, self)
+        bastion = _bastion(name, settings, network, firewall, key_name, tags, self)
         registration, lb_rules = _load_balancer(name, settings, network, firewall, servers, agents, tags, self)
         bootstrap = K3sBootstrap(
             name,
-            _bootstrap_settings(settings, private_key, servers, agents, registration, lb_rules, snapshots),
+            _bootstrap_settings(settings, private_key, servers, agents, registration, lb_rules, snapshots, bastion),
             pulumi.ResourceOptions(parent=self),
         )
 
@@ -79,6 +85,8 @@ class K3sCluster(pulumi.ComponentResource):
         self.server_private_ips = pulumi.Output.all(*[m.instance.private_ip for m in servers])
         self.agent_public_ips = pulumi.Output.all(*[m.instance.public_ip for m in agents])
         self.agent_private_ips = pulumi.Output.all(*[m.instance.private_ip for m in agents])
+        self.bastion_public_ip = bastion.instance.public_ip if bastion else pulumi.Output.from_input(None)
+        self.bastion_host_key = bastion.host_key if bastion else pulumi.Output.from_input(None)
         self.register_outputs(
             {
                 "kubeconfig": self.kubeconfig,
@@ -89,6 +97,8 @@ class K3sCluster(pulumi.ComponentResource):
                 "server_private_ips": self.server_private_ips,
                 "agent_public_ips": self.agent_public_ips,
                 "agent_private_ips": self.agent_private_ips,
+                "bastion_public_ip": self.bastion_public_ip,
+                "bastion_host_key": self.bastion_host_key,
             }
         )
 
@@ -100,7 +110,15 @@ def _network(name: str, settings: ClusterSettings, tags: dict[str, str], parent:
             vpc_id=pulumi.Output.from_input(settings.network.vpc_id),
             subnet_ids=subnets if isinstance(subnets, pulumi.Output) else list(subnets),
         )
-    return build_network(name, settings.network.cidr, _zones(settings.network, parent), tags, parent)
+    return build_network(
+        name,
+        settings.network.cidr,
+        _zones(settings.network, parent),
+        tags,
+        parent,
+        private_nodes=settings.network.private_nodes,
+        nat_gateways=settings.network.nat_gateways,
+    )
 
 
 def _zones(vpc: NewVpc, parent: pulumi.Resource) -> list[pulumi.Input[str]]:
@@ -137,6 +155,7 @@ def _firewall(
         tags=tags,
         parent=parent,
         extra_node_ports=node_ports(dict(settings.server_config)),
+        bastion=settings.private_nodes,
     )
 
 
@@ -243,8 +262,8 @@ class _Launch:
             parent=self.parent,
             instance_profile=profile,
             # Pulumi logs in on the public address when there is no bastion: an existing
-            # subnet may not hand one out by itself.
-            public_address=True if not self.settings.bastion_host else None,
+            # subnet may not hand one out by itself. Private nodes get none.
+            public_address=None if self.settings.bastion_host else not self.settings.private_nodes,
         )
         return Machine(role, index, instance, pinned_host_key(instance, key, resource))
 
@@ -289,6 +308,31 @@ def _machines(
     return servers, agents
 
 
+def _bastion(
+    name: str,
+    settings: ClusterSettings,
+    network: Network,
+    firewall: Firewall,
+    key_name: pulumi.Input[str],
+    tags: dict[str, str],
+    parent: pulumi.Resource,
+) -> Bastion | None:
+    """The bastion k3s-ha creates for private nodes, in the first public subnet (None
+    without private nodes)."""
+    if not settings.private_nodes or firewall.bastion_group is None:
+        return None
+    public = network.public_subnets
+    return build_bastion(
+        name,
+        ami=bastion_image(settings.ami_id, settings.server_instance_type, parent),
+        subnet_id=public.apply(lambda ids: ids[0]) if isinstance(public, pulumi.Output) else public[0],
+        security_group=firewall.bastion_group,
+        key_name=key_name,
+        tags=tags,
+        parent=parent,
+    )
+
+
 def _load_balancer(
     name: str,
     settings: ClusterSettings,
@@ -298,16 +342,19 @@ def _load_balancer(
     agents: list[Machine],
     tags: dict[str, str],
     parent: pulumi.Resource,
-) -> tuple[pulumi.Output[str] | None, dict[str, aws.vpc.SecurityGroupIngressRule]]:
+) -> tuple[pulumi.Output[str] | None, dict[str, list[aws.vpc.SecurityGroupIngressRule]]]:
     """The registration address (the balancer's DNS name, None without one) and, per node
-    (`server-0`), the rule that lets it reach an internet-facing balancer."""
+    (`server-0`), the rules that let it reach an internet-facing balancer.
+
+    Private nodes: an internal balancer goes in their private subnets, an internet-facing one
+    in the public subnets, which the nodes reach from the NAT gateways' Elastic IPs."""
     lb_group = firewall.load_balancer_group  # built exactly when settings.load_balancer is set
     if not settings.load_balancer or lb_group is None:
         return None, {}
     lb = build_load_balancer(
         name,
         vpc_id=network.vpc_id,
-        subnet_ids=network.subnet_ids,
+        subnet_ids=network.subnet_ids if settings.load_balancer_internal else network.public_subnets,
         security_group=lb_group,
         internal=settings.load_balancer_internal,
         tags=tags,
@@ -315,25 +362,54 @@ def _load_balancer(
     )
     for server in servers:
         attach_server(f"{name}-{server.name}", lb, server.instance)
-    rules: dict[str, aws.vpc.SecurityGroupIngressRule] = {}
+    rules: dict[str, list[aws.vpc.SecurityGroupIngressRule]] = {}
     if settings.public_load_balancer_joins:
         # Nodes reach an internet-facing balancer from their public address, not from inside
         # the security group.
         for machine in [*servers, *agents]:
-            rules[machine.name] = allow(
-                f"{name}-{machine.name}-to-lb",
+            rules[machine.name] = [
+                allow(
+                    f"{name}-{machine.name}-to-lb",
+                    lb_group,
+                    "tcp",
+                    (API_PORT, API_PORT),
+                    "joins via the public load balancer",
+                    cidr=machine.instance.public_ip.apply(lambda ip: f"{ip}/32"),
+                )
+            ]
+    if settings.nat_load_balancer_joins:
+        # Private nodes reach it from their NAT gateway's Elastic IP: every node waits for all
+        # of them (which gateway a node's traffic leaves by is its zone's, or the single one).
+        nat_rules = [
+            allow(
+                f"{name}-nat-{index}-to-lb",
                 lb_group,
                 "tcp",
                 (API_PORT, API_PORT),
-                "joins via the public load balancer",
-                cidr=machine.instance.public_ip.apply(lambda ip: f"{ip}/32"),
+                "joins via the public load balancer, from a NAT gateway",
+                cidr=ip.apply(lambda ip: f"{ip}/32"),
             )
+            for index, ip in enumerate(network.nat_public_ips)
+        ]
+        rules = {machine.name: nat_rules for machine in [*servers, *agents]}
     return lb.dns_name, rules
 
 
-def _ssh(settings: ClusterSettings, key: pulumi.Output[str]) -> SshArgs:
+def _ssh(settings: ClusterSettings, key: pulumi.Output[str], bastion: Bastion | None) -> SshArgs:
     ssh = SshArgs(user=settings.ssh_user, private_key=key)
-    if settings.bastion_host:
+    if bastion is not None:
+        # The bastion's own generated key, pinned like the nodes' (pulumi-command 1.2.1
+        # ProxyConnectionArgs.host_key: "The expected host key to verify the server's
+        # identity"; pulumi_command/remote/_inputs.py).
+        ssh["proxy"] = command.remote.ProxyConnectionArgs(
+            host=bastion.instance.public_ip,
+            user=settings.bastion_user,
+            private_key=key,
+            host_key=bastion.host_key,
+            dial_error_limit=DEFAULT_DIAL_ERROR_LIMIT,
+            per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
+        )
+    elif settings.bastion_host:
         ssh["proxy"] = command.remote.ProxyConnectionArgs(
             host=settings.bastion_host,
             user=settings.bastion_user,
@@ -350,19 +426,20 @@ def _bootstrap_settings(
     servers: list[Machine],
     agents: list[Machine],
     registration: pulumi.Output[str] | None,
-    lb_rules: dict[str, aws.vpc.SecurityGroupIngressRule],
+    lb_rules: dict[str, list[aws.vpc.SecurityGroupIngressRule]],
     snapshots: SnapshotStore | None,
+    bastion: Bastion | None = None,
 ) -> BootstrapSettings:
     """What the bootstrap needs, from settings already checked (the bootstrap does not check
     them again)."""
 
     def host(machine: Machine) -> HostArgs:
         instance = machine.instance
-        address = instance.private_ip if settings.bastion_host else instance.public_ip
-        if machine.name in lb_rules:
-            # Carry the rule as a dependency: the node's steps wait until it may reach the
+        address = instance.private_ip if settings.bastion_host or bastion else instance.public_ip
+        if lb_rules.get(machine.name):
+            # Carry the rules as dependencies: the node's steps wait until it may reach the
             # load balancer it joins through.
-            address = pulumi.Output.all(address, lb_rules[machine.name].id).apply(lambda v: v[0])
+            address = pulumi.Output.all(address, *(rule.id for rule in lb_rules[machine.name])).apply(lambda v: v[0])
         return HostArgs(
             name=machine.name,
             address=address,
@@ -374,7 +451,7 @@ def _bootstrap_settings(
     return BootstrapSettings(
         servers=tuple(host(m) for m in servers),
         agents=tuple(host(m) for m in agents),
-        ssh=_ssh(settings, private_key),
+        ssh=_ssh(settings, private_key, bastion),
         k3s=settings.k3s,
         token=settings.token,
         agent_token=settings.agent_token,

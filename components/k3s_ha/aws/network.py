@@ -1,6 +1,9 @@
-"""The cluster's own VPC: one public subnet per availability zone.
+"""The cluster's own VPC: one public subnet per availability zone, and with private nodes one
+private subnet per zone behind NAT gateways.
 
-Parented along the logical chain (vpc -> subnet -> route table association), pulumi-awsx style.
+Parented along the logical chain (vpc -> subnet -> route table association), pulumi-awsx style
+(its Vpc parents each subnet to the VPC, and a subnet's route table, NAT gateway and Elastic IP
+to the subnet).
 """
 
 from __future__ import annotations
@@ -19,11 +22,29 @@ class Network:
 
     vpc_id: pulumi.Output[str]
     subnet_ids: Sequence[pulumi.Input[str]] | pulumi.Output[list[str]]
+    public_subnet_ids: Sequence[pulumi.Input[str]] | pulumi.Output[list[str]] | None = None
+    """The public subnets, when the nodes are not in them (private nodes): for the bastion and
+    an internet-facing load balancer. None: the nodes' subnets are the public ones."""
+    nat_public_ips: Sequence[pulumi.Output[str]] = ()
+    """The NAT gateways' Elastic IPs: the addresses private nodes reach the internet from."""
+
+    @property
+    def public_subnets(self) -> Sequence[pulumi.Input[str]] | pulumi.Output[list[str]]:
+        return self.subnet_ids if self.public_subnet_ids is None else self.public_subnet_ids
 
 
 def subnet_cidrs(vpc_cidr: ipaddress.IPv4Network, count: int) -> list[str]:
     """Equal /+4 slices of the VPC, one per zone, in a stable order."""
     slices = vpc_cidr.subnets(prefixlen_diff=4)
+    return [str(next(slices)) for _ in range(count)]
+
+
+def private_subnet_cidrs(vpc_cidr: ipaddress.IPv4Network, count: int) -> list[str]:
+    """The private subnets: slices of the VPC's upper half as large as the public ones, which
+    take the first slices of the lower half (at most 8 zones: settings.MAX_PRIVATE_ZONES), so
+    the two never collide and the public ones keep their CIDRs."""
+    upper = list(vpc_cidr.subnets(prefixlen_diff=1))[1]
+    slices = upper.subnets(prefixlen_diff=3)
     return [str(next(slices)) for _ in range(count)]
 
 
@@ -33,6 +54,9 @@ def build_network(
     zones: Sequence[pulumi.Input[str]],
     tags: Mapping[str, str],
     parent: pulumi.Resource,
+    *,
+    private_nodes: bool = False,
+    nat_gateways: str = "perZone",
 ) -> Network:
     vpc = aws.ec2.Vpc(
         f"{name}-vpc",
@@ -51,7 +75,7 @@ def build_network(
         tags={**tags, "Name": f"{name}-public"},
         opts=in_vpc,
     )
-    subnet_ids = []
+    subnets = []
     for index, (zone, cidr) in enumerate(zip(zones, subnet_cidrs(vpc_cidr, len(zones)))):
         subnet = aws.ec2.Subnet(
             f"{name}-public-{index}",
@@ -70,5 +94,79 @@ def build_network(
             route_table_id=routes.id,
             opts=pulumi.ResourceOptions(parent=subnet),
         )
-        subnet_ids.append(subnet.id)
-    return Network(vpc_id=vpc.id, subnet_ids=subnet_ids)
+        subnets.append(subnet)
+    public_ids = [subnet.id for subnet in subnets]
+    if not private_nodes:
+        return Network(vpc_id=vpc.id, subnet_ids=public_ids)
+    nats = _nat_gateways(name, subnets if nat_gateways == "perZone" else subnets[:1], gateway, tags)
+    private_ids = _private_subnets(name, vpc, vpc_cidr, zones, [nat for nat, _ in nats], tags)
+    return Network(
+        vpc_id=vpc.id, subnet_ids=private_ids, public_subnet_ids=public_ids, nat_public_ips=[ip for _, ip in nats]
+    )
+
+
+def _nat_gateways(
+    name: str, public: Sequence[aws.ec2.Subnet], gateway: aws.ec2.InternetGateway, tags: Mapping[str, str]
+) -> list[tuple[aws.ec2.NatGateway, pulumi.Output[str]]]:
+    """A public NAT gateway, with an Elastic IP of its own, in each given public subnet.
+
+    A NAT gateway is zonal: it lives in one zone's subnet, and the private subnets whose route
+    tables point at it lose internet egress when that zone fails, hence one per zone by default
+    (AWS VPC User Guide, "NAT gateways", "If you have resources in multiple Availability Zones
+    and they share one NAT gateway, and if the NAT gateway's Availability Zone is down,
+    resources in the other Availability Zones lose internet access"). pulumi-aws 7
+    ec2.NatGateway: `allocation_id` (the EIP) and `subnet_id` are required for a public zonal
+    gateway, the default `availability_mode`; both it and ec2.Eip (`domain="vpc"`) document an
+    explicit dependency on the internet gateway (pulumi_aws/ec2/nat_gateway.py, eip.py)."""
+    nats = []
+    for index, subnet in enumerate(public):
+        opts = pulumi.ResourceOptions(parent=subnet, depends_on=[gateway])
+        eip = aws.ec2.Eip(f"{name}-nat-{index}", domain="vpc", tags={**tags, "Name": f"{name}-nat-{index}"}, opts=opts)
+        nat = aws.ec2.NatGateway(
+            f"{name}-nat-{index}",
+            allocation_id=eip.allocation_id,
+            subnet_id=subnet.id,
+            connectivity_type="public",
+            tags={**tags, "Name": f"{name}-nat-{index}"},
+            opts=opts,
+        )
+        nats.append((nat, eip.public_ip))
+    return nats
+
+
+def _private_subnets(
+    name: str,
+    vpc: aws.ec2.Vpc,
+    vpc_cidr: ipaddress.IPv4Network,
+    zones: Sequence[pulumi.Input[str]],
+    nats: Sequence[aws.ec2.NatGateway],
+    tags: Mapping[str, str],
+) -> list[pulumi.Output[str]]:
+    """One private subnet per zone, each with its own route table whose default route goes to
+    its zone's NAT gateway (the only one, with a single gateway)."""
+    ids = []
+    for index, (zone, cidr) in enumerate(zip(zones, private_subnet_cidrs(vpc_cidr, len(zones)))):
+        subnet = aws.ec2.Subnet(
+            f"{name}-private-{index}",
+            vpc_id=vpc.id,
+            cidr_block=cidr,
+            availability_zone=zone,
+            map_public_ip_on_launch=False,
+            tags={**tags, "Name": f"{name}-private-{index}"},
+            opts=pulumi.ResourceOptions(parent=vpc, ignore_changes=["availabilityZone"]),
+        )
+        routes = aws.ec2.RouteTable(
+            f"{name}-private-{index}",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nats[index % len(nats)].id)],
+            tags={**tags, "Name": f"{name}-private-{index}"},
+            opts=pulumi.ResourceOptions(parent=subnet),
+        )
+        aws.ec2.RouteTableAssociation(
+            f"{name}-private-{index}",
+            subnet_id=subnet.id,
+            route_table_id=routes.id,
+            opts=pulumi.ResourceOptions(parent=routes),
+        )
+        ids.append(subnet.id)
+    return ids

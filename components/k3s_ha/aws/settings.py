@@ -33,6 +33,11 @@ class NewVpc:
     zones: tuple[str, ...] | None
     """None: the region's first `zone_count` available zones, looked up at deploy time."""
     zone_count: int
+    private_nodes: bool = False
+    """Nodes in a private subnet per zone (the public ones stay, for the NAT gateways, the
+    bastion and an internet-facing load balancer)."""
+    nat_gateways: str = "perZone"
+    """With private_nodes: "perZone" (one NAT gateway per zone) or "single" (one, in zone 0)."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,23 @@ class ClusterSettings:
     tags: Mapping[str, str]
 
     @property
+    def private_nodes(self) -> bool:
+        """Nodes in private subnets of the VPC k3s-ha creates, behind NAT gateways and a bastion
+        k3s-ha creates (never with an existing VPC or bastion_host: parse_cluster_args refuses)."""
+        return isinstance(self.network, NewVpc) and self.network.private_nodes
+
+    @property
     def public_load_balancer_joins(self) -> bool:
         """Nodes join through an internet-facing load balancer from their public address."""
-        return self.load_balancer and not self.load_balancer_internal and not self.bastion_host
+        return (
+            self.load_balancer and not self.load_balancer_internal and not self.bastion_host and not self.private_nodes
+        )
+
+    @property
+    def nat_load_balancer_joins(self) -> bool:
+        """Private nodes join through an internet-facing load balancer from the NAT gateways'
+        Elastic IPs."""
+        return self.load_balancer and not self.load_balancer_internal and self.private_nodes
 
 
 def _whole_numbers(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,9 +158,10 @@ def _shared_zone_warning(subnets: int, servers: int) -> str | None:
 def _network(
     args: Mapping[str, Any], setting: Callable[[str], Any], zones: tuple[str, ...] | None, warnings: list[str]
 ) -> NewVpc | ExistingVpc:
+    subnet_count = len(zones) if zones else setting("zone_count")
+    private = _private_nodes(args, setting, subnet_count, warnings)
     if not args.get("vpc_id") and args.get("subnet_ids") is None:
-        subnet_count = len(zones) if zones else setting("zone_count")
-        return NewVpc(checks.vpc_cidr(setting("vpc_cidr"), subnet_count), zones, setting("zone_count"))
+        return NewVpc(checks.vpc_cidr(setting("vpc_cidr"), subnet_count), zones, setting("zone_count"), **private)
     subnets = args.get("subnet_ids")
     if args.get("vpc_id") and isinstance(subnets, pulumi.Output):
         return ExistingVpc(args["vpc_id"], subnets.apply(lambda ids: checked_subnet_ids(ids, setting("servers"))))
@@ -302,6 +322,51 @@ def _bastion_host(given: dict[str, Any], setting: Callable[[str], Any], warnings
             "your NAT gateway's address, which apiAllowedCidrs must then include (or set loadBalancerInternal)"
         )
     return bastion_host
+
+
+NAT_GATEWAY_MODES = ("perZone", "single")
+# Private subnets take the upper half of the VPC (network.private_subnet_cidrs): 8 of its /+4 slices.
+MAX_PRIVATE_ZONES = 8
+
+
+def _private_nodes(
+    given: Mapping[str, Any], setting: Callable[[str], Any], zones: int, warnings: list[str]
+) -> dict[str, Any]:
+    """privateNodes and natGateways (NewVpc's private_nodes, nat_gateways), checked: private
+    subnets, NAT gateways and the bastion are built only in the VPC k3s-ha creates."""
+    private = checks.of_kind(setting("private_nodes"), "bool", "private_nodes", "use true or false")
+    nat = setting("nat_gateways")
+    if nat not in NAT_GATEWAY_MODES:
+        raise ConfigError(
+            field("nat_gateways"), f"{nat!r} is not a NAT gateway layout", 'use "perZone" (the default) or "single"'
+        )
+    if not private:
+        return {"private_nodes": False, "nat_gateways": nat}
+    if given.get("vpc_id") or given.get("subnet_ids") is not None:
+        raise ConfigError(
+            field("private_nodes"),
+            "k3s-ha makes private subnets, NAT gateways and a bastion only in the VPC it creates, "
+            "and vpcId / subnetIds name an existing one",
+            "put nodes in your private subnets with subnetIds and give bastionHost (and unset privateNodes)",
+        )
+    if given.get("bastion_host"):
+        raise ConfigError(
+            field("bastion_host"),
+            "privateNodes is set, and with it k3s-ha creates the bastion Pulumi's SSH goes through",
+            "unset bastionHost (or unset privateNodes to reach the nodes through your own bastion)",
+        )
+    if zones > MAX_PRIVATE_ZONES:
+        raise ConfigError(
+            field("availability_zones" if given.get("availability_zones") else "zone_count"),
+            f"{zones} zones: private subnets take the upper half of vpcCidr, room for {MAX_PRIVATE_ZONES}",
+            f"use at most {MAX_PRIVATE_ZONES} zones (3 are enough for a zone-tolerant cluster)",
+        )
+    if not setting("load_balancer") or setting("load_balancer_internal"):
+        warnings.append(
+            "privateNodes without an internet-facing load balancer: the Kubernetes API (and the kubeconfig's "
+            "address) is reachable only inside the VPC; set loadBalancer to reach it from apiAllowedCidrs"
+        )
+    return {"private_nodes": True, "nat_gateways": nat}
 
 
 def _k3s_inputs(given: dict[str, Any], setting: Callable[[str], Any]) -> tuple[K3sInputs, list[str]]:
