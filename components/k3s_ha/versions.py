@@ -123,7 +123,18 @@ AWS_CCM_CHART = Chart("https://kubernetes.github.io/cloud-provider-aws", "aws-cl
 """kubernetes/cloud-provider-aws charts/aws-cloud-controller-manager/Chart.yaml 0.0.11 (appVersion
 v1.35.0, gh-pages index.yaml 2026-03-25): the newest chart; its image is set per Kubernetes minor below."""
 
-AWS_CCM_IMAGES: dict[int, str] = {33: "v1.33.4", 34: "v1.34.3", 35: "v1.35.2", 36: "v1.36.1"}
+AWS_CCM_IMAGES: dict[int, str] = {
+    27: "v1.27.10",
+    28: "v1.28.11",
+    29: "v1.29.10",
+    30: "v1.30.10",
+    31: "v1.31.9",
+    32: "v1.32.8",
+    33: "v1.33.4",
+    34: "v1.34.3",
+    35: "v1.35.2",
+    36: "v1.36.1",
+}
 """Kubernetes minor -> the cloud controller manager release for it: "compatibility is ONLY
 guaranteed between that release and the corresponding Kubernetes version" (cloud-provider-aws
 docs/README.md). The newest tag of each release branch in kubernetes/cloud-provider-aws at

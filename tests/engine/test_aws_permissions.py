@@ -121,6 +121,12 @@ TYPE_ACTIONS: dict[str, list[str]] = {
         "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
     ],
     "aws:iam/rolePolicy:RolePolicy": ["iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy"],
+    # The EBS CSI driver's user, its policy and access key (aws/cloud_integration.py).
+    "aws:iam/user:User": ["iam:CreateUser", "iam:GetUser", "iam:DeleteUser", "iam:TagUser", "iam:UntagUser"],
+    "aws:iam/userPolicy:UserPolicy": ["iam:PutUserPolicy", "iam:GetUserPolicy", "iam:DeleteUserPolicy"],
+    "aws:iam/accessKey:AccessKey": ["iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys", "iam:UpdateAccessKey"],
+    # The cluster tag on subnets of an existing VPC.
+    "aws:ec2/tag:Tag": ["ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeTags"],
     "aws:iam/instanceProfile:InstanceProfile": [
         "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile", "iam:TagInstanceProfile",
         "iam:UntagInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",

@@ -7,11 +7,10 @@ same resource with the same inputs. Dependencies decide update and delete order.
 import json
 
 import pytest
-import yaml
 from k3s_ha.aws.machines import NEW_NODES_ONLY
 from k3s_ha.bootstrap.steps.membership import NODES_END
 from support import engine, step_model
-from support.helpers import PRIVATE_KEY, SECRET_KEYS, commands, config
+from support.helpers import PRIVATE_KEY, SECRET_KEYS, commands, config, stdin_yaml
 
 CMD = "command:remote:Command"
 
@@ -79,7 +78,7 @@ def test_three_to_five_servers_leaves_existing_nodes_alone_and_joins_one_at_a_ti
 
 
 def test_a_version_bump_upgrades_in_place_servers_one_at_a_time_then_agents(base):
-    bumped = _run(agents=2, k3sVersion="v1.37.0+k3s1")
+    bumped = _run(agents=2, k3sVersion="v1.36.5+k3s1")
     change = _changed(base, bumped)
     assert change["added"] == [] and change["removed"] == []
     assert all(bumped.named(n).type == CMD for n in change["inputs"]), "no instance changes"
@@ -99,7 +98,7 @@ def test_a_version_bump_upgrades_in_place_servers_one_at_a_time_then_agents(base
     for name in change["inputs"]:
         # Same triggers, so each step is an update (the script runs again), never a replace.
         assert _by_key(base)[(CMD, name)].inputs.get("triggers") == bumped.named(name).inputs.get("triggers")
-        assert "K3S_VERSION=v1.37.0+k3s1" in bumped.named(name).inputs["create"]
+        assert "K3S_VERSION=v1.36.5+k3s1" in bumped.named(name).inputs["create"]
     # No server downloads, and no node starts, before every guard has accepted the new version
     # on the running cluster; agents only stage it (install-k3s.sh), so their downloads start at once.
     guards = ("dev-version-guard", "dev-server-1-version-guard", "dev-server-2-version-guard")
@@ -221,7 +220,8 @@ def test_s3_snapshots_get_a_private_encrypted_versioned_bucket_kept_on_destroy()
     assert all(
         block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     )
-    policy = json.loads(run.by_type("aws:iam/rolePolicy:RolePolicy")[0].inputs["policy"])
+    [snapshots] = [p for p in run.by_type("aws:iam/rolePolicy:RolePolicy") if p.name == "dev-etcd-snapshots"]
+    policy = json.loads(snapshots.inputs["policy"])
     resources = {r for s in policy["Statement"] for r in [s["Resource"]]}
     assert resources == {
         "arn:aws:s3:::dev-etcd-snapshots-20261126",
@@ -232,7 +232,7 @@ def test_s3_snapshots_get_a_private_encrypted_versioned_bucket_kept_on_destroy()
     for machine in run.by_type("aws:ec2/instance:Instance"):
         has_profile = machine.inputs.get("iamInstanceProfile") == "dev-server-generated"
         assert has_profile == ("-server-" in machine.name), machine.name
-    cfg = yaml.safe_load(run.named("dev-server-0-start").inputs["stdin"])
+    cfg = stdin_yaml(run, "dev-server-0-start")
     assert cfg["etcd-s3"] is True and cfg["etcd-s3-bucket"] == "dev-etcd-snapshots-20261126"
     assert cfg["etcd-s3-region"] == "eu-west-1" and cfg["etcd-s3-folder"] == "k3s-ha/k3s-ha/dev/dev/"
 
@@ -240,5 +240,5 @@ def test_s3_snapshots_get_a_private_encrypted_versioned_bucket_kept_on_destroy()
 def test_an_existing_bucket_is_used_without_creating_one():
     run = engine.run(engine.main_program, config(etcdS3Bucket="team-backups"), SECRET_KEYS)
     assert run.by_type("aws:s3/bucket:Bucket") == []
-    cfg = yaml.safe_load(run.named("dev-server-1-start").inputs["stdin"])
+    cfg = stdin_yaml(run, "dev-server-1-start")
     assert cfg["etcd-s3-bucket"] == "team-backups" and cfg["etcd-s3-region"] == "eu-west-1"

@@ -7,7 +7,7 @@ import yaml
 from k3s_ha.aws.args import DEFAULTS
 from k3s_ha.stack_config import CONFIG_KEYS
 from support import engine
-from support.helpers import BASE_CONFIG, SECRET_KEYS
+from support.helpers import BASE_CONFIG, SECRET_KEYS, stdin_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -82,7 +82,7 @@ def test_prod_stack_spreads_servers_over_zones_behind_a_balancer_with_snapshots(
         zones = sorted(s.inputs["availabilityZone"] for s in subnets if s.name.startswith(f"prod-{kind}-"))
         assert zones == ["eu-west-1a", "eu-west-1b", "eu-west-1c"], kind
     assert all(m.inputs["associatePublicIpAddress"] is False for m in machines if m.name != "prod-bastion")
-    cfg = yaml.safe_load(run.named("prod-server-0-start").inputs["stdin"])
+    cfg = stdin_yaml(run, "prod-server-0-start")
     assert cfg["etcd-snapshot-schedule-cron"] == "0 */6 * * *"
     assert cfg["etcd-snapshot-retention"] == 28
 

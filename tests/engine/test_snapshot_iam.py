@@ -5,11 +5,10 @@ limited to the cluster's folder, and the folder is unique per project, stack and
 import json
 
 import pytest
-import yaml
 from k3s_ha import ConfigError
 from k3s_ha.aws.snapshots import snapshot_folder, snapshot_policy
 from support import engine
-from support.helpers import SECRET_KEYS, config
+from support.helpers import SECRET_KEYS, config, stdin_yaml
 
 POLICY = "aws:iam/rolePolicy:RolePolicy"
 
@@ -54,11 +53,13 @@ def test_bucket_names_outside_the_s3_rules_are_refused(bucket):
 @pytest.mark.parametrize("bucket", ["abc", "team-backups", "team.etcd-snapshots.eu", "a" * 63, "1team"])
 def test_valid_bucket_names_are_accepted(bucket):
     run = engine.run(engine.main_program, config(etcdS3Bucket=bucket), SECRET_KEYS)
-    assert yaml.safe_load(run.named("dev-server-0-start").inputs["stdin"])["etcd-s3-bucket"] == bucket
+    assert stdin_yaml(run, "dev-server-0-start")["etcd-s3-bucket"] == bucket
 
 
 def _policy(run):
-    return json.loads(run.by_type(POLICY)[0].inputs["policy"])
+    """The etcd snapshots' policy (the servers' role also holds the cloud controller's)."""
+    [policy] = [p for p in run.by_type(POLICY) if p.name.endswith("-etcd-snapshots")]
+    return json.loads(policy.inputs["policy"])
 
 
 def test_the_policy_lists_and_touches_only_the_clusters_folder():
@@ -81,7 +82,7 @@ def test_the_policy_lists_and_touches_only_the_clusters_folder():
             },
         ],
     }
-    assert yaml.safe_load(run.named("dev-server-0-start").inputs["stdin"])["etcd-s3-folder"] == folder
+    assert stdin_yaml(run, "dev-server-0-start")["etcd-s3-folder"] == folder
 
 
 def test_two_stacks_sharing_a_bucket_never_share_a_folder():

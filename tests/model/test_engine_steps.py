@@ -17,7 +17,7 @@ from support import engine
 from support import step_model as sm
 from support.helpers import PRIVATE_KEY, SECRET_KEYS, config
 
-NEXT_VERSION = "v1.37.0+k3s1"
+NEXT_VERSION = "v1.36.5+k3s1"  # a pinned AWS CCM exists for its minor (versions.AWS_CCM_IMAGES)
 NEW_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nrotated-stand-in\n-----END OPENSSH PRIVATE KEY-----"
 
 

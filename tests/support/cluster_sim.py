@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 import yaml
 from k3s_ha.bootstrap.bundle import SCRIPT_DIR, library_text
 from k3s_ha.bootstrap.commands import parse_command
-from k3s_ha.bootstrap.node_config import REGISTRIES_SEPARATOR
+from k3s_ha.bootstrap.node_config import MANIFESTS_SEPARATOR, REGISTRIES_SEPARATOR
 from k3s_ha.bootstrap.steps.membership import NODES_END
 
 from support import step_model as sm
@@ -405,8 +405,8 @@ class _Simulation:
 
     def _start(self, step: sm.Step, machine: Machine, params: dict, text: str, role: str) -> None:
         stdin = step.inputs_used.get("stdin") or ""
-        # The start scripts split registries.yaml off first (lib.sh k3s_ha_config_split_registries).
-        config = yaml.safe_load(stdin.split(REGISTRIES_SEPARATOR)[0]) or {}
+        # The start scripts split the manifests and registries.yaml off first (lib.sh).
+        config = yaml.safe_load(stdin.split(MANIFESTS_SEPARATOR)[0].split(REGISTRIES_SEPARATOR)[0]) or {}
         machine.role = role
         if machine.cluster is not None and machine.member:
             cluster = machine.cluster  # etcd data (or an agent's registration) wins over the config

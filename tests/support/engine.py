@@ -176,6 +176,10 @@ class CloudMocks(pulumi.runtime.Mocks):
         if typ == "aws:ec2/instance:Instance":
             rid = instance_id(name)
             state.update(publicIp=_ip(name, "198.51"), privateIp=_ip(name, "10.0"), arn=f"arn:aws:ec2:::instance/{rid}")
+        elif typ == "aws:iam/accessKey:AccessKey":
+            # The provider returns the key's secret once, at creation, as a secret output
+            # (pulumi_aws iam/access_key.py additional_secret_outputs ["secret", ...]).
+            state.update(secret=f"mock-secret-access-key-of-{name}")
         elif typ == "aws:ec2/eip:Eip":
             state.update(publicIp=_ip(name, "203.0"), allocationId=f"eipalloc-{name}")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":

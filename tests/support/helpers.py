@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yaml
-from k3s_ha.bootstrap.node_config import REGISTRIES_SEPARATOR
+from k3s_ha.bootstrap.node_config import MANIFESTS_SEPARATOR, REGISTRIES_SEPARATOR
 
 from support.engine import Run
 
@@ -33,14 +33,21 @@ def commands(run: Run):
 
 
 def stdin_yaml(run: Run, name: str) -> dict:
-    """The config.yaml a start step sends (without the registries.yaml that may follow it)."""
-    return yaml.safe_load(run.named(name).inputs["stdin"].split(REGISTRIES_SEPARATOR)[0])
+    """The config.yaml a start step sends (without the registries.yaml and manifests that may
+    follow it)."""
+    return yaml.safe_load(run.named(name).inputs["stdin"].split(MANIFESTS_SEPARATOR)[0].split(REGISTRIES_SEPARATOR)[0])
 
 
 def stdin_registries(run: Run, name: str) -> dict | None:
     """The registries.yaml a start step sends after config.yaml, None when it sends none."""
-    parts = run.named(name).inputs["stdin"].split(REGISTRIES_SEPARATOR)
+    parts = run.named(name).inputs["stdin"].split(MANIFESTS_SEPARATOR)[0].split(REGISTRIES_SEPARATOR)
     return yaml.safe_load(parts[1]) if len(parts) == 2 else None
+
+
+def stdin_manifests(run: Run, name: str) -> list[dict] | None:
+    """The objects a server's start step sends for its auto-deploy directory, None when none."""
+    parts = run.named(name).inputs["stdin"].split(MANIFESTS_SEPARATOR)
+    return [d for d in yaml.safe_load_all(parts[1]) if d] if len(parts) == 2 else None
 
 
 def ingress_rules(run: Run):

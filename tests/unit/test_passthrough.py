@@ -38,8 +38,10 @@ def test_server_settings_reach_every_server_and_no_agent():
     }
     run = _run(serverConfig=server_config)
     configs = [stdin_yaml(run, name) for name in SERVERS]
+    # The AWS integration (on by default) adds its own items after the user's, once each.
+    expected = {**server_config, "disable": ["traefik", "servicelb", "local-storage"]}
     for cfg in configs:
-        for key, value in server_config.items():
+        for key, value in expected.items():
             assert cfg[key] == value, key
     # Everything but the join line and the token's form (a join carries the CA hash) is
     # identical on every server (K3s refuses a mismatch).
@@ -49,6 +51,7 @@ def test_server_settings_reach_every_server_and_no_agent():
     }
     for name in AGENTS:
         assert not set(server_config) & set(stdin_yaml(run, name)), name
+        assert stdin_yaml(run, name)["kubelet-arg"] == ["cloud-provider=external"], name
 
 
 def test_agent_settings_reach_every_agent_and_no_server():

@@ -2,7 +2,7 @@
 
 import pytest
 from k3s_ha import ConfigError
-from k3s_ha.versions import Era, parse_version
+from k3s_ha.versions import AWS_CCM_IMAGES, Era, parse_version
 from support import engine
 from support.helpers import SECRET_KEYS, USER_TOKEN, config
 
@@ -45,20 +45,24 @@ def test_dqlite_versions_are_refused_without_opt_in(version):
 
 
 def test_dqlite_versions_with_opt_in_run_with_a_warning():
-    run = engine.run(engine.main_program, config(k3sVersion="v1.18.20+k3s1", allowDqlite=True), SECRET_KEYS)
+    run = engine.run(
+        engine.main_program, config(k3sVersion="v1.18.20+k3s1", allowDqlite=True, awsIntegration=False), SECRET_KEYS
+    )
     assert any("Dqlite is deprecated" in w and "no upgrade path" in w for w in run.warnings)
     assert "K3S_VERSION=v1.18.20+k3s1" in run.named("dev-server-0-install").inputs["create"]
 
 
 @pytest.mark.parametrize("version", ["v1.19.1+k3s1", "v1.19.4+k3s1"])
 def test_experimental_etcd_versions_run_with_a_warning(version):
-    run = engine.run(engine.main_program, config(k3sVersion=version), SECRET_KEYS)
+    # No AWS cloud controller manager is pinned for Kubernetes 1.19 (versions.AWS_CCM_IMAGES).
+    run = engine.run(engine.main_program, config(k3sVersion=version, awsIntegration=False), SECRET_KEYS)
     assert any("experimental" in w for w in run.warnings)
 
 
 @pytest.mark.parametrize("version", ["v1.19.5+k3s1", "v1.36.4+k3s1", "v1.28.2-rc1+k3s1"])
 def test_supported_versions_run_silently(version):
-    run = engine.run(engine.main_program, config(k3sVersion=version), SECRET_KEYS)
+    integration = parse_version(version).minor in AWS_CCM_IMAGES
+    run = engine.run(engine.main_program, config(k3sVersion=version, awsIntegration=integration), SECRET_KEYS)
     assert run.warnings == []
 
 

@@ -68,6 +68,8 @@ class K3sClusterArgs(TypedDict):
     """Login user on the bastion (default: `ssh_user`); it uses the same private key."""
     private_nodes: NotRequired[bool]
     """Put the nodes in private subnets of the VPC k3s-ha creates (not with `vpc_id`), behind NAT gateways, and create a small bastion Pulumi's SSH hops through (output `bastion_public_ip`). Default false: nodes in public subnets, no NAT gateway, no bastion."""
+    aws_integration: NotRequired[bool]
+    """The AWS cloud integration, on unless set false: the AWS cloud controller manager (a `LoadBalancer` Service gets an AWS load balancer; Nodes get their providerID and zone labels) and the EBS CSI driver with an encrypted gp3 default StorageClass, installed by K3s at pinned chart versions; K3s's own cloud controller, ServiceLB and local-path are turned off, nodes are named after their private DNS names, and the cluster's AWS resources carry its `kubernetes.io/cluster/<id>` tag. False: none of it, and no IAM for it (see docs/aws.md before turning it on for a running cluster)."""
     nat_gateways: NotRequired[str]
     """With `private_nodes`: "perZone" (default), a NAT gateway in every zone, so a zone's failure takes only that zone's egress; or "single", one in the first zone (cheaper; every node loses egress when that zone fails)."""
     vpc_cidr: NotRequired[str]
@@ -156,6 +158,7 @@ _CLUSTER_DEFAULTS: dict[str, Any] = {
     "etcd_s3": False,
     "private_nodes": False,
     "nat_gateways": "perZone",
+    "aws_integration": True,
 }
 
 DEFAULTS: dict[str, Any] = {**_CLUSTER_DEFAULTS, **{s.arg: s.default for s in K3S_SERVER_SETTINGS}}

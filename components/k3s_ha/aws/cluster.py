@@ -20,13 +20,16 @@ from ..bootstrap.token_check import check_tokens
 from ..errors import ConfigError
 from ..ports import API_PORT, node_ports
 from ..validation import field
+from . import cloud_integration
 from .args import K3sClusterArgs
 from .bastion import Bastion, bastion_image, build_bastion
+from .cloud_integration import CloudIntegration, build_cloud_integration
 from .firewall import Firewall, allow, build_firewall
 from .host_keys import HOST_KEY_TAG, generate_host_key, pinned_host_key, user_data
 from .load_balancer import attach_server, build_load_balancer
 from .machines import build_instance, ubuntu_image
 from .network import Network, build_network
+from .server_role import ServerRole, build_server_role
 from .settings import ClusterSettings, ExistingVpc, NewVpc, parse_cluster_args
 from .snapshots import SnapshotStore, build_snapshot_store
 
@@ -67,13 +70,17 @@ class K3sCluster(pulumi.ComponentResource):
         network = _network(name, settings, tags, self)
         firewall = _firewall(name, settings, network, tags, self)
         key_name, private_key, generated_key = _ssh_key(name, settings, tags, self)
-        snapshots = _snapshot_store(name, settings, tags, self)
-        servers, agents = _machines(name, settings, network, firewall, key_name, snapshots, tags, self)
+        role = build_server_role(name, tags, self) if settings.snapshot_bucket or settings.cloud else None
+        snapshots = _snapshot_store(name, settings, tags, self, role)
+        cloud = _cloud_integration(name, settings, role, tags, self)
+        servers, agents = _machines(name, settings, network, firewall, key_name, role, tags, self)
         bastion = _bastion(name, settings, network, firewall, key_name, tags, self)
         registration, lb_rules = _load_balancer(name, settings, network, firewall, servers, agents, tags, self)
         bootstrap = K3sBootstrap(
             name,
-            _bootstrap_settings(settings, private_key, servers, agents, registration, lb_rules, snapshots, bastion),
+            _bootstrap_settings(
+                settings, private_key, servers, agents, registration, lb_rules, snapshots, bastion, cloud
+            ),
             pulumi.ResourceOptions(parent=self),
         )
 
@@ -106,6 +113,7 @@ class K3sCluster(pulumi.ComponentResource):
 def _network(name: str, settings: ClusterSettings, tags: dict[str, str], parent: pulumi.Resource) -> Network:
     if isinstance(settings.network, ExistingVpc):
         subnets = settings.network.subnet_ids
+        _tag_existing_subnets(name, subnets, _cluster_tags(settings), parent)
         return Network(
             vpc_id=pulumi.Output.from_input(settings.network.vpc_id),
             subnet_ids=subnets if isinstance(subnets, pulumi.Output) else list(subnets),
@@ -118,7 +126,33 @@ def _network(name: str, settings: ClusterSettings, tags: dict[str, str], parent:
         parent,
         private_nodes=settings.network.private_nodes,
         nat_gateways=settings.network.nat_gateways,
+        cluster_tags=_cluster_tags(settings),
     )
+
+
+def _cluster_tags(settings: ClusterSettings) -> dict[str, str]:
+    """`kubernetes.io/cluster/<id>: owned` with the AWS integration, else nothing."""
+    if settings.cloud is None:
+        return {}
+    return {f"{cloud_integration.CLUSTER_TAG_PREFIX}{settings.cloud.cluster_id}": "owned"}
+
+
+def _tag_existing_subnets(name: str, subnets: object, cluster_tags: dict[str, str], parent: pulumi.Resource) -> None:
+    """Your subnets get the cluster tag as `shared` (cloud-provider-aws tags.go: "should not be
+    destroyed if the cluster is destroyed"), one aws.ec2.Tag each, removed with the cluster.
+    Subnets given as an Output are not known when resources are declared: tag those yourself
+    (docs/aws.md)."""
+    if not cluster_tags or isinstance(subnets, pulumi.Output):
+        return
+    [(key, _)] = cluster_tags.items()
+    for index, subnet in enumerate(subnets):  # type: ignore[arg-type]
+        aws.ec2.Tag(
+            f"{name}-subnet-{index}-cluster-tag",
+            resource_id=subnet,
+            key=key,
+            value="shared",
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
 
 
 def _zones(vpc: NewVpc, parent: pulumi.Resource) -> list[pulumi.Input[str]]:
@@ -156,6 +190,7 @@ def _firewall(
         parent=parent,
         extra_node_ports=node_ports(dict(settings.server_config)),
         bastion=settings.private_nodes,
+        node_group_tags=_cluster_tags(settings),
     )
 
 
@@ -186,14 +221,30 @@ def _ssh_key(
 
 
 def _snapshot_store(
-    name: str, settings: ClusterSettings, tags: dict[str, str], parent: pulumi.Resource
+    name: str, settings: ClusterSettings, tags: dict[str, str], parent: pulumi.Resource, role: ServerRole | None
 ) -> SnapshotStore | None:
-    if settings.snapshot_bucket is None:
+    if settings.snapshot_bucket is None or role is None:
         return None
     return build_snapshot_store(
         name,
         folder=settings.snapshot_bucket.folder,
         existing_bucket=settings.snapshot_bucket.existing,
+        tags=tags,
+        parent=parent,
+        server_role=role,
+    )
+
+
+def _cloud_integration(
+    name: str, settings: ClusterSettings, role: ServerRole | None, tags: dict[str, str], parent: pulumi.Resource
+) -> CloudIntegration | None:
+    if settings.cloud is None or role is None:
+        return None
+    return build_cloud_integration(
+        name,
+        cluster=settings.cloud.cluster_id,
+        image=settings.cloud.ccm_image,
+        server_role=role.role,
         tags=tags,
         parent=parent,
     )
@@ -248,7 +299,11 @@ class _Launch:
         )
         instance = build_instance(
             resource,
-            user_data=user_data(key, *([self.gate] if self.gate is not None else [])),
+            user_data=user_data(
+                key,
+                *([self.gate] if self.gate is not None else []),
+                extra=cloud_integration.HOST_NAME_CLOUD_CONFIG if self.settings.cloud else None,
+            ),
             creation_tags={HOST_KEY_TAG: key.public_openssh},
             role=role,
             cluster=self.cluster,
@@ -285,7 +340,7 @@ def _machines(
     network: Network,
     firewall: Firewall,
     key_name: pulumi.Input[str],
-    snapshots: SnapshotStore | None,
+    role: ServerRole | None,
     tags: dict[str, str],
     parent: pulumi.Resource,
 ) -> tuple[list[Machine], list[Machine]]:
@@ -294,15 +349,14 @@ def _machines(
 
     Tokens given as Outputs are checked before any instance is created: every instance's user
     data waits for the check."""
-    launch = _Launch(
-        name, settings, network, key_name, check_tokens(settings.token, settings.agent_token).gate, tags, parent
-    )
+    gate = check_tokens(settings.token, settings.agent_token).gate
+    launch = _Launch(name, settings, network, key_name, gate, {**tags, **_cluster_tags(settings)}, parent)
     servers = launch.machines(
         "server",
         settings.servers,
         settings.server_instance_type,
         [firewall.node_group, firewall.server_group],
-        snapshots.instance_profile if snapshots else None,
+        role.instance_profile if role else None,
     )
     agents = launch.machines("agent", settings.agents, settings.agent_instance_type, [firewall.node_group])
     return servers, agents
@@ -429,6 +483,7 @@ def _bootstrap_settings(
     lb_rules: dict[str, list[aws.vpc.SecurityGroupIngressRule]],
     snapshots: SnapshotStore | None,
     bastion: Bastion | None = None,
+    cloud: CloudIntegration | None = None,
 ) -> BootstrapSettings:
     """What the bootstrap needs, from settings already checked (the bootstrap does not check
     them again)."""
@@ -463,6 +518,7 @@ def _bootstrap_settings(
         },
         agent_config=settings.agent_config,
         registries=settings.registries,
+        server_manifests=cloud.manifests if cloud else None,
         # The removal key is let in from inside the VPC only, a range no server replacement
         # changes (bootstrap/removal_key.py). An existing VPC's range is not looked up.
         removal_key_sources=(str(settings.network.cidr),) if isinstance(settings.network, NewVpc) else (),

@@ -24,6 +24,7 @@ pinned in every connection, so whoever answers on a node's address cannot pose a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -56,21 +57,26 @@ def generate_host_key(name: str, parent: pulumi.Resource) -> HostKey:
     )
 
 
-def cloud_config(private_openssh: str, public_openssh: str) -> str:
-    """User data installing the host key (it holds the private key: keep it secret)."""
+def cloud_config(private_openssh: str, public_openssh: str, extra: Mapping[str, object] | None = None) -> str:
+    """User data installing the host key (it holds the private key: keep it secret), with
+    `extra` cloud-config keys (e.g. the host name rule of the AWS integration)."""
     body = yaml.safe_dump(
-        {"ssh_keys": {"ed25519_private": private_openssh, "ed25519_public": public_openssh.strip()}},
+        {**(extra or {}), "ssh_keys": {"ed25519_private": private_openssh, "ed25519_public": public_openssh.strip()}},
         sort_keys=True,
         default_flow_style=False,
     )
     return "#cloud-config\n" + body
 
 
-def user_data(key: HostKey, *wait_for: pulumi.Input[object]) -> pulumi.Output[str]:
+def user_data(
+    key: HostKey, *wait_for: pulumi.Input[object], extra: Mapping[str, object] | None = None
+) -> pulumi.Output[str]:
     """The secret user data; `wait_for` are checks (e.g. of tokens given as Outputs) that must
     pass before any instance that gets this user data is created."""
     return pulumi.Output.secret(
-        pulumi.Output.all(key.private_openssh, key.public_openssh, *wait_for).apply(lambda v: cloud_config(v[0], v[1]))
+        pulumi.Output.all(key.private_openssh, key.public_openssh, *wait_for).apply(
+            lambda v: cloud_config(v[0], v[1], extra)
+        )
     )
 
 

@@ -57,7 +57,9 @@ def build_network(
     *,
     private_nodes: bool = False,
     nat_gateways: str = "perZone",
+    cluster_tags: Mapping[str, str] | None = None,
 ) -> Network:
+    """`cluster_tags`: the AWS integration's, on every subnet with its role tag (_role_tags)."""
     vpc = aws.ec2.Vpc(
         f"{name}-vpc",
         cidr_block=str(vpc_cidr),
@@ -83,7 +85,7 @@ def build_network(
             cidr_block=cidr,
             availability_zone=zone,
             map_public_ip_on_launch=True,
-            tags={**tags, "Name": f"{name}-public-{index}"},
+            tags={**tags, **_role_tags(cluster_tags, "elb"), "Name": f"{name}-public-{index}"},
             # get_availability_zones(state="available") shifts when a zone is impaired; a
             # subnet keeps the zone it was made in rather than being replaced (its nodes with it).
             opts=pulumi.ResourceOptions(parent=vpc, ignore_changes=["availabilityZone"]),
@@ -99,10 +101,18 @@ def build_network(
     if not private_nodes:
         return Network(vpc_id=vpc.id, subnet_ids=public_ids)
     nats = _nat_gateways(name, subnets if nat_gateways == "perZone" else subnets[:1], gateway, tags)
-    private_ids = _private_subnets(name, vpc, vpc_cidr, zones, [nat for nat, _ in nats], tags)
+    private_tags = {**tags, **_role_tags(cluster_tags, "internal-elb")}
+    private_ids = _private_subnets(name, vpc, vpc_cidr, zones, [nat for nat, _ in nats], private_tags)
     return Network(
         vpc_id=vpc.id, subnet_ids=private_ids, public_subnet_ids=public_ids, nat_public_ips=[ip for _, ip in nats]
     )
+
+
+def _role_tags(cluster_tags: Mapping[str, str] | None, role: str) -> dict[str, str]:
+    """The cluster tag and the role tag that tells the AWS CCM where a load balancer may go:
+    `kubernetes.io/role/elb` on public subnets (internet-facing), `.../internal-elb` on
+    private ones (cloud-provider-aws pkg/providers/v1/aws.go findSubnets)."""
+    return {**cluster_tags, f"kubernetes.io/role/{role}": "1"} if cluster_tags else {}
 
 
 def _nat_gateways(

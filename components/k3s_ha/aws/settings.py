@@ -19,7 +19,7 @@ from ..bootstrap.settings import K3sInputs, parse_k3s_inputs
 from ..errors import ConfigError
 from ..operator_address import AUTO, OperatorAddressError
 from ..validation import field
-from . import checks
+from . import checks, cloud_integration
 from .args import ARG_KINDS, DEFAULTS, K3S_SERVER_SETTINGS, K3sClusterArgs
 from .checks import Network
 from .snapshots import snapshot_folder
@@ -60,6 +60,27 @@ class SnapshotBucket:
 
 
 @dataclass(frozen=True)
+class CloudSettings:
+    """The AWS cloud integration, decided (aws/cloud_integration.py builds it)."""
+
+    cluster_id: str
+    """The id in the cluster's `kubernetes.io/cluster/<id>` tags."""
+    ccm_image: str
+    """The AWS cloud controller manager release for the cluster's Kubernetes minor."""
+
+
+def _snapshots_and_cloud(
+    name: str, given: Mapping[str, Any], setting: Callable[[str], Any], k3s: K3sInputs
+) -> tuple[SnapshotBucket | None, CloudSettings | None]:
+    """The snapshot bucket (etcdS3, etcdS3Bucket) and the AWS integration (awsIntegration)."""
+    bucket = _snapshot_bucket(name, given.get("etcd_s3_bucket"), bool(setting("etcd_s3")))
+    if not checks.of_kind(setting("aws_integration"), "bool", "aws_integration", "use true or false"):
+        return bucket, None
+    cluster = cloud_integration.cluster_id(pulumi.get_project(), pulumi.get_stack(), name)
+    return bucket, CloudSettings(cluster, cloud_integration.ccm_image(k3s.version))
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     """A K3sCluster's inputs, checked: what the component builds from."""
 
@@ -91,6 +112,8 @@ class ClusterSettings:
     registries: Mapping[str, Any] | None
     snapshot_bucket: SnapshotBucket | None
     tags: Mapping[str, str]
+    cloud: CloudSettings | None = None
+    """The AWS cloud integration (`aws_integration`); None when it is off."""
 
     @property
     def private_nodes(self) -> bool:
@@ -299,18 +322,21 @@ _ETCD_S3_KEYS = {k: "etcd_s3" for k in ("etcd-s3", "etcd-s3-bucket", "etcd-s3-re
 
 
 def _passthrough(
-    args: Mapping[str, Any], snapshots_to_s3: bool
+    args: Mapping[str, Any], snapshots_to_s3: bool, cloud: bool
 ) -> tuple[dict[str, Any], dict[str, Any], Mapping[str, Any] | None]:
     """serverConfig / agentConfig / registries, checked. A K3s setting that has its own input
-    (etcdSnapshotRetention, etcdS3 while it is on) is refused here, so the two never disagree."""
+    (etcdSnapshotRetention, etcdS3 while it is on) is refused here, so the two never disagree.
+    With the AWS integration (`cloud`) its K3s settings are added, and any that contradicts it
+    is refused (cloud_integration.merge_settings)."""
     own_inputs = {s.k3s_key: s.arg for s in K3S_SERVER_SETTINGS}
     if snapshots_to_s3:
         own_inputs |= _ETCD_S3_KEYS
-    return (
-        passthrough.k3s_settings(args.get("server_config"), "server_config", "server", own_inputs),
-        passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent"),
-        passthrough.registries(args.get("registries")),
-    )
+    server = passthrough.k3s_settings(args.get("server_config"), "server_config", "server", own_inputs)
+    agent = passthrough.k3s_settings(args.get("agent_config"), "agent_config", "agent")
+    if cloud:
+        server = cloud_integration.merge_settings(server, cloud_integration.SERVER_SETTINGS, "server_config")
+        agent = cloud_integration.merge_settings(agent, cloud_integration.AGENT_SETTINGS, "agent_config")
+    return server, agent, passthrough.registries(args.get("registries"))
 
 
 def _bastion_host(given: dict[str, Any], setting: Callable[[str], Any], warnings: list[str]) -> str | None:
@@ -386,7 +412,6 @@ def parse_cluster_args(
 ) -> tuple[ClusterSettings, list[str]]:
     """Check every argument; return the settings and the warnings to log. Raises ConfigError
     naming the field and the fix on bad input, before anything is registered.
-
     `resolve_operator_address` answers `auto` in the CIDR lists (default:
     operator_address.resolver, which asks checkip.amazonaws.com); it is called at most once."""
     validation.cluster_name(name, "the cluster's name (the stack name, or the K3sCluster's name)")
@@ -409,8 +434,8 @@ def parse_cluster_args(
     ssh_cidrs, api_cidrs = _firewall_cidrs(given, warnings, resolve_operator_address or operator_address.resolver)
     ssh_key = _ssh_key(given)
     k3s, k3s_warnings = _k3s_inputs(given, setting)
-    snapshot_bucket = _snapshot_bucket(name, given.get("etcd_s3_bucket"), bool(setting("etcd_s3")))
-    server_config, agent_config, registries = _passthrough(given, snapshot_bucket is not None)
+    snapshot_bucket, cloud = _snapshots_and_cloud(name, given, setting, k3s)
+    server_config, agent_config, registries = _passthrough(given, snapshot_bucket is not None, cloud is not None)
     if isinstance(network, NewVpc):
         checks.k3s_networks_outside(server_config, network.cidr)
     settings = ClusterSettings(
@@ -439,5 +464,6 @@ def parse_cluster_args(
         registries=registries,
         snapshot_bucket=snapshot_bucket,
         tags=checks.tags(given.get("tags")),
+        cloud=cloud,
     )
     return settings, warnings + k3s_warnings

@@ -25,6 +25,7 @@ import pulumi_aws as aws
 
 from ..errors import ConfigError
 from . import checks
+from .server_role import ServerRole
 
 NONCURRENT_DAYS = 30
 FOLDER_ROOT = "k3s-ha"
@@ -46,12 +47,11 @@ def snapshot_folder(project: str, stack: str, cluster: str) -> str:
 
 @dataclass(frozen=True)
 class SnapshotStore:
-    """Where the servers send their etcd snapshots, and the instance profile that lets them."""
+    """Where the servers send their etcd snapshots (the servers' role may write there)."""
 
     bucket: pulumi.Output[str]
     region: pulumi.Output[str]
     folder: str
-    instance_profile: pulumi.Output[str]
 
     def etcd_s3_settings(self) -> dict[str, Any]:
         """config.yaml keys that send every scheduled snapshot to S3 too."""
@@ -151,6 +151,7 @@ def build_snapshot_store(
     existing_bucket: str | None,
     tags: Mapping[str, str],
     parent: pulumi.Resource,
+    server_role: ServerRole,
 ) -> SnapshotStore:
     if existing_bucket:
         bucket_name: pulumi.Output[str] = pulumi.Output.from_input(existing_bucket)
@@ -158,27 +159,10 @@ def build_snapshot_store(
     else:
         bucket = _bucket(name, tags, parent)
         bucket_name, region = bucket.bucket, bucket.region
-    role = aws.iam.Role(
-        f"{name}-server",
-        assume_role_policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            },
-            sort_keys=True,
-        ),
-        tags=dict(tags),
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
     aws.iam.RolePolicy(
         f"{name}-etcd-snapshots",
-        role=role.id,
+        role=server_role.role.id,
         policy=bucket_name.apply(lambda b: snapshot_policy(b, folder)),
-        opts=pulumi.ResourceOptions(parent=role),
+        opts=pulumi.ResourceOptions(parent=server_role.role),
     )
-    profile = aws.iam.InstanceProfile(
-        f"{name}-server", role=role.name, tags=dict(tags), opts=pulumi.ResourceOptions(parent=role)
-    )
-    return SnapshotStore(bucket=bucket_name, region=region, folder=folder, instance_profile=profile.name)
+    return SnapshotStore(bucket=bucket_name, region=region, folder=folder)
