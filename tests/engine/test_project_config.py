@@ -6,8 +6,9 @@ import pytest
 import yaml
 from k3s_ha.aws.args import DEFAULTS
 from k3s_ha.stack_config import CONFIG_KEYS
+from k3s_ha.versions import AWS_CCM_CHART, AWS_EBS_CSI_CHART
 from support import engine
-from support.helpers import BASE_CONFIG, SECRET_KEYS, stdin_yaml
+from support.helpers import BASE_CONFIG, SECRET_KEYS, stdin_manifests, stdin_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -85,6 +86,17 @@ def test_prod_stack_spreads_servers_over_zones_behind_a_balancer_with_snapshots(
     cfg = stdin_yaml(run, "prod-server-0-start")
     assert cfg["etcd-snapshot-schedule-cron"] == "0 */6 * * *"
     assert cfg["etcd-snapshot-retention"] == 28
+    # Issue 19's prod: the CCM and EBS CSI at the pinned versions on every server, the cluster
+    # tag on the subnets and on the nodes' security group, an instance profile on servers only.
+    pinned = {AWS_CCM_CHART.name: AWS_CCM_CHART.version, AWS_EBS_CSI_CHART.name: AWS_EBS_CSI_CHART.version}
+    for index in range(3):
+        charts = [m for m in stdin_manifests(run, f"prod-server-{index}-start") if m["kind"] == "HelmChart"]
+        assert {c["spec"]["chart"]: c["spec"]["version"] for c in charts} == pinned
+    tag = "kubernetes.io/cluster/k3s-ha-prod-prod"
+    assert all(s.inputs["tags"][tag] == "owned" for s in subnets)
+    groups = run.by_type("aws:ec2/securityGroup:SecurityGroup")
+    assert [g.name for g in groups if tag in g.inputs["tags"]] == ["prod-nodes"]
+    assert {m.name for m in machines if m.inputs.get("iamInstanceProfile")} == {f"prod-server-{i}" for i in range(3)}
 
 
 def test_the_docs_document_every_config_key_with_its_default():
