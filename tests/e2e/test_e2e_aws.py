@@ -93,6 +93,18 @@ def test_three_servers_survive_the_loss_of_one():
             conditions = _conditions(node)
             assert conditions.get("Ready") == "True", node["metadata"]["name"]
             assert conditions.get("EtcdIsVoter") == "True", node["metadata"]["name"]
+            # The AWS integration (docs/aws.md): named after its private DNS name, initialised
+            # by the CCM before its start step ended.
+            assert node["metadata"]["name"].endswith(".compute.internal"), node["metadata"]["name"]
+            assert node["spec"]["providerID"].startswith("aws:///"), node["spec"]
+            assert "node.cloudprovider.kubernetes.io/uninitialized" not in str(node["spec"].get("taints"))
+        classes = _api(kubeconfig, "/apis/storage.k8s.io/v1/storageclasses")["items"]
+        default = [
+            c
+            for c in classes
+            if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class") == "true"
+        ]
+        assert [c["metadata"]["name"] for c in default] == ["gp3-encrypted"], "local-path is off, ours the default"
 
         # Stop one server that is not the kubeconfig's target: the API must keep answering.
         ips = result.outputs["serverPublicIps"].value
