@@ -74,9 +74,10 @@ bootstrap/component.py)."""
 
 SECRETS: dict[str, dict[str, tuple[str, ...]]] = {
     f"{PACKAGE}:index:K3sCluster": {"inputProperties": SECRET_INPUTS, "properties": SECRET_OUTPUTS},
-    # The SSH key is ssh.privateKey (type SshArgs, below).
+    # The SSH key is ssh.privateKey (type SshArgs, below). `manifests` may carry Secrets (the AWS
+    # integration's carries an access key): it travels on the secret stdin, and is secret here too.
     f"{PACKAGE}:index:K3sBootstrap": {
-        "inputProperties": ("token", "agentToken", "registries"),
+        "inputProperties": ("token", "agentToken", "registries", "manifests"),
         "properties": ("kubeconfig", "token"),
     },
 }

@@ -89,7 +89,7 @@ def test_instances_require_imdsv2_encrypt_disks_and_are_tagged(dev):
 
 def test_a_newly_published_image_never_replaces_nodes(dev, prod):
     for r in dev.by_type(INSTANCE):
-        assert r.options["ignoreChanges"] == [*NEW_NODES_ONLY, 'tags["k3s-ha-ssh-host-key"]'], r.name
+        assert r.options["ignoreChanges"] == [*NEW_NODES_ONLY, "volumeTags", 'tags["k3s-ha-ssh-host-key"]'], r.name
     ami_lookups = [args for token, args in dev.calls if token == "aws:ec2/getAmi:getAmi"]
     assert ami_lookups and all(a["owners"] == ["099720109477"] for a in ami_lookups)
     assert "ubuntu-noble-24.04-amd64-server" in ami_lookups[0]["filters"][0]["values"][0]
@@ -97,7 +97,7 @@ def test_a_newly_published_image_never_replaces_nodes(dev, prod):
     # (issue 10.2: changing the pin must not replace every node at once).
     for r in prod.by_type(INSTANCE):
         assert r.inputs["ami"] == "ami-0pinned0000000000"
-        assert r.options["ignoreChanges"] == [*NEW_NODES_ONLY, 'tags["k3s-ha-ssh-host-key"]']
+        assert r.options["ignoreChanges"] == [*NEW_NODES_ONLY, "volumeTags", 'tags["k3s-ha-ssh-host-key"]']
     assert not any(token == "aws:ec2/getAmi:getAmi" for token, _ in prod.calls)
 
 

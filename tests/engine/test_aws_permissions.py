@@ -123,7 +123,13 @@ TYPE_ACTIONS: dict[str, list[str]] = {
     "aws:iam/rolePolicy:RolePolicy": ["iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy"],
     # The EBS CSI driver's user, its policy and access key (aws/cloud_integration.py).
     "aws:iam/user:User": ["iam:CreateUser", "iam:GetUser", "iam:DeleteUser", "iam:TagUser", "iam:UntagUser"],
-    "aws:iam/userPolicy:UserPolicy": ["iam:PutUserPolicy", "iam:GetUserPolicy", "iam:DeleteUserPolicy"],
+    "aws:iam/policy:Policy": [
+        "iam:CreatePolicy", "iam:DeletePolicy", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions",
+        "iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:TagPolicy", "iam:UntagPolicy",
+    ],
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment": [
+        "iam:AttachUserPolicy", "iam:DetachUserPolicy", "iam:ListAttachedUserPolicies",
+    ],
     "aws:iam/accessKey:AccessKey": ["iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys", "iam:UpdateAccessKey"],
     # The cluster tag on subnets of an existing VPC.
     "aws:ec2/tag:Tag": ["ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeTags"],

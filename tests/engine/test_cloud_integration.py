@@ -90,6 +90,13 @@ def test_private_subnets_are_for_internal_load_balancers(on) -> None:
     assert CLUSTER_TAG not in bastion.inputs["tags"], "the bastion is no node"
 
 
+def test_instances_never_update_the_tags_of_the_volumes_attached_to_them(on) -> None:
+    """An instance's volumeTags reach every attached volume, the claims' too: a change would
+    strip the EBS CSI driver's tags, so it is ignored after the instance is created."""
+    for instance in on.by_type(INSTANCE):
+        assert "volumeTags" in instance.options["ignoreChanges"], instance.name
+
+
 def test_nodes_are_named_after_their_private_dns_names(on) -> None:
     for instance in on.by_type(INSTANCE):
         data = yaml.safe_load(instance.inputs["userData"])
@@ -106,8 +113,28 @@ def test_the_servers_role_holds_the_ccm_policy_and_the_csi_driver_has_its_own_us
     for instance in on.by_type(INSTANCE):
         profile = instance.inputs.get("iamInstanceProfile")
         assert (profile is not None) == instance.name.startswith("dev-server-"), instance.name
-    [user_policy] = on.by_type("aws:iam/userPolicy:UserPolicy")
-    assert json.loads(user_policy.inputs["policy"]) == json.loads(cloud_integration.ebs_csi_policy("k3s-ha-dev-dev"))
+    [policy] = on.by_type("aws:iam/policy:Policy")
+    assert json.loads(policy.inputs["policy"]) == json.loads(cloud_integration.ebs_csi_policy("k3s-ha-dev-dev"))
+    [attachment] = on.by_type("aws:iam/userPolicyAttachment:UserPolicyAttachment")
+    [user] = on.by_type("aws:iam/user:User")
+    assert attachment.parent == user.urn and policy.parent == user.urn
+    assert not on.by_type("aws:iam/userPolicy:UserPolicy"), "an inline user policy may hold 2,048 characters"
+
+
+def _size(policy: str) -> int:
+    """A policy's size as IAM counts it against its quotas: without whitespace."""
+    return len("".join(policy.split()))
+
+
+def test_every_policy_fits_its_iam_quota(on) -> None:
+    """IAM quotas: a role's inline policies 10,240 characters in all, a managed policy 6,144
+    (without whitespace). The mock engine accepts any size; AWS refuses the create."""
+    with_snapshots = _run(etcdS3=True)
+    inline = [p.inputs["policy"] for p in with_snapshots.by_type("aws:iam/rolePolicy:RolePolicy")]
+    assert len(inline) == 2 and all(isinstance(p, str) for p in inline)
+    assert sum(_size(p) for p in inline) <= 10_240
+    [managed] = on.by_type("aws:iam/policy:Policy")
+    assert _size(managed.inputs["policy"]) <= 6_144
 
 
 def test_an_existing_vpcs_listed_subnets_get_the_cluster_tag_as_shared() -> None:

@@ -122,7 +122,7 @@ def test_a_newly_published_image_changes_only_ignored_inputs(base):
     for name in change["inputs"]:
         old, new = _by_key(base)[("aws:ec2/instance:Instance", name)], newer.named(name)
         assert {k for k in new.inputs if new.inputs[k] != old.inputs.get(k)} == {"ami"}
-        assert new.options["ignoreChanges"] == [*NEW_NODES_ONLY, 'tags["k3s-ha-ssh-host-key"]']
+        assert new.options["ignoreChanges"] == [*NEW_NODES_ONLY, "volumeTags", 'tags["k3s-ha-ssh-host-key"]']
 
 
 def test_removing_an_agent_leaves_the_others_alone(base):

@@ -167,6 +167,15 @@ def test_an_internet_facing_balancer_admits_the_nat_addresses_and_nodes_wait_for
             assert per_zone.transitively_depends_on(f"dev-{host}-start", f"dev-nat-{index}-to-lb")
 
 
+def test_every_node_step_waits_for_the_routes_to_the_nat_gateways(per_zone):
+    """A node's first steps download K3s: they wait until its subnet routes to a NAT gateway
+    that exists (an instance itself depends only on its subnet)."""
+    associations = [a.urn for a in per_zone.by_type(ASSOCIATION) if a.name.startswith("dev-private-")]
+    assert len(associations) == 3
+    for step in ("dev-server-0-install", "dev-server-1-start", "dev-agent-0-install"):
+        assert set(associations) <= set(per_zone.named(step).dependencies), step
+
+
 def test_an_internal_balancer_goes_in_the_private_subnets(single):
     [lb] = single.by_type("aws:lb/loadBalancer:LoadBalancer")
     assert lb.inputs["internal"] is True

@@ -605,7 +605,10 @@ def test_bootstrap_secrets_are_marked_in_the_schema(schema, bootstrap):
         section: sorted(name for name, prop in bootstrap[section].items() if prop.get("secret"))
         for section in ("inputProperties", "properties")
     }
-    assert marked == {"inputProperties": ["agentToken", "registries", "token"], "properties": ["kubeconfig", "token"]}
+    assert marked == {
+        "inputProperties": ["agentToken", "manifests", "registries", "token"],
+        "properties": ["kubeconfig", "token"],
+    }
     marked_in_types = {
         token: sorted(name for name, prop in spec["properties"].items() if prop.get("secret"))
         for token, spec in schema["types"].items()

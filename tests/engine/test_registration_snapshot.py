@@ -1,7 +1,8 @@
 """Issue 20.7: what the program registers, committed and compared on every run, in the manner of
 awsx's recorded upgrade tests. Each snapshot lists, per resource, its URN (name, type and
 parent chain: a new URN is a new resource, so a rename re-runs a step or replaces a machine),
-its parent, the names of what it depends on, and for a remote step the script it runs. A
+its parent, the names of what it depends on, for a remote step the script it runs, and the
+inputs whose change replaces the resource under the same URN (`replacedBy`). A
 difference fails the test with the lines that changed; when the change is meant, review it and
 write the new snapshot with
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from support import engine
 from support.helpers import SECRET_KEYS, config
+from support.step_model import EVERY_INPUT, FORCE_NEW
 from test_examples import PY_EXAMPLE, PY_NAME, SECRETS, STACK_CONFIG, USER_SET
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -48,6 +50,21 @@ def _programs() -> dict[str, engine.Run]:
     }
 
 
+def _force_new_inputs(reg) -> dict:
+    """The inputs whose change replaces the resource (step_model.FORCE_NEW, read from the
+    providers), as registered: a security group's new description replaces it, and every rule
+    and instance that names it changes with it, though its URN stays the same."""
+    keys = FORCE_NEW.get(reg.type, frozenset()) - {EVERY_INPUT}
+    found = {}
+    for key in sorted(keys):
+        value = reg.inputs
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            found[key] = value
+    return found
+
+
 def snapshot(run: engine.Run) -> str:
     """One JSON object per line, sorted by URN: stable, and a diff names the resource."""
     name = {r.urn: r.name for r in run.registrations}
@@ -60,6 +77,9 @@ def snapshot(run: engine.Run) -> str:
         }
         if reg.type == REMOTE[0]:
             entry["script"] = engine.script_name(reg.inputs.get("create") or "")
+        forced = _force_new_inputs(reg)
+        if forced:
+            entry["replacedBy"] = forced
         lines.append(json.dumps(entry, sort_keys=True))
     return "\n".join(lines) + "\n"
 

@@ -57,6 +57,16 @@ def test_the_manifests_are_written_0600_into_the_auto_deploy_directory(node: Nod
     assert_secret_hidden(node, result)
 
 
+def test_the_directories_the_manifests_create_before_k3s_are_root_only(node: Node) -> None:
+    """K3s makes DATA_DIR/server 0700 only when it creates it, so whatever is first must too."""
+    assert not (node.data_dir / "server").exists()
+
+    assert _start_server(node, MANIFESTS).returncode == 0
+
+    for path in (node.data_dir / "server", _manifests_file(node).parent):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
 def test_changed_manifests_are_written_without_a_restart(node: Node) -> None:
     """K3s applies a changed file while it runs (pkg/deploy/controller.go rescans every 15 s)."""
     assert _start_server(node, MANIFESTS).returncode == 0

@@ -18,9 +18,10 @@ import pytest
 import yaml
 from k3s_ha import DEFAULT_K3S_VERSION
 from k3s_ha.aws import cloud_integration
+from k3s_ha.bootstrap import checks as bootstrap_checks
 from k3s_ha.bootstrap import node_config
 from k3s_ha.errors import ConfigError
-from k3s_ha.versions import AWS_CCM_IMAGES, parse_version
+from k3s_ha.versions import AWS_CCM_IMAGES, AWS_EBS_CSI_CHART, parse_version
 
 CRD = Path(__file__).parents[1] / "support" / "schemas" / "helm.cattle.io_helmcharts.yaml"
 CLUSTER = "k3s-ha-prod-prod"
@@ -121,6 +122,13 @@ def test_the_csi_driver_uses_the_secret_and_tags_volumes_with_the_cluster() -> N
     assert storage["parameters"]["encrypted"] == "true" and storage["parameters"]["type"] == "gp3"
 
 
+def test_the_pinned_csi_chart_tags_volumes_with_the_cluster_name_the_policy_asks_for() -> None:
+    """The driver tags ebs.csi.aws.com/cluster-name when k8sTagClusterId is set since chart
+    2.58.0 (aws-ebs-csi-driver commit 4e7e9d4, pkg/driver/controller.go); an older pin would
+    make every volume action fail the narrowed policy."""
+    assert tuple(int(p) for p in AWS_EBS_CSI_CHART.version.split(".")) >= (2, 58, 0)
+
+
 def test_a_kubernetes_minor_without_a_pinned_ccm_is_refused_naming_the_switch() -> None:
     with pytest.raises(ConfigError, match="awsIntegration") as error:
         cloud_integration.ccm_image(parse_version("v1.99.1+k3s1"))
@@ -130,12 +138,24 @@ def test_a_kubernetes_minor_without_a_pinned_ccm_is_refused_naming_the_switch() 
 def test_the_ccm_policy_is_upstreams_without_routes_and_volumes_and_scoped_where_it_changes_things() -> None:
     [upstream] = cloud_integration.upstream_policy("cloud-provider-aws-control-plane")["Statement"]
     policy = json.loads(cloud_integration.ccm_policy(CLUSTER))
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
     granted = {a for s in policy["Statement"] for a in s["Action"]}
     assert granted == set(upstream["Action"]) - cloud_integration.CCM_UNUSED_ACTIONS
     assert not granted & {"ec2:CreateRoute", "ec2:DeleteVolume", "ec2:AttachVolume"}
-    [scoped] = [s for s in policy["Statement"] if "Condition" in s]
-    assert set(scoped["Action"]) == cloud_integration.CCM_TAGGED_ONLY_ACTIONS
-    assert scoped["Condition"] == {"StringEquals": {f"ec2:ResourceTag/kubernetes.io/cluster/{CLUSTER}": "owned"}}
+    open_actions = set(by_sid["UpstreamReadsAndCreates"]["Action"])
+    # Nothing that changes or deletes an existing resource, or tags one, is left open.
+    assert not open_actions & cloud_integration.CCM_TAGGED_ONLY_ACTIONS
+    assert not {a for a in open_actions if a.split(":")[1].startswith(("Delete", "Modify", "Revoke", "Deregister"))}
+    assert "ec2:CreateTags" not in open_actions and "elasticloadbalancing:AddTags" not in open_actions
+    tag = f"kubernetes.io/cluster/{CLUSTER}"
+    assert by_sid["ThisClustersEc2Resources"]["Condition"] == {"StringEquals": {f"ec2:ResourceTag/{tag}": "owned"}}
+    assert by_sid["ThisClustersLoadBalancers"]["Condition"] == {"StringEquals": {f"aws:ResourceTag/{tag}": "owned"}}
+    assert by_sid["TagSecurityGroupsAsTheyAreCreated"]["Condition"] == {
+        "StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}
+    }
+    assert by_sid["ServiceLinkedRoleForElasticLoadBalancing"]["Condition"] == {
+        "StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}
+    }
 
 
 def test_the_csi_policy_is_upstreams_v2_narrowed_to_this_cluster() -> None:
@@ -184,3 +204,10 @@ def test_settings_that_contradict_the_integration_are_refused(user: dict) -> Non
     with pytest.raises(ConfigError, match="serverConfig / server_config") as error:
         cloud_integration.merge_settings(user, cloud_integration.SERVER_SETTINGS, "server_config")
     assert "awsIntegration" in str(error.value)
+
+
+def test_an_empty_manifests_list_manages_no_file() -> None:
+    """A file of no objects would be refused on the node ("refusing to write an empty ..."):
+    an empty list is taken as none given, so a file k3s-ha wrote before is removed."""
+    assert bootstrap_checks.manifests([]) is None
+    assert bootstrap_checks.manifests([cloud_integration.storage_class()]) == (cloud_integration.storage_class(),)

@@ -212,38 +212,102 @@ CCM_UNUSED_ACTIONS = frozenset(
         "ec2:DeleteVolume",
     }
 )
-# Actions on security groups and instances that already exist: the CCM only changes its own
-# load balancers' groups, which it tags with the cluster tag when it creates them, and the
-# nodes' group (ensureSecurityGroup and the NLB rules, pkg/providers/v1/aws.go,
-# aws_loadbalancer.go), so they are allowed only on resources carrying the tag.
-CCM_TAGGED_ONLY_ACTIONS = frozenset(
+# Actions on EC2 resources that already exist: the CCM changes only its own load balancers'
+# security groups, which it creates with the cluster tag (TagSpecifications, ensureSecurityGroup
+# in pkg/providers/v1/aws.go @63ec440), and the nodes' group, which carries it. CreateTags goes
+# with them: left open, whoever holds the role could tag any group and then change it.
+CCM_EC2_TAGGED_ONLY = frozenset(
     {
         "ec2:AuthorizeSecurityGroupIngress",
         "ec2:RevokeSecurityGroupIngress",
         "ec2:DeleteSecurityGroup",
         "ec2:ModifyInstanceAttribute",
+        "ec2:CreateTags",
     }
 )
+# Actions on load balancers, target groups and listeners that already exist: the CCM creates
+# every one of them with the cluster tag (buildTags(ResourceLifecycleOwned) into the create
+# requests' Tags, aws_loadbalancer.go @63ec440), so the role cannot touch another load balancer
+# of the account, k3s-ha's own API balancer included. AddTags goes with them, as CreateTags.
+CCM_ELB_TAGGED_ONLY = frozenset(
+    "elasticloadbalancing:" + action
+    for action in (
+        "AddTags",
+        "ApplySecurityGroupsToLoadBalancer",
+        "AttachLoadBalancerToSubnets",
+        "ConfigureHealthCheck",
+        "CreateLoadBalancerListeners",
+        "CreateLoadBalancerPolicy",
+        "DeleteListener",
+        "DeleteLoadBalancer",
+        "DeleteLoadBalancerListeners",
+        "DeleteTargetGroup",
+        "DeregisterInstancesFromLoadBalancer",
+        "DeregisterTargets",
+        "DetachLoadBalancerFromSubnets",
+        "ModifyListener",
+        "ModifyLoadBalancerAttributes",
+        "ModifyTargetGroup",
+        "RegisterInstancesWithLoadBalancer",
+        "RegisterTargets",
+        "SetLoadBalancerPoliciesForBackendServer",
+        "SetLoadBalancerPoliciesOfListener",
+        "SetSecurityGroups",
+    )
+)
+CCM_TAGGED_ONLY_ACTIONS = CCM_EC2_TAGGED_ONLY | CCM_ELB_TAGGED_ONLY
 
 
 def ccm_policy(cluster: str) -> str:
+    """Upstream's control-plane policy without CCM_UNUSED_ACTIONS, the actions on existing
+    resources limited to this cluster's (its tag), tags allowed on new resources only as they are
+    created, and the service-linked role only for Elastic Load Balancing."""
     [statement] = upstream_policy("cloud-provider-aws-control-plane")["Statement"]
-    actions = [a for a in statement["Action"] if a not in CCM_UNUSED_ACTIONS | CCM_TAGGED_ONLY_ACTIONS]
-    tagged = [a for a in statement["Action"] if a in CCM_TAGGED_ONLY_ACTIONS]
-    condition = {"StringEquals": {f"ec2:ResourceTag/{CLUSTER_TAG_PREFIX}{cluster}": "owned"}}
+    upstream = set(statement["Action"])
+    tag = f"{CLUSTER_TAG_PREFIX}{cluster}"
+    open_actions = upstream - CCM_UNUSED_ACTIONS - CCM_TAGGED_ONLY_ACTIONS - {"iam:CreateServiceLinkedRole"}
+
+    def allow(sid: str, actions: set[str] | frozenset[str], resource: str, condition: dict | None = None) -> dict:
+        granted = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions & upstream), "Resource": resource}
+        return {**granted, "Condition": condition} if condition else granted
+
+    creates = ["CreateLoadBalancer", "CreateTargetGroup", "CreateListener"]
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
-                {"Sid": "UpstreamControlPlane", "Effect": "Allow", "Action": sorted(set(actions)), "Resource": "*"},
-                {
-                    "Sid": "ThisClustersResourcesOnly",
-                    "Effect": "Allow",
-                    "Action": sorted(tagged),
-                    "Resource": "*",
-                    "Condition": condition,
-                },  # fmt: skip
-            ],
+                allow("UpstreamReadsAndCreates", open_actions, "*"),
+                allow(
+                    "ThisClustersEc2Resources",
+                    CCM_EC2_TAGGED_ONLY,
+                    "*",
+                    {"StringEquals": {f"ec2:ResourceTag/{tag}": "owned"}},
+                ),
+                allow(
+                    "TagSecurityGroupsAsTheyAreCreated",
+                    {"ec2:CreateTags"},
+                    "arn:aws:ec2:*:*:security-group/*",
+                    {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}},
+                ),
+                allow(
+                    "ThisClustersLoadBalancers",
+                    CCM_ELB_TAGGED_ONLY,
+                    "*",
+                    {"StringEquals": {f"aws:ResourceTag/{tag}": "owned"}},
+                ),
+                allow(
+                    "TagLoadBalancersAsTheyAreCreated",
+                    {"elasticloadbalancing:AddTags"},
+                    "*",
+                    {"StringEquals": {"elasticloadbalancing:CreateAction": creates}},
+                ),
+                allow(
+                    "ServiceLinkedRoleForElasticLoadBalancing",
+                    {"iam:CreateServiceLinkedRole"},
+                    "*",
+                    {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
+                ),
+            ],  # fmt: skip
         },
         sort_keys=True,
     )
@@ -304,8 +368,17 @@ def build_cloud_integration(
         opts=pulumi.ResourceOptions(parent=server_role),
     )
     user = aws.iam.User(f"{name}-ebs-csi", tags=dict(tags), opts=pulumi.ResourceOptions(parent=parent))
-    aws.iam.UserPolicy(
-        f"{name}-ebs-csi", user=user.name, policy=ebs_csi_policy(cluster), opts=pulumi.ResourceOptions(parent=user)
+    # A managed policy, not an inline one: the narrowed policy is about 2,900 characters, and a
+    # user's inline policies may hold 2,048 in all, a managed policy 6,144 (IAM quotas).
+    policy = aws.iam.Policy(
+        f"{name}-ebs-csi",
+        policy=ebs_csi_policy(cluster),
+        description=f"EBS CSI driver of K3s cluster {cluster}",
+        tags=dict(tags),
+        opts=pulumi.ResourceOptions(parent=user),
+    )
+    aws.iam.UserPolicyAttachment(
+        f"{name}-ebs-csi", user=user.name, policy_arn=policy.arn, opts=pulumi.ResourceOptions(parent=user)
     )
     # Replace it to rotate the key (`pulumi up --replace`): the new one reaches every server's
     # k3s-ha.yaml in the same `up` (docs/aws.md).

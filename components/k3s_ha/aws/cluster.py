@@ -79,7 +79,7 @@ class K3sCluster(pulumi.ComponentResource):
         bootstrap = K3sBootstrap(
             name,
             _bootstrap_settings(
-                settings, private_key, servers, agents, registration, lb_rules, snapshots, bastion, cloud
+                settings, private_key, servers, agents, registration, lb_rules, snapshots, bastion, cloud, network
             ),
             pulumi.ResourceOptions(parent=self),
         )
@@ -484,6 +484,7 @@ def _bootstrap_settings(
     snapshots: SnapshotStore | None,
     bastion: Bastion | None = None,
     cloud: CloudIntegration | None = None,
+    network: Network | None = None,
 ) -> BootstrapSettings:
     """What the bootstrap needs, from settings already checked (the bootstrap does not check
     them again)."""
@@ -491,10 +492,12 @@ def _bootstrap_settings(
     def host(machine: Machine) -> HostArgs:
         instance = machine.instance
         address = instance.private_ip if settings.bastion_host or bastion else instance.public_ip
-        if lb_rules.get(machine.name):
-            # Carry the rules as dependencies: the node's steps wait until it may reach the
-            # load balancer it joins through.
-            address = pulumi.Output.all(address, *(rule.id for rule in lb_rules[machine.name])).apply(lambda v: v[0])
+        # Carry the load balancer rules and the private subnets' routes to the NAT gateways as
+        # dependencies: the node's steps wait until it may reach the balancer it joins through
+        # and the internet it downloads K3s from.
+        waits = [*(rule.id for rule in lb_rules.get(machine.name, [])), *(network.egress_ready if network else ())]
+        if waits:
+            address = pulumi.Output.all(address, *waits).apply(lambda v: v[0])
         return HostArgs(
             name=machine.name,
             address=address,

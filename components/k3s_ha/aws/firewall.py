@@ -98,7 +98,9 @@ def build_firewall(
     `bastion`: private nodes behind the bastion k3s-ha creates, which alone takes SSH from
     `ssh_cidrs`; the nodes take it from the bastion's group."""
     # Only the nodes' group, which every instance has, gets the cluster tag: cloud_integration.py.
-    nodes = _group(f"{name}-nodes", "K3s cluster nodes", vpc_id, {**tags, **(node_group_tags or {})}, parent)
+    nodes = _group(
+        f"{name}-nodes", "K3s cluster nodes (servers and agents)", vpc_id, {**tags, **(node_group_tags or {})}, parent
+    )
     servers = _group(f"{name}-servers", "K3s servers (API and embedded etcd)", vpc_id, tags, parent)
     lb = _group(f"{name}-api-lb", "K3s API load balancer", vpc_id, tags, parent) if load_balancer else None
 

@@ -100,6 +100,11 @@ def build_instance(
         volume_tags=node_tags,
         opts=pulumi.ResourceOptions(
             parent=parent,
-            ignore_changes=[*NEW_NODES_ONLY, *(f'tags["{key}"]' for key in creation_tags or {})],
+            # volumeTags: the provider reads it back from EVERY volume attached to the instance
+            # and applies a change to every one of them (terraform-provider-aws ec2_instance.go,
+            # readVolumeTags and resourceInstanceUpdate), which would strip the EBS CSI driver's
+            # tags from the claims' volumes (and the driver's narrowed policy then refuses to
+            # detach or delete them). It is set when the instance is created and left alone.
+            ignore_changes=[*NEW_NODES_ONLY, "volumeTags", *(f'tags["{key}"]' for key in creation_tags or {})],
         ),
     )

@@ -27,6 +27,10 @@ class Network:
     an internet-facing load balancer. None: the nodes' subnets are the public ones."""
     nat_public_ips: Sequence[pulumi.Output[str]] = ()
     """The NAT gateways' Elastic IPs: the addresses private nodes reach the internet from."""
+    egress_ready: Sequence[pulumi.Output[str]] = ()
+    """Ids of the private subnets' route table associations: once they exist, so do the routes
+    and the NAT gateways they name (a NAT gateway is created only once available), and a node's
+    steps, which download K3s, may run."""
 
     @property
     def public_subnets(self) -> Sequence[pulumi.Input[str]] | pulumi.Output[list[str]]:
@@ -102,10 +106,9 @@ def build_network(
         return Network(vpc_id=vpc.id, subnet_ids=public_ids)
     nats = _nat_gateways(name, subnets if nat_gateways == "perZone" else subnets[:1], gateway, tags)
     private_tags = {**tags, **_role_tags(cluster_tags, "internal-elb")}
-    private_ids = _private_subnets(name, vpc, vpc_cidr, zones, [nat for nat, _ in nats], private_tags)
-    return Network(
-        vpc_id=vpc.id, subnet_ids=private_ids, public_subnet_ids=public_ids, nat_public_ips=[ip for _, ip in nats]
-    )
+    private_ids, ready = _private_subnets(name, vpc, vpc_cidr, zones, [nat for nat, _ in nats], private_tags)
+    nat_ips = [ip for _, ip in nats]
+    return Network(vpc.id, private_ids, public_subnet_ids=public_ids, nat_public_ips=nat_ips, egress_ready=ready)
 
 
 def _role_tags(cluster_tags: Mapping[str, str] | None, role: str) -> dict[str, str]:
@@ -151,10 +154,11 @@ def _private_subnets(
     zones: Sequence[pulumi.Input[str]],
     nats: Sequence[aws.ec2.NatGateway],
     tags: Mapping[str, str],
-) -> list[pulumi.Output[str]]:
+) -> tuple[list[pulumi.Output[str]], list[pulumi.Output[str]]]:
     """One private subnet per zone, each with its own route table whose default route goes to
-    its zone's NAT gateway (the only one, with a single gateway)."""
-    ids = []
+    its zone's NAT gateway (the only one, with a single gateway); their ids, and their route
+    table associations' (Network.egress_ready)."""
+    ids, ready = [], []
     for index, (zone, cidr) in enumerate(zip(zones, private_subnet_cidrs(vpc_cidr, len(zones)))):
         subnet = aws.ec2.Subnet(
             f"{name}-private-{index}",
@@ -172,11 +176,12 @@ def _private_subnets(
             tags={**tags, "Name": f"{name}-private-{index}"},
             opts=pulumi.ResourceOptions(parent=subnet),
         )
-        aws.ec2.RouteTableAssociation(
+        association = aws.ec2.RouteTableAssociation(
             f"{name}-private-{index}",
             subnet_id=subnet.id,
             route_table_id=routes.id,
             opts=pulumi.ResourceOptions(parent=routes),
         )
         ids.append(subnet.id)
-    return ids
+        ready.append(association.id)
+    return ids, ready

@@ -207,4 +207,5 @@ def manifests(value: object) -> tuple[dict, ...] | None:
         name = (item.get("metadata") or {}).get("name") if isinstance(item.get("metadata"), dict) else None
         if not isinstance(name, str) or not name:
             raise ConfigError(where, "has no metadata.name", "name the object in metadata.name")
-    return tuple(value)
+    # An empty list manages no file, like None: a file of no objects would be refused on the node.
+    return tuple(value) or None

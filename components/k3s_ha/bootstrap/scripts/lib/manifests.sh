@@ -35,6 +35,9 @@ k3s_ha_config_split_manifests() {
 k3s_ha_manifests_save() {
   local path=$1 config_changed=${_k3s_ha_config_changed:-0} first=""
   if ((${_k3s_ha_has_manifests:-0})); then
+    # Before K3s's first start nothing of DATA_DIR/server exists yet; K3s makes it 0700 when it
+    # creates it, and keeps whatever mode it finds.
+    (umask 077 && mkdir -p -- "$(dirname -- "$path")") || k3s_ha_die "could not create $(dirname -- "$path")"
     k3s_ha_write_config "$path" < <(printf '%s' "$_k3s_ha_manifests")
   elif [[ -f $path ]]; then
     IFS= read -r first <"$path" || true
