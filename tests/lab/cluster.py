@@ -62,7 +62,7 @@ def cloud_args(version: str) -> dict:
 def cloud_manifests(version: str) -> list[dict]:
     image = cloud_integration.ccm_image(parse_version(version))
     return [
-        cloud_integration.ccm_chart(image),
+        cloud_integration.ccm_chart(image, LAB_CLUSTER_ID),
         cloud_integration.ebs_csi_chart(LAB_CLUSTER_ID, "lab-region-1"),
         cloud_integration.storage_class(),
         cloud_integration.csi_secret("AKIALABSTANDIN", "lab-secret-access-key"),

@@ -30,7 +30,7 @@ CLUSTER = "k3s-ha-prod-prod"
 def manifests(version: str = DEFAULT_K3S_VERSION) -> list[dict]:
     """The manifests as a server's K3s reads them: rendered into k3s-ha.yaml, parsed back."""
     objects = [
-        cloud_integration.ccm_chart(cloud_integration.ccm_image(parse_version(version))),
+        cloud_integration.ccm_chart(cloud_integration.ccm_image(parse_version(version)), CLUSTER),
         cloud_integration.ebs_csi_chart(CLUSTER, "eu-west-1"),
         cloud_integration.storage_class(),
         cloud_integration.csi_secret("AKIAEXAMPLE", "secret-example"),
@@ -105,6 +105,7 @@ def test_the_ccm_chart_runs_where_k3s_can_run_it() -> None:
     assert values["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}
     assert values["hostNetworking"] is True
     assert "--configure-cloud-routes=false" in values["args"] and "--cloud-provider=aws" in values["args"]
+    assert f"--cluster-name={CLUSTER}" in values["args"]
     minor = parse_version(DEFAULT_K3S_VERSION).minor
     assert values["image"]["tag"].startswith(f"v1.{minor}.")
 

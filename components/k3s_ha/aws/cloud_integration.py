@@ -136,11 +136,13 @@ def _helm_chart(chart: Chart, values: Mapping[str, Any], *, bootstrap: bool) -> 
     }
 
 
-def ccm_chart(image: str) -> dict[str, Any]:
+def ccm_chart(image: str, cluster: str) -> dict[str, Any]:
+    """`--cluster-name`: the CCM names its NLBs' security groups from it (GetSecurityGroupNameForNLB,
+    aws.go); the default, "kubernetes", is the same for every cluster sharing a VPC."""
     return _helm_chart(
         AWS_CCM_CHART,
         {
-            "args": ["--v=2", "--cloud-provider=aws", "--configure-cloud-routes=false"],
+            "args": ["--v=2", "--cloud-provider=aws", "--configure-cloud-routes=false", f"--cluster-name={cluster}"],
             "image": {"tag": image},
             "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
             "hostNetworking": True,
@@ -388,5 +390,5 @@ def build_cloud_integration(
     csi_chart: pulumi.Output[dict[str, Any]] = region.apply(lambda r: ebs_csi_chart(cluster, r))
     return CloudIntegration(
         cluster=cluster,
-        manifests=(ccm_chart(image), csi_chart, storage_class(), csi_secret(key.id, key.secret)),
+        manifests=(ccm_chart(image, cluster), csi_chart, storage_class(), csi_secret(key.id, key.secret)),
     )
