@@ -8,7 +8,7 @@ if [[ ! -x $venv/bin/python ]]; then
 fi
 # The lab (tests/lab, marker `lab`) runs hosts with a real sshd, sudo and etcd. As root (CI is
 # root on a fresh machine) install what is missing; elsewhere the lab tests skip and say why.
-lab_packages=(openssh-server openssh-sftp-server openssh-client sudo etcd-server etcd-client iproute2 curl openssl)
+lab_packages=(openssh-server openssh-sftp-server openssh-client sudo etcd-server etcd-client iproute2 curl openssl python3-yaml)
 # Not when the lab is deselected (`-m "not lab"`): nothing else needs them.
 lab_selected=1
 if [[ " $* " == *"not lab"* ]]; then

@@ -42,6 +42,8 @@ PACKAGES = {  # Debian package -> a file it installs
     "util-linux": "/usr/bin/unshare",
     "curl": "/usr/bin/curl",
     "openssl": "/usr/bin/openssl",
+    # The K3s stand-in reads the auto-deploy directory's YAML with the hosts' python3.
+    "python3-yaml": "/usr/lib/python3/dist-packages/yaml/__init__.py",
 }
 # Mount points the hosts bind over; created on the machine when missing (empty directories),
 # and left there: removing one would detach the bind mounts of another lab that is running.
