@@ -56,7 +56,9 @@ class Node:
         params: dict[str, str] | None = None,
         stdin: str = "",
         extra_env: dict[str, str] | None = None,
+        wall_seconds: float = 30,
     ) -> subprocess.CompletedProcess[str]:
+        """`wall_seconds`: a guard against a hang, not a measure (a loaded CI stretches wall time)."""
         params = dict(params or {})
         # The step's bound is the command's `timeout` now (commands.py); tests still name it
         # as the parameter it once was.
@@ -88,7 +90,7 @@ class Node:
             capture_output=True,
             text=True,
             env=env,
-            timeout=30,
+            timeout=wall_seconds,
         )
 
     def command(self, name: str, params: dict[str, str], seconds: int = 300) -> str:
