@@ -92,6 +92,9 @@ class Cluster:
     """Run the program with K3sCluster's AWS cloud integration on the K3s side (aws/cloud_integration.py):
     its server and agent settings (cloud-provider=external) and its manifests, with a made-up
     region and access key. The stand-in's cloud controller initialises the Nodes."""
+    registered_before_cloud: set[str] = field(default_factory=set)
+    """Node names registered before the integration was turned on: they keep K3s's own
+    `k3s://` providerID until their machine is replaced (docs/aws.md)."""
     recorded: engine.Run | None = None
     """The program's registrations as of the last `up` (the stack's state)."""
     mocks: driver.LabMocks | None = None
@@ -286,7 +289,8 @@ class Cluster:
         wrote and applied the same k3s-ha.yaml, the manifests Python rendered; every node's
         kubelet ran with cloud-provider=external (K3s's k3s.io/node-args annotation), the servers
         with their own cloud controller off; and the cloud controller initialised every Node
-        (providerID aws:///..., no uninitialized taint) before the `up` finished."""
+        (providerID aws:///..., no uninitialized taint) before the `up` finished; a Node
+        registered before the integration keeps its k3s:// providerID."""
         rendered = node_config.render_manifests(cloud_manifests(self.version))
         checksum = hashlib.sha256(rendered.encode()).hexdigest()
         for name in self.servers:
@@ -307,7 +311,8 @@ class Cluster:
             flags = list(zip(args[1::2], args[2::2]))
             assert ("--kubelet-arg", "cloud-provider=external") in flags, (name, args)
             assert (("--disable-cloud-controller", "true") in flags) == (name in servers), (name, args)
-            assert item["spec"]["providerID"].startswith("aws:///"), (name, item["spec"])
+            scheme = "k3s://" if name in self.registered_before_cloud else "aws:///"
+            assert item["spec"]["providerID"].startswith(scheme), (name, item["spec"])
             taints = [t["key"] for t in item["spec"].get("taints", [])]
             assert cloud_integration.UNINITIALIZED_TAINT not in taints, (name, taints)
 

@@ -107,8 +107,22 @@ def test_agents_join_leave_and_a_reimaged_agent_rejoins_without_touching_the_oth
     assert ran(shrunk) == {"lab-members", "lab-removals"}
     assert_uninstalled(cluster, cluster.host("a3"))
 
+    # The AWS integration's K3s side turned on for this running cluster (issue 19, docs/aws.md
+    # "Turning it on for a running cluster"): every node restarts onto its new config.yaml, the
+    # server's manifests install the (stand-in) CCM, and the running nodes keep the k3s://
+    # providerIDs they registered with, so the up does not wait on the CCM for them.
+    cluster.cloud, cluster.registered_before_cloud = True, {"lab-s0", "lab-a0", "lab-a1", "lab-a2"}
+    turned_on = cluster.up()
+    record_report("AWS integration turned on (1+3)", turned_on)
+    assert {f"lab-{n}-start" for n in ("s0", "a0", "a1", "a2")} <= ran(turned_on)
+    cluster.check()
+    first = running_pids(cluster)
+
+    # The documented roll: a replaced machine registers tainted, its start waits for the CCM,
+    # and it comes up with an AWS providerID (cluster.check).
     cluster.new_machine("a1")  # re-imaged: same address and host name, nothing of K3s left
     assert not cluster.host("a1").path("/usr/local/bin/k3s").exists()
+    cluster.registered_before_cloud.discard("lab-a1")
     replaced = cluster.up()
     record_report("replace one agent (re-imaged host)", replaced)
     cluster.check()
