@@ -61,12 +61,9 @@ def cloud_args(version: str) -> dict:
 
 def cloud_manifests(version: str) -> list[dict]:
     image = cloud_integration.ccm_image(parse_version(version))
-    return [
-        cloud_integration.ccm_chart(image, LAB_CLUSTER_ID),
-        cloud_integration.ebs_csi_chart(LAB_CLUSTER_ID, "lab-region-1"),
-        cloud_integration.storage_class(),
-        cloud_integration.csi_secret("AKIALABSTANDIN", "lab-secret-access-key"),
-    ]
+    return list(
+        cloud_integration.manifests(LAB_CLUSTER_ID, image, "lab-region-1", "AKIALABSTANDIN", "lab-secret-access-key")
+    )
 
 
 @dataclass

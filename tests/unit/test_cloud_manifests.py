@@ -29,12 +29,8 @@ CLUSTER = "k3s-ha-prod-prod"
 
 def manifests(version: str = DEFAULT_K3S_VERSION) -> list[dict]:
     """The manifests as a server's K3s reads them: rendered into k3s-ha.yaml, parsed back."""
-    objects = [
-        cloud_integration.ccm_chart(cloud_integration.ccm_image(parse_version(version)), CLUSTER),
-        cloud_integration.ebs_csi_chart(CLUSTER, "eu-west-1"),
-        cloud_integration.storage_class(),
-        cloud_integration.csi_secret("AKIAEXAMPLE", "secret-example"),
-    ]
+    image = cloud_integration.ccm_image(parse_version(version))
+    objects = cloud_integration.manifests(CLUSTER, image, "eu-west-1", "AKIAEXAMPLE", "secret-example")
     return [d for d in yaml.safe_load_all(node_config.render_manifests(objects)) if d]
 
 

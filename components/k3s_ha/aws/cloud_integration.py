@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -77,6 +76,11 @@ def cluster_id(project: str, stack: str, name: str) -> str:
     """The cluster's id in its AWS tags: project, stack and cluster name, so that two stacks in
     one account never claim each other's load balancers and volumes."""
     return f"{project}-{stack}-{name}"
+
+
+def cluster_tag(cluster: str) -> str:
+    """The key of the cluster's tag, `kubernetes.io/cluster/<id>` (cloud-provider-aws tags.go)."""
+    return f"{CLUSTER_TAG_PREFIX}{cluster}"
 
 
 def ccm_image(version: K3sVersion) -> str:
@@ -266,7 +270,7 @@ def ccm_policy(cluster: str) -> str:
     created, and the service-linked role only for Elastic Load Balancing."""
     [statement] = upstream_policy("cloud-provider-aws-control-plane")["Statement"]
     upstream = set(statement["Action"])
-    tag = f"{CLUSTER_TAG_PREFIX}{cluster}"
+    tag = cluster_tag(cluster)
     open_actions = upstream - CCM_UNUSED_ACTIONS - CCM_TAGGED_ONLY_ACTIONS - {"iam:CreateServiceLinkedRole"}
 
     def allow(sid: str, actions: set[str] | frozenset[str], resource: str, condition: dict | None = None) -> dict:
@@ -333,23 +337,23 @@ def ebs_csi_policy(cluster: str) -> str:
         statement = json.loads(text)
         if statement.get("Sid") == "AttachDetachVolumesToAnyInstance":
             statement["Sid"] = "AttachDetachVolumesToThisClustersInstances"
-            statement["Condition"] = {"StringEquals": {f"ec2:ResourceTag/{CLUSTER_TAG_PREFIX}{cluster}": "owned"}}
+            statement["Condition"] = {"StringEquals": {f"ec2:ResourceTag/{cluster_tag(cluster)}": "owned"}}
         statements.append(statement)
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
-@dataclass(frozen=True)
-class CloudIntegration:
-    """What the integration adds to a K3sCluster, built (build_cloud_integration)."""
-
-    cluster: str
-    """The cluster id of the kubernetes.io/cluster/<id> tags."""
-    manifests: tuple[pulumi.Input[dict[str, Any]], ...]
-    """Every server's k3s-ha.yaml: the two HelmCharts, the StorageClass and the CSI Secret."""
-
-    @property
-    def cluster_tags(self) -> dict[str, str]:
-        return {f"{CLUSTER_TAG_PREFIX}{self.cluster}": "owned"}
+def manifests(
+    cluster: str, image: str, region: pulumi.Input[str], key_id: pulumi.Input[str], secret_key: pulumi.Input[str]
+) -> tuple[pulumi.Input[dict[str, Any]], ...]:
+    """Every server's k3s-ha.yaml: the two HelmCharts, the StorageClass and the CSI driver's
+    Secret. The EBS CSI chart carries the region inside valuesContent (a string): given as an
+    Output, it is rendered once known."""
+    csi = (
+        region.apply(lambda r: ebs_csi_chart(cluster, r))
+        if isinstance(region, pulumi.Output)
+        else ebs_csi_chart(cluster, region)
+    )
+    return ccm_chart(image, cluster), csi, storage_class(), csi_secret(key_id, secret_key)
 
 
 def build_cloud_integration(
@@ -360,9 +364,9 @@ def build_cloud_integration(
     server_role: aws.iam.Role,
     tags: Mapping[str, str],
     parent: pulumi.Resource,
-) -> CloudIntegration:
-    """The CCM's policy on the servers' role, the CSI driver's IAM user and access key, and the
-    manifests."""
+) -> tuple[pulumi.Input[dict[str, Any]], ...]:
+    """The CCM's policy on the servers' role and the CSI driver's IAM user and access key;
+    returns the manifests (`manifests`)."""
     aws.iam.RolePolicy(
         f"{name}-cloud-controller",
         role=server_role.id,
@@ -386,9 +390,4 @@ def build_cloud_integration(
     # k3s-ha.yaml in the same `up` (docs/aws.md).
     key = aws.iam.AccessKey(f"{name}-ebs-csi", user=user.name, opts=pulumi.ResourceOptions(parent=user))
     region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=parent)).region
-    # The EBS CSI chart carries the region inside valuesContent (a string): rendered once known.
-    csi_chart: pulumi.Output[dict[str, Any]] = region.apply(lambda r: ebs_csi_chart(cluster, r))
-    return CloudIntegration(
-        cluster=cluster,
-        manifests=(ccm_chart(image, cluster), csi_chart, storage_class(), csi_secret(key.id, key.secret)),
-    )
+    return manifests(cluster, image, region, key.id, key.secret)

@@ -6,6 +6,7 @@ and returns typed settings; the steps below build only from those.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -23,7 +24,7 @@ from ..validation import field
 from . import cloud_integration
 from .args import K3sClusterArgs
 from .bastion import Bastion, bastion_image, build_bastion
-from .cloud_integration import CloudIntegration, build_cloud_integration
+from .cloud_integration import build_cloud_integration
 from .firewall import Firewall, allow, build_firewall
 from .host_keys import HOST_KEY_TAG, generate_host_key, pinned_host_key, user_data
 from .load_balancer import attach_server, build_load_balancer
@@ -72,14 +73,14 @@ class K3sCluster(pulumi.ComponentResource):
         key_name, private_key, generated_key = _ssh_key(name, settings, tags, self)
         role = build_server_role(name, tags, self) if settings.snapshot_bucket or settings.cloud else None
         snapshots = _snapshot_store(name, settings, tags, self, role)
-        cloud = _cloud_integration(name, settings, role, tags, self)
+        manifests = _cloud_integration(name, settings, role, tags, self)
         servers, agents = _machines(name, settings, network, firewall, key_name, role, tags, self)
         bastion = _bastion(name, settings, network, firewall, key_name, tags, self)
         registration, lb_rules = _load_balancer(name, settings, network, firewall, servers, agents, tags, self)
         bootstrap = K3sBootstrap(
             name,
             _bootstrap_settings(
-                settings, private_key, servers, agents, registration, lb_rules, snapshots, bastion, cloud, network
+                settings, private_key, servers, agents, registration, lb_rules, snapshots, bastion, manifests, network
             ),
             pulumi.ResourceOptions(parent=self),
         )
@@ -134,7 +135,7 @@ def _cluster_tags(settings: ClusterSettings) -> dict[str, str]:
     """`kubernetes.io/cluster/<id>: owned` with the AWS integration, else nothing."""
     if settings.cloud is None:
         return {}
-    return {f"{cloud_integration.CLUSTER_TAG_PREFIX}{settings.cloud.cluster_id}": "owned"}
+    return {cloud_integration.cluster_tag(settings.cloud.cluster_id): "owned"}
 
 
 def _tag_existing_subnets(name: str, subnets: object, cluster_tags: dict[str, str], parent: pulumi.Resource) -> None:
@@ -237,7 +238,8 @@ def _snapshot_store(
 
 def _cloud_integration(
     name: str, settings: ClusterSettings, role: ServerRole | None, tags: dict[str, str], parent: pulumi.Resource
-) -> CloudIntegration | None:
+) -> tuple[pulumi.Input[dict[str, Any]], ...] | None:
+    """The integration's IAM, and the manifests every server gets; None when it is off."""
     if settings.cloud is None or role is None:
         return None
     return build_cloud_integration(
@@ -483,7 +485,7 @@ def _bootstrap_settings(
     lb_rules: dict[str, list[aws.vpc.SecurityGroupIngressRule]],
     snapshots: SnapshotStore | None,
     bastion: Bastion | None = None,
-    cloud: CloudIntegration | None = None,
+    manifests: tuple[pulumi.Input[dict[str, Any]], ...] | None = None,
     network: Network | None = None,
 ) -> BootstrapSettings:
     """What the bootstrap needs, from settings already checked (the bootstrap does not check
@@ -521,7 +523,7 @@ def _bootstrap_settings(
         },
         agent_config=settings.agent_config,
         registries=settings.registries,
-        server_manifests=cloud.manifests if cloud else None,
+        server_manifests=manifests,
         # The removal key is let in from inside the VPC only, a range no server replacement
         # changes (bootstrap/removal_key.py). An existing VPC's range is not looked up.
         removal_key_sources=(str(settings.network.cidr),) if isinstance(settings.network, NewVpc) else (),
