@@ -9,17 +9,10 @@ from k3s_ha import ConfigError, K3sBootstrap, K3sCluster
 from k3s_ha.aws.checks import world_open
 from k3s_ha.validation import MAX_AGENTS, MAX_SERVERS
 from support import engine
-from support.helpers import SECRET_KEYS, USER_TOKEN, commands, config, stdin_yaml
+from support.helpers import SECRET_KEYS, USER_TOKEN, commands, config, refuse, stdin_yaml
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nhomelab\n-----END OPENSSH PRIVATE KEY-----"
 OTHER_TOKEN = "agenttoken0123456789abcdefghijklmnopqrstuvwxyz0"
-
-
-def refuse(**overrides) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        engine.run(engine.main_program, config(**overrides), SECRET_KEYS)
-    assert caught.value.registrations == [], "a refused input must create nothing"
-    return caught.value
 
 
 # --- tokens -----------------------------------------------------------------------------------

@@ -4,9 +4,8 @@ gateways for their egress, and a bastion k3s-ha creates that Pulumi's SSH hops t
 import ipaddress
 
 import pytest
-from k3s_ha import ConfigError
 from support import engine
-from support.helpers import SECRET_KEYS, config, ingress_rules
+from support.helpers import SECRET_KEYS, config, ingress_rules, refuse
 
 INSTANCE = "aws:ec2/instance:Instance"
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -197,28 +196,21 @@ def test_the_default_registers_no_nat_no_bastion_and_no_private_subnet(default):
     assert shape(explicit) == shape(default)
 
 
-def _refuse(**overrides) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        engine.run(engine.main_program, config(**overrides), SECRET_KEYS)
-    assert caught.value.registrations == [], "a refused input must create nothing"
-    return caught.value
-
-
 def test_private_nodes_in_an_existing_vpc_are_refused_with_the_way_to_do_it():
-    error = _refuse(privateNodes=True, vpcId="vpc-0123456789abcdef0", subnetIds=["subnet-0aaaaaaaaaaaaaaa1"])
+    error = refuse(privateNodes=True, vpcId="vpc-0123456789abcdef0", subnetIds=["subnet-0aaaaaaaaaaaaaaa1"])
     assert error.field == "privateNodes / private_nodes"
     assert "put nodes in your private subnets with subnetIds and give bastionHost" in error.fix
 
 
 def test_a_bastion_host_with_private_nodes_is_refused():
-    error = _refuse(privateNodes=True, bastionHost="203.0.113.10")
+    error = refuse(privateNodes=True, bastionHost="203.0.113.10")
     assert error.field == "bastionHost / bastion_host"
     assert "k3s-ha creates the bastion" in error.problem and "unset bastionHost" in error.fix
 
 
 @pytest.mark.parametrize("value", ["perzone", "none", "two"])
 def test_a_nat_layout_other_than_per_zone_or_single_is_refused(value):
-    error = _refuse(privateNodes=True, natGateways=value)
+    error = refuse(privateNodes=True, natGateways=value)
     assert error.field == "natGateways / nat_gateways"
     assert "perZone" in error.fix and "single" in error.fix
 

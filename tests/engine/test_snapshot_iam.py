@@ -8,16 +8,9 @@ import pytest
 from k3s_ha import ConfigError
 from k3s_ha.aws.snapshots import snapshot_folder, snapshot_policy
 from support import engine
-from support.helpers import SECRET_KEYS, config, stdin_yaml
+from support.helpers import SECRET_KEYS, config, refuse, stdin_yaml
 
 POLICY = "aws:iam/rolePolicy:RolePolicy"
-
-
-def refuse(**overrides) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        engine.run(engine.main_program, config(**overrides), SECRET_KEYS)
-    assert caught.value.registrations == [], "a refused input must create nothing"
-    return caught.value
 
 
 @pytest.mark.parametrize(

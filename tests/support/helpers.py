@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
+from k3s_ha import ConfigError
 from k3s_ha.bootstrap.node_config import MANIFESTS_SEPARATOR, REGISTRIES_SEPARATOR
 
+from support import engine
 from support.engine import Run
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstand-in-key-material\n-----END OPENSSH PRIVATE KEY-----"
@@ -26,6 +29,14 @@ OPERATOR_ADDRESS = "198.51.100.23"
 
 def config(**overrides):
     return {**BASE_CONFIG, **overrides}
+
+
+def refuse(**overrides) -> ConfigError:
+    """The error the project's program raises for `config(**overrides)`, having created nothing."""
+    with pytest.raises(ConfigError) as caught:
+        engine.run(engine.main_program, config(**overrides), SECRET_KEYS)
+    assert caught.value.registrations == [], "a refused input must create nothing"
+    return caught.value
 
 
 def commands(run: Run):

@@ -4,14 +4,7 @@ import pytest
 from k3s_ha import ConfigError
 from k3s_ha.versions import AWS_CCM_IMAGES, Era, parse_version
 from support import engine
-from support.helpers import SECRET_KEYS, USER_TOKEN, config
-
-
-def refuse(**overrides) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        engine.run(engine.main_program, config(**overrides), SECRET_KEYS)
-    assert caught.value.registrations == [], "a refused input must create nothing"
-    return caught.value
+from support.helpers import SECRET_KEYS, USER_TOKEN, config, refuse
 
 
 @pytest.mark.parametrize("servers", [0, 2, 4, -1])
