@@ -83,16 +83,8 @@ def build_network(
     )
     subnets = []
     for index, (zone, cidr) in enumerate(zip(zones, subnet_cidrs(vpc_cidr, len(zones)))):
-        subnet = aws.ec2.Subnet(
-            f"{name}-public-{index}",
-            vpc_id=vpc.id,
-            cidr_block=cidr,
-            availability_zone=zone,
-            map_public_ip_on_launch=True,
-            tags={**tags, **_role_tags(cluster_tags, "elb"), "Name": f"{name}-public-{index}"},
-            # get_availability_zones(state="available") shifts when a zone is impaired; a
-            # subnet keeps the zone it was made in rather than being replaced (its nodes with it).
-            opts=pulumi.ResourceOptions(parent=vpc, ignore_changes=["availabilityZone"]),
+        subnet = _subnet(
+            f"{name}-public-{index}", vpc, zone, cidr, public=True, tags={**tags, **_role_tags(cluster_tags, "elb")}
         )
         aws.ec2.RouteTableAssociation(
             f"{name}-public-{index}",
@@ -109,6 +101,23 @@ def build_network(
     private_ids, ready = _private_subnets(name, vpc, vpc_cidr, zones, [nat for nat, _ in nats], private_tags)
     nat_ips = [ip for _, ip in nats]
     return Network(vpc.id, private_ids, public_subnet_ids=public_ids, nat_public_ips=nat_ips, egress_ready=ready)
+
+
+def _subnet(
+    name: str, vpc: aws.ec2.Vpc, zone: pulumi.Input[str], cidr: str, *, public: bool, tags: Mapping[str, str]
+) -> aws.ec2.Subnet:
+    """A zone's subnet, named and tagged `name`; `public`: instances get a public address."""
+    return aws.ec2.Subnet(
+        name,
+        vpc_id=vpc.id,
+        cidr_block=cidr,
+        availability_zone=zone,
+        map_public_ip_on_launch=public,
+        tags={**tags, "Name": name},
+        # get_availability_zones(state="available") shifts when a zone is impaired; a subnet
+        # keeps the zone it was made in rather than being replaced (its nodes with it).
+        opts=pulumi.ResourceOptions(parent=vpc, ignore_changes=["availabilityZone"]),
+    )
 
 
 def _role_tags(cluster_tags: Mapping[str, str] | None, role: str) -> dict[str, str]:
@@ -160,15 +169,7 @@ def _private_subnets(
     table associations' (Network.egress_ready)."""
     ids, ready = [], []
     for index, (zone, cidr) in enumerate(zip(zones, private_subnet_cidrs(vpc_cidr, len(zones)))):
-        subnet = aws.ec2.Subnet(
-            f"{name}-private-{index}",
-            vpc_id=vpc.id,
-            cidr_block=cidr,
-            availability_zone=zone,
-            map_public_ip_on_launch=False,
-            tags={**tags, "Name": f"{name}-private-{index}"},
-            opts=pulumi.ResourceOptions(parent=vpc, ignore_changes=["availabilityZone"]),
-        )
+        subnet = _subnet(f"{name}-private-{index}", vpc, zone, cidr, public=False, tags=tags)
         routes = aws.ec2.RouteTable(
             f"{name}-private-{index}",
             vpc_id=vpc.id,
