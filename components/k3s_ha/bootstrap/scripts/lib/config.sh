@@ -80,6 +80,25 @@ k3s_ha_config_from_stdin() {
   fi
 }
 
+# Usage: k3s_ha_config_split_part SEPARATOR REQUIRED MESSAGE
+# After k3s_ha_config_from_stdin: moves what follows the line SEPARATOR (a later document on the
+# start step's stdin: registries.yaml, the manifests) out of _k3s_ha_config into _k3s_ha_part
+# and sets _k3s_ha_has_part to 1, or to 0 when stdin had none. REQUIRED=1 (a start step's
+# parameter) says stdin must carry it: every document ends with the same end marker, so a stdin
+# cut before it would otherwise read as "none" and remove the file; then it dies with MESSAGE.
+k3s_ha_config_split_part() {
+  local separator=$'\n'"$1"$'\n'
+  _k3s_ha_part=""
+  _k3s_ha_has_part=0
+  if [[ $_k3s_ha_config == *"$separator"* ]]; then
+    _k3s_ha_part=${_k3s_ha_config#*"$separator"}
+    _k3s_ha_config=${_k3s_ha_config%%"$separator"*}$'\n'
+    _k3s_ha_has_part=1
+  elif [[ $2 == 1 ]]; then
+    k3s_ha_die "$3"
+  fi
+}
+
 # Usage: k3s_ha_config_from_file FILE
 # Loads FILE into _k3s_ha_config, byte for byte.
 k3s_ha_config_from_file() {

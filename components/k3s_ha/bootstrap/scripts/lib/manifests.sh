@@ -11,19 +11,13 @@
 
 # After k3s_ha_config_from_stdin and before k3s_ha_config_split_registries: moves the
 # manifests part into _k3s_ha_manifests and sets _k3s_ha_has_manifests (1 or 0).
-# K3S_HA_WITH_MANIFESTS=1 says stdin must carry them: every part ends with the same end
-# marker, so stdin cut before them would otherwise read as "none" and remove the file.
+# K3S_HA_WITH_MANIFESTS=1 says stdin must carry them (k3s_ha_config_split_part).
+# shellcheck disable=SC2154 # _k3s_ha_part, _k3s_ha_has_part: k3s_ha_config_split_part (lib/config.sh)
 k3s_ha_config_split_manifests() {
-  local separator=$'\n--- # k3s-ha: manifests follow\n'
-  _k3s_ha_manifests=""
-  _k3s_ha_has_manifests=0
-  if [[ $_k3s_ha_config == *"$separator"* ]]; then
-    _k3s_ha_manifests=${_k3s_ha_config#*"$separator"}
-    _k3s_ha_config=${_k3s_ha_config%%"$separator"*}$'\n'
-    _k3s_ha_has_manifests=1
-  elif [[ ${K3S_HA_WITH_MANIFESTS:-0} == 1 ]]; then
-    k3s_ha_die "stdin ended before the manifests that were to follow (cut short?): nothing was written; run pulumi up again"
-  fi
+  k3s_ha_config_split_part '--- # k3s-ha: manifests follow' "${K3S_HA_WITH_MANIFESTS:-0}" \
+    "stdin ended before the manifests that were to follow (cut short?): nothing was written; run pulumi up again"
+  _k3s_ha_manifests=$_k3s_ha_part
+  _k3s_ha_has_manifests=$_k3s_ha_has_part
 }
 
 # Usage: k3s_ha_manifests_save PATH

@@ -9,20 +9,14 @@
 
 # After k3s_ha_config_from_stdin: moves the registries.yaml part out of _k3s_ha_config into
 # _k3s_ha_registries and sets _k3s_ha_has_registries to 1, or to 0 when stdin had none.
-# K3S_HA_WITH_REGISTRIES=1 (a start step's parameter) says stdin must carry one: config.yaml
-# ends with the same end marker as the whole stdin, so a stdin cut between the two would
-# otherwise look like "no registries" and remove the file.
+# K3S_HA_WITH_REGISTRIES=1 (a start step's parameter) says stdin must carry one
+# (k3s_ha_config_split_part).
+# shellcheck disable=SC2154 # _k3s_ha_part, _k3s_ha_has_part: k3s_ha_config_split_part (lib/config.sh)
 k3s_ha_config_split_registries() {
-  local separator=$'\n--- # k3s-ha: registries.yaml follows\n'
-  _k3s_ha_registries=""
-  _k3s_ha_has_registries=0
-  if [[ $_k3s_ha_config == *"$separator"* ]]; then
-    _k3s_ha_registries=${_k3s_ha_config#*"$separator"}
-    _k3s_ha_config=${_k3s_ha_config%%"$separator"*}$'\n'
-    _k3s_ha_has_registries=1
-  elif [[ ${K3S_HA_WITH_REGISTRIES:-0} == 1 ]]; then
-    k3s_ha_die "stdin ended after config.yaml although a registries.yaml was to follow (cut short?): nothing was written; run pulumi up again"
-  fi
+  k3s_ha_config_split_part '--- # k3s-ha: registries.yaml follows' "${K3S_HA_WITH_REGISTRIES:-0}" \
+    "stdin ended after config.yaml although a registries.yaml was to follow (cut short?): nothing was written; run pulumi up again"
+  _k3s_ha_registries=$_k3s_ha_part
+  _k3s_ha_has_registries=$_k3s_ha_has_part
 }
 
 # Usage: k3s_ha_registries_save PATH
